@@ -1,0 +1,37 @@
+# deploykit's two commands: `make demo` (set up + run the demo) and `make test` (set up + run the tests).
+# Set-up is idempotent: a second run only redoes what changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test demo chromium web clean
+
+setup: $(VENV)/.installed web chromium
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[all]"
+	touch $@
+
+# The static page: TFJS pinned by web/package-lock.json, bundled with esbuild into web/dist.
+web:
+	@if [ -f web/build.mjs ]; then \
+	  npm --prefix web ci --no-audit --no-fund --loglevel=error && npm --prefix web run --silent build; \
+	fi
+
+# Debian's chromium for the browser tests (Playwright cannot download its own browser here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/deploykit demo
+
+clean:
+	rm -rf $(VENV) web/node_modules web/dist deploykit-demo

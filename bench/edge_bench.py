@@ -1,0 +1,333 @@
+"""Side-by-side benchmark of `deploykit-edge serve` (issue 5), in one run.
+
+Three servers answer `POST /predict_json` with `[6, 250, 66.5]`, one after the other, on loopback:
+
+* baseline: the course's service: Flask dev server, Keras `load_model`, `predict_on_batch` on a
+  one-row pandas DataFrame per request;
+* ceiling:  a bare ASGI app under the same uvicorn (httptools, uvloop) that returns a constant;
+* edge:     `python -m edge serve BUNDLE` (ai-edge-litert / tflite-runtime, no TensorFlow).
+
+The same load generator drives all three: wrk (`apt-get install -y wrk`) when it is on PATH, else an
+asyncio client; 8 connections, fixed duration. Also measured: resident memory of the whole process
+tree after loading and after the load, process start to the first 200, and one prediction through the
+Python API (edge `Predictor.predict_rows`) against Keras `predict_on_batch` on a DataFrame.
+
+    python bench/edge_bench.py [--bundle B --model M.keras] [--duration 10] [--json bench/edge_bench.json]
+
+Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI into a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+BODY = b"[6, 250, 66.5]"
+GOALS = {"rps_vs_baseline": 40.0, "rps_vs_ceiling": 0.70, "p99_vs_baseline": 1 / 20, "rss_vs_baseline": 1 / 10,
+         "start_vs_baseline": 1 / 10, "api_speedup": 100.0}
+
+BASELINE_APP = textwrap.dedent('''
+    """The course's service, as the course writes it (Flask + Keras + predict_on_batch on a DataFrame)."""
+    import sys
+    import pandas as pd
+    from flask import Flask, jsonify, request
+    import keras
+
+    model = keras.models.load_model(sys.argv[1])
+    app = Flask(__name__)
+    COLUMNS = ["rm", "tax", "age"]
+
+    @app.route("/predict_json", methods=["POST"])
+    def predict_json():
+        data = request.get_json()
+        # TODO: input checks
+        df = pd.DataFrame([data], columns=COLUMNS)
+        prediction = model.predict_on_batch(df)
+        # TODO: output checks, logging
+        return jsonify({"prediction": float(prediction[0][0]), "success": True})
+
+    app.run(host="127.0.0.1", port=int(sys.argv[2]), threaded=True)
+''')
+
+CEILING_APP = textwrap.dedent('''
+    """A bare ASGI app that answers every request with a constant: the ceiling of one uvicorn worker."""
+    import sys
+    import uvicorn
+
+    BODY = b'{"prediction":22.5,"success":true}'
+    HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": BODY})
+
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning",
+                server_header=False, date_header=False)
+''')
+
+WRK_LUA = 'wrk.method = "POST"\nwrk.body = "[6, 250, 66.5]"\nwrk.headers["Content-Type"] = "application/json"\n'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_once(port: int, timeout: float = 2.0) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/predict_json", data=BODY,
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        resp.read()
+        return resp.status
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (MB), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total_kb += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+        except (OSError, AttributeError):
+            pass
+        todo += children.get(p, [])
+    return total_kb / 1024
+
+
+def start(cmd: list[str], port: int, timeout: float = 120) -> tuple[subprocess.Popen, float]:
+    """Start a server; return it and the seconds from process start to the first 200 on /predict_json."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd} exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if post_once(port, 1.0) == 200:
+                return proc, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.01)
+    proc.kill()
+    raise RuntimeError(f"{cmd} did not answer in {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def load_wrk(port: int, duration: int, connections: int, threads: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_LUA)
+        script = f.name
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script,
+                          f"http://127.0.0.1:{port}/predict_json"], capture_output=True, text=True, check=True).stdout
+    os.unlink(script)
+
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(0) if errors else "", "generator": f"wrk -t{threads} -c{connections}"}
+
+
+async def _client(port: int, deadline: float, latencies: list[float], bad: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = (b"POST /predict_json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - t)
+        if not head.startswith(b"HTTP/1.1 200"):
+            bad.append(1)
+        if re.search(rb"(?i)connection:\s*close", head):
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+
+
+def load_python(port: int, duration: int, connections: int) -> dict:
+    latencies: list[float] = []
+    bad: list[int] = []
+
+    async def main() -> None:
+        deadline = time.perf_counter() + duration
+        await asyncio.gather(*[_client(port, deadline, latencies, bad) for _ in range(connections)])
+
+    t0 = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    return {"rps": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000, "non_2xx": len(bad), "socket_errors": "",
+            "generator": f"python asyncio, {connections} connections"}
+
+
+def measure_server(name: str, cmd: list[str], port: int, args: argparse.Namespace) -> dict:
+    proc, startup = start(cmd, port)
+    try:
+        for _ in range(200):  # warm up
+            post_once(port)
+        rss_loaded = tree_rss_mb(proc.pid)
+        if shutil.which("wrk") and not args.python_client:
+            result = load_wrk(port, args.duration, args.connections, args.wrk_threads)
+        else:
+            result = load_python(port, args.duration, args.connections)
+        result.update(start_to_first_200_s=startup, rss_mb=max(rss_loaded, tree_rss_mb(proc.pid)))
+    finally:
+        stop(proc)
+    print(f"  {name:9} {result['rps']:10.0f} req/s  p99 {result['p99_ms']:8.2f} ms  RSS {result['rss_mb']:7.1f} MB  "
+          f"start {result['start_to_first_200_s']:6.2f} s", flush=True)
+    return result
+
+
+def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
+    """Median seconds of one prediction: edge Predictor vs Keras predict_on_batch on a DataFrame."""
+    code = textwrap.dedent(f'''
+        import json, statistics, sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from edge.runner import Predictor
+        p = Predictor({str(bundle)!r})
+        row = [[6.0, 250.0, 66.5]]
+        for _ in range(1000): p.predict_rows(row)
+        times = []
+        for _ in range({repeats * 50}):
+            t = time.perf_counter(); p.predict_rows(row); times.append(time.perf_counter() - t)
+        edge = statistics.median(times)
+        import pandas as pd, keras
+        model = keras.models.load_model({str(model)!r})
+        df = pd.DataFrame(row, columns=["rm", "tax", "age"])
+        for _ in range(20): model.predict_on_batch(df)
+        times = []
+        for _ in range({repeats}):
+            t = time.perf_counter(); model.predict_on_batch(pd.DataFrame(row, columns=["rm", "tax", "age"])); times.append(time.perf_counter() - t)
+        print(json.dumps({{"edge_s": edge, "keras_s": statistics.median(times)}}))
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def make_bundle(work: Path) -> tuple[Path, Path]:
+    model, bundle = work / "mlp.keras", work / "bundle"
+    for cmd in ([sys.executable, "-m", "convert", "train", "--model", "mlp", "--out", str(model)],
+                [sys.executable, "-m", "convert", "convert", str(model), "--data", "convert/data/boston.csv",
+                 "--target", "medv", "--out", str(bundle), "--force"]):
+        subprocess.run(cmd, cwd=REPO, env=ENV, check=True, capture_output=True)
+    return bundle, model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path)
+    parser.add_argument("--model", type=Path, help="the .keras model the bundle was converted from (baseline)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--python-client", action="store_true", help="use the asyncio client even if wrk exists")
+    parser.add_argument("--workers", type=int, default=1, help="deploykit-edge --workers")
+    parser.add_argument("--api-repeats", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "edge_bench.json")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="edge_bench_"))
+    if args.bundle is None:
+        print("training and converting the Boston MLP ...", flush=True)
+        args.bundle, args.model = make_bundle(work)
+    elif args.model is None:
+        parser.error("--model is needed with --bundle (the baseline serves the Keras model)")
+    (work / "baseline.py").write_text(BASELINE_APP)
+    (work / "ceiling.py").write_text(CEILING_APP)
+
+    print(f"load: {args.connections} connections, {args.duration} s each, loopback, "
+          f"{'wrk' if shutil.which('wrk') and not args.python_client else 'python asyncio client'}", flush=True)
+    results = {}
+    port = free_port()
+    results["baseline"] = measure_server("baseline", [sys.executable, str(work / "baseline.py"), str(args.model), str(port)], port, args)
+    port = free_port()
+    results["ceiling"] = measure_server("ceiling", [sys.executable, str(work / "ceiling.py"), str(port)], port, args)
+    port = free_port()
+    results["edge"] = measure_server("edge", [sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(port),
+                                              "--workers", str(args.workers)], port, args)
+    api = api_timings(args.bundle, args.model, args.api_repeats)
+
+    b, c, e = results["baseline"], results["ceiling"], results["edge"]
+    ratios = {
+        "rps_vs_baseline": e["rps"] / b["rps"],
+        "rps_vs_ceiling": e["rps"] / c["rps"],
+        "p99_vs_baseline": e["p99_ms"] / b["p99_ms"],
+        "rss_vs_baseline": e["rss_mb"] / b["rss_mb"],
+        "start_vs_baseline": e["start_to_first_200_s"] / b["start_to_first_200_s"],
+        "api_speedup": api["keras_s"] / api["edge_s"],
+    }
+    lower_is_better = {"p99_vs_baseline", "rss_vs_baseline", "start_vs_baseline"}
+    met = {k: (v <= GOALS[k]) if k in lower_is_better else (v >= GOALS[k]) for k, v in ratios.items()}
+
+    print()
+    print(f"{'figure':32} {'baseline':>12} {'ceiling':>12} {'edge':>12}")
+    print(f"{'requests/s':32} {b['rps']:12.0f} {c['rps']:12.0f} {e['rps']:12.0f}")
+    print(f"{'p99 latency (ms)':32} {b['p99_ms']:12.2f} {c['p99_ms']:12.2f} {e['p99_ms']:12.2f}")
+    print(f"{'resident memory, all procs (MB)':32} {b['rss_mb']:12.1f} {c['rss_mb']:12.1f} {e['rss_mb']:12.1f}")
+    print(f"{'start to first 200 (s)':32} {b['start_to_first_200_s']:12.2f} {c['start_to_first_200_s']:12.2f} {e['start_to_first_200_s']:12.2f}")
+    print(f"{'one prediction, Python API (us)':32} {api['keras_s'] * 1e6:12.1f} {'':>12} {api['edge_s'] * 1e6:12.1f}")
+    print()
+    names = {"rps_vs_baseline": "requests/s edge/baseline", "rps_vs_ceiling": "requests/s edge/ceiling",
+             "p99_vs_baseline": "p99 edge/baseline", "rss_vs_baseline": "RSS edge/baseline",
+             "start_vs_baseline": "start edge/baseline", "api_speedup": "API predict_on_batch/edge"}
+    for key, value in ratios.items():
+        goal = ("<= " if key in lower_is_better else ">= ") + f"{GOALS[key]:.3g}"
+        print(f"{names[key]:32} {value:10.3g}   goal {goal:10} {'met' if met[key] else 'NOT MET'}")
+    report = {"servers": results, "api": api, "ratios": ratios, "goals": GOALS, "met": met,
+              "command": " ".join([Path(sys.executable).name, "bench/edge_bench.py", *(argv or sys.argv[1:])]),
+              "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    print(f"\nwritten {args.json}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(met.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

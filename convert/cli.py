@@ -1,0 +1,215 @@
+"""The ``deploykit`` command line: train, convert, verify, serve-web, demo.
+
+Library code raises ``DeployKitError`` (or ``edge.errors.EdgeError``); this module turns it into one line,
+``Error: <message>``, on stderr and exit status 1. No traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from convert import __version__
+from convert.data import BOSTON_CSV
+from edge.errors import EdgeError
+
+EXIT_ERROR = 1
+
+
+def _console(stream):
+    from rich.console import Console
+
+    console = Console(file=stream, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = 160  # logs and pipes: keep table rows on one line
+    return console
+
+
+@contextlib.contextmanager
+def steps(console) -> Iterator[Callable[[str], None]]:
+    """A progress callback: each call closes the previous step (with its time) and starts a new one."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    state: dict[str, Any] = {"name": None, "start": 0.0}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def step(name: str) -> None:
+            now = time.perf_counter()
+            if state["name"] is not None:
+                progress.console.print(f"[green]✓[/] {state['name']} ({now - state['start']:.1f}s)")
+            state.update(name=name, start=now)
+            progress.update(task, description=name)
+
+        yield step
+        if state["name"] is not None:
+            progress.console.print(f"[green]✓[/] {state['name']} ({time.perf_counter() - state['start']:.1f}s)")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
+
+
+def print_artifacts(console, rows: list[dict[str, Any]], title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("artifact", "format", "variant", "size", "fp32 / this"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for row in rows:
+        table.add_row(row["artifact"], row["format"], row["variant"], _size(row["bytes"]), row.get("ratio", ""), row["note"])
+    console.print(table)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_train(args: argparse.Namespace, out, err) -> int:
+    from convert.train import save, train
+
+    console = _console(err)
+    out_path = Path(args.out)
+    if out_path.suffix != ".keras":
+        from convert.errors import DeployKitError
+
+        raise DeployKitError(f"--out must end in .keras (got {args.out!r}); Keras 3 saves models as .keras files")
+    results = {}
+    kinds = [args.model] if args.model == "linear" else ["linear", args.model]
+    with steps(console) as step:
+        for kind in kinds:
+            step(f"Training the {kind} Boston model (seed {args.seed})")
+            results[kind] = train(kind, seed=args.seed)
+        step(f"Saving {out_path}")
+        save(results[args.model].model, out_path)
+    for kind, result in results.items():
+        marker = "  (saved)" if kind == args.model else ""
+        print(f"{kind:>6}: hold-out MAE {result.holdout_mae:.3f} medv ($1000s), {result.epochs} epochs{marker}", file=out)
+    print(f"wrote {out_path}", file=out)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace, out, err) -> int:
+    from convert.pipeline import ConvertOptions, convert
+
+    features = [f.strip() for f in args.features.split(",")] if args.features else None
+    options = ConvertOptions(model=Path(args.model), data=Path(args.data), out=Path(args.out), target=args.target,
+                             name=args.name, force=args.force, features=features, seed=args.seed)
+    console = _console(err)
+    start = time.perf_counter()
+    with steps(console) as step:
+        result = convert(options, step)
+    print_artifacts(_console(out), result.rows, f"Bundle {result.bundle} ({time.perf_counter() - start:.1f}s)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, out, err) -> int:
+    try:
+        from convert.parity.cli import run_verify
+    except ImportError:
+        from convert.errors import DeployKitError
+
+        raise DeployKitError("deploykit verify is not part of this build yet; see the README") from None
+    return run_verify(args, out, err)
+
+
+def cmd_serve_web(args: argparse.Namespace, out, err) -> int:
+    from convert.serve_web import serve_web
+
+    serve_web(Path(args.bundle), port=args.port, host=args.host)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out, err) -> int:
+    from convert.demo import run_demo
+
+    return run_demo(args, out, err)
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deploykit",
+        description="Ship a Keras model to the browser (TFJS) and to edge devices (TFLite), and prove they agree.",
+    )
+    parser.add_argument("--version", action="version", version=f"deploykit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train a built-in Boston reference model (.keras)")
+    p.add_argument("--model", choices=["linear", "mlp"], default="linear", help="linear: the course's Dense(1); mlp: Normalization + MLP")
+    p.add_argument("--out", required=True, help="where to save the model (FILE.keras)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("convert", help="convert a model into a bundle: TFJS + TFLite + manifest + golden data")
+    p.add_argument("model", help="a Keras 3 .keras file (loaded with safe_mode) or a SavedModel folder")
+    p.add_argument("--data", required=True, help="CSV (tabular: columns named as the features) or .npz (one array per input)")
+    p.add_argument("--target", help="the label column of DATA (CSV) or the labels array (.npz)")
+    p.add_argument("--features", help="comma-separated feature columns in the model's input order (default: DATA's columns but --target)")
+    p.add_argument("--out", required=True, help="the bundle folder to write (atomically)")
+    p.add_argument("--name", help="model name recorded in the manifest (default: the model's name)")
+    p.add_argument("--seed", type=int, default=None, help="the seed the model was trained with, recorded in the manifest")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("verify", help="check every artifact in its real runtime against the Keras model")
+    p.add_argument("bundle", help="the bundle folder")
+    p.add_argument("--model", help="the reference model (default: the model the bundle was converted from, if found)")
+    p.add_argument("--runtimes", help="comma-separated runtimes to run (default: all)")
+    p.add_argument("--data", help="also compare on a larger sample of this DATA")
+    p.add_argument("--target", help="label column of --data, for the task metric")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("serve-web", help="serve BUNDLE/web on localhost")
+    p.add_argument("bundle", help="the bundle folder")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.set_defaults(func=cmd_serve_web)
+
+    p = sub.add_parser("demo", help="train -> convert -> verify the Boston model, then serve the page and the edge API")
+    p.add_argument("--out", default="deploykit-demo", help="working folder (default ./deploykit-demo)")
+    p.add_argument("--model", choices=["linear", "mlp"], default="mlp", help="which Boston model (default mlp)")
+    p.add_argument("--no-serve", action="store_true", help="stop after verifying; do not start the servers")
+    p.add_argument("--runtimes", help="runtimes for verify (default: all)")
+    p.add_argument("--web-port", type=int, default=8080)
+    p.add_argument("--edge-port", type=int, default=8000)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from convert.quiet import native_output_to_log, silence_environment
+
+    silence_environment()
+    debug = bool(os.environ.get("DEPLOYKIT_DEBUG"))
+    try:
+        with native_output_to_log() as (out, err, _log):
+            return int(args.func(args, out, err) or 0)
+    except EdgeError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("Error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"Error: unexpected {type(exc).__name__}: {text} (rerun with DEPLOYKIT_DEBUG=1 for details and please report it)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Feature statistics and golden inputs: written once, read by every runtime."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from convert.data import KNOWN_FEATURES, Dataset
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+REFERENCE_SAMPLE = 1000
+COURSE_ROW = {"rm": 6.0, "tax": 250.0, "age": 66.5}
+DATA_ROWS = 24
+MAX_CORNER_FEATURES = 8
+
+
+def feature_columns(dataset: Dataset, layout: str) -> list[tuple[str, str, int, np.ndarray]]:
+    """(feature name, input name, column index, values) for every feature of a tabular dataset."""
+    names = dataset.feature_names or []
+    if layout == "single":
+        (input_name, x), = dataset.inputs.items()
+        return [(n, input_name, i, x[:, i].astype(np.float64)) for i, n in enumerate(names)]
+    return [(n, n, 0, dataset.inputs[n].reshape(-1).astype(np.float64)) for n in names]
+
+
+def feature_stats(name: str, input_name: str, index: int, values: np.ndarray) -> dict[str, Any]:
+    """The manifest's record of one feature: label, unit, range, moments, quantiles, a reference sample."""
+    label, unit = KNOWN_FEATURES.get(name, (name, None))
+    ordered = np.sort(values)
+    if len(ordered) > REFERENCE_SAMPLE:
+        ordered = ordered[np.linspace(0, len(ordered) - 1, REFERENCE_SAMPLE).round().astype(int)]
+    return {
+        "name": name, "label": label, "unit": unit, "input": input_name, "index": index,
+        "min": float(values.min()), "max": float(values.max()),
+        "mean": float(values.mean()), "std": float(values.std()),
+        "median": float(np.median(values)),
+        "quantiles": {str(q): float(np.quantile(values, q)) for q in QUANTILES},
+        "reference_sample": [float(v) for v in ordered],
+    }
+
+
+def golden_inputs(dataset: Dataset, features: list[dict[str, Any]] | None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Golden rows: the course's [6, 250, 66.5] (Boston models), rows of DATA, and the corners of the range.
+
+    Returns (inputs keyed by input name, a kind per row).
+    """
+    total = dataset.rows
+    picks = np.unique(np.linspace(0, total - 1, num=min(DATA_ROWS, total)).round().astype(int))
+    rows = {name: [values[i] for i in picks] for name, values in dataset.inputs.items()}
+    kinds = ["data"] * len(picks)
+    if features:
+        names = [f["name"] for f in features]
+        head = [[COURSE_ROW[n] for n in names]] if set(COURSE_ROW) == set(names) else []
+        bounds = [(f["min"], f["max"]) for f in features]
+        if len(features) <= MAX_CORNER_FEATURES:
+            corners = [list(c) for c in itertools.product(*bounds)]
+        else:
+            corners = [[b[0] for b in bounds], [b[1] for b in bounds]]
+        prefix: dict[str, list] = {name: [] for name in rows}
+        for row in head:
+            _append_row(prefix, dataset, features, row)
+        for row in corners:
+            _append_row(rows, dataset, features, row)
+        rows = {name: prefix[name] + rows[name] for name in rows}
+        kinds = ["course"] * len(head) + kinds + ["corner"] * len(corners)
+    dtype = {name: values.dtype for name, values in dataset.inputs.items()}
+    return {name: np.asarray(v, dtype=dtype[name]) for name, v in rows.items()}, kinds
+
+
+def _append_row(rows: dict[str, list], dataset: Dataset, features: list[dict[str, Any]], values: list[float]) -> None:
+    by_input: dict[str, np.ndarray] = {}
+    for f, value in zip(features, values):
+        template = dataset.inputs[f["input"]]
+        row = by_input.setdefault(f["input"], np.zeros(template.shape[1:], dtype=template.dtype))
+        if row.ndim == 0:
+            by_input[f["input"]] = np.asarray(value, dtype=template.dtype)
+        else:
+            row.reshape(-1)[f["index"]] = value
+    for name, row in by_input.items():
+        rows[name].append(row)
+
+
+def golden_json(inputs: dict[str, np.ndarray], kinds: list[str], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """golden.json: inputs and reference outputs as exact float values (float32 values printed in full)."""
+    return {
+        "schema_version": 1,
+        "kinds": kinds,
+        "inputs": {name: np.asarray(v).tolist() for name, v in inputs.items()},
+        "outputs": {key: np.asarray(v, dtype=np.float64).tolist() for key, v in outputs.items()},
+    }

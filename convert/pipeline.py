@@ -1,0 +1,395 @@
+"""``deploykit convert``: model + DATA -> a bundle, written atomically.
+
+The bundle is built in a temporary folder beside ``--out`` and renamed into place at the end, so a crash
+leaves the old bundle or none. The library raises ``DeployKitError``; the CLI prints it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from convert import __version__
+from convert.dataset import load_dataset, tabular_layout
+from convert.errors import DeployKitError
+from convert.golden import feature_columns, feature_stats, golden_inputs, golden_json
+from convert.reference import Reference, load
+from convert.tflite import Variant, check_calibration_rows, convert_variant, representative
+from edge import manifest as manifest_mod
+from edge.tolerance import for_variant
+
+Progress = Callable[[str], None]
+NAME_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+
+@dataclass
+class ConvertOptions:
+    """Everything ``deploykit convert`` takes."""
+
+    model: Path
+    data: Path
+    out: Path
+    target: str | None = None
+    name: str | None = None
+    force: bool = False
+    features: Sequence[str] | None = None
+    seed: int | None = None
+    variants: Sequence[Variant] = tuple(Variant)
+    layers_model: bool = True
+
+
+@dataclass
+class ConvertResult:
+    """What was written: the bundle path, its manifest, and one table row per artifact or skip."""
+
+    bundle: Path
+    manifest: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def sanitize_name(name: str) -> str:
+    cleaned = "".join(c if c in NAME_OK else "-" for c in name).strip("-._") or "model"
+    return cleaned[:64]
+
+
+def check_output(out: Path, force: bool) -> None:
+    """Refuse an existing bundle without --force, and an output folder that cannot be written.
+
+    Raises:
+        DeployKitError: either problem, with the fix.
+    """
+    if out.exists() and not force:
+        raise DeployKitError(f"output {str(out)!r} already exists; pass --force to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise DeployKitError(f"output {str(out)!r} exists and is not a folder; choose another --out")
+    parent = out.parent
+    if not parent.is_dir():
+        raise DeployKitError(f"cannot write {str(out)!r}: folder {str(parent)!r} does not exist; create it first")
+    try:
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise DeployKitError(f"cannot write to {str(parent)!r} ({exc.strerror}); choose a writable --out") from None
+
+
+def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> ConvertResult:
+    """Convert MODEL into a bundle at ``options.out``.
+
+    Raises:
+        DeployKitError: bad model, bad DATA, existing output without --force, unwritable output, or a
+        converter failure that leaves no usable artifact.
+    """
+    out = Path(options.out)
+    check_output(out, options.force)
+    progress("Loading the model (safe_mode)")
+    ref = load(Path(options.model))
+    progress("Reading DATA")
+    dataset = load_dataset(ref, Path(options.data), options.target, options.features)
+    check_calibration_rows(dataset.rows)
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix="deploykit-work-"))
+    try:
+        result = _build(options, ref, dataset, staging, work, progress)
+        _replace(staging, out)
+        result.bundle = out
+        return result
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Rename the staging folder into place; an old bundle is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        if old is not None:
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work: Path, progress: Progress) -> ConvertResult:
+    name = sanitize_name(options.name or ref.name)
+    layout = tabular_layout(ref) if dataset.feature_names else None
+    features = [feature_stats(*col) for col in feature_columns(dataset, layout)] if layout else None
+
+    progress("Running the reference model on DATA and the golden inputs")
+    ref_on_data = ref.predict(dataset.inputs)
+    g_inputs, kinds = golden_inputs(dataset, features)
+    g_outputs = ref.predict(g_inputs)
+    (staging / "golden.json").write_text(json.dumps(golden_json(g_inputs, kinds, g_outputs)), encoding="utf-8")
+    task = _task(ref_on_data)
+    outputs = []
+    for spec in ref.outputs:
+        values = np.concatenate([np.asarray(ref_on_data[spec.key], dtype=np.float64).reshape(-1),
+                                 np.asarray(g_outputs[spec.key], dtype=np.float64).reshape(-1)])
+        outputs.append({**spec.to_json(), "key": spec.key, "range": [float(values.min()), float(values.max())]})
+
+    progress("Exporting the SavedModel")
+    saved_model = ref.export_saved_model(work / "saved_model")
+
+    artifacts: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+
+    # TFLite
+    (staging / "edge").mkdir()
+    fold = None
+    quantized = [v for v in options.variants if v.quantized]
+    if quantized and ref.keras_model is not None:
+        from convert.fold import fold_inputs
+
+        fold = fold_inputs(ref.keras_model, dataset.inputs)
+    folded_saved_model = None
+    if fold is not None:
+        from convert.reference import export
+
+        folded_saved_model = export(fold.model, work / "saved_model_folded")
+    dtypes = {s.name: ("float32" if "float" in s.dtype else s.dtype) for s in ref.inputs}
+    # calibrate on DATA plus the golden rows (the corners of the feature ranges)
+    raw_inputs = {k: np.concatenate([v, np.asarray(g_inputs[k], dtype=v.dtype)]) for k, v in dataset.inputs.items()}
+    from edge.transform import apply as apply_transforms
+
+    folded_inputs = apply_transforms(fold.transforms, raw_inputs) if fold else raw_inputs
+    fp32_bytes = None
+    for variant in options.variants:
+        progress(f"Converting TFLite {variant.value}")
+        use_fold = fold is not None and variant.quantized
+        source = folded_saved_model if use_fold else saved_model
+        calibration = representative(folded_inputs if use_fold else raw_inputs, dtypes) if variant.calibrated else None
+        result = convert_variant(source, variant, staging / "edge" / variant.file_name, calibration)
+        if result.error:
+            skipped.append({"format": "tflite", "variant": variant.value, "reason": result.error})
+            rows.append({"artifact": f"edge/{variant.file_name}", "format": "tflite", "variant": variant.value,
+                         "bytes": None, "note": "not written: " + result.error})
+            continue
+        size = result.path.stat().st_size
+        if variant is Variant.FP32:
+            fp32_bytes = size
+        note = ""
+        if variant.quantized:
+            note = fold.note if use_fold else "inputs not standardised (first layer is not Normalization/Dense)" if layout else ""
+        shrinks = None if fp32_bytes is None or variant is Variant.FP32 else size < fp32_bytes
+        if shrinks is False:
+            note = (note + "; " if note else "") + f"quantizing did not shrink the model ({size} vs {fp32_bytes} bytes fp32)"
+        io = {"inputs": {s.name: s.name for s in ref.inputs}, "outputs": {s.key: s.key for s in ref.outputs}}
+        artifacts.append(_artifact(staging, f"edge/{variant.file_name}", "tflite", variant.value,
+                                   transforms=fold.transforms if use_fold else [], io=io,
+                                   runtime=_runtime(result.path, result.ops), shrinks=shrinks, note=note))
+        rows.append(_row(artifacts[-1], fp32_bytes))
+
+    # TFJS graph model
+    progress("Converting the TFJS graph model")
+    from convert.tfjs_graph import write_graph_model
+
+    graph_dir = staging / "web" / "model" / "graph"
+    graph = write_graph_model(saved_model, graph_dir)
+    artifacts.append(_artifact(staging, "web/model/graph/model.json", "tfjs_graph", "float32", transforms=[],
+                               io=graph["io"], runtime={"min_tfjs": "4.22.0"}, shrinks=None, note=""))
+    rows.append(_row(artifacts[-1], None, extra=_shard_bytes(graph_dir)))
+
+    # TFJS layers model
+    if options.layers_model:
+        progress("Writing the TFJS layers model")
+        reason = None
+        if ref.keras_model is None:
+            reason = "the source is a SavedModel, which has no Keras layers to write"
+        else:
+            try:
+                from convert.tfjs_layers import UnsupportedLayers, write_layers_model
+            except ImportError:  # pragma: no cover - the module ships with the package
+                reason = "the layers writer is not installed"
+            else:
+                layers_dir = staging / "web" / "model" / "layers"
+                try:
+                    written = write_layers_model(ref.keras_model, layers_dir)
+                except UnsupportedLayers as exc:
+                    shutil.rmtree(layers_dir, ignore_errors=True)
+                    reason = str(exc)
+                else:
+                    io = {"inputs": {s.name: s.name for s in ref.inputs}, "outputs": {s.key: s.name for s in ref.outputs}}
+                    artifacts.append(_artifact(staging, "web/model/layers/model.json", "tfjs_layers", "float32",
+                                               transforms=[], io=io, runtime={"min_tfjs": "4.22.0"}, shrinks=None,
+                                               note="; ".join(written.get("notes", []))))
+                    rows.append(_row(artifacts[-1], None, extra=_shard_bytes(layers_dir)))
+        if reason:
+            skipped.append({"format": "tfjs_layers", "reason": reason})
+            rows.append({"artifact": "web/model/layers/", "format": "tfjs_layers", "variant": "float32",
+                         "bytes": None, "note": "not written: " + reason})
+
+    progress("Copying the web page")
+    from convert.site import copy_site
+
+    site_note = copy_site(staging / "web")
+    if site_note:
+        skipped.append({"format": "web", "reason": site_note})
+        rows.append({"artifact": "web/index.html", "format": "web", "variant": "", "bytes": None, "note": site_note})
+
+    progress("Writing the manifest")
+    manifest = {
+        "schema_version": manifest_mod.SCHEMA_VERSION,
+        "name": name,
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "task": task,
+        "inputs": [s.to_json() for s in ref.inputs],
+        "features": features,
+        "outputs": outputs,
+        "target": options.target,
+        "preprocessing": {
+            "in_graph": _in_graph_preprocessing(ref),
+            "runner": "Apply each artifact's input_transform before inference: standardize means "
+                      "z = (x - mean) / std per column, computed in float64, then cast to float32.",
+        },
+        "artifacts": artifacts,
+        "skipped": skipped,
+        "files": {},
+        "versions": _versions(),
+        "provenance": {
+            "model_file": Path(options.model).name,
+            "model_sha256": _sha256_path(Path(options.model)),
+            "data_file": Path(options.data).name,
+            "data_sha256": manifest_mod.sha256_file(Path(options.data)),
+            "seed": options.seed,
+        },
+        "parity": None,
+    }
+    artifact_paths = {a["path"] for a in artifacts}
+    web_copy = {"web/manifest.json"}
+    for path in sorted(staging.rglob("*")):
+        rel = path.relative_to(staging).as_posix()
+        if path.is_file() and rel != "manifest.json" and rel not in artifact_paths and rel not in web_copy:
+            manifest["files"][rel] = manifest_mod.sha256_file(path)
+    manifest_mod.validate(manifest)
+    text = json.dumps(manifest, indent=2)
+    (staging / "manifest.json").write_text(text, encoding="utf-8")
+    if (staging / "web").is_dir():
+        (staging / "web" / "manifest.json").write_text(text, encoding="utf-8")
+        shutil.copyfile(staging / "golden.json", staging / "web" / "golden.json")
+        manifest_files = dict(manifest["files"])
+        manifest_files["web/golden.json"] = manifest_mod.sha256_file(staging / "web" / "golden.json")
+        if manifest_files != manifest["files"]:
+            manifest["files"] = manifest_files
+            manifest_mod.validate(manifest)
+            text = json.dumps(manifest, indent=2)
+            (staging / "manifest.json").write_text(text, encoding="utf-8")
+            (staging / "web" / "manifest.json").write_text(text, encoding="utf-8")
+    return ConvertResult(bundle=staging, manifest=manifest, rows=rows)
+
+
+def _task(outputs: dict[str, np.ndarray]) -> str:
+    for values in outputs.values():
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim < 2 or v.shape[-1] < 2:
+            return "regression"
+        if v.min() < -1e-6 or v.max() > 1 + 1e-6 or not np.allclose(v.sum(axis=-1), 1.0, atol=1e-3):
+            return "regression"
+    return "classification"
+
+
+def _in_graph_preprocessing(ref: Reference) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    model = ref.keras_model
+    if model is None:
+        return steps
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            steps.append({
+                "kind": "normalization", "layer": layer.name,
+                "formula": "(x - mean) / max(sqrt(variance), 1e-7)",
+                "mean": [float(v) for v in np.asarray(layer.mean).reshape(-1)],
+                "variance": [float(v) for v in np.asarray(layer.variance).reshape(-1)],
+            })
+        elif isinstance(layer, keras.layers.Rescaling):
+            steps.append({"kind": "rescaling", "layer": layer.name, "scale": _jsonable(layer.scale), "offset": _jsonable(layer.offset)})
+    return steps
+
+
+def _jsonable(value: Any) -> Any:
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else array.tolist()
+
+
+def _runtime(path: Path, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a TFLite artifact needs: its operators with versions, and the converter's minimum runtime."""
+    from edge.interpreter import tflite_min_runtime
+
+    runtime: dict[str, Any] = {"ops": ops, "converter": f"tensorflow {_tf_version()}"}
+    minimum = tflite_min_runtime(path)
+    if minimum:
+        runtime["min_tflite_runtime"] = minimum
+    return runtime
+
+
+def _artifact(staging: Path, rel: str, fmt: str, variant: str, *, transforms, io, runtime, shrinks, note) -> dict[str, Any]:
+    path = staging / rel
+    return {
+        "path": rel, "format": fmt, "variant": variant,
+        "bytes": path.stat().st_size, "sha256": manifest_mod.sha256_file(path),
+        "tolerance": for_variant(variant), "input_transform": list(transforms), "runtime": runtime,
+        "io": io, "shrinks": shrinks, "note": note,
+    }
+
+
+def _shard_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != "model.json")
+
+
+def _row(artifact: dict[str, Any], fp32_bytes: int | None, extra: int = 0) -> dict[str, Any]:
+    total = artifact["bytes"] + extra
+    ratio = f"{fp32_bytes / total:.2f}x" if fp32_bytes and artifact["variant"] != "float32" and artifact["format"] == "tflite" else ""
+    return {"artifact": artifact["path"], "format": artifact["format"], "variant": artifact["variant"],
+            "bytes": total, "ratio": ratio, "note": artifact["note"]}
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflowjs
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": _tf_version(),
+        "keras": keras.__version__,
+        "tensorflowjs": tensorflowjs.__version__,
+        "deploykit": __version__,
+        "numpy": np.__version__,
+    }
+
+
+def _sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a SavedModel folder (every file's relative path and bytes, sorted)."""
+    if path.is_file():
+        return manifest_mod.sha256_file(path)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        digest.update(manifest_mod.sha256_file(file).encode())
+    return digest.hexdigest()

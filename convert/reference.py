@@ -1,0 +1,188 @@
+"""Load the source model safely and give one interface to it: specs, predict, SavedModel export.
+
+A ``.keras`` file is loaded with Keras ``safe_mode=True`` (Lambda layers and other arbitrary code are
+refused). A SavedModel directory (Keras 3 ``model.export``, or Keras 2 / TF 2.x ``model.export`` as the
+course did) is loaded with ``tf.saved_model.load`` and run through its ``serving_default`` signature.
+Legacy ``.h5`` files are refused: they cannot be loaded safely.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.errors import DeployKitError
+
+SIGNATURE = "serving_default"
+
+
+@dataclass
+class TensorSpec:
+    """One model input or output as the manifest records it."""
+
+    name: str
+    dtype: str
+    shape: list[int | None]
+    key: str = ""  # the signature key of an output (``output_0``); equals name for inputs
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": self.shape}
+
+
+@dataclass
+class Reference:
+    """The reference model: Keras (when the source is ``.keras``) or the SavedModel's signature."""
+
+    source: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    keras_model: Any = None
+    _signature: Any = None
+    _saved_model_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        if self.keras_model is not None:
+            return str(self.keras_model.name)
+        return self.source.stem if self.source.is_file() else self.source.name
+
+    def predict(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Run the reference model; return ``{output key: float32/float64 array}``."""
+        if self.keras_model is not None:
+            ordered = [inputs[spec.name] for spec in self.inputs]
+            result = self.keras_model.predict(ordered if len(ordered) > 1 else ordered[0], batch_size=batch_size, verbose=0)
+            if not isinstance(result, (list, tuple)):
+                result = [result]
+            if isinstance(result, dict):  # pragma: no cover - dict outputs
+                result = [result[k] for k in result]
+            return {spec.key: np.asarray(value) for spec, value in zip(self.outputs, result)}
+        import tensorflow as tf
+
+        feed = {spec.name: tf.constant(inputs[spec.name], dtype=spec.dtype) for spec in self.inputs}
+        out = self._signature(**feed)
+        return {spec.key: out[spec.key].numpy() for spec in self.outputs}
+
+    def export_saved_model(self, directory: Path) -> Path:
+        """A SavedModel of the reference (exported once for Keras; the source dir for SavedModels)."""
+        if self.keras_model is None:
+            return self.source
+        if self._saved_model_dir is None:
+            export(self.keras_model, directory)
+            self._saved_model_dir = directory
+        return self._saved_model_dir
+
+
+def export(model: Any, directory: Path) -> Path:
+    """Export a Keras model as a SavedModel with a ``serving_default`` signature."""
+    model.export(str(directory), format="tf_saved_model", verbose=False)
+    return directory
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = getattr(dtype, "name", None) or str(dtype)
+    return name.replace("tf.", "")
+
+
+def load(path: Path) -> Reference:
+    """Load MODEL safely.
+
+    Raises:
+        DeployKitError: missing path, legacy/unsafe format, corrupt file, Lambda layer, or a directory
+        that is not a SavedModel.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DeployKitError(f"model {str(path)!r} does not exist; pass a .keras file or a SavedModel folder")
+    if path.is_dir():
+        return _load_saved_model(path)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        raise DeployKitError(
+            f"model {path.name} is a legacy HDF5 file, which cannot be loaded safely; "
+            "re-save it in Keras 3 as .keras (model.save('model.keras')) or export a SavedModel"
+        )
+    if suffix != ".keras":
+        raise DeployKitError(
+            f"model {path.name} is not a .keras file or a SavedModel folder; deploykit reads only those (for safety)"
+        )
+    return _load_keras(path)
+
+
+def _load_keras(path: Path) -> Reference:
+    if not zipfile.is_zipfile(path):
+        raise DeployKitError(f"model {path.name} is not a valid .keras file (not a zip archive: corrupt or truncated); re-save it")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DeployKitError(f"model {path.name} is a corrupt .keras file ({exc}); re-save it") from None
+    if bad is not None or "config.json" not in names:
+        raise DeployKitError(f"model {path.name} is a corrupt .keras file (damaged member or no config.json); re-save it")
+    import keras
+
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises ValueError/TypeError/OSError with long texts
+        text = str(exc)
+        if "Lambda" in text or "safe_mode" in text or "unsafe" in text.lower():
+            raise DeployKitError(
+                f"model {path.name} has a Lambda layer (or other embedded code), which Keras refuses under "
+                "safe_mode because loading it would run arbitrary code; replace it with built-in or registered "
+                "layers and re-save"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise DeployKitError(f"model {path.name} could not be loaded ({first[:200]}); re-save it with Keras 3") from None
+    inputs = [
+        TensorSpec(name=t.name.split(":")[0], dtype=_dtype_name(t.dtype), shape=[None if d is None else int(d) for d in t.shape])
+        for t in model.inputs
+    ]
+    names = list(getattr(model, "output_names", None) or [t.name for t in model.outputs])
+    outputs = [
+        TensorSpec(
+            name=str(names[i]).split(":")[0].split("/")[0],
+            dtype=_dtype_name(t.dtype),
+            shape=[None if d is None else int(d) for d in t.shape],
+            key=f"output_{i}",
+        )
+        for i, t in enumerate(model.outputs)
+    ]
+    return Reference(source=path, inputs=inputs, outputs=outputs, keras_model=model)
+
+
+def _load_saved_model(path: Path) -> Reference:
+    if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+        raise DeployKitError(
+            f"folder {str(path)!r} is not a SavedModel (no saved_model.pb); pass a .keras file or the folder model.export() wrote"
+        )
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeployKitError(f"SavedModel {str(path)!r} could not be loaded ({first[:200]}); re-export it") from None
+    signature = loaded.signatures.get(SIGNATURE)
+    if signature is None:
+        raise DeployKitError(
+            f"SavedModel {str(path)!r} has no '{SIGNATURE}' signature; export it with model.export(), which writes one"
+        )
+    _, kwargs = signature.structured_input_signature
+    inputs = [
+        TensorSpec(name=name, dtype=spec.dtype.name, shape=[None if d is None else int(d) for d in spec.shape])
+        for name, spec in sorted(kwargs.items())
+    ]
+    outs = signature.structured_outputs
+    outputs = [
+        TensorSpec(name=key, dtype=spec.dtype.name, shape=[None if d is None else int(d) for d in spec.shape], key=key)
+        for key, spec in sorted(outs.items())
+    ]
+    ref = Reference(source=path, inputs=inputs, outputs=outputs, _signature=signature)
+    ref._keepalive = loaded  # the signature needs its object graph alive
+    ref.notes.append("source is a SavedModel: no Keras layers, so no TFJS layers model and no int8 input fold")
+    return ref

@@ -1,0 +1,142 @@
+"""Serve a bundle's static page (``BUNDLE/web``) on localhost: ``deploykit serve-web BUNDLE [--port N]``.
+
+A small threaded ``http.server`` with the MIME types the page needs (``application/wasm`` for the TFJS
+wasm backend, ``text/javascript`` for ES modules), no directory listings, and no way out of the web folder
+(``..`` is refused and symlinks that leave it are answered 404).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import sys
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from convert.errors import DeployKitError
+
+MIME_TYPES = {
+    ".wasm": "application/wasm",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".html": "text/html",
+    ".css": "text/css",
+    ".bin": "application/octet-stream",
+    ".txt": "text/plain",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    "": "application/octet-stream",
+}
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files from one folder; 404 for directories without index.html and for escapes."""
+
+    extensions_map = MIME_TYPES
+    root: Path  # set by make_server through a subclass
+
+    def end_headers(self) -> None:  # noqa: D401 - http.server hook
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
+    def send_head(self) -> Any:
+        path = self.translate_path(self.path)
+        if ".." in self.path.split("?", 1)[0].split("#", 1)[0].split("/"):
+            self.send_error(404, "File not found")
+            return None
+        try:
+            real = Path(path).resolve()
+        except OSError:
+            self.send_error(404, "File not found")
+            return None
+        if real != self.root and self.root not in real.parents:
+            self.send_error(404, "File not found")
+            return None
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "index.html")):
+            # Let the base class redirect "/dir" to "/dir/"; never list a directory.
+            if self.path.split("?", 1)[0].endswith("/"):
+                self.send_error(404, "File not found")
+                return None
+        return super().send_head()
+
+    def list_directory(self, path: Any) -> None:
+        self.send_error(404, "File not found")
+        return None
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        return  # quiet: the page makes a request per file
+
+
+def _web_dir(bundle: Path) -> Path:
+    """The folder to serve: ``bundle/web``, or ``bundle`` itself when it is already the web folder.
+
+    Raises:
+        DeployKitError: the folder is missing or holds no page.
+    """
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise DeployKitError(f"{bundle} is not a folder: give the bundle written by `deploykit convert`")
+    for candidate in (bundle / "web", bundle):
+        if (candidate / "index.html").is_file():
+            if not (candidate / "manifest.json").is_file():
+                raise DeployKitError(
+                    f"{candidate} has no manifest.json next to index.html: re-create the bundle with `deploykit convert`"
+                )
+            return candidate
+    raise DeployKitError(f"{bundle} has no web/index.html: re-create the bundle with `deploykit convert`")
+
+
+def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Create (not start) a static server for ``web_dir``; port 0 picks a free port.
+
+    Returns the server and its base URL (ending in ``/``). Call ``server.serve_forever()`` (for example in
+    a thread) and ``server.shutdown(); server.server_close()`` when done.
+
+    Raises:
+        DeployKitError: ``web_dir`` is not a folder, or the address cannot be bound (port in use).
+    """
+    root = Path(web_dir).resolve()
+    if not root.is_dir():
+        raise DeployKitError(f"{web_dir} is not a folder: give the bundle's web folder")
+    handler = type("WebHandler", (_Handler,), {"root": root})
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), partial(handler, directory=str(root)))
+    except OSError as exc:
+        raise DeployKitError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another port with --port N") from None
+    server.daemon_threads = True
+    bound_port = server.server_address[1]
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else (f"[{host}]" if ":" in host else host)
+    return server, f"http://{shown}:{bound_port}/"
+
+
+def serve_web(bundle: Path, port: int = 8000, host: str = "127.0.0.1") -> None:
+    """Serve ``bundle/web`` until Ctrl+C; prints the URL first.
+
+    Raises:
+        DeployKitError: not a bundle with a page, or the port cannot be bound.
+    """
+    web = _web_dir(Path(bundle))
+    server, url = make_server(web, host, port)
+    print(f"Serving {web} at {url}  (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
+def serve_in_thread(web_dir: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Start a server for ``web_dir`` in a daemon thread (tests, benchmarks, ``deploykit demo``).
+
+    Raises:
+        DeployKitError: as ``make_server``.
+    """
+    server, url = make_server(web_dir, host, port)
+    threading.Thread(target=server.serve_forever, name="serve-web", daemon=True).start()
+    return server, url

@@ -1,0 +1,37 @@
+"""The TFJS graph model, converted from the SavedModel: the route that loads in TFJS 4.22."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from convert.errors import DeployKitError
+
+
+def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Convert the SavedModel's ``serving_default`` signature to ``out_dir/model.json`` + shards.
+
+    Returns ``{"files": [...], "io": {"inputs": {name: node}, "outputs": {key: node}}}``.
+
+    Raises:
+        DeployKitError: the converter fails (an op TFJS lacks, say), with its reason.
+    """
+    import tensorflowjs as tfjs
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        tfjs.converters.convert_tf_saved_model(
+            str(saved_model_dir), str(out_dir), signature_def="serving_default", saved_model_tags="serve"
+        )
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise DeployKitError(f"tensorflowjs cannot convert this model to a graph model: {text}") from None
+    topology = json.loads((out_dir / "model.json").read_text(encoding="utf-8"))
+    signature = topology.get("signature", {})
+    io = {
+        "inputs": {name: spec["name"] for name, spec in signature.get("inputs", {}).items()},
+        "outputs": {name: spec["name"] for name, spec in signature.get("outputs", {}).items()},
+    }
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
+    return {"files": files, "io": io}

@@ -1,0 +1,157 @@
+"""``deploykit-edge predict``: batch predictions from CSV or JSON lines to CSV, keeping the rows' order.
+
+Columns that are not features are ignored for the prediction and passed through to the output. A row
+with a missing or non-numeric cell is reported (row number and column) and gets an empty prediction;
+the other rows are still predicted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.logs import neutralise
+from edge.runner import Predictor
+
+CHUNK = 1000
+
+
+@dataclass
+class BatchResult:
+    """What happened to a batch: rows read, rows predicted, and one message per bad row."""
+
+    rows: int = 0
+    predicted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _number(text: Any, row: int, column: str) -> float:
+    """A finite number from a cell.
+
+    Raises:
+        ValueError: the message names the row and column.
+    """
+    if text is None:
+        raise ValueError(f"row {row}, column {column}: missing")
+    if isinstance(text, bool) or not isinstance(text, (int, float, str)):
+        raise ValueError(f"row {row}, column {column}: {json.dumps(text)[:40]} is not a number")
+    if isinstance(text, str):
+        stripped = text.strip()
+        if not stripped:
+            raise ValueError(f"row {row}, column {column}: empty")
+        try:
+            value = float(stripped)
+        except ValueError:
+            raise ValueError(f"row {row}, column {column}: {stripped[:40]!r} is not a number") from None
+    else:
+        value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"row {row}, column {column}: {text!r} is not a finite number")
+    return value
+
+
+def _read(source: TextIO) -> tuple[list[str], list[dict[str, Any]], str]:
+    """Rows of a CSV (header first) or JSON-lines input, as dicts; and the detected format.
+
+    Raises:
+        EdgeError: the input is empty or not CSV/JSON lines.
+    """
+    text = source.read()
+    stripped = text.lstrip()
+    if not stripped:
+        raise EdgeError("the input is empty; give a CSV with a header row or JSON lines")
+    if stripped[0] in "{[":
+        rows: list[dict[str, Any]] = []
+        columns: list[str] = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                rows.append({"__error__": f"row {len(rows) + 1}: line {lineno} is not JSON ({exc.msg})"})
+                continue
+            if not isinstance(item, dict):
+                rows.append({"__error__": f"row {len(rows) + 1}: line {lineno} is not a JSON object"})
+                continue
+            for key in item:
+                if key not in columns:
+                    columns.append(key)
+            rows.append(item)
+        return columns, rows, "jsonl"
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    header = [h.strip() for h in header]
+    rows = []
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        row = {name: (cells[i] if i < len(cells) else None) for i, name in enumerate(header)}
+        rows.append(row)
+    return header, rows, "csv"
+
+
+def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchResult:
+    """Predict every row of ``source`` and write CSV to ``sink``.
+
+    Raises:
+        EdgeError: the model is not tabular, or the input lacks a feature column entirely.
+    """
+    features = predictor.bundle.feature_names()
+    if not features:
+        raise EdgeError("this model has no tabular features; batch predict needs a tabular model")
+    columns, rows, fmt = _read(source)
+    if fmt == "csv":
+        missing = [f for f in features if f not in columns]
+        if missing:
+            raise EdgeError(
+                f"the input has no column {', '.join(missing)}; expected the features {', '.join(features)} in the header"
+            )
+    keys = predictor.output_keys
+    result = BatchResult(rows=len(rows))
+    x = np.zeros((len(rows), len(features)))
+    good = np.zeros(len(rows), dtype=bool)
+    row_error: list[str] = [""] * len(rows)
+    for i, row in enumerate(rows):
+        if "__error__" in row:
+            row_error[i] = row["__error__"]
+            continue
+        try:
+            x[i] = [_number(row.get(f), i + 1, f) for f in features]
+            good[i] = True
+        except ValueError as exc:
+            row_error[i] = str(exc)
+    predictions: list[Any] = [None] * len(rows)
+    index = np.flatnonzero(good)
+    for start in range(0, index.size, CHUNK):
+        part = index[start : start + CHUNK]
+        y = np.asarray(predictor.predict(predictor.rows_to_inputs(x[part]))[keys[0]], dtype=np.float64)
+        for j, i in enumerate(part):
+            flat = y[j].ravel()
+            if not np.all(np.isfinite(flat)):
+                row_error[i] = f"row {i + 1}: the model produced a non-finite output"
+                continue
+            predictions[i] = flat
+            result.predicted += 1
+    width = max((p.size for p in predictions if p is not None), default=1)
+    pred_cols = ["prediction"] if width == 1 else [f"prediction_{k}" for k in range(width)]
+    passthrough = [c for c in columns if c not in pred_cols and c != "error"]
+    writer = csv.writer(sink, lineterminator="\n")
+    writer.writerow(["row", *passthrough, *pred_cols, "error"])
+    for i, row in enumerate(rows):
+        cells = [] if "__error__" in row else [row.get(c) for c in passthrough]
+        cells += [""] * (len(passthrough) - len(cells))
+        pred = predictions[i]
+        pred_cells = [repr(float(v)) for v in pred] if pred is not None else [""] * len(pred_cols)
+        writer.writerow([i + 1, *[neutralise(c if not isinstance(c, (dict, list)) else json.dumps(c)) for c in cells],
+                         *pred_cells, neutralise(row_error[i])])
+        if row_error[i]:
+            result.errors.append(row_error[i])
+    return result

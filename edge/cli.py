@@ -1,0 +1,303 @@
+"""``deploykit-edge``: serve, predict, selftest, info, drift.
+
+Library errors (``EdgeError``) are printed as one line, ``Error: <message>``, on stderr; exit status 1.
+No traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TextIO
+
+from edge import __version__
+from edge.errors import EdgeError
+
+EXIT_ERROR = 1
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the ASGI app under uvicorn until SIGTERM/SIGINT; exit 0 after a graceful stop."""
+    import uvicorn
+
+    from edge.logs import check_writable
+    from edge.runner import Predictor
+    from edge.server import CONFIG_ENV, ServeConfig, build_app
+
+    if args.workers < 1:
+        raise EdgeError("--workers must be at least 1")
+    config = ServeConfig(bundle=str(args.bundle), variant=args.variant, host=args.host, port=args.port,
+                         workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
+                         max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
+                         drift_window=args.drift_window, log_max_bytes=args.log_max_bytes)
+    common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
+                  server_header=False, date_header=False, timeout_graceful_shutdown=30)
+    if args.workers == 1:
+        app = build_app(config)
+        predictor = app.p
+        target: Any = app
+        uv_config = uvicorn.Config(target, **common)
+    else:
+        predictor = Predictor(config.bundle, config.variant)  # fail here, cleanly, before forking workers
+        if config.log_dir:
+            check_writable(config.log_dir)
+        os.environ[CONFIG_ENV] = config.to_json()
+    print(
+        f"deploykit-edge {__version__}: serving {predictor.bundle.name} {predictor.variant} "
+        f"({predictor.artifact['path']}, sha256 {predictor.sha256[:12]}) with {predictor.runtime.describe()} "
+        f"on http://{args.host}:{args.port} ({args.workers} worker{'s' if args.workers > 1 else ''})",
+        file=sys.stderr, flush=True,
+    )
+    # uvicorn re-raises the signal that stopped it once shutdown is complete; absorb it so that a
+    # graceful SIGTERM ends with status 0.
+    stopped: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, _f: stopped.append(s))
+    if args.workers == 1:
+        server = uvicorn.Server(uv_config)
+        server.run()
+        if not server.started:
+            raise EdgeError(f"could not start the server on {args.host}:{args.port} (see the log above); "
+                            "pick a free port with --port")
+    else:
+        uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
+    print("deploykit-edge: stopped, logs flushed", file=sys.stderr, flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@contextlib.contextmanager
+def _open(path: str, mode: str, std: TextIO) -> Iterator[TextIO]:
+    if path == "-":
+        yield std
+        return
+    try:
+        handle = open(path, mode, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise EdgeError(f"cannot open {path}: {exc.strerror}") from None
+    with handle:
+        yield handle
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Batch predictions; exit 1 when some rows could not be predicted (they are reported)."""
+    from edge.batch import predict_file
+    from edge.runner import Predictor
+
+    predictor = Predictor(args.bundle, args.variant)
+    with _open(args.input, "r", sys.stdin) as source, _open(args.output, "w", sys.stdout) as sink:
+        result = predict_file(predictor, source, sink)
+    for message in result.errors:
+        print(f"bad row: {message}", file=sys.stderr)
+    if result.errors:
+        raise EdgeError(
+            f"{len(result.errors)} of {result.rows} rows could not be predicted (listed above); "
+            f"the other {result.predicted} were written"
+        )
+    print(f"predicted {result.predicted} rows with {predictor.variant} on {predictor.runtime.describe()}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- selftest
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Run golden.json; exit 0 only when every output is within the variant's tolerance."""
+    from edge import selftest
+    from edge.runner import Predictor
+
+    predictor = Predictor(args.bundle, args.variant)
+    result = selftest.run(predictor)
+    tol = result["tolerance"]
+    tol_text = ", ".join(f"{k}={v}" for k, v in tol.items())
+    print(f"selftest {predictor.bundle.name}: {result['artifact']} ({result['variant']}) on {result['runtime']}, "
+          f"{result['rows']} golden rows, tolerance {tol_text}")
+    for name, m in result["outputs"].items():
+        mark = "ok  " if m["passed"] else "FAIL"
+        print(f"  {mark} {name}: max_abs={_fmt(m['max_abs'])} max_rel={_fmt(m['max_rel'])} "
+              f"range_fraction={_fmt(m['range_fraction'])}" + (f"  ({m['reason']})" if m["reason"] else ""))
+    if args.json:
+        print(json.dumps(result, default=str))
+    if not result["passed"]:
+        raise EdgeError(f"selftest failed: {'; '.join(result['failures'])}")
+    print("selftest passed")
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Show what is in a bundle and whether this device can run each TFLite artifact."""
+    from edge import manifest as mf
+    from edge.bundle import Bundle
+    from edge.errors import BundleError
+    from edge.interpreter import can_run, pick
+
+    bundle = Bundle.open(args.bundle)
+    m = bundle.manifest
+    try:
+        runtime = pick()
+    except EdgeError as exc:
+        runtime = None
+        runtime_note = str(exc)
+    rows = []
+    for a in bundle.tflite_artifacts():
+        try:
+            mf.check_file(bundle.root, a["path"], a["sha256"], a["bytes"])
+            sha_state = "ok"
+        except BundleError as exc:
+            sha_state = "missing" if "missing" in str(exc) else "MISMATCH"
+        ok, reason = can_run(a, runtime.name, runtime.version) if runtime else (False, runtime_note)
+        rows.append({"variant": a["variant"], "path": a["path"], "bytes": a["bytes"], "sha256": a["sha256"],
+                     "file": sha_state, "parity": bundle.passed_parity(a), "runs_here": ok, "reason": reason,
+                     "min_tflite_runtime": (a.get("runtime") or {}).get("min_tflite_runtime"),
+                     "ops": (a.get("runtime") or {}).get("ops"), "input_transform": bool(a.get("input_transform")),
+                     "note": a.get("note", "")})
+    info = {"name": m["name"], "task": m["task"], "created": m["created"],
+            "inputs": m["inputs"], "outputs": [{k: o[k] for k in ("name", "key", "dtype", "shape", "range")} for o in m["outputs"]],
+            "features": [{k: f[k] for k in ("name", "label", "unit", "input", "index", "min", "max", "mean")} for f in m.get("features") or []],
+            "default_variant": bundle.default_variant(runtime.name if runtime else None),
+            "runtime": runtime.describe() if runtime else None, "artifacts": rows,
+            "golden": bundle.golden_path.is_file(), "versions": m["versions"],
+            "parity": None if not m.get("parity") else {"passed": m["parity"].get("passed"), "at": m["parity"].get("at")}}
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"bundle {m['name']} ({m['task']}), created {m['created']}, folder {bundle.root}")
+    for t in m["inputs"]:
+        print(f"  input  {t['name']}: {t['dtype']} {t['shape']}")
+    for o in info["outputs"]:
+        print(f"  output {o['name']} (key {o['key']}): {o['dtype']} {o['shape']}, reference range {o['range']}")
+    for f in info["features"]:
+        unit = f" {f['unit']}" if f.get("unit") else ""
+        print(f"  feature {f['name']}: {f['label']}{unit}, training range {_fmt(f['min'])} to {_fmt(f['max'])}")
+    print(f"  golden.json: {'present' if info['golden'] else 'MISSING'}")
+    parity = info["parity"]
+    print(f"  parity: {'not verified' if parity is None else ('passed' if parity['passed'] else 'FAILED')}")
+    print(f"  interpreter here: {info['runtime'] or 'none'}; default variant: {info['default_variant']}")
+    for r in rows:
+        ops = ", ".join(f"{o['name']} v{o['version']}" for o in r["ops"] or [])
+        print(f"  {r['variant']:8} {r['path']}  {r['bytes']:,} B  sha256 {r['sha256'][:12]} file {r['file']}"
+              f"  parity {'passed' if r['parity'] else '-'}  runs here: {'yes' if r['runs_here'] else 'NO'}"
+              f"  needs TFLite >= {r['min_tflite_runtime'] or '?'}" + (f"  ops: {ops}" if ops else ""))
+        if not r["runs_here"]:
+            print(f"           {r['reason']}")
+        if r["note"]:
+            print(f"           note: {r['note']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Drift of a logged period (prediction log CSVs) against the manifest's training samples."""
+    from edge.bundle import Bundle
+    from edge.offline import drift_of_logs
+
+    bundle = Bundle.open(args.bundle)
+    report = drift_of_logs(Path(args.log), bundle.manifest, alpha=args.alpha, last=args.last)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"drift of {report['rows']} logged rows ({len(report['files'])} file(s)) against the training sample, "
+          f"alpha {report['alpha']}:")
+    for f in report["features"]:
+        if f["statistic"] is None:
+            print(f"  {f['feature']:12} no values")
+            continue
+        flag = "DRIFT" if f["drifted"] else "ok"
+        print(f"  {f['feature']:12} KS={f['statistic']:.4f} p={f['p_value']:.3g} n={f['n']}  {flag}")
+    if report["skipped_cells"]:
+        print(f"  ({report['skipped_cells']} non-numeric cells skipped)")
+    print("drift detected" if report["drifted"] else "no drift detected")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deploykit-edge",
+        description="Serve and check a deploykit bundle's TFLite model on a device, without TensorFlow.")
+    parser.add_argument("--version", action="version", version=f"deploykit-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    variant_help = "float32, float16, dynamic, int8, int16x8 (fp32/fp16 accepted); default: the most precise that passed parity, else float32"
+
+    s = sub.add_parser("serve", help="serve the model over HTTP (ASGI under uvicorn)")
+    s.add_argument("bundle", metavar="BUNDLE")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--variant", help=variant_help)
+    s.add_argument("--workers", type=int, default=1, help="worker processes, each with its own interpreter")
+    s.add_argument("--allow-origin", action="append", metavar="URL", help="allow CORS from this origin (repeatable)")
+    s.add_argument("--log-dir", metavar="DIR", help="write requests.csv and predictions.csv here")
+    s.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="request body limit (default 1 MB)")
+    s.add_argument("--max-batch", type=int, default=1000, metavar="ROWS", help="rows per request (default 1000)")
+    s.add_argument("--max-concurrency", type=int, default=64, metavar="N",
+                   help="requests in flight per worker before answering 503 (default 64)")
+    s.add_argument("--drift-window", type=int, default=500, metavar="ROWS", help="recent rows tested for drift")
+    s.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="BYTES", help="rotate logs at this size")
+    s.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="batch predictions from CSV or JSON lines to CSV")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--variant", help=variant_help)
+    p.add_argument("--input", required=True, metavar="FILE|-")
+    p.add_argument("--output", default="-", metavar="FILE|-")
+    p.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("selftest", help="run golden.json; exit 0 only when within the variant's tolerance")
+    t.add_argument("bundle", metavar="BUNDLE")
+    t.add_argument("--variant", help=variant_help)
+    t.add_argument("--json", action="store_true", help="also print the full result as JSON")
+    t.set_defaults(func=cmd_selftest)
+
+    i = sub.add_parser("info", help="show what is in a bundle")
+    i.add_argument("bundle", metavar="BUNDLE")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser("drift", help="input drift of a logged period against the training data")
+    d.add_argument("log", metavar="LOG", help="a predictions CSV log, or the log folder (rotated files included)")
+    d.add_argument("--bundle", required=True, metavar="BUNDLE")
+    d.add_argument("--alpha", type=float, default=0.01, help="p-value below which a feature is flagged")
+    d.add_argument("--last", type=int, default=None, metavar="ROWS", help="only the last ROWS logged rows")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_drift)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``deploykit-edge``; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgeError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback
+        print(f"Error: unexpected {type(exc).__name__}: {exc}; please report it", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,143 @@
+"""Turn request payloads into checked feature rows; every rejection is an ``InputError`` with a status.
+
+Accepted by ``/predict_json`` for a tabular model with features ``rm, tax, age``:
+
+* ``[6, 250, 66.5]``                          one row  -> ``{"prediction": x, "success": true}``
+* ``{"rm": 6, "tax": 250, "age": 66.5}``      one row  -> same
+* ``[[6, 250, 66.5], {"rm": ...}, ...]``      rows     -> ``{"predictions": [...], "success": true}``
+
+Values must be JSON numbers (not strings, not booleans) and finite: ``NaN``, ``Infinity`` and ``1e999``
+(which parses to infinity) are refused with 422.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+
+class InputError(EdgeError):
+    """A request the server refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _reject_constant(name: str) -> float:
+    # NaN / Infinity / -Infinity literals (not standard JSON) parse, then fail the finiteness check.
+    return float("nan")
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body.
+
+    Raises:
+        InputError: 400 for malformed JSON or a body that is not UTF-8.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(400, "malformed JSON: the body is not UTF-8") from None
+    if not text.strip():
+        raise InputError(400, "malformed JSON: the body is empty")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InputError(400, "malformed JSON: nested too deeply") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class RowParser:
+    """Checks rows against the manifest's features."""
+
+    def __init__(self, features: Sequence[dict[str, Any]], max_batch: int = 1000) -> None:
+        self.names = [f["name"] for f in features]
+        self.max_batch = max_batch
+        self.expected = f"expected {len(self.names)} values: {', '.join(self.names)}"
+
+    def _value(self, value: Any, name: str, where: str) -> float:
+        if not _is_number(value):
+            kind = "null" if value is None else type(value).__name__
+            if isinstance(value, bool):
+                kind = "boolean"
+            raise InputError(422, f"{where}{name} must be a number, got {kind} {json.dumps(value)[:40]}; {self.expected}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise InputError(422, f"{where}{name} must be a finite number, got {value!r}; {self.expected}")
+        return number
+
+    def row(self, item: Any, where: str = "") -> list[float]:
+        """One row from a list of values or an object keyed by feature name.
+
+        Raises:
+            InputError: 422 for a wrong count, a missing feature, a non-number or a non-finite number.
+        """
+        if isinstance(item, dict):
+            missing = [n for n in self.names if n not in item]
+            if missing:
+                raise InputError(422, f"{where}missing feature(s) {', '.join(missing)}; {self.expected}")
+            return [self._value(item[n], n, where) for n in self.names]
+        if isinstance(item, list):
+            if len(item) != len(self.names):
+                raise InputError(422, f"{where}got {len(item)} values, {self.expected}")
+            return [self._value(v, n, where) for v, n in zip(item, self.names)]
+        kind = "null" if item is None else type(item).__name__
+        raise InputError(422, f"{where}a row must be a list or an object, got {kind}; {self.expected}")
+
+    def payload(self, data: Any) -> tuple[np.ndarray, bool]:
+        """Rows of a ``/predict_json`` payload and whether it was a single row.
+
+        Raises:
+            InputError: 422 for bad rows or an empty list, 413 for more rows than ``max_batch``.
+        """
+        if isinstance(data, dict):
+            return np.asarray([self.row(data)], dtype=np.float64), True
+        if isinstance(data, list):
+            if not data:
+                raise InputError(422, f"the list is empty; {self.expected}")
+            if all(not isinstance(v, (list, dict)) for v in data):
+                return np.asarray([self.row(data)], dtype=np.float64), True
+            return self.rows(data), False
+        kind = "null" if data is None else type(data).__name__
+        raise InputError(422, f"the body must be a list of values, an object or a list of rows, got {kind}; {self.expected}")
+
+    def rows(self, items: Any) -> np.ndarray:
+        """A list of rows.
+
+        Raises:
+            InputError: 413 when over ``max_batch``; 422 for a bad row (the message names it).
+        """
+        if not isinstance(items, list) or not items:
+            raise InputError(422, f"expected a non-empty list of rows; {self.expected}")
+        if len(items) > self.max_batch:
+            raise InputError(413, f"batch of {len(items)} rows is over the limit of {self.max_batch}; send smaller batches")
+        return np.asarray([self.row(item, f"row {i}: ") for i, item in enumerate(items)], dtype=np.float64)
+
+
+def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str) -> np.ndarray:
+    """A nested list for a non-tabular input (TF Serving shape), checked for shape and finiteness.
+
+    Raises:
+        InputError: 422 for ragged, non-numeric, non-finite or wrongly shaped values.
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(422, f"input {name!r} must be a (nested) list of numbers of shape {list(shape)}") from None
+    if arr.dtype == object or not np.all(np.isfinite(arr)):
+        raise InputError(422, f"input {name!r} must hold finite numbers only")
+    want = list(shape)
+    if arr.ndim != len(want) or any(w is not None and a != w for a, w in zip(arr.shape[1:], want[1:])):
+        raise InputError(422, f"input {name!r} has shape {list(arr.shape)}, the model takes {want}")
+    return arr.astype(dtype)

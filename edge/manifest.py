@@ -1,0 +1,156 @@
+"""Read, validate and check a bundle's ``manifest.json`` (the contract between converter and runners).
+
+The schema lives beside this module (``manifest.schema.json``) and is used both when ``deploykit
+convert`` writes a manifest and whenever a runner reads one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from edge.errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+GOLDEN = "golden.json"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (version ``SCHEMA_VERSION``)."""
+    return json.loads((Path(__file__).with_name("manifest.schema.json")).read_text(encoding="utf-8"))
+
+
+def validate(manifest: Any) -> None:
+    """Validate a manifest object against the schema.
+
+    Raises:
+        BundleError: unknown schema version, or the first schema violation, as one line.
+    """
+    import jsonschema
+
+    if not isinstance(manifest, dict):
+        raise BundleError("manifest.json is not a JSON object; re-create the bundle with `deploykit convert`")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(
+            f"manifest.json has schema_version {version!r}, this deploykit reads version {SCHEMA_VERSION}; "
+            "re-create the bundle with this deploykit's `deploykit convert` or upgrade deploykit"
+        )
+    validator = jsonschema.Draft202012Validator(schema())
+    error = next(iter(sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise BundleError(f"manifest.json is invalid at {where}: {error.message}")
+
+
+def safe_join(root: Path, relpath: str) -> Path:
+    """Resolve a path read from a manifest inside ``root``, refusing anything that escapes it.
+
+    Raises:
+        BundleError: absolute paths, ``..`` components, or symlinks that lead outside ``root``.
+    """
+    pure = PurePosixPath(relpath)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in relpath or not relpath:
+        raise BundleError(f"manifest.json names an unsafe path {relpath!r}; re-create the bundle")
+    root_resolved = root.resolve()
+    target = (root_resolved / Path(*pure.parts)).resolve()
+    if target != root_resolved and root_resolved not in target.parents:
+        raise BundleError(f"manifest.json path {relpath!r} leaves the bundle; re-create the bundle")
+    return target
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load(bundle: Path) -> dict[str, Any]:
+    """Load and validate ``bundle/manifest.json``.
+
+    Raises:
+        BundleError: the folder is missing or not a bundle, the JSON is broken, or it fails the schema.
+    """
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise BundleError(f"bundle folder {str(bundle)!r} does not exist; pass the folder `deploykit convert` wrote")
+    path = bundle / MANIFEST
+    if not path.is_file():
+        raise BundleError(
+            f"{str(bundle)!r} is not a deploykit bundle (no manifest.json); pass the folder `deploykit convert` wrote"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"manifest.json in {str(bundle)!r} is not valid JSON ({exc}); re-create the bundle") from None
+    validate(manifest)
+    return manifest
+
+
+def check_file(bundle: Path, relpath: str, expected_sha256: str, expected_bytes: int | None = None) -> Path:
+    """Check that one bundle file exists and matches its recorded sha256; return its path.
+
+    Raises:
+        BundleError: the file is missing, truncated or altered (the message names the file).
+    """
+    path = safe_join(Path(bundle), relpath)
+    if not path.is_file():
+        raise BundleError(f"bundle file {relpath} is missing; copy the whole bundle again or re-create it")
+    if expected_bytes is not None and path.stat().st_size != expected_bytes:
+        raise BundleError(
+            f"bundle file {relpath} has {path.stat().st_size} bytes, the manifest says {expected_bytes} "
+            "(truncated or altered); copy the bundle again or re-create it"
+        )
+    if sha256_file(path) != expected_sha256:
+        raise BundleError(
+            f"bundle file {relpath} does not match its sha256 in manifest.json (tampered or corrupted); "
+            "copy the bundle again or re-create it"
+        )
+    return path
+
+
+def check_all_files(bundle: Path, manifest: dict[str, Any], only_prefix: str | None = None) -> None:
+    """Check every artifact and listed file against the manifest's sha256, before anything runs.
+
+    ``only_prefix`` limits the check to paths under it (``"edge/"`` on a Pi holding only that part).
+
+    Raises:
+        BundleError: on the first file that is missing or does not match (the message names it).
+    """
+    for artifact in manifest["artifacts"]:
+        if only_prefix is None or artifact["path"].startswith(only_prefix):
+            check_file(bundle, artifact["path"], artifact["sha256"], artifact["bytes"])
+    for relpath, digest in sorted(manifest.get("files", {}).items()):
+        if only_prefix is None or relpath.startswith(only_prefix):
+            check_file(bundle, relpath, digest)
+
+
+def load_golden(bundle: Path) -> dict[str, Any]:
+    """Load ``bundle/golden.json``.
+
+    Raises:
+        BundleError: the file is missing or malformed.
+    """
+    path = Path(bundle) / GOLDEN
+    if not path.is_file():
+        raise BundleError(f"{str(Path(bundle))!r} has no golden.json; copy it with the bundle or re-create the bundle")
+    try:
+        golden = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"golden.json is not valid JSON ({exc}); re-create the bundle") from None
+    if not isinstance(golden, dict) or not {"inputs", "outputs"} <= set(golden):
+        raise BundleError("golden.json lacks 'inputs' or 'outputs'; re-create the bundle")
+    return golden
+
+
+def artifacts_of(manifest: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
+    """The manifest's artifacts of one format (``tflite``, ``tfjs_graph``, ``tfjs_layers``)."""
+    return [a for a in manifest["artifacts"] if a["format"] == fmt]

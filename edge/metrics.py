@@ -1,0 +1,119 @@
+"""Counters and a latency histogram, rendered in the Prometheus text exposition format (version 0.0.4)."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import defaultdict
+from typing import Any, Sequence
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _escape(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: Any) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}" if labels else ""
+
+
+def _num(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+class Metrics:
+    """The server's counters. ``observe`` is called once per request."""
+
+    def __init__(self, feature_names: Sequence[str]) -> None:
+        self.feature_names = list(feature_names)
+        self.requests: dict[tuple[str, int], int] = defaultdict(int)
+        self.hist: dict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
+        self.hist_sum: dict[str, float] = defaultdict(float)
+        self.predictions = 0
+        self.out_of_range = {name: 0 for name in self.feature_names}
+        self.rejected_busy = 0
+        self.inflight = 0
+        self._lock = threading.Lock()
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """Count one finished request."""
+        with self._lock:
+            self.requests[(route, status)] += 1
+            self.hist[route][bisect.bisect_left(BUCKETS, seconds)] += 1
+            self.hist_sum[route] += seconds
+
+    def count_predictions(self, n: int, out_of_range: Sequence[int] | None = None) -> None:
+        """Count predicted rows and, per feature, values outside the training range."""
+        with self._lock:
+            self.predictions += n
+            if out_of_range is not None:
+                for name, k in zip(self.feature_names, out_of_range):
+                    self.out_of_range[name] += int(k)
+
+    def render(self, info: dict[str, str], drift: list[dict[str, Any]], log_errors: int = 0) -> str:
+        """The ``/metrics`` body."""
+        lines: list[str] = []
+        add = lines.append
+        add("# HELP deploykit_model_info The loaded model artifact.")
+        add("# TYPE deploykit_model_info gauge")
+        add(f"deploykit_model_info{_labels(**info)} 1")
+        add("# HELP deploykit_requests_total HTTP requests by route and status.")
+        add("# TYPE deploykit_requests_total counter")
+        with self._lock:
+            requests = sorted(self.requests.items())
+            hist = {k: list(v) for k, v in self.hist.items()}
+            sums = dict(self.hist_sum)
+            predictions = self.predictions
+            out_of_range = dict(self.out_of_range)
+        for (route, status), n in requests:
+            add(f"deploykit_requests_total{_labels(route=route, status=status)} {n}")
+        add("# HELP deploykit_request_duration_seconds Request latency by route.")
+        add("# TYPE deploykit_request_duration_seconds histogram")
+        for route in sorted(hist):
+            cumulative = 0
+            for bound, n in zip(BUCKETS, hist[route]):
+                cumulative += n
+                add(f"deploykit_request_duration_seconds_bucket{_labels(route=route, le=_num(bound))} {cumulative}")
+            cumulative += hist[route][-1]
+            add(f'deploykit_request_duration_seconds_bucket{_labels(route=route, le="+Inf")} {cumulative}')
+            add(f"deploykit_request_duration_seconds_sum{_labels(route=route)} {_num(sums[route])}")
+            add(f"deploykit_request_duration_seconds_count{_labels(route=route)} {cumulative}")
+        add("# HELP deploykit_predictions_total Rows predicted.")
+        add("# TYPE deploykit_predictions_total counter")
+        add(f"deploykit_predictions_total {predictions}")
+        add("# HELP deploykit_input_out_of_range_total Input values outside the training range, per feature.")
+        add("# TYPE deploykit_input_out_of_range_total counter")
+        for name in self.feature_names:
+            add(f"deploykit_input_out_of_range_total{_labels(feature=name)} {out_of_range[name]}")
+        add("# HELP deploykit_inflight_requests Requests being served now.")
+        add("# TYPE deploykit_inflight_requests gauge")
+        add(f"deploykit_inflight_requests {self.inflight}")
+        add("# HELP deploykit_rejected_busy_total Requests answered 503 over the concurrency limit.")
+        add("# TYPE deploykit_rejected_busy_total counter")
+        add(f"deploykit_rejected_busy_total {self.rejected_busy}")
+        add("# HELP deploykit_log_write_errors_total Log lines that could not be written.")
+        add("# TYPE deploykit_log_write_errors_total counter")
+        add(f"deploykit_log_write_errors_total {log_errors}")
+        add("# HELP deploykit_drift_ks_statistic Two-sample KS statistic, recent inputs vs training sample.")
+        add("# TYPE deploykit_drift_ks_statistic gauge")
+        for d in drift:
+            if d["statistic"] is not None:
+                add(f"deploykit_drift_ks_statistic{_labels(feature=d['feature'])} {_num(d['statistic'])}")
+        add("# HELP deploykit_drift_ks_pvalue Two-sample KS p-value.")
+        add("# TYPE deploykit_drift_ks_pvalue gauge")
+        for d in drift:
+            if d["p_value"] is not None:
+                add(f"deploykit_drift_ks_pvalue{_labels(feature=d['feature'])} {_num(d['p_value'])}")
+        add("# HELP deploykit_drift_detected 1 when the feature's p-value is below alpha over a full enough window.")
+        add("# TYPE deploykit_drift_detected gauge")
+        for d in drift:
+            add(f"deploykit_drift_detected{_labels(feature=d['feature'])} {1 if d['drifted'] else 0}")
+        add("# HELP deploykit_drift_window_rows Rows in the drift window.")
+        add("# TYPE deploykit_drift_window_rows gauge")
+        add(f"deploykit_drift_window_rows {drift[0]['n'] if drift else 0}")
+        return "\n".join(lines) + "\n"

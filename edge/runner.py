@@ -1,0 +1,229 @@
+"""``Predictor``: one TFLite artifact of a bundle, checked before it runs, safe to call from many threads.
+
+Order of the checks when a Predictor is built (any failure raises before a single prediction):
+
+1. the manifest is valid (``edge.manifest.load``);
+2. the artifact's sha256 and size match the manifest (tampered or truncated files are named);
+3. the artifact's runtime needs are met by the picked interpreter (``edge.interpreter``);
+4. the model's signature (``serving_default``) has the manifest's inputs and outputs, dtypes and shapes.
+
+Each thread gets its own interpreter (the TFLite interpreter is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edge import manifest as mf
+from edge import transform
+from edge.bundle import Bundle
+from edge.errors import BundleError, EdgeError
+from edge.interpreter import Runtime, check_runtime, make_interpreter, pick
+
+SIGNATURE = "serving_default"
+
+
+def _dims(shape: Sequence[Any]) -> list[int | None]:
+    return [None if (d is None or int(d) < 0) else int(d) for d in shape]
+
+
+class _Session:
+    """One interpreter with its signature's tensor indices; used by one thread at a time."""
+
+    def __init__(self, interpreter: Any, signature: str) -> None:
+        self.interpreter = interpreter
+        runner = interpreter.get_signature_runner(signature)
+        self.inputs = runner.get_input_details()
+        self.outputs = runner.get_output_details()
+        # Fast path for signatures on the main subgraph: set_tensor/invoke/get_tensor by the signature's
+        # tensor indices. A live SignatureRunner holds a reference that blocks resize_tensor_input, so it
+        # is only kept for the other case.
+        self.fast = getattr(runner, "_subgraph_index", 0) == 0
+        self.runner = None if self.fast else runner
+        del runner
+        self.in_index = {name: int(d["index"]) for name, d in self.inputs.items()}
+        self.out_index = {name: int(d["index"]) for name, d in self.outputs.items()}
+        self.shapes = {name: tuple(int(v) for v in d["shape"]) for name, d in self.inputs.items()}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.fast:
+            return {k: np.array(v) for k, v in self.runner(**feeds).items()}
+        interp = self.interpreter
+        resized = False
+        for name, arr in feeds.items():
+            if arr.shape != self.shapes[name]:
+                interp.resize_tensor_input(self.in_index[name], arr.shape, strict=False)
+                self.shapes[name] = arr.shape
+                resized = True
+        if resized:
+            interp.allocate_tensors()
+        for name, arr in feeds.items():
+            interp.set_tensor(self.in_index[name], arr)
+        interp.invoke()
+        return {name: interp.get_tensor(index) for name, index in self.out_index.items()}
+
+
+class Predictor:
+    """Predictions from one TFLite artifact of a bundle.
+
+    Args:
+        bundle_dir: the bundle folder, or a folder holding ``edge/`` + ``manifest.json`` + ``golden.json``.
+        variant: ``float32``, ``float16``, ``dynamic``, ``int8``, ``int16x8`` (``fp32``/``fp16`` accepted);
+            default: the most precise variant that passed parity, else float32.
+        runtime: force an interpreter (``ai_edge_litert``, ``tflite_runtime``, ``tensorflow``).
+
+    Raises:
+        BundleError: bad manifest, missing/tampered artifact, or a manifest that does not match the model.
+        RuntimeTooOld: the interpreter cannot run the artifact.
+        EdgeError: no interpreter installed, or it cannot load the file.
+    """
+
+    def __init__(self, bundle_dir: str | Path | Bundle, variant: str | None = None, runtime: str | None = None,
+                 num_threads: int = 1) -> None:
+        self.bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
+        self.manifest = self.bundle.manifest
+        self.runtime: Runtime = pick(runtime)
+        self.artifact = self.bundle.artifact(variant, self.runtime.name)
+        self.variant: str = self.artifact["variant"]
+        self.path = mf.check_file(self.bundle.root, self.artifact["path"], self.artifact["sha256"], self.artifact["bytes"])
+        self.sha256: str = self.artifact["sha256"]
+        check_runtime(self.artifact, self.runtime)
+        self.num_threads = num_threads
+        # Same arithmetic as edge.transform.apply; mean/std are turned into arrays once, not per call.
+        self.transforms = [
+            None if t is None else {**t, "mean": np.asarray(t["mean"], dtype=np.float64), "std": np.asarray(t["std"], dtype=np.float64)}
+            for t in self.artifact.get("input_transform") or []
+        ]
+        self.input_specs = {i["name"]: i for i in self.manifest["inputs"]}
+        self.input_dtypes = {i["name"]: np.dtype(i["dtype"]) for i in self.manifest["inputs"]}
+        self._want_dims = {i["name"]: _dims(i["shape"]) for i in self.manifest["inputs"]}
+        self.output_keys = [o["key"] for o in self.manifest["outputs"]]
+        self.features = list(self.manifest.get("features") or [])
+        self._local = threading.local()
+        # Tabular fast path: one input whose columns are the features in manifest order.
+        only = self.manifest["inputs"][0]
+        self._direct_input = (
+            only["name"]
+            if len(self.manifest["inputs"]) == 1 and self.features and only["shape"][-1] == len(self.features)
+            and all(f["input"] == only["name"] and f["index"] == i for i, f in enumerate(self.features))
+            else None
+        )
+        self._check_io(self._session())
+
+    # ------------------------------------------------------------------ loading
+
+    def _session(self) -> _Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            interpreter = make_interpreter(self.runtime, self.path, self.artifact["path"], self.num_threads)
+            signatures = interpreter.get_signature_list()
+            if SIGNATURE in signatures:
+                name = SIGNATURE
+            elif len(signatures) == 1:
+                name = next(iter(signatures))
+            else:
+                raise BundleError(
+                    f"{self.artifact['path']} has no {SIGNATURE!r} signature (it has {sorted(signatures)}); re-create the bundle"
+                )
+            session = _Session(interpreter, name)
+            self._local.session = session
+        return session
+
+    def _check_io(self, session: _Session) -> None:
+        """Compare the model's signature with the manifest.
+
+        Raises:
+            BundleError: names, dtypes, ranks, fixed dimensions or tensor names differ.
+        """
+        where = f"manifest.json does not match {self.artifact['path']}"
+        model_in, want_in = sorted(session.inputs), sorted(self.input_specs)
+        if model_in != want_in:
+            raise BundleError(f"{where}: the model's inputs are {model_in}, the manifest's {want_in}; re-create the bundle")
+        model_out, want_out = sorted(session.outputs), sorted(self.output_keys)
+        if model_out != want_out:
+            raise BundleError(f"{where}: the model's outputs are {model_out}, the manifest's {want_out}; re-create the bundle")
+        specs = [(n, session.inputs[n], self.input_specs[n], "input") for n in model_in]
+        specs += [(o["key"], session.outputs[o["key"]], o, "output") for o in self.manifest["outputs"]]
+        io = self.artifact.get("io") or {}
+        for name, detail, spec, kind in specs:
+            dtype = np.dtype(detail["dtype"]).name
+            if dtype != spec["dtype"]:
+                raise BundleError(f"{where}: {kind} {name!r} is {dtype} in the model, {spec['dtype']} in the manifest; re-create the bundle")
+            have = _dims(detail.get("shape_signature", detail["shape"]))
+            want = _dims(spec["shape"])
+            if len(have) != len(want) or any(h is not None and w is not None and h != w for h, w in zip(have, want)):
+                raise BundleError(f"{where}: {kind} {name!r} has shape {have} in the model, {want} in the manifest; re-create the bundle")
+            recorded = (io.get(kind + "s") or {}).get(name)
+            # The converter may record the signature key or the tensor name; either must match the model.
+            if recorded and recorded != name and recorded != detail.get("name"):
+                raise BundleError(
+                    f"{where}: {kind} {name!r} is tensor {detail['name']!r} in the model, {recorded!r} in the manifest; re-create the bundle"
+                )
+
+    # ------------------------------------------------------------------ predicting
+
+    def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run the model on a batch: ``{input name: array}`` -> ``{output key: array}``.
+
+        The artifact's ``input_transform`` is applied first, exactly as the parity engine does.
+
+        Raises:
+            EdgeError: an input is missing or has the wrong number of dimensions or columns.
+        """
+        feeds: dict[str, np.ndarray] = {}
+        for name, want in self._want_dims.items():
+            if name not in inputs:
+                raise EdgeError(f"input {name!r} is missing; the model takes {sorted(self.input_specs)}")
+            arr = np.asarray(inputs[name])
+            if arr.ndim != len(want) or any(w is not None and a != w for a, w in zip(arr.shape[1:], want[1:])):
+                raise EdgeError(f"input {name!r} has shape {list(arr.shape)}, the model takes {want}")
+            feeds[name] = arr
+        if self.transforms:
+            feeds = transform.apply(self.transforms, feeds)
+        feeds = {n: np.ascontiguousarray(a, dtype=self.input_dtypes[n]) for n, a in feeds.items()}
+        out = self._session().run(feeds)  # get_tensor returns copies
+        return {key: out[key] for key in self.output_keys}
+
+    def rows_to_inputs(self, rows: Any) -> dict[str, np.ndarray]:
+        """Tabular rows (n, n_features) in manifest feature order -> the model's input arrays.
+
+        Raises:
+            EdgeError: the model is not tabular or the rows have the wrong width.
+        """
+        if not self.features:
+            raise EdgeError("this model has no tabular features (manifest 'features' is null); use predict()")
+        x = np.asarray(rows, dtype=np.float64)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != len(self.features):
+            names = ", ".join(f["name"] for f in self.features)
+            raise EdgeError(f"rows must have {len(self.features)} values ({names}), got shape {list(x.shape)}")
+        if self._direct_input is not None:
+            return {self._direct_input: x}
+        inputs: dict[str, np.ndarray] = {}
+        for name, spec in self.input_specs.items():
+            cols = [f for f in self.features if f["input"] == name]
+            width = spec["shape"][-1] if spec["shape"] and spec["shape"][-1] else (max(f["index"] for f in cols) + 1)
+            arr = np.zeros((x.shape[0], int(width)), dtype=np.float64)
+            for pos, feature in enumerate(self.features):
+                if feature["input"] == name:
+                    arr[:, feature["index"]] = x[:, pos]
+            inputs[name] = arr
+        return inputs
+
+    def predict_rows(self, rows: Any) -> np.ndarray:
+        """Tabular convenience: rows in manifest feature order -> the first output, shape (n, ...).
+
+        Raises:
+            EdgeError: see ``rows_to_inputs``.
+        """
+        return self.predict(self.rows_to_inputs(rows))[self.output_keys[0]]
+
+    def describe(self) -> dict[str, Any]:
+        """What is loaded: variant, file, sha256, runtime."""
+        return {"variant": self.variant, "artifact": self.artifact["path"], "sha256": self.sha256,
+                "runtime": self.runtime.name, "runtime_version": self.runtime.version}

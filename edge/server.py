@@ -1,0 +1,589 @@
+"""The ``deploykit-edge serve`` ASGI application: a plain ASGI callable, no framework.
+
+Routes: ``POST /predict_json``, ``GET /form``, ``POST /predict_form``, TF Serving's
+``POST /v1/models/{name}:predict``, ``GET /v1/models/{name}``, ``GET /v1/models/{name}/metadata``,
+``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /drift``, ``GET /openapi.json``, ``GET /``.
+
+Every error is JSON ``{"success": false, "error": "..."}`` with the status of the issue's table (the
+form route answers HTML). No input raises out of the app: unexpected exceptions become a 500 answer.
+
+Predictions run inline on the event loop: a tabular TFLite model answers in microseconds, far less
+than a thread hand-off costs. Each worker process has its own interpreter.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from edge import __version__
+from edge import selftest as selftest_mod
+from edge.drift import DriftMonitor
+from edge.errors import EdgeError
+from edge.inputs import InputError, RowParser, check_tensor, parse_json
+from edge.logs import CsvLogs
+from edge.metrics import Metrics
+from edge.runner import Predictor
+
+Send = Callable[[dict], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict]]
+
+JSON_TYPE = b"application/json"
+CONFIG_ENV = "DEPLOYKIT_EDGE_SERVE_CONFIG"
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``serve`` needs; also passed to worker processes as JSON in ``CONFIG_ENV``."""
+
+    bundle: str
+    variant: Optional[str] = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    allow_origins: list[str] = field(default_factory=list)
+    log_dir: Optional[str] = None
+    max_body: int = 1024 * 1024
+    max_batch: int = 1000
+    max_concurrency: int = 64
+    drift_window: int = 500
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ServeConfig":
+        return cls(**json.loads(text))
+
+
+class _Reply(Exception):
+    """Internal: answer now with this status and message."""
+
+    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or []
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _value(row: np.ndarray) -> Any:
+    flat = np.asarray(row, dtype=np.float64).ravel()
+    return float(flat[0]) if flat.size == 1 else [float(v) for v in flat]
+
+
+class EdgeApp:
+    """The ASGI app around one Predictor."""
+
+    STATIC_ROUTES = {
+        "/predict_json": ("predict_json", ("POST",)),
+        "/predict_form": ("predict_form", ("POST",)),
+        "/form": ("form", ("GET", "HEAD")),
+        "/healthz": ("healthz", ("GET", "HEAD")),
+        "/readyz": ("readyz", ("GET", "HEAD")),
+        "/metrics": ("metrics", ("GET", "HEAD")),
+        "/drift": ("drift", ("GET", "HEAD")),
+        "/openapi.json": ("openapi", ("GET", "HEAD")),
+        "/": ("index", ("GET", "HEAD")),
+    }
+    UNLIMITED = {"healthz", "readyz", "metrics"}
+
+    def __init__(self, predictor: Predictor, config: ServeConfig, logs: CsvLogs | None = None) -> None:
+        self.p = predictor
+        self.config = config
+        self.logs = logs
+        self.name = predictor.bundle.name
+        self.features = list(predictor.manifest.get("features") or [])
+        self.feature_names = [f["name"] for f in self.features]
+        self.rows = RowParser(self.features, config.max_batch) if self.features else None
+        self.lo = np.array([f["min"] for f in self.features], dtype=np.float64)
+        self.hi = np.array([f["max"] for f in self.features], dtype=np.float64)
+        self.lo_list, self.hi_list = self.lo.tolist(), self.hi.tolist()
+        self.metrics = Metrics(self.feature_names)
+        self.drift = DriftMonitor(self.features, window=config.drift_window)
+        self.origins = {o.rstrip("/") for o in config.allow_origins}
+        self.ready = False
+        self.ready_error = "self-test has not run"
+        self.info = {"model": self.name, "variant": predictor.variant, "sha256": predictor.sha256,
+                     "runtime": predictor.runtime.describe(), "artifact": predictor.artifact["path"]}
+        self._openapi: bytes | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def startup(self) -> None:
+        """Run the self-test; ``/readyz`` answers 200 only when it passed."""
+        try:
+            result = selftest_mod.run(self.p)
+        except EdgeError as exc:
+            self.ready, self.ready_error = False, str(exc)
+            return
+        self.ready = bool(result["passed"])
+        self.ready_error = "" if self.ready else "self-test failed: " + "; ".join(result["failures"])
+
+    def shutdown(self) -> None:
+        """Flush and close the logs."""
+        if self.logs is not None:
+            self.logs.close()
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.startup()
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    def _route(self, path: str) -> tuple[str, tuple[str, ...], str | None]:
+        static = self.STATIC_ROUTES.get(path)
+        if static is not None:
+            return static[0], static[1], None
+        if path.startswith("/v1/models/"):
+            rest = path[len("/v1/models/") :]
+            if rest.endswith(":predict"):
+                return "tfs_predict", ("POST",), _strip_version(rest[: -len(":predict")])
+            if rest.endswith("/metadata"):
+                return "tfs_metadata", ("GET", "HEAD"), _strip_version(rest[: -len("/metadata")])
+            if rest and "/" not in rest.strip("/") or "/versions/" in rest:
+                return "tfs_status", ("GET", "HEAD"), _strip_version(rest.strip("/"))
+        return "", (), None
+
+    def _cors(self, headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        origin = headers.get(b"origin")
+        if origin and self.origins and origin.decode("latin-1").rstrip("/") in self.origins:
+            return [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+        return []
+
+    async def _http(self, scope: dict, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        method = scope["method"]
+        path = scope["path"]
+        headers = dict(scope["headers"])
+        route, methods, model_name = self._route(path)
+        cors = self._cors(headers)
+        request_id = uuid.uuid4().hex[:12] if self.logs is not None else ""
+        status = 500
+        error = ""
+        counted = False
+        log_rows: list[list[Any]] = []
+        try:
+            try:
+                if not route:
+                    raise _Reply(404, f"no route {path}; see /openapi.json")
+                if method == "OPTIONS":
+                    status = await self._preflight(headers, methods, cors, send)
+                    return
+                if method not in methods:
+                    allow = ", ".join(methods)
+                    raise _Reply(405, f"method {method} is not allowed on {path}; use {allow}",
+                                 [(b"allow", allow.encode())])
+                if route not in self.UNLIMITED:
+                    if self.metrics.inflight >= self.config.max_concurrency:
+                        self.metrics.rejected_busy += 1
+                        raise _Reply(503, f"busy: {self.config.max_concurrency} requests in flight; retry shortly",
+                                     [(b"retry-after", b"1")])
+                    self.metrics.inflight += 1
+                    counted = True
+                handler = getattr(self, "_h_" + route)
+                status, content_type, body, extra = await handler(
+                    scope=scope, receive=receive, headers=headers, model_name=model_name, log_rows=log_rows
+                )
+            except _Reply as reply:
+                status, error = reply.status, str(reply)
+                content_type, body, extra = JSON_TYPE, _json({"success": False, "error": error}), reply.headers
+            except InputError as exc:
+                status, error = exc.status, str(exc)
+                content_type, body, extra = JSON_TYPE, _json({"success": False, "error": error}), []
+            except Exception as exc:  # noqa: BLE001 - no input may kill the server
+                status, error = 500, f"internal error: {type(exc).__name__}: {exc}"
+                content_type, body, extra = JSON_TYPE, _json({"success": False, "error": error}), []
+            if route == "predict_form" and status >= 400 and content_type == JSON_TYPE:
+                content_type, body = b"text/html; charset=utf-8", self._result_page(None, error).encode()
+            response_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+            response_headers += extra + cors
+            await send({"type": "http.response.start", "status": status, "headers": response_headers})
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        finally:
+            if counted:
+                self.metrics.inflight -= 1
+            elapsed = time.perf_counter() - start
+            self.metrics.observe(route or "unknown", status, elapsed)
+            if self.logs is not None:
+                now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+                client = scope.get("client")
+                client_text = f"{client[0]}:{client[1]}" if client else ""
+                latency_ms = round(elapsed * 1000, 3)
+                self.logs.request([now, request_id, client_text, method, path[:200], status, latency_ms, error[:300]])
+                for cells in log_rows:
+                    self.logs.prediction([now, request_id, client_text, *cells, self.p.variant, self.p.sha256, latency_ms])
+
+    async def _preflight(self, headers: dict, methods: tuple[str, ...], cors: list, send: Send) -> int:
+        if not cors:
+            body = _json({"success": False, "error": "origin not allowed; start the server with --allow-origin ORIGIN"})
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return 403
+        allow_headers = headers.get(b"access-control-request-headers", b"content-type")
+        out = cors + [(b"access-control-allow-methods", ", ".join(methods).encode()),
+                      (b"access-control-allow-headers", allow_headers), (b"access-control-max-age", b"600"),
+                      (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 204, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+        return 204
+
+    async def _body(self, receive: Receive, headers: dict, accept: tuple[bytes, ...]) -> bytes:
+        """The request body, after the content-type and size checks.
+
+        Raises:
+            _Reply: 415 for a content type not in ``accept``, 413 over ``max_body`` (chunked included).
+        """
+        ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if ctype not in accept:
+            shown = ctype.decode("latin-1") or "none"
+            raise _Reply(415, f"content type {shown} is not supported; send Content-Type: {accept[0].decode()}")
+        limit = self.config.max_body
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise _Reply(413, f"body of {int(declared)} bytes is over the limit of {limit} bytes")
+            except ValueError:
+                raise _Reply(400, "invalid Content-Length") from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Reply(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _Reply(413, f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    # ------------------------------------------------------------------ predictions
+
+    def _predict_rows(self, x: np.ndarray, log_rows: list[list[Any]]) -> np.ndarray:
+        """Predict checked feature rows; update drift, metrics and the prediction log rows."""
+        y = np.asarray(self.p.predict_rows(x), dtype=np.float64)
+        self._check_outputs({self.p.output_keys[0]: y})
+        self._account(x, y, log_rows)
+        return y
+
+    def _account(self, x: np.ndarray, y: np.ndarray, log_rows: list[list[Any]]) -> None:
+        """Metrics, drift window and prediction-log rows for predicted feature rows."""
+        if x.shape[0] == 1:  # the common case, without numpy's per-call overhead
+            out_of_range = [int(v < lo or v > hi) for v, lo, hi in zip(x[0].tolist(), self.lo_list, self.hi_list)]
+        else:
+            out_of_range = ((x < self.lo) | (x > self.hi)).sum(axis=0)
+        self.metrics.count_predictions(x.shape[0], out_of_range)
+        self.drift.add(x)
+        if self.logs is not None:
+            for row, pred in zip(x, y):
+                log_rows.append([*[float(v) for v in row], json.dumps(_value(pred))])
+
+    @staticmethod
+    def _check_outputs(outputs: dict[str, np.ndarray]) -> None:
+        for key, arr in outputs.items():
+            if not (math.isfinite(float(arr.flat[0])) if arr.size == 1 else np.all(np.isfinite(arr))):
+                raise _Reply(500, f"the model produced a non-finite output {key!r}; check the inputs and the bundle")
+
+    async def _h_predict_json(self, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
+        body = await self._body(receive, headers, (JSON_TYPE,))
+        data = parse_json(body)
+        if self.rows is None:
+            raise InputError(422, f"this model has no tabular features; POST to /v1/models/{self.name}:predict")
+        x, single = self.rows.payload(data)
+        y = self._predict_rows(x, log_rows)
+        if single:
+            return 200, JSON_TYPE, _json({"prediction": _value(y[0]), "success": True}), []
+        return 200, JSON_TYPE, _json({"predictions": [_value(r) for r in y], "success": True}), []
+
+    async def _h_tfs_predict(self, receive: Receive, headers: dict, model_name: str, log_rows: list, **_: Any) -> tuple:
+        self._check_model(model_name)
+        body = await self._body(receive, headers, (JSON_TYPE,))
+        data = parse_json(body)
+        if not isinstance(data, dict) or ("instances" in data) == ("inputs" in data):
+            raise InputError(422, 'the body must be an object with either "instances" (row format) or "inputs" (columnar)')
+        signature = data.get("signature_name", "serving_default")
+        if signature != "serving_default":
+            raise InputError(422, f"unknown signature_name {signature!r}; this model has serving_default")
+        specs = self.p.manifest["inputs"]
+        if "instances" in data:
+            instances = data["instances"]
+            if not isinstance(instances, list) or not instances:
+                raise InputError(422, '"instances" must be a non-empty list')
+            if len(instances) > self.config.max_batch:
+                raise InputError(413, f"batch of {len(instances)} instances is over the limit of {self.config.max_batch}")
+            inputs = self._instances_to_inputs(instances, specs)
+        else:
+            columns = data["inputs"]
+            if not isinstance(columns, dict):
+                if len(specs) != 1:
+                    raise InputError(422, f'"inputs" must be an object keyed by {[s["name"] for s in specs]}')
+                columns = {specs[0]["name"]: columns}
+            inputs = {}
+            for spec in specs:
+                if spec["name"] not in columns:
+                    raise InputError(422, f"input {spec['name']!r} is missing")
+                inputs[spec["name"]] = check_tensor(columns[spec["name"]], spec["name"], spec["shape"], "float64")
+            n = {a.shape[0] for a in inputs.values()}
+            if max(n) > self.config.max_batch:
+                raise InputError(413, f"batch of {max(n)} rows is over the limit of {self.config.max_batch}")
+        n_rows = {a.shape[0] for a in inputs.values()}
+        if len(n_rows) != 1:
+            raise InputError(422, "all inputs must have the same number of rows")
+        outputs = self.p.predict(inputs)
+        self._check_outputs(outputs)
+        keys = self.p.output_keys
+        if self.features:
+            x = np.stack([inputs[f["input"]][:, f["index"]] for f in self.features], axis=1)
+            self._account(x, np.asarray(outputs[keys[0]], dtype=np.float64), log_rows)
+        else:
+            self.metrics.count_predictions(next(iter(n_rows)))
+        if "instances" in data:
+            if len(keys) == 1:
+                preds = np.asarray(outputs[keys[0]], dtype=np.float64).tolist()
+            else:
+                rows = next(iter(n_rows))
+                preds = [{k: np.asarray(outputs[k][i], dtype=np.float64).tolist() for k in keys} for i in range(rows)]
+            return 200, JSON_TYPE, _json({"predictions": preds}), []
+        if len(keys) == 1:
+            return 200, JSON_TYPE, _json({"outputs": np.asarray(outputs[keys[0]], dtype=np.float64).tolist()}), []
+        return 200, JSON_TYPE, _json({"outputs": {k: np.asarray(outputs[k], dtype=np.float64).tolist() for k in keys}}), []
+
+    def _instances_to_inputs(self, instances: list, specs: list[dict]) -> dict[str, np.ndarray]:
+        names = [s["name"] for s in specs]
+        per_input: dict[str, list] = {n: [] for n in names}
+        for i, inst in enumerate(instances):
+            if isinstance(inst, dict) and self.rows is not None and not set(names) & set(inst):
+                row = self.rows.row(inst, f"instance {i}: ")  # keyed by feature names
+                for f, v in zip(self.features, row):
+                    per_input.setdefault(f["input"], [])
+                for spec in specs:
+                    width = spec["shape"][-1]
+                    vec = [0.0] * int(width)
+                    for f, v in zip(self.features, row):
+                        if f["input"] == spec["name"]:
+                            vec[f["index"]] = v
+                    per_input[spec["name"]].append(vec)
+            elif isinstance(inst, dict):
+                for n in names:
+                    if n not in inst:
+                        raise InputError(422, f"instance {i}: input {n!r} is missing; the model takes {names}")
+                    per_input[n].append(inst[n])
+            else:
+                if len(names) != 1:
+                    raise InputError(422, f"instance {i}: must be an object keyed by {names}")
+                if self.rows is not None and isinstance(inst, list):
+                    self.rows.row(inst, f"instance {i}: ")  # names the features on a bad count or value
+                per_input[names[0]].append(inst)
+        return {s["name"]: check_tensor(per_input[s["name"]], s["name"], s["shape"], "float64") for s in specs}
+
+    def _check_model(self, model_name: str | None) -> None:
+        if model_name != self.name:
+            raise _Reply(404, f"model {model_name!r} not found; this server serves {self.name!r}")
+
+    async def _h_tfs_status(self, model_name: str, **_: Any) -> tuple:
+        self._check_model(model_name)
+        state = "AVAILABLE" if self.ready else "UNAVAILABLE"
+        body = {"model_version_status": [{"version": "1", "state": state,
+                                          "status": {"error_code": "OK" if self.ready else "UNAVAILABLE",
+                                                     "error_message": "" if self.ready else self.ready_error}}]}
+        return 200, JSON_TYPE, _json(body), []
+
+    async def _h_tfs_metadata(self, model_name: str, **_: Any) -> tuple:
+        self._check_model(model_name)
+
+        def spec(t: dict, tensor_name: str) -> dict:
+            return {"dtype": "DT_" + {"float32": "FLOAT", "float16": "HALF", "int32": "INT32", "int64": "INT64",
+                                      "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}[t["dtype"]],
+                    "tensor_shape": {"dim": [{"size": str(-1 if d is None else d), "name": ""} for d in t["shape"]],
+                                     "unknown_rank": False},
+                    "name": tensor_name}
+
+        io = self.p.artifact.get("io") or {}
+        signature = {
+            "inputs": {t["name"]: spec(t, (io.get("inputs") or {}).get(t["name"], t["name"])) for t in self.p.manifest["inputs"]},
+            "outputs": {t["key"]: spec(t, (io.get("outputs") or {}).get(t["key"], t["key"])) for t in self.p.manifest["outputs"]},
+            "method_name": "tensorflow/serving/predict",
+        }
+        body = {"model_spec": {"name": self.name, "signature_name": "", "version": "1"},
+                "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}}}
+        return 200, JSON_TYPE, _json(body), []
+
+    # ------------------------------------------------------------------ form
+
+    async def _h_form(self, **_: Any) -> tuple:
+        fields = []
+        for f in self.features:
+            label = html.escape(f.get("label") or f["name"]) + (f" ({html.escape(f['unit'])})" if f.get("unit") else "")
+            fields.append(
+                f'<p><label>{label}<br><input name="{html.escape(f["name"])}" type="number" step="any" required '
+                f'value="{f["median"]:g}"></label> <small>training range {f["min"]:g} to {f["max"]:g}</small></p>'
+            )
+        page = _page(f"{html.escape(self.name)}: predict",
+                     f'<form method="post" action="/predict_form">{"".join(fields)}<p><button type="submit">Predict</button></p></form>')
+        return 200, b"text/html; charset=utf-8", page.encode(), []
+
+    async def _h_predict_form(self, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
+        body = await self._body(receive, headers, (b"application/x-www-form-urlencoded",))
+        if self.rows is None:
+            raise InputError(422, "this model has no tabular features")
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=len(self.features) + 20)
+        except (UnicodeDecodeError, ValueError):
+            raise InputError(400, "malformed form body") from None
+        values: dict[str, Any] = {}
+        for name in self.feature_names:
+            if name not in form:
+                continue
+            text = form[name][0].strip()
+            try:
+                values[name] = float(text)
+            except ValueError:
+                raise InputError(422, f"{name} must be a number, got {text[:40]!r}; {self.rows.expected}") from None
+        x = np.asarray([self.rows.row(values)], dtype=np.float64)
+        y = self._predict_rows(x, log_rows)
+        return 200, b"text/html; charset=utf-8", self._result_page(_value(y[0]), "").encode(), []
+
+    def _result_page(self, prediction: Any, error: str) -> str:
+        if error:
+            inner = f'<p class="error">Error: {html.escape(error)}</p>'
+        else:
+            out = self.p.manifest["outputs"][0]
+            inner = f"<p>Predicted {html.escape(out['name'])}: <strong>{html.escape(json.dumps(prediction))}</strong></p>"
+        return _page(f"{html.escape(self.name)}: result", inner + '<p><a href="/form">Back to the form</a></p>')
+
+    # ------------------------------------------------------------------ health, metrics, docs
+
+    async def _h_healthz(self, **_: Any) -> tuple:
+        return 200, JSON_TYPE, b'{"status":"ok"}', []
+
+    async def _h_readyz(self, **_: Any) -> tuple:
+        if self.ready:
+            return 200, JSON_TYPE, _json({"ready": True, **self.info}), []
+        return 503, JSON_TYPE, _json({"ready": False, "success": False, "error": self.ready_error}), []
+
+    async def _h_metrics(self, **_: Any) -> tuple:
+        drift = [r.as_dict() for r in self.drift.results()]
+        text = self.metrics.render(self.info, drift, self.logs.errors if self.logs else 0)
+        return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode(), []
+
+    async def _h_drift(self, **_: Any) -> tuple:
+        return 200, JSON_TYPE, _json(self.drift.report()), []
+
+    async def _h_index(self, **_: Any) -> tuple:
+        body = {"name": self.name, "deploykit_edge": __version__, **self.info, "ready": self.ready,
+                "routes": sorted(self.STATIC_ROUTES) + [f"/v1/models/{self.name}", f"/v1/models/{self.name}:predict",
+                                                         f"/v1/models/{self.name}/metadata"]}
+        return 200, JSON_TYPE, _json(body), []
+
+    async def _h_openapi(self, **_: Any) -> tuple:
+        if self._openapi is None:
+            self._openapi = _json(openapi(self.p, self.config))
+        return 200, JSON_TYPE, self._openapi, []
+
+
+def _strip_version(name: str) -> str:
+    return name.split("/versions/", 1)[0].split("/labels/", 1)[0]
+
+
+def _page(title: str, inner: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+            f"<body><h1>{title}</h1>{inner}</body></html>")
+
+
+def openapi(predictor: Predictor, config: ServeConfig) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the server's routes for this bundle."""
+    name = predictor.bundle.name
+    features = predictor.manifest.get("features") or []
+    row = {"type": "array", "items": {"type": "number"}, "minItems": len(features), "maxItems": len(features),
+           "description": "values in this order: " + ", ".join(f["name"] for f in features)}
+    obj = {"type": "object", "required": [f["name"] for f in features],
+           "properties": {f["name"]: {"type": "number", "description": f.get("label", "")} for f in features}}
+    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    errors = {str(s): {**error, "description": d} for s, d in [
+        (400, "malformed JSON"), (413, f"body over {config.max_body} bytes or batch over {config.max_batch} rows"),
+        (415, "wrong content type"), (422, "wrong count, type or non-finite values"), (503, "busy")]}
+
+    def get(summary: str, ctype: str = "application/json") -> dict:
+        return {"get": {"summary": summary, "responses": {"200": {"description": "OK", "content": {ctype: {}}}}}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"deploykit-edge: {name}", "version": __version__,
+                 "description": f"TFLite {predictor.variant} ({predictor.artifact['path']}) on {predictor.runtime.describe()}"},
+        "paths": {
+            "/predict_json": {"post": {
+                "summary": "Predict one row or a list of rows (the course's contract).",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    row, obj, {"type": "array", "maxItems": config.max_batch, "items": {"oneOf": [row, obj]}}]}}}},
+                "responses": {"200": {"description": "prediction", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"success": {"const": True}, "prediction": {},
+                                                     "predictions": {"type": "array"}}}}}}, **errors}}},
+            "/form": get("The HTML form.", "text/html"),
+            "/predict_form": {"post": {"summary": "Predict from the HTML form.",
+                                       "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": obj}}},
+                                       "responses": {"200": {"description": "result page", "content": {"text/html": {}}}}}},
+            f"/v1/models/{name}:predict": {"post": {
+                "summary": "TensorFlow Serving REST predict (row format `instances` or columnar `inputs`).",
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "instances": {"type": "array"}, "inputs": {}, "signature_name": {"type": "string"}}}}}},
+                "responses": {"200": {"description": "predictions", "content": {"application/json": {}}}, **errors}}},
+            f"/v1/models/{name}": get("TensorFlow Serving model status."),
+            f"/v1/models/{name}/metadata": get("TensorFlow Serving model metadata (signature)."),
+            "/healthz": get("Alive."),
+            "/readyz": get("Model loaded and self-test passed (503 otherwise)."),
+            "/metrics": get("Prometheus metrics.", "text/plain"),
+            "/drift": get("Per-feature KS drift of the recent input window."),
+            "/openapi.json": get("This document."),
+        },
+        "components": {"schemas": {"Error": {"type": "object", "required": ["success", "error"], "properties": {
+            "success": {"const": False}, "error": {"type": "string"}}}}},
+    }
+
+
+def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
+    """Load the predictor and logs for a config.
+
+    Raises:
+        EdgeError: the bundle cannot be served or the log folder cannot be written.
+    """
+    predictor = Predictor(config.bundle, config.variant)
+    logs = None
+    if config.log_dir:
+        logs = CsvLogs(config.log_dir, predictor.bundle.feature_names(), suffix=log_suffix,
+                       max_bytes=config.log_max_bytes, backups=config.log_backups)
+    return EdgeApp(predictor, config, logs)
+
+
+def app_from_env() -> EdgeApp:
+    """Factory for ``--workers N``: each worker process loads its own interpreter and log files."""
+    config = ServeConfig.from_json(os.environ[CONFIG_ENV])
+    return build_app(config, log_suffix=f".{os.getpid()}")

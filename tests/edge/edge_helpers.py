@@ -1,0 +1,93 @@
+"""Helpers shared by the edge tests (importable; conftest.py holds only fixtures)."""
+
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+PYTHON = sys.executable
+
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def run(args: list[str], **kw: Any) -> subprocess.CompletedProcess:
+    """Run a command in the repo with TF logs silenced; text output captured."""
+    return subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=kw.pop("timeout", 600), **kw)
+
+
+def rewrite_manifest(root: Path, change) -> None:
+    """Load, change (in place) and save a bundle's manifest.json."""
+    path = root / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest, indent=1))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `deploykit-edge serve` subprocess on a free loopback port."""
+
+    def __init__(self, bundle: Path, *args: str, log_dir: Path | None = None) -> None:
+        self.port = free_port()
+        cmd = [PYTHON, "-m", "edge", "serve", str(bundle), "--port", str(self.port), *args]
+        if log_dir is not None:
+            cmd += ["--log-dir", str(log_dir)]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("server did not answer /healthz in 60 s")
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict | None = None,
+                timeout: float = 10) -> tuple[int, dict, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            if body is not None and not isinstance(body, (bytes, str)):
+                body = json.dumps(body)
+                headers = {"Content-Type": "application/json", **(headers or {})}
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, body: Any = None, headers: dict | None = None) -> tuple[int, Any]:
+        status, _, data = self.request(method, path, body, headers)
+        return status, json.loads(data)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err

@@ -1,0 +1,118 @@
+"""`deploykit-edge` predict, selftest, info, drift: real subprocesses, exact messages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge_helpers import PYTHON, REPO, run
+
+EDGE = [PYTHON, "-m", "edge"]
+
+
+def test_predict_csv_keeps_order_ignores_extra_columns_and_reports_bad_rows(bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("id,age,rm,tax,comment\n"
+                   "a,66.5,6,250,first\n"
+                   "b,20,7,abc,bad tax\n"
+                   "c,30,5\n"
+                   "d,40,8,300,\"quoted, comma\"\n")
+    out = tmp_path / "out.csv"
+    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(out)])
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "bad row: row 2, column tax: 'abc' is not a number",
+        "bad row: row 3, column tax: missing",
+        "Error: 2 of 4 rows could not be predicted (listed above); the other 2 were written",
+    ]
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert [r["id"] for r in rows] == ["a", "b", "c", "d"]
+    assert rows[0]["prediction"] and rows[3]["prediction"]
+    assert rows[1]["prediction"] == "" and rows[1]["error"] == "row 2, column tax: 'abc' is not a number"
+    assert rows[3]["comment"] == "quoted, comma"
+    from edge.runner import Predictor
+
+    expected = Predictor(bundle).predict_rows([[6, 250, 66.5], [8, 300, 40]])[:, 0]
+    np.testing.assert_allclose([float(rows[0]["prediction"]), float(rows[3]["prediction"])], expected, rtol=1e-6)
+
+
+def test_predict_jsonl_from_stdin_to_stdout(bundle: Path) -> None:
+    lines = '{"rm": 6, "tax": 250, "age": 66.5}\n{"rm": 7, "tax": 300, "age": 20, "x": 1}\nnot json\n'
+    r = run(EDGE + ["predict", str(bundle), "--input", "-"], input=lines)
+    assert r.returncode == 1
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 3 and rows[0]["prediction"] and rows[1]["prediction"] and not rows[2]["prediction"]
+    assert r.stderr.splitlines()[-1] == "Error: 1 of 3 rows could not be predicted (listed above); the other 2 were written"
+
+
+def test_predict_csv_without_a_feature_column(bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("rm,age\n6,66.5\n")
+    r = run(EDGE + ["predict", str(bundle), "--input", str(src)])
+    assert r.returncode == 1
+    assert r.stderr == "Error: the input has no column tax; expected the features rm, tax, age in the header\n"
+
+
+def test_selftest_passes_and_fails_honestly(bundle: Path) -> None:
+    r = run(EDGE + ["selftest", str(bundle)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "selftest passed"
+    assert r.stderr == ""
+
+
+def test_selftest_without_golden(bundle_copy: Path) -> None:
+    (bundle_copy / "golden.json").unlink()
+    r = run(EDGE + ["selftest", str(bundle_copy)])
+    assert r.returncode == 1
+    assert r.stderr == f"Error: {str(bundle_copy)!r} has no golden.json; copy it with the bundle or re-create the bundle\n"
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    r = run(EDGE + ["selftest", str(tmp_path / "nope")])
+    assert r.returncode == 1
+    assert r.stderr == f"Error: bundle folder {str(tmp_path / 'nope')!r} does not exist; pass the folder `deploykit convert` wrote\n"
+    r = run(EDGE + ["info", str(tmp_path)])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("Error: ")
+
+
+def test_tampered_bundle_refuses_to_serve(bundle_copy: Path) -> None:
+    path = bundle_copy / "edge/model.fp32.tflite"
+    path.write_bytes(path.read_bytes()[:-1] + b"X")
+    r = run(EDGE + ["serve", str(bundle_copy), "--port", "1"])
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error: bundle file edge/model.fp32.tflite does not match its sha256")
+    assert r.stderr.count("\n") == 1
+
+
+def test_info(bundle: Path) -> None:
+    r = run(EDGE + ["info", str(bundle)])
+    assert r.returncode == 0, r.stderr
+    assert "interpreter here: ai_edge_litert" in r.stdout
+    for variant in ("float32", "float16", "dynamic", "int8"):
+        assert f"  {variant}" in r.stdout
+    info = json.loads(run(EDGE + ["info", str(bundle), "--json"]).stdout)
+    assert info["default_variant"] == "float32"
+    assert all(a["file"] == "ok" for a in info["artifacts"])
+
+
+def test_drift_cli_on_a_log(bundle: Path, tmp_path: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ref = {f["name"]: np.asarray(f["reference_sample"]) for f in manifest["features"]}
+    rng = np.random.default_rng(3)
+    header = "time,request_id,client,rm,tax,age,prediction,variant,model_sha256,latency_ms\n"
+    same = [(rng.choice(ref["rm"]), rng.choice(ref["tax"]), rng.choice(ref["age"])) for _ in range(300)]
+    (tmp_path / "same").mkdir()
+    (tmp_path / "same/predictions.csv").write_text(header + "".join(f"t,i,c,{a},{b},{c},1,float32,s,1\n" for a, b, c in same))
+    r = run(EDGE + ["drift", str(tmp_path / "same"), "--bundle", str(bundle)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "no drift detected"
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text(header + "".join(f"t,i,c,{a + 1.5},{b},{c},1,float32,s,1\n" for a, b, c in same))
+    r = run(EDGE + ["drift", str(shifted), "--bundle", str(bundle), "--json"])
+    report = json.loads(r.stdout)
+    assert {f["feature"]: f["drifted"] for f in report["features"]} == {"rm": True, "tax": False, "age": False}

@@ -1,0 +1,47 @@
+"""edge.inputs: payload checks and their statuses and messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.inputs import InputError, RowParser, parse_json
+
+FEATURES = [{"name": "rm"}, {"name": "tax"}, {"name": "age"}]
+EXPECTED = "expected 3 values: rm, tax, age"
+
+
+def parse(body: bytes, max_batch: int = 10):
+    return RowParser(FEATURES, max_batch).payload(parse_json(body))
+
+
+def test_course_row_object_and_rows() -> None:
+    x, single = parse(b"[6, 250, 66.5]")
+    assert single and x.tolist() == [[6, 250, 66.5]]
+    x, single = parse(b'{"rm": 6, "tax": 250, "age": 66.5, "extra": "ignored"}')
+    assert single and x.tolist() == [[6, 250, 66.5]]
+    x, single = parse(b'[[6, 250, 66.5], {"rm": 7, "tax": 300, "age": 1}]')
+    assert not single and x.tolist() == [[6, 250, 66.5], [7, 300, 1]]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"[6, 250", 400, "malformed JSON: Expecting ',' delimiter at line 1 column 8"),
+    (b"", 400, "malformed JSON: the body is empty"),
+    (b"\xff\xfe", 400, "malformed JSON: the body is not UTF-8"),
+    (b"[6, 250]", 422, f"got 2 values, {EXPECTED}"),
+    (b'[6, "250", 1]', 422, f'tax must be a number, got str "250"; {EXPECTED}'),
+    (b"[6, true, 1]", 422, f"tax must be a number, got boolean true; {EXPECTED}"),
+    (b"[6, null, 1]", 422, f"tax must be a number, got null null; {EXPECTED}"),
+    (b"[6, 250, NaN]", 422, f"age must be a finite number, got nan; {EXPECTED}"),
+    (b"[6, 250, Infinity]", 422, f"age must be a finite number, got nan; {EXPECTED}"),
+    (b"[6, 250, 1e999]", 422, f"age must be a finite number, got inf; {EXPECTED}"),
+    (b'{"rm": 6}', 422, f"missing feature(s) tax, age; {EXPECTED}"),
+    (b"[]", 422, f"the list is empty; {EXPECTED}"),
+    (b'"x"', 422, f"the body must be a list of values, an object or a list of rows, got str; {EXPECTED}"),
+    (b"[[6, 250, 1], [6, 250]]", 422, f"row 1: got 2 values, {EXPECTED}"),
+    (b"[" + b",".join([b"[1,2,3]"] * 11) + b"]", 413, "batch of 11 rows is over the limit of 10; send smaller batches"),
+])
+def test_bad_payloads(body: bytes, status: int, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        parse(body)
+    assert info.value.status == status
+    assert str(info.value) == message

@@ -1,0 +1,154 @@
+"""edge.runner.Predictor on a real bundle with the real interpreter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import selftest
+from edge.bundle import Bundle
+from edge.errors import BundleError, EdgeError
+from edge.runner import Predictor
+
+from edge_helpers import ENV, REPO, rewrite_manifest
+
+
+def golden(bundle: Path) -> tuple[np.ndarray, np.ndarray]:
+    g = json.loads((bundle / "golden.json").read_text())
+    return np.asarray(g["inputs"]["features"]), np.asarray(g["outputs"]["output_0"])
+
+
+@pytest.mark.parametrize("variant", ["float32", "fp32", "float16", "fp16", "dynamic"])
+def test_float_variants_pass_selftest(bundle: Path, variant: str) -> None:
+    result = selftest.run(Predictor(bundle, variant))
+    assert result["passed"], result["failures"]
+
+
+def test_course_row_gets_the_keras_prediction(bundle: Path) -> None:
+    x, ref = golden(bundle)
+    g = json.loads((bundle / "golden.json").read_text())
+    course = g["kinds"].index("course")
+    assert x[course].tolist() == [6.0, 250.0, 66.5]
+    y = Predictor(bundle).predict_rows([[6, 250, 66.5]])
+    assert y.shape == (1, 1)
+    assert abs(y[0, 0] - ref[course, 0]) <= 1e-5 * abs(ref[course, 0])
+
+
+def test_quantized_variant_applies_the_input_transform(bundle: Path) -> None:
+    p = Predictor(bundle, "int8")
+    assert p.transforms and p.transforms[0]["kind"] == "standardize"
+    x, ref = golden(bundle)
+    data_rows = [i for i, k in enumerate(json.loads((bundle / "golden.json").read_text())["kinds"]) if k == "data"]
+    y = p.predict_rows(x[data_rows])
+    span = np.ptp(ref)  # without the transform the int8 model is off by tens of medv
+    assert np.max(np.abs(y - ref[data_rows])) < 0.05 * span
+
+
+def test_default_variant_follows_parity(bundle_copy: Path) -> None:
+    assert Predictor(bundle_copy).variant == "float32"  # parity null -> float32
+
+    def parity(passed: dict[str, bool]):
+        def change(m: dict) -> None:
+            m["parity"] = {"passed": False, "results": [
+                {"artifact": f"edge/model.{name}.tflite", "runtime": "ai_edge_litert", "passed": ok}
+                for name, ok in passed.items()]}
+        return change
+
+    rewrite_manifest(bundle_copy, parity({"fp32": False, "fp16": True, "int8": True}))
+    assert Predictor(bundle_copy).variant == "float16"
+    rewrite_manifest(bundle_copy, parity({"fp32": False, "fp16": False, "int8": True}))
+    assert Predictor(bundle_copy).variant == "int8"
+    rewrite_manifest(bundle_copy, parity({"fp32": False}))
+    assert Predictor(bundle_copy).variant == "float32"
+
+
+def test_pi_layout_edge_folder_plus_json(bundle: Path, tmp_path: Path) -> None:
+    pi = tmp_path / "pi"
+    pi.mkdir()
+    shutil.copytree(bundle / "edge", pi / "edge")
+    for name in ("manifest.json", "golden.json"):
+        shutil.copy(bundle / name, pi / name)
+    assert selftest.run(Predictor(pi))["passed"]
+    assert Predictor(pi / "edge").variant == "float32"  # the edge/ folder itself also works
+
+
+def test_unknown_variant(bundle: Path) -> None:
+    with pytest.raises(BundleError, match=r"unknown variant 'int4'; choose one of float32, float16, dynamic, int16x8, int8 \(or fp32, fp16\)"):
+        Predictor(bundle, "int4")
+
+
+def test_tampered_tflite_is_refused_and_named(bundle_copy: Path) -> None:
+    path = bundle_copy / "edge/model.fp32.tflite"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"^bundle file edge/model.fp32.tflite does not match its sha256 in manifest.json \(tampered or corrupted\)"):
+        Predictor(bundle_copy, "float32")
+
+
+def test_truncated_tflite_is_refused_and_named(bundle_copy: Path) -> None:
+    path = bundle_copy / "edge/model.fp32.tflite"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(BundleError, match=r"^bundle file edge/model.fp32.tflite has 1000 bytes, the manifest says \d+ \(truncated or altered\)"):
+        Predictor(bundle_copy, "float32")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["inputs"][0].__setitem__("shape", [None, 4]),
+     "manifest.json does not match edge/model.fp32.tflite: input 'features' has shape [None, 3] in the model, [None, 4] in the manifest"),
+    (lambda m: m["inputs"][0].__setitem__("name", "x"),
+     "manifest.json does not match edge/model.fp32.tflite: the model's inputs are ['features'], the manifest's ['x']"),
+    (lambda m: m["outputs"][0].__setitem__("key", "y"),
+     "manifest.json does not match edge/model.fp32.tflite: the model's outputs are ['output_0'], the manifest's ['y']"),
+    (lambda m: m["outputs"][0].__setitem__("dtype", "int32"),
+     "manifest.json does not match edge/model.fp32.tflite: output 'output_0' is float32 in the model, int32 in the manifest"),
+])
+def test_manifest_that_does_not_match_the_model(bundle_copy: Path, change, message: str) -> None:
+    rewrite_manifest(bundle_copy, change)
+    with pytest.raises(BundleError) as info:
+        Predictor(bundle_copy, "float32")
+    assert str(info.value).startswith(message)
+
+
+def test_missing_golden_is_named(bundle_copy: Path) -> None:
+    (bundle_copy / "golden.json").unlink()
+    with pytest.raises(BundleError, match="has no golden.json; copy it with the bundle or re-create the bundle"):
+        selftest.run(Predictor(bundle_copy))
+
+
+def test_concurrent_threads_get_correct_answers(bundle: Path) -> None:
+    p = Predictor(bundle)
+    rng = np.random.default_rng(0)
+    rows = np.stack([rng.uniform(4, 8.5, 400), rng.uniform(190, 700, 400), rng.uniform(3, 100, 400)], axis=1)
+    expected = p.predict_rows(rows)  # one batch, one thread
+
+    def one(i: int) -> float:
+        return float(p.predict_rows(rows[i : i + 1])[0, 0])
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(one, range(len(rows)) ) )
+    np.testing.assert_allclose(got, expected[:, 0], rtol=1e-6)
+
+
+def test_bad_shapes_are_edge_errors(bundle: Path) -> None:
+    p = Predictor(bundle)
+    with pytest.raises(EdgeError, match=r"rows must have 3 values \(rm, tax, age\), got shape \[1, 2\]"):
+        p.predict_rows([[1, 2]])
+    with pytest.raises(EdgeError, match=r"input 'features' is missing"):
+        p.predict({})
+
+
+def test_edge_never_imports_tensorflow(bundle: Path) -> None:
+    code = ("import sys; from edge.runner import Predictor; from edge import server, cli, selftest;"
+            "p = Predictor(sys.argv[1]); p.predict_rows([[6, 250, 66.5]]); selftest.run(p);"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'pandas', 'convert', 'keras')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code, str(bundle)], cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,294 @@
+"""`deploykit-edge serve`: a real uvicorn server on a loopback port, real HTTP, every bad input."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.runner import Predictor
+
+from edge_helpers import Server
+
+EXPECTED = "expected 3 values: rm, tax, age"
+
+
+def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: Path) -> None:
+    g = json.loads((bundle / "golden.json").read_text())
+    ref = g["outputs"]["output_0"][g["kinds"].index("course")][0]
+    status, body = module_server.json("POST", "/predict_json", [6, 250, 66.5])
+    assert status == 200 and body["success"] is True
+    assert abs(body["prediction"] - ref) <= 1e-5 * abs(ref)
+    status, body2 = module_server.json("POST", "/predict_json", {"rm": 6, "tax": 250, "age": 66.5})
+    assert body2 == body
+    status, many = module_server.json("POST", "/predict_json", [[6, 250, 66.5], {"rm": 7, "tax": 300, "age": 20}])
+    assert status == 200 and many["success"] and len(many["predictions"]) == 2
+    assert many["predictions"][0] == body["prediction"]
+
+
+@pytest.mark.parametrize("method, path, body, headers, status, error", [
+    ("POST", "/predict_json", b"[6, 250", {"Content-Type": "application/json"}, 400,
+     "malformed JSON: Expecting ',' delimiter at line 1 column 8"),
+    ("POST", "/predict_json", b"[6, 250]", {"Content-Type": "application/json"}, 422, f"got 2 values, {EXPECTED}"),
+    ("POST", "/predict_json", b'[6, "x", 1]', {"Content-Type": "application/json"}, 422,
+     f'tax must be a number, got str "x"; {EXPECTED}'),
+    ("POST", "/predict_json", b"[6, 250, NaN]", {"Content-Type": "application/json"}, 422,
+     f"age must be a finite number, got nan; {EXPECTED}"),
+    ("POST", "/predict_json", b"[6, Infinity, 1]", {"Content-Type": "application/json"}, 422,
+     f"tax must be a finite number, got nan; {EXPECTED}"),
+    ("POST", "/predict_json", b"[6, 250, 1e999]", {"Content-Type": "application/json"}, 422,
+     f"age must be a finite number, got inf; {EXPECTED}"),
+    ("POST", "/predict_json", b"[6, 250, 1]", {"Content-Type": "text/plain"}, 415,
+     "content type text/plain is not supported; send Content-Type: application/json"),
+    ("POST", "/predict_json", b"[6, 250, 1]", {}, 415,
+     "content type none is not supported; send Content-Type: application/json"),
+    ("POST", "/predict_json", b"[" + b",".join([b"[6,250,1]"] * 51) + b"]", {"Content-Type": "application/json"}, 413,
+     "batch of 51 rows is over the limit of 50; send smaller batches"),
+    ("GET", "/nope", None, {}, 404, "no route /nope; see /openapi.json"),
+    ("GET", "/predict_json", None, {}, 405, "method GET is not allowed on /predict_json; use POST"),
+    ("DELETE", "/healthz", None, {}, 405, "method DELETE is not allowed on /healthz; use GET, HEAD"),
+    ("POST", "/v1/models/other:predict", b"{}", {"Content-Type": "application/json"}, 404,
+     "model 'other' not found; this server serves 'boston_mlp'"),
+    ("POST", "/v1/models/boston_mlp:predict", b'{"instances": [[6, 250]]}', {"Content-Type": "application/json"}, 422,
+     f"instance 0: got 2 values, {EXPECTED}"),
+])
+def test_error_table(module_server: Server, method, path, body, headers, status, error) -> None:
+    got, hdrs, data = module_server.request(method, path, body, headers)
+    assert got == status, data
+    assert hdrs["content-type"] == "application/json"
+    assert json.loads(data) == {"success": False, "error": error}
+    if status == 405:
+        assert "allow" in hdrs
+
+
+def test_body_limit_with_content_length(module_server: Server) -> None:
+    body = b"[" + b" " * (1024 * 1024) + b"6, 250, 1]"
+    status, _, data = module_server.request("POST", "/predict_json", body, {"Content-Type": "application/json"})
+    assert status == 413
+    assert json.loads(data)["error"] == f"body of {len(body)} bytes is over the limit of 1048576 bytes"
+
+
+def test_body_limit_with_chunked_body(module_server: Server) -> None:
+    sock = socket.create_connection(("127.0.0.1", module_server.port), timeout=10)
+    sock.sendall(b"POST /predict_json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b" " * 65536
+    try:
+        for _ in range(40):  # 2.5 MB, no Content-Length
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    reply = b""
+    try:
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            part = sock.recv(65536)
+            if not part:
+                break
+            reply += part
+    except (ConnectionResetError, socket.timeout):
+        pass
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"success": False, "error": "body is over the limit of 1048576 bytes"}
+    assert module_server.request("GET", "/healthz")[0] == 200  # still alive
+
+
+def test_garbage_never_kills_the_server(module_server: Server) -> None:
+    payloads = [b"\x00\xff" * 100, b"{" * 10000 + b"}" * 10000, b"[" * 100000, b'{"instances": {}}',
+                b'[[[[1]]]]', b"[1e308, 1e308, 1e308]", b'{"rm": [1], "tax": 2, "age": 3}', b"null", b"-0"]
+    for body in payloads:
+        for path in ("/predict_json", "/v1/models/boston_mlp:predict"):
+            status, _, data = module_server.request("POST", path, body, {"Content-Type": "application/json"})
+            assert status in (200, 400, 413, 422, 500), (body[:20], status)
+            assert json.loads(data)["success"] is False or status == 200
+    assert module_server.request("GET", "/healthz")[0] == 200
+
+
+def test_tf_serving_shape(module_server: Server, bundle: Path) -> None:
+    expected = Predictor(bundle).predict_rows([[6, 250, 66.5], [7, 300, 20]])
+    status, body = module_server.json("POST", "/v1/models/boston_mlp:predict", {"instances": [[6, 250, 66.5], [7, 300, 20]]})
+    assert status == 200
+    np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6)
+    status, body = module_server.json("POST", "/v1/models/boston_mlp:predict",
+                                      {"instances": [{"features": [6, 250, 66.5]}, {"rm": 7, "tax": 300, "age": 20}]})
+    np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6)
+    status, body = module_server.json("POST", "/v1/models/boston_mlp:predict", {"inputs": {"features": [[6, 250, 66.5]]}})
+    np.testing.assert_allclose(body["outputs"], expected[:1], rtol=1e-6)
+    status, body = module_server.json("GET", "/v1/models/boston_mlp")
+    assert body["model_version_status"][0]["state"] == "AVAILABLE"
+    status, body = module_server.json("GET", "/v1/models/boston_mlp/metadata")
+    sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert sig["inputs"]["features"]["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}, {"size": "3", "name": ""}]
+
+
+def test_form_and_predict_form(module_server: Server) -> None:
+    status, hdrs, page = module_server.request("GET", "/form")
+    assert status == 200 and hdrs["content-type"].startswith("text/html")
+    assert b'name="rm"' in page and b'action="/predict_form"' in page
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, page = module_server.request("POST", "/predict_form", "rm=6&tax=250&age=66.5", form)
+    assert status == 200 and b"Predicted medv" in page
+    status, _, page = module_server.request("POST", "/predict_form", "rm=6&tax=%3Cscript%3E&age=66.5", form)
+    assert status == 422 and b"&lt;script&gt;" in page and b"<script>" not in page
+
+
+def test_health_ready_openapi(module_server: Server) -> None:
+    assert module_server.json("GET", "/healthz") == (200, {"status": "ok"})
+    status, body = module_server.json("GET", "/readyz")
+    assert status == 200 and body["ready"] is True and body["variant"] == "float32"
+    status, spec = module_server.json("GET", "/openapi.json")
+    assert spec["openapi"].startswith("3.") and "/predict_json" in spec["paths"]
+
+
+def test_cors_only_for_allowed_origins(module_server: Server) -> None:
+    _, hdrs, _ = module_server.request("POST", "/predict_json", [6, 250, 66.5], {"Origin": "http://allowed.example"})
+    assert hdrs["access-control-allow-origin"] == "http://allowed.example"
+    _, hdrs, _ = module_server.request("POST", "/predict_json", [6, 250, 66.5], {"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in hdrs
+    status, hdrs, _ = module_server.request("OPTIONS", "/predict_json", None, {
+        "Origin": "http://allowed.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert status == 204 and hdrs["access-control-allow-origin"] == "http://allowed.example"
+    assert "POST" in hdrs["access-control-allow-methods"]
+    status, hdrs, _ = module_server.request("OPTIONS", "/predict_json", None, {"Origin": "http://evil.example"})
+    assert status == 403 and "access-control-allow-origin" not in hdrs
+
+
+def test_metrics_prometheus_format(module_server: Server) -> None:
+    module_server.request("POST", "/predict_json", [6, 250, 66.5])
+    module_server.request("POST", "/predict_json", [20, 250, 66.5])  # rm out of the training range
+    status, hdrs, data = module_server.request("GET", "/metrics")
+    assert status == 200 and hdrs["content-type"].startswith("text/plain; version=0.0.4")
+    text = data.decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert line.startswith(("# HELP ", "# TYPE "))
+            continue
+        name, value = line.rsplit(" ", 1)
+        float(value)
+        samples[name] = float(value)
+    assert samples['deploykit_requests_total{route="predict_json",status="200"}'] >= 2
+    assert samples['deploykit_input_out_of_range_total{feature="rm"}'] >= 1
+    assert samples["deploykit_predictions_total"] >= 2
+    assert 'deploykit_request_duration_seconds_bucket{route="predict_json",le="+Inf"}' in samples
+    assert 'deploykit_drift_ks_statistic{feature="rm"}' in samples
+    assert 'deploykit_drift_detected{feature="tax"}' in samples
+
+
+def test_concurrent_requests_get_correct_answers(module_server: Server, bundle: Path) -> None:
+    rng = np.random.default_rng(7)
+    rows = np.round(np.stack([rng.uniform(4, 8.5, 200), rng.uniform(190, 700, 200), rng.uniform(3, 100, 200)], axis=1), 3)
+    expected = Predictor(bundle).predict_rows(rows)[:, 0]
+
+    def one(i: int) -> float:
+        status, body = module_server.json("POST", "/predict_json", rows[i].tolist())
+        assert status == 200
+        return body["prediction"]
+
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(one, range(len(rows))))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def _hold_request(port: int) -> socket.socket:
+    """Start a /predict_json request whose body never finishes arriving (it stays in flight)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"POST /predict_json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 14\r\n\r\n[6, 25")
+    time.sleep(0.3)
+    return sock
+
+
+def _finish(sock: socket.socket) -> bytes:
+    sock.sendall(b"0, 66.5]")
+    reply = b""
+    while not reply.rstrip().endswith(b"}"):
+        part = sock.recv(65536)
+        if not part:
+            break
+        reply += part
+    sock.close()
+    return reply
+
+
+def test_over_the_concurrency_limit_503_while_healthz_answers(bundle: Path, server_factory) -> None:
+    server = server_factory(bundle, "--max-concurrency", "1")
+    held = _hold_request(server.port)
+    status, body = server.json("POST", "/predict_json", [6, 250, 66.5])
+    assert status == 503
+    assert body == {"success": False, "error": "busy: 1 requests in flight; retry shortly"}
+    assert server.json("GET", "/healthz") == (200, {"status": "ok"})
+    reply = _finish(held)
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert server.json("POST", "/predict_json", [6, 250, 66.5])[0] == 200
+
+
+def test_sigterm_finishes_in_flight_flushes_logs_and_exits_0(bundle: Path, server_factory, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    server = server_factory(bundle, log_dir=logs)
+    for _ in range(5):
+        assert server.json("POST", "/predict_json", [6, 250, 66.5])[0] == 200
+    held = _hold_request(server.port)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises(OSError):  # no longer accepting
+        http.client.HTTPConnection("127.0.0.1", server.port, timeout=2).request("GET", "/healthz")
+    reply = _finish(held)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply
+    code, err = server.stop()
+    assert code == 0, err
+    assert "deploykit-edge: stopped, logs flushed" in err
+    predictions = list(csv.DictReader((logs / "predictions.csv").open(newline="")))
+    assert len(predictions) == 6
+    assert {p["rm"] for p in predictions} == {"6.0"}
+    requests = list(csv.DictReader((logs / "requests.csv").open(newline="")))
+    assert sum(r["path"] == "/predict_json" and r["status"] == "200" for r in requests) == 6
+
+
+def test_drift_flag_from_shifted_traffic(bundle: Path, server_factory) -> None:
+    server = server_factory(bundle, "--drift-window", "200")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ref = {f["name"]: np.asarray(f["reference_sample"]) for f in manifest["features"]}
+    rng = np.random.default_rng(5)
+    rows = np.stack([rng.choice(ref[n], 200) for n in ("rm", "tax", "age")], axis=1)
+    assert server.json("POST", "/predict_json", rows.tolist())[0] == 200
+    report = server.json("GET", "/drift")[1]
+    assert report["n"] == 200 and report["drifted"] is False
+    shifted = rows + np.array([0.0, 150.0, 0.0])
+    assert server.json("POST", "/predict_json", shifted.tolist())[0] == 200
+    report = server.json("GET", "/drift")[1]
+    assert {f["feature"]: f["drifted"] for f in report["features"]} == {"rm": False, "tax": True, "age": False}
+    metrics = server.request("GET", "/metrics")[2].decode()
+    assert 'deploykit_drift_detected{feature="tax"} 1' in metrics
+
+
+def test_unwritable_log_dir_refuses_to_start(bundle: Path, tmp_path: Path) -> None:
+    from edge_helpers import PYTHON, run
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = run([PYTHON, "-m", "edge", "serve", str(bundle), "--port", "1", "--log-dir", str(blocker / "logs")])
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"Error: cannot write logs to {str(blocker / 'logs')!r} (")
+    assert r.stderr.rstrip().endswith("pass --log-dir with a writable folder") and r.stderr.count("\n") == 1
+
+
+def test_two_workers(bundle: Path, server_factory, tmp_path: Path) -> None:
+    server = server_factory(bundle, "--workers", "2", log_dir=tmp_path / "logs")
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: server.json("POST", "/predict_json", [6, 250, 66.5])[0], range(40)))
+    assert statuses == [200] * 40
+    code, err = server.stop()
+    assert code == 0, err
+    files = list((tmp_path / "logs").glob("predictions.*.csv"))
+    assert 1 <= len(files) <= 2
+    assert sum(len(f.read_text().splitlines()) - 1 for f in files) == 40

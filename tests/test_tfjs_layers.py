@@ -1,0 +1,401 @@
+"""convert.tfjs_layers: the layers models it writes load in real TFJS 4.22 and match Keras.
+
+Real parts only: each model is written to disk, served over a loopback HTTP server, loaded with
+``tf.loadLayersModel`` in headless Chromium (Playwright, Debian's /usr/bin/chromium) from the
+project's own ``web/node_modules/@tensorflow/tfjs/dist/tf.min.js``, and run on the cpu backend.
+Outputs are compared with Keras ``model.predict`` at the float32 tolerance of the architecture:
+max |y - ref| / max(|ref|, 1e-2 * max|ref|) <= 1e-5, per output.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import pathlib
+import shutil
+import threading
+from typing import Any, Callable, Iterator
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from convert.tfjs_layers import UnsupportedLayers, write_layers_model  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TF_MIN_JS = ROOT / "web" / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
+HARNESS = pathlib.Path(__file__).resolve().parent / "tfjs_layers_harness" / "index.html"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MAX_REL = 1e-5
+
+needs_browser = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not TF_MIN_JS.is_file(), reason="run `npm ci` in web/ first (tf.min.js missing)"),
+    pytest.mark.skipif(not pathlib.Path(CHROMIUM).is_file(), reason="needs Debian's chromium"),
+]
+
+
+# --------------------------------------------------------------------------- models under test
+
+
+def _randomize_biases(model: Any, seed: int) -> Any:
+    """Give biases and BatchNormalization statistics non-trivial values (defaults are 0/1)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for var in layer.weights:
+            name = var.path.rsplit("/", 1)[-1]
+            if name in ("bias", "beta", "moving_mean"):
+                var.assign(rng.normal(0, 0.5, var.shape).astype("float32"))
+            elif name in ("gamma", "moving_variance"):
+                var.assign(rng.uniform(0.5, 2.0, var.shape).astype("float32"))
+    return model
+
+
+def _boston_rows(n: int, seed: int) -> np.ndarray:
+    """Rows of (rm, tax, age) in the data's ranges, starting with the course's [6, 250, 66.5]."""
+    rng = np.random.default_rng(seed)
+    rows = np.stack([rng.uniform(3.5, 8.8, n), rng.uniform(187, 711, n), rng.uniform(2.9, 100, n)], 1)
+    rows[0] = [6.0, 250.0, 66.5]
+    return rows.astype("float32")
+
+
+def build_boston_linear() -> tuple[Any, list[np.ndarray]]:
+    model = keras.Sequential([keras.Input((3,), name="features"), keras.layers.Dense(1)])
+    model.layers[0].kernel.assign(np.array([[8.1], [-0.021], [-0.03]], "float32"))
+    model.layers[0].bias.assign(np.array([-20.5], "float32"))
+    return model, [_boston_rows(6, 1)]
+
+
+def build_boston_mlp() -> tuple[Any, list[np.ndarray]]:
+    norm = keras.layers.Normalization(name="normalization")
+    norm.adapt(_boston_rows(400, 2))
+    inp = keras.Input((3,), name="features")
+    x = keras.layers.Dense(16, activation="relu")(norm(inp))
+    model = keras.Model(inp, keras.layers.Dense(1)(x), name="boston_mlp")
+    return _randomize_biases(model, 3), [_boston_rows(6, 4)]
+
+
+def normalization_variants() -> tuple[Any, list[np.ndarray]]:
+    inp = keras.Input((3,), name="x")
+    x = keras.layers.Normalization(axis=None, mean=5.0, variance=4.0)(inp)
+    x = keras.layers.Dense(2)(x)
+    x = keras.layers.Normalization(mean=[1.0, 2.0], variance=[4.0, 0.0], invert=True)(x)
+    y = keras.layers.Normalization(mean=[0.5, -1.0, 3.0], variance=[2.0, 0.25, 0.0])(inp)
+    model = keras.Model(inp, [x, y])
+    return _randomize_biases(model, 5), [np.random.default_rng(6).normal(4, 3, (5, 3)).astype("float32")]
+
+
+def small_cnn() -> tuple[Any, list[np.ndarray]]:
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(6, 3, padding="same", activation="elu"),
+        keras.layers.AveragePooling2D(3, strides=2, padding="same"),
+        keras.layers.Conv2D(5, 1),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    return _randomize_biases(model, 7), [np.random.default_rng(8).random((4, 8, 8, 1), "float32")]
+
+
+def flatten_reshape_cnn() -> tuple[Any, list[np.ndarray]]:
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Reshape((8, 8, 1)),
+        keras.layers.Conv2D(3, 3, strides=2, activation="tanh"),
+        keras.layers.MaxPooling2D(2, padding="same"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2),
+    ])
+    return _randomize_biases(model, 9), [np.random.default_rng(10).random((3, 64), "float32")]
+
+
+def two_inputs_two_outputs() -> tuple[Any, list[np.ndarray]]:
+    a = keras.Input((4,), name="a")
+    b = keras.Input((3,), name="b")
+    x = keras.layers.Concatenate()([keras.layers.Dense(5, activation="sigmoid")(a), keras.layers.Dense(2)(b)])
+    x = keras.layers.Dense(8, activation="tanh")(x)
+    price = keras.layers.Dense(1, name="price")(x)
+    logits = keras.layers.Dense(3)(keras.layers.Activation("relu")(x))
+    kind = keras.layers.Softmax(name="kind")(logits)
+    model = keras.Model([a, b], [price, kind])
+    rng = np.random.default_rng(11)
+    return _randomize_biases(model, 12), [rng.normal(0, 1, (5, 4)).astype("float32"),
+                                          rng.normal(0, 2, (5, 3)).astype("float32")]
+
+
+def embedding_lstm() -> tuple[Any, list[np.ndarray]]:
+    tokens = keras.Input((7,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(20, 8, mask_zero=True)(tokens)
+    x = keras.layers.GRU(6, reset_after=False, return_sequences=True)(x)
+    x = keras.layers.LSTM(5)(x)
+    model = keras.Model(tokens, keras.layers.Dense(1, activation="sigmoid")(x))
+    ids = np.random.default_rng(13).integers(1, 20, (4, 7)).astype("int32")
+    ids[1, 5:] = 0  # padded tails exercise the mask
+    ids[2, 2:] = 0
+    return _randomize_biases(model, 14), [ids]
+
+
+def bn_dropout_classifier() -> tuple[Any, list[np.ndarray]]:
+    model = keras.Sequential([
+        keras.Input((5,)),
+        keras.layers.Dense(16),
+        keras.layers.BatchNormalization(),
+        keras.layers.Activation("relu"),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(4, activation="softmax"),
+    ])
+    return _randomize_biases(model, 15), [np.random.default_rng(16).normal(0, 1, (6, 5)).astype("float32")]
+
+
+ZOO = ["linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "selu",
+       "softplus", "softsign", "silu", "mish"]
+
+
+def activation_zoo() -> tuple[Any, list[np.ndarray]]:
+    """One output per activation, so each is judged against its own scale."""
+    inp = keras.Input((4,))
+    heads = [keras.layers.Dense(3, activation=name, name=f"act_{name}")(inp) for name in ZOO]
+    model = keras.Model(inp, heads)
+    return _randomize_biases(model, 17), [np.random.default_rng(18).normal(0, 3, (8, 4)).astype("float32")]
+
+
+def sequential_masked_rnns() -> tuple[Any, list[np.ndarray]]:
+    model = keras.Sequential([
+        keras.Input((6,), dtype="int32"),
+        keras.layers.Embedding(12, 5, mask_zero=True),
+        keras.layers.SimpleRNN(4, return_sequences=True),
+        keras.layers.GRU(3, reset_after=False, go_backwards=True),
+        keras.layers.Dense(2),
+    ])
+    ids = np.random.default_rng(19).integers(1, 12, (4, 6)).astype("int32")
+    ids[0, 3:] = 0
+    ids[3, 1:] = 0
+    return _randomize_biases(model, 20), [ids]
+
+
+def misc_functional() -> tuple[Any, list[np.ndarray]]:
+    """Conv1D/pool1D, LSTM return_state, merges, a shared layer, ReLU/LeakyReLU, GlobalMaxPooling2D."""
+    seq = keras.Input((10, 2), name="seq")
+    img = keras.Input((6, 6, 2), name="img")
+    x = keras.layers.Conv1D(4, 3, padding="same", activation="relu")(seq)
+    x = keras.layers.MaxPooling1D(2)(x)
+    x = keras.layers.AveragePooling1D(2, padding="same")(x)
+    out, h, c = keras.layers.LSTM(3, return_state=True, return_sequences=True)(x)
+    pooled = keras.layers.GlobalAveragePooling1D()(out)
+    peak = keras.layers.GlobalMaxPooling1D()(out)
+    shared = keras.layers.Dense(3, name="shared")
+    a, b = shared(h), shared(c)
+    merged = [keras.layers.Add()([a, b, pooled]), keras.layers.Multiply()([a, b]),
+              keras.layers.Average()([a, peak]), keras.layers.Maximum()([a, b]), keras.layers.Minimum()([a, b])]
+    g = keras.layers.Conv2D(3, 2, dilation_rate=2)(img)
+    g = keras.layers.GlobalMaxPooling2D()(g)
+    y = keras.layers.Concatenate()(merged + [g])
+    y = keras.layers.LeakyReLU(negative_slope=0.1)(keras.layers.Dense(6)(y))
+    y = keras.layers.ReLU(max_value=2.5)(y)
+    model = keras.Model([seq, img], [y, keras.layers.Dense(2)(c)])
+    rng = np.random.default_rng(21)
+    return _randomize_biases(model, 22), [rng.normal(0, 1, (3, 10, 2)).astype("float32"),
+                                          rng.normal(0, 1, (3, 6, 6, 2)).astype("float32")]
+
+
+def built_sequential() -> tuple[Any, list[np.ndarray]]:
+    model = keras.Sequential([keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+    model.build((None, 3))
+    return _randomize_biases(model, 23), [_boston_rows(4, 24)]
+
+
+BOSTON_CSV = ROOT / "convert" / "data" / "boston.csv"
+
+
+def _boston_data() -> np.ndarray:
+    """Every row of the project's Boston data, columns (rm, tax, age)."""
+    header = BOSTON_CSV.read_text().splitlines()[0].split(",")
+    table = np.loadtxt(BOSTON_CSV, delimiter=",", skiprows=1, dtype="float64")
+    return table[:, [header.index(c) for c in ("rm", "tax", "age")]].astype("float32")
+
+
+def boston_mlp_keras_file() -> tuple[Any, list[np.ndarray]]:
+    """The MLP adapted on the real data, saved to .keras and loaded back with safe_mode, all 506 rows."""
+    import tempfile
+
+    rows = _boston_data()
+    norm = keras.layers.Normalization(name="normalization")
+    norm.adapt(rows)
+    inp = keras.Input((3,), name="features")
+    x = keras.layers.Dense(32, activation="relu")(norm(inp))
+    x = keras.layers.Dense(16, activation="relu")(x)
+    model = _randomize_biases(keras.Model(inp, keras.layers.Dense(1, name="medv")(x)), 25)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "m.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+    return loaded, [rows]
+
+
+MODELS: dict[str, Callable[[], tuple[Any, list[np.ndarray]]]] = {
+    "boston_linear": build_boston_linear,
+    "boston_mlp": build_boston_mlp,
+    "boston_mlp_keras_file": boston_mlp_keras_file,
+    "normalization_variants": normalization_variants,
+    "small_cnn": small_cnn,
+    "flatten_reshape_cnn": flatten_reshape_cnn,
+    "two_inputs_two_outputs": two_inputs_two_outputs,
+    "embedding_gru_lstm": embedding_lstm,
+    "bn_dropout_classifier": bn_dropout_classifier,
+    "activation_zoo": activation_zoo,
+    "sequential_masked_rnns": sequential_masked_rnns,
+    "misc_functional": misc_functional,
+    "built_sequential": built_sequential,
+}
+
+
+# --------------------------------------------------------------------------- real server + browser
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pathlib.Path, str]]:
+    """A loopback HTTP server for a folder holding the harness page, tf.min.js and the models."""
+    root = tmp_path_factory.mktemp("tfjs_layers_site")
+    shutil.copy(HARNESS, root / "index.html")
+    shutil.copy(TF_MIN_JS, root / "tf.min.js")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(site: tuple[pathlib.Path, str]) -> Iterator[Any]:
+    """One headless Chromium for the module, on the harness page."""
+    _, base = site
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page()
+            tab.goto(f"{base}/index.html")
+            tab.wait_for_function("window.harnessReady === true", timeout=30_000)
+            yield tab
+        finally:
+            browser.close()
+
+
+def _max_rel(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = np.asarray(ref, np.float64)
+    got = np.asarray(got, np.float64).reshape(ref.shape)
+    scale = np.maximum(np.abs(ref), 1e-2 * np.max(np.abs(ref)))
+    return float(np.max(np.abs(got - ref) / scale))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_browser) for n in MODELS])
+def test_layers_model_loads_in_tfjs_and_matches_keras(
+        name: str, site: tuple[pathlib.Path, str], page: Any) -> None:
+    keras.utils.set_random_seed(0)
+    model, inputs = MODELS[name]()
+    root, base = site
+    written = write_layers_model(model, root / name)
+    assert written["files"][0] == "model.json"
+    assert all((root / name / f).is_file() for f in written["files"])
+
+    refs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    refs = refs if isinstance(refs, list) else [refs]
+    payload = [{"data": x.ravel().tolist(), "shape": list(x.shape),
+                "dtype": "int32" if x.dtype.kind in "iu" else "float32"} for x in inputs]
+    result = page.evaluate("([url, xs]) => window.runLayersModel(url, xs)",
+                           [f"{base}/{name}/model.json", payload])
+    assert result["version"] == "4.22.0" and result["backend"] == "cpu"
+    outs = result["outputs"]
+    assert len(outs) == len(refs)
+    errors = []
+    for ref, out in zip(refs, outs):
+        assert list(out["shape"]) == list(ref.shape)
+        errors.append(_max_rel(ref, np.array(out["data"])))
+    print(f"{name}: max relative error per output {['%.2e' % e for e in errors]}")
+    assert max(errors) <= MAX_REL, f"{name}: {errors}"
+
+
+def test_normalization_is_written_as_batch_normalization(tmp_path: pathlib.Path) -> None:
+    model, _ = build_boston_mlp()
+    written = write_layers_model(model, tmp_path)
+    topology = json.loads((tmp_path / "model.json").read_text())["modelTopology"]["model_config"]
+    classes = [layer["class_name"] for layer in topology["config"]["layers"]]
+    assert classes == ["InputLayer", "BatchNormalization", "Dense", "Dense"]
+    assert written["notes"] == ["Normalization 'normalization' written as BatchNormalization "
+                                "(moving_mean=mean, moving_variance=max(variance, 1e-14), epsilon=0)"]
+
+
+def test_unsupported_layer_raises_and_writes_nothing(tmp_path: pathlib.Path) -> None:
+    inp = keras.Input((3,))
+    x = keras.layers.UnitNormalization(name="unit")(inp)
+    model = keras.Model(inp, keras.layers.Dense(1, name="out")(x))
+    with pytest.raises(UnsupportedLayers) as err:
+        write_layers_model(model, tmp_path / "m")
+    assert str(err.value) == ("TFJS layers model not written: TFJS 4.22 cannot load UnitNormalization "
+                              "('unit'); the graph model is still written")
+    assert not (tmp_path / "m").exists()
+
+
+def test_unsupported_options_are_named(tmp_path: pathlib.Path) -> None:
+    tokens = keras.Input((5,), dtype="int32")
+    x = keras.layers.Embedding(10, 4)(tokens)
+    x = keras.layers.GRU(3, name="gru")(x)
+    model = keras.Model(tokens, keras.layers.Dense(1, activation="hard_sigmoid", name="head")(x))
+    with pytest.raises(UnsupportedLayers) as err:
+        write_layers_model(model, tmp_path)
+    assert str(err.value) == (
+        "TFJS layers model not written: TFJS 4.22 cannot load GRU 'gru' uses reset_after=True "
+        "(the Keras 3 default), which TFJS GRU lacks; build it with reset_after=False for a layers "
+        "model; Dense 'head' uses activation 'hard_sigmoid', which TFJS lacks or computes differently; "
+        "the graph model is still written")
+
+
+def test_nested_model_is_named(tmp_path: pathlib.Path) -> None:
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="inner")
+    inp = keras.Input((3,))
+    model = keras.Model(inp, inner(inp))
+    with pytest.raises(UnsupportedLayers) as err:
+        write_layers_model(model, tmp_path)
+    assert str(err.value) == ("TFJS layers model not written: TFJS 4.22 cannot load nested model "
+                              "'inner' (Sequential); the graph model is still written")
+
+
+def test_mask_into_a_layer_without_masking_is_refused(tmp_path: pathlib.Path) -> None:
+    tokens = keras.Input((5,), dtype="int32")
+    x = keras.layers.Embedding(10, 4, mask_zero=True)(tokens)
+    x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    model = keras.Model(tokens, keras.layers.Dense(1)(x))
+    with pytest.raises(UnsupportedLayers) as err:
+        write_layers_model(model, tmp_path)
+    assert str(err.value) == (
+        "TFJS layers model not written: TFJS 4.22 cannot load GlobalAveragePooling1D 'gap' receives a "
+        "mask (Embedding mask_zero=True), which TFJS GlobalAveragePooling1D does not support; "
+        "the graph model is still written")
+
+
+def test_keras_ops_in_the_graph_are_refused(tmp_path: pathlib.Path) -> None:
+    inp = keras.Input((3,))
+    x = keras.layers.Dense(2, name="d")(inp)
+    model = keras.Model(inp, x * 2.0)
+    with pytest.raises(UnsupportedLayers) as err:
+        write_layers_model(model, tmp_path)
+    op_name = model.get_config()["layers"][-1]["name"]
+    assert str(err.value) == (f"TFJS layers model not written: TFJS 4.22 cannot load Keras op {op_name!r} "
+                              "(Multiply); TFJS layers models hold layers only; the graph model is still written")

@@ -1,0 +1,119 @@
+"""Fixtures for the web page tests: one built page, one bundle, one static server, one Chromium per session.
+
+The bundle is made by the real CLI (`python -m convert train` then `python -m convert convert`), with the
+page freshly built by `npm run build` in web/. Chromium is Debian's /usr/bin/chromium (Playwright cannot
+download its own browser here); on machines with a Playwright-managed browser that one is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from web_helpers import ARTIFACTS, CHROMIUM_ARGS, COURSE_ROW, ROOT, WEB  # noqa: F401
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+
+
+def _run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, env=_env(), text=True, capture_output=True, timeout=900, **kw)
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium when present (None: let Playwright use its managed browser)."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def build_web() -> Path:
+    """`npm run build` in web/; returns web/dist."""
+    if not (WEB / "node_modules").is_dir():
+        pytest.skip("web/node_modules is missing: run `npm ci` in web/")
+    res = subprocess.run(["npm", "run", "build"], cwd=WEB, text=True, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return WEB / "dist"
+
+
+def keras_course_prediction(model: Path) -> float:
+    """Keras's own prediction for the course row (6, 250, 66.5), in a fresh process."""
+    code = (
+        "import sys, keras, numpy as np; m = keras.saving.load_model(sys.argv[1]); "
+        f"print(repr(float(m.predict(np.array([{COURSE_ROW}], np.float32), verbose=0)[0, 0])))"
+    )
+    res = _run([sys.executable, "-c", code, str(model)])
+    assert res.returncode == 0, res.stderr
+    return float(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def web_dist() -> Path:
+    return build_web()
+
+
+@pytest.fixture(scope="session")
+def boston(web_dist: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """{"bundle": Path, "keras": float, "manifest": dict} for the Boston MLP (tests/conftest.py made it by the CLI)."""
+    bundle = request.getfixturevalue("boston_mlp_bundle")
+    keras_value = keras_course_prediction(request.getfixturevalue("boston_mlp"))
+    assert (bundle / "web" / "index.html").is_file(), "the bundle has no web/index.html"
+    manifest = json.loads((bundle / "web" / "manifest.json").read_text())
+    return {"bundle": bundle, "keras": keras_value, "manifest": manifest}
+
+
+@pytest.fixture(scope="session")
+def site(boston: dict[str, Any]) -> Iterator[str]:
+    """Base URL of BUNDLE/web served by convert.serve_web on a free localhost port."""
+    from convert.serve_web import serve_in_thread
+
+    server, url = serve_in_thread(boston["bundle"] / "web")
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole session."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        exe = chromium_path()
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS) if exe else p.chromium.launch(args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class PageLog:
+    """Requests and errors a page produced."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh context and page; `page.log` records every request URL and page error."""
+    context = browser.new_context()
+    pg = context.new_page()
+    log = PageLog()
+    pg.on("request", lambda r: log.requests.append(r.url))
+    pg.on("pageerror", lambda e: log.errors.append(str(e)))
+    pg.on("console", lambda m: log.errors.append(m.text) if m.type == "error" else None)
+    pg.log = log
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+

@@ -1,0 +1,558 @@
+// deploykit's prediction page. Reads ./manifest.json (copied next to the page by `deploykit convert`),
+// builds the form from it, runs the TFJS graph model in this browser and checks itself against golden.json.
+// All URLs are relative to this module, so the page works under any sub-path of any static host.
+import * as tf from './vendor/tfjs.js';
+import { validateFeatures, parseJsonInputs, formatNumber } from './validate.js';
+import { applyInputTransforms, rowToInputs, graphArtifact, pageRelativeUrl } from './preprocess.js';
+import { judgeOutputs, formatG } from './tolerance.js';
+
+const BACKENDS = ['wasm', 'cpu', 'webgl'];
+const LAZY_BACKENDS = {
+  cpu: () => import('./vendor/backend-cpu.js'),
+  webgl: () => import('./vendor/backend-webgl.js'),
+};
+const here = (rel) => new URL(rel, import.meta.url).href;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  manifest: null,
+  artifact: null,
+  model: null,
+  warmed: new Set(),
+  last: null, // {values|tensors, outputs, backend, ms}
+  predictions: 0,
+};
+
+/** Fetch and parse a JSON file next to the page; throws an Error that says what to do. */
+async function fetchJson(rel) {
+  let res;
+  try {
+    res = await fetch(here(rel));
+  } catch (e) {
+    throw new Error(`Could not fetch ${rel}: ${e.message}.`);
+  }
+  if (!res.ok) {
+    throw new Error(`Could not load ${rel} (HTTP ${res.status}). Serve the whole BUNDLE/web folder written by deploykit convert.`);
+  }
+  try {
+    return await res.json();
+  } catch (e) {
+    throw new Error(`${rel} is not valid JSON: ${e.message}`);
+  }
+}
+
+function setStatus(text, kind = '') {
+  const el = $('load-status');
+  el.textContent = text;
+  el.className = `panel ${kind}`.trim();
+  el.hidden = !text;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Form
+
+function fieldId(i) {
+  return `feature-${i}`;
+}
+
+function buildForm(manifest) {
+  const fields = $('fields');
+  const features = manifest.features;
+  if (Array.isArray(features) && features.length) {
+    features.forEach((f, i) => {
+      const id = fieldId(i);
+      const wrap = document.createElement('div');
+      wrap.className = 'field';
+      const label = document.createElement('label');
+      label.htmlFor = id;
+      label.textContent = f.label || f.name;
+      const input = document.createElement('input');
+      Object.assign(input, { id, name: f.name, type: 'text', inputMode: 'decimal', autocomplete: 'off', required: true });
+      input.spellcheck = false;
+      if (typeof f.median === 'number') input.placeholder = formatNumber(f.median);
+      input.setAttribute('aria-describedby', `${id}-hint ${id}-msg`);
+      const hint = document.createElement('p');
+      hint.className = 'hint';
+      hint.id = `${id}-hint`;
+      const parts = [];
+      if (f.unit) parts.push(f.unit);
+      if (typeof f.min === 'number' && typeof f.max === 'number') {
+        parts.push(`training range ${formatNumber(f.min)} to ${formatNumber(f.max)}`);
+      }
+      if (typeof f.median === 'number') parts.push(`median ${formatNumber(f.median)}`);
+      hint.textContent = parts.join(' · ');
+      const msg = document.createElement('p');
+      msg.className = 'msg';
+      msg.id = `${id}-msg`;
+      wrap.append(label, input, hint, msg);
+      fields.append(wrap);
+    });
+  } else {
+    fields.hidden = true;
+    $('json-field').hidden = false;
+    const example = {};
+    for (const inp of manifest.inputs) example[inp.name] = zerosLike(inp.shape);
+    $('json-input').placeholder = JSON.stringify(example);
+    $('json-input-hint').textContent =
+      'One nested array per model input: ' + manifest.inputs.map((i) => `${i.name} [${i.shape.map((d) => d ?? 'n')}]`).join(', ');
+  }
+}
+
+function zerosLike(shape) {
+  const dims = shape.map((d) => (d === null ? 1 : d));
+  const make = (k) => (k === dims.length ? 0 : Array.from({ length: dims[k] }, () => make(k + 1)));
+  return make(0);
+}
+
+function setFieldMessage(input, msgEl, text, kind) {
+  msgEl.textContent = text || '';
+  msgEl.className = `msg ${text ? kind : ''}`.trim();
+  input.setAttribute('aria-invalid', kind === 'error' && text ? 'true' : 'false');
+}
+
+/** Validate the form; show errors and warnings at their fields. Returns the model inputs or null. */
+function readForm() {
+  const m = state.manifest;
+  if (Array.isArray(m.features) && m.features.length) {
+    const texts = {};
+    m.features.forEach((f, i) => (texts[f.name] = $(fieldId(i)).value));
+    const r = validateFeatures(m.features, texts);
+    let firstBad = null;
+    m.features.forEach((f, i) => {
+      const input = $(fieldId(i));
+      const msg = $(`${fieldId(i)}-msg`);
+      if (r.errors[f.name]) {
+        setFieldMessage(input, msg, r.errors[f.name], 'error');
+        firstBad ??= input;
+      } else {
+        setFieldMessage(input, msg, r.warnings[f.name], 'warning');
+      }
+    });
+    if (!r.ok) {
+      firstBad.focus();
+      return null;
+    }
+    const warnings = m.features.filter((f) => r.warnings[f.name]).map((f) => f.label || f.name);
+    return { inputs: rowToInputs(m.features, r.values, m.inputs), values: r.values, warnings };
+  }
+  const input = $('json-input');
+  const r = parseJsonInputs(input.value, m.inputs);
+  setFieldMessage(input, $('json-input-msg'), r.ok ? '' : r.error, 'error');
+  if (!r.ok) {
+    input.focus();
+    return null;
+  }
+  return { inputs: r.tensors, values: JSON.parse(input.value), warnings: [] };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Model
+
+/**
+ * Run the graph model on plain inputs {name: {shape, data}}; applies the artifact's input_transform.
+ * Every tensor created here is disposed before returning.
+ * @returns {Promise<Record<string, {shape: number[], data: Float32Array}>>} outputs keyed by manifest output key
+ */
+async function runModel(inputs) {
+  const m = state.manifest;
+  const prepared = applyInputTransforms(state.artifact.input_transform, inputs);
+  const keys = m.outputs.map((o) => o.key);
+  const sig = state.model.modelSignature?.outputs;
+  const names = sig && keys.every((k) => k in sig) ? keys : undefined;
+  const outs = tf.tidy(() => {
+    const feed = {};
+    for (const inp of m.inputs) {
+      const p = prepared[inp.name];
+      const dtype = inp.dtype.startsWith('int') || inp.dtype === 'uint8' ? 'int32' : inp.dtype === 'bool' ? 'bool' : 'float32';
+      feed[inp.name] = tf.tensor(dtype === 'float32' ? p.data : Array.from(p.data, Math.round), p.shape, dtype);
+    }
+    const r = state.model.execute(feed, names);
+    return Array.isArray(r) ? r : [r];
+  });
+  try {
+    const result = {};
+    for (let i = 0; i < keys.length; i++) {
+      result[keys[i]] = { shape: outs[i].shape, data: await outs[i].data() };
+    }
+    return result;
+  } finally {
+    tf.dispose(outs);
+  }
+}
+
+function warmUpInputs() {
+  const m = state.manifest;
+  if (Array.isArray(m.features) && m.features.length) {
+    const values = m.features.map((f) => (typeof f.median === 'number' ? f.median : 0));
+    return rowToInputs(m.features, values, m.inputs);
+  }
+  const r = {};
+  for (const inp of m.inputs) {
+    const shape = inp.shape.map((d) => (d === null ? 1 : d));
+    r[inp.name] = { shape, data: new Array(shape.reduce((a, b) => a * b, 1)).fill(0) };
+  }
+  return r;
+}
+
+/** Switch to a backend (loading its code on first use) and warm the model up once on it. */
+async function useBackend(name) {
+  if (!BACKENDS.includes(name)) throw new Error(`Unknown backend "${name}": choose wasm, cpu or webgl.`);
+  if (LAZY_BACKENDS[name] && !tf.engine().registryFactory[name]) await LAZY_BACKENDS[name]();
+  let ok = false;
+  try {
+    ok = await tf.setBackend(name);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new Error(`The ${name} backend cannot start in this browser.`);
+  if (state.model && !state.warmed.has(name)) {
+    await runModel(warmUpInputs());
+    state.warmed.add(name);
+  }
+  $('backend').value = tf.getBackend();
+  return tf.getBackend();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Showing results
+
+function flatOutputs(outputs) {
+  return state.manifest.outputs.map((o) => ({ out: o, data: Array.from(outputs[o.key].data) }));
+}
+
+function describePrediction(outputs) {
+  const m = state.manifest;
+  const parts = [];
+  for (const { out, data } of flatOutputs(outputs)) {
+    if (m.task === 'classification' && data.length > 1) {
+      const k = data.indexOf(Math.max(...data));
+      parts.push(`${out.name}: class ${k} (${formatG(data[k], 4)})`);
+    } else {
+      parts.push(`${out.name}: ${data.map((v) => formatG(v, 7)).join(', ')}`);
+    }
+  }
+  return parts.join(' · ');
+}
+
+function showPrediction(res) {
+  $('result').hidden = false;
+  const p = $('prediction');
+  p.textContent = describePrediction(res.outputs);
+  const first = state.manifest.outputs[0].key;
+  p.dataset.value = String(res.outputs[first].data[0]);
+  const ex = $('extrapolation');
+  if (res.warnings.length) {
+    ex.hidden = false;
+    ex.textContent = `Warning: ${res.warnings.join(', ')} ${res.warnings.length > 1 ? 'are' : 'is'} outside the training range; the model is extrapolating and the prediction may be unreliable.`;
+  } else {
+    ex.hidden = true;
+    ex.textContent = '';
+  }
+  $('run-info').textContent = `Backend in use: ${res.backend} · prediction time ${res.ms.toFixed(2)} ms`;
+  $('run-info').dataset.backend = res.backend;
+  $('run-info').dataset.ms = String(res.ms);
+}
+
+function clearPrediction() {
+  $('result').hidden = true;
+  $('prediction').textContent = '';
+  delete $('prediction').dataset.value;
+}
+
+/** Validate, predict and show. Returns the result, or null when the form has errors. */
+async function submit() {
+  const form = readForm();
+  if (!form) {
+    clearPrediction();
+    return null;
+  }
+  const t0 = performance.now();
+  const outputs = await runModel(form.inputs);
+  const ms = performance.now() - t0;
+  const res = { ...form, outputs, ms, backend: tf.getBackend() };
+  state.last = res;
+  state.predictions += 1;
+  showPrediction(res);
+  if (state.predictions === 1) performance.mark('deploykit:first-prediction');
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Check this device
+
+function toRows(flatData, shape) {
+  const rows = shape[0];
+  const width = flatData.length / rows;
+  const out = [];
+  for (let r = 0; r < rows; r++) out.push(Array.from(flatData.slice(r * width, (r + 1) * width)));
+  return out;
+}
+
+function flattenNested(a) {
+  return Array.isArray(a) ? a.flatMap(flattenNested) : [Number(a)];
+}
+
+function shapeOfNested(a) {
+  const s = [];
+  for (let x = a; Array.isArray(x); x = x[0]) s.push(x.length);
+  return s;
+}
+
+async function checkDevice() {
+  const out = $('check-result');
+  out.textContent = 'Running the golden inputs…';
+  const golden = await fetchJson('./golden.json');
+  const inputs = {};
+  for (const inp of state.manifest.inputs) {
+    const rows = golden.inputs?.[inp.name];
+    if (!rows) throw new Error(`golden.json has no inputs for "${inp.name}": re-create the bundle.`);
+    inputs[inp.name] = { shape: shapeOfNested(rows), data: flattenNested(rows) };
+  }
+  const t0 = performance.now();
+  const outputs = await runModel(inputs);
+  const ms = performance.now() - t0;
+  const actual = {};
+  for (const [k, v] of Object.entries(outputs)) actual[k] = toRows(v.data, v.shape);
+  const tolerance = state.artifact.tolerance || { kind: 'relative', max_rel: 1e-5 };
+  const verdict = judgeOutputs(state.manifest, tolerance, golden.outputs, actual);
+  const n = shapeOfNested(Object.values(golden.inputs)[0])[0];
+  const metrics = Object.values(verdict.outputs);
+  const maxAbs = Math.max(...metrics.map((x) => x.max_abs));
+  const maxRel = Math.max(...metrics.map((x) => x.max_rel));
+  const rule = tolerance.kind === 'relative'
+    ? `relative error ≤ ${formatG(tolerance.max_rel)}`
+    : `error ≤ ${tolerance.max_range_fraction * 100}% of the output range`;
+  out.replaceChildren();
+  const head = document.createElement('p');
+  head.id = 'check-verdict';
+  head.className = verdict.passed ? 'pass' : 'fail';
+  head.dataset.passed = String(verdict.passed);
+  head.textContent = verdict.passed
+    ? `PASS: this device (${tf.getBackend()}) matches Keras on all ${n} golden inputs.`
+    : `FAIL: this device (${tf.getBackend()}) differs from Keras: ${verdict.failures.join('; ')}.`;
+  const table = document.createElement('table');
+  const tbody = table.createTBody();
+  const rows = [
+    ['Backend', tf.getBackend()],
+    ['Golden inputs', String(n)],
+    ['Largest absolute error', formatG(maxAbs, 3)],
+    ['Largest relative error', formatG(maxRel, 3)],
+    ['Tolerance', rule],
+    ['Time', `${ms.toFixed(1)} ms`],
+  ];
+  if (tf.getBackend() === 'webgl') {
+    rows.push(['WebGL float32 textures', tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED') ? 'yes' : 'no (half floats)']);
+  }
+  for (const [k, v] of rows) {
+    const tr = tbody.insertRow();
+    tr.insertCell().textContent = k;
+    tr.insertCell().textContent = v;
+  }
+  table.querySelector('tr:nth-child(3) td:last-child').id = 'check-max-error';
+  out.append(head, table);
+  return { passed: verdict.passed, maxAbs, maxRel, backend: tf.getBackend(), n, verdict };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Compare with edge server
+
+function edgeEndpoint(text) {
+  const s = text.trim();
+  if (!s) throw new Error('Enter the edge server address, e.g. http://raspberrypi.local:8000');
+  let u;
+  try {
+    u = new URL(s);
+  } catch {
+    throw new Error(`"${s}" is not a URL: write it like http://raspberrypi.local:8000`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('Use an http:// or https:// address.');
+  if (location.protocol === 'https:' && u.protocol === 'http:') {
+    throw new Error('This page is served over https, so the browser blocks an http:// edge server: serve the edge over https or open this page over http.');
+  }
+  return u.href.replace(/\/+$/, '') + '/predict_json';
+}
+
+async function compareEdge() {
+  const urlInput = $('edge-url');
+  const msg = $('edge-url-msg');
+  const out = $('compare-result');
+  let endpoint;
+  try {
+    endpoint = edgeEndpoint(urlInput.value);
+    setFieldMessage(urlInput, msg, '', 'error');
+  } catch (e) {
+    setFieldMessage(urlInput, msg, e.message, 'error');
+    return null;
+  }
+  const local = await submit();
+  if (!local) {
+    out.textContent = 'Fix the inputs above first.';
+    return null;
+  }
+  out.textContent = 'Asking the edge server…';
+  let body;
+  try {
+    const res = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(local.values),
+    });
+    body = await res.json().catch(() => null);
+    if (!res.ok || !body || body.success === false) {
+      const why = body && (body.error || body.detail) ? `: ${body.error || JSON.stringify(body.detail)}` : '';
+      throw new Error(`the edge server answered HTTP ${res.status}${why}`);
+    }
+  } catch (e) {
+    out.textContent = `Could not compare: ${e.message.startsWith('the edge') ? e.message : `no answer from ${endpoint} (${e.message}). Check the address, that deploykit-edge serve is running, and that it allows this page's origin (CORS).`}`;
+    return null;
+  }
+  const edgeValues = flattenNested(body.prediction);
+  const browserValues = flatOutputs(local.outputs).flatMap((x) => x.data);
+  out.replaceChildren();
+  const table = document.createElement('table');
+  const head = table.createTHead().insertRow();
+  for (const h of ['', 'Browser (' + local.backend + ')', 'Edge server', 'Difference', 'Relative']) {
+    const th = document.createElement('th');
+    th.textContent = h;
+    head.append(th);
+  }
+  const n = Math.max(edgeValues.length, browserValues.length);
+  const tbody = table.createTBody();
+  const diffs = [];
+  for (let i = 0; i < n; i++) {
+    const b = browserValues[i];
+    const e = edgeValues[i];
+    const d = Math.abs(b - e);
+    diffs.push(d);
+    const tr = tbody.insertRow();
+    tr.insertCell().textContent = n > 1 ? `output ${i}` : state.manifest.outputs[0].name;
+    tr.insertCell().textContent = b === undefined ? '—' : formatG(b, 7);
+    tr.insertCell().textContent = e === undefined || Number.isNaN(e) ? '—' : formatG(e, 7);
+    tr.insertCell().textContent = Number.isFinite(d) ? formatG(d, 3) : '—';
+    tr.insertCell().textContent = Number.isFinite(d) && b ? formatG(d / Math.abs(b), 3) : '—';
+  }
+  table.id = 'compare-table';
+  out.append(table);
+  return { browser: browserValues, edge: edgeValues, diff: diffs };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Start-up
+
+function wire() {
+  const form = $('predict-form');
+  const button = $('predict-button');
+  const busy = async (btn, fn) => {
+    btn.disabled = true;
+    try {
+      return await fn();
+    } catch (e) {
+      setStatus(`Error: ${e.message}`, 'alert');
+      throw e;
+    } finally {
+      btn.disabled = false;
+    }
+  };
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    busy(button, submit).catch(() => {});
+  });
+  $('backend').addEventListener('change', async (ev) => {
+    const want = ev.target.value;
+    const before = tf.getBackend();
+    ev.target.disabled = true;
+    try {
+      setStatus(`Switching to ${want}…`);
+      await useBackend(want);
+      setStatus('');
+      if (state.last) await submit();
+    } catch (e) {
+      await tf.setBackend(before);
+      ev.target.value = before;
+      setStatus(`Error: ${e.message} Staying on ${before}.`, 'alert');
+    } finally {
+      ev.target.disabled = false;
+    }
+  });
+  $('check-button').addEventListener('click', () => busy($('check-button'), checkDevice).catch(() => {}));
+  $('compare-button').addEventListener('click', () => busy($('compare-button'), compareEdge).catch(() => {}));
+  $('edge-url').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter') {
+      ev.preventDefault();
+      $('compare-button').click();
+    }
+  });
+}
+
+function prefillFromQuery() {
+  const q = new URLSearchParams(location.search);
+  const feats = state.manifest.features;
+  if (!Array.isArray(feats) || !feats.length) return false;
+  let all = true;
+  feats.forEach((f, i) => {
+    if (q.has(f.name)) $(fieldId(i)).value = q.get(f.name);
+    else all = false;
+  });
+  return all;
+}
+
+async function start() {
+  wire();
+  const q = new URLSearchParams(location.search);
+  const wantBackend = BACKENDS.includes(q.get('backend')) ? q.get('backend') : 'wasm';
+  performance.mark('deploykit:start');
+  tf.setWasmPaths(here('./vendor/'));
+  // Only the single-threaded wasm build is bundled (threads need COOP/COEP headers static hosts lack).
+  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+  // Three things at once: the manifest, the backend (wasm compile), then the model files.
+  const backend = useBackend(wantBackend).then(
+    () => '',
+    async (e) => {
+      await useBackend('cpu');
+      return `${e.message} Using cpu instead.`;
+    },
+  );
+  const manifest = await fetchJson('./manifest.json');
+  state.manifest = manifest;
+  state.artifact = graphArtifact(manifest);
+  const artifacts = tf.io.http(here(pageRelativeUrl(state.artifact.path))).load();
+  $('title').textContent = `Predict ${manifest.target || manifest.outputs[0].name} in your browser`;
+  buildForm(manifest);
+  const startNote = await backend;
+  performance.mark('deploykit:backend-ready');
+  state.model = await tf.loadGraphModel(tf.io.fromMemory(await artifacts));
+  performance.mark('deploykit:model-loaded');
+  await runModel(warmUpInputs());
+  state.warmed.add(tf.getBackend());
+  $('backend').value = tf.getBackend();
+  for (const id of ['predict-form', 'self-check', 'compare']) $(id).hidden = false;
+  const v = manifest.versions || {};
+  $('about').textContent = `Model "${manifest.name}" (${manifest.task}), created ${manifest.created}. ` +
+    `TFJS ${tf.version_core} (core, converter, wasm), converted with tensorflowjs ${v.tensorflowjs ?? '?'}. ` +
+    'Runs offline: no file is fetched from another site.';
+  setStatus(startNote, startNote ? 'alert' : '');
+  document.body.dataset.state = 'ready';
+  performance.mark('deploykit:ready');
+  if (prefillFromQuery()) await submit();
+}
+
+// A small handle for tests and benchmarks (the same functions the buttons call).
+const ready = start().catch((e) => {
+  document.body.dataset.state = 'error';
+  setStatus(`Error: ${e.message}`, 'alert');
+  throw e;
+});
+window.deploykit = {
+  ready,
+  submit,
+  checkDevice,
+  compareEdge,
+  useBackend,
+  backend: () => tf.getBackend(),
+  memory: () => tf.memory(),
+  runRows: async (rows) => {
+    const m = state.manifest;
+    const inputs = { [m.inputs[0].name]: { shape: [rows.length, rows[0].length], data: rows.flat() } };
+    return runModel(inputs);
+  },
+};
