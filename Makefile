@@ -28,6 +28,7 @@ chromium:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
 test: setup
+	@if [ -f web/package.json ]; then npm --prefix web test --silent; fi
 	$(PY) -m pytest -q
 
 demo: setup
