@@ -27,7 +27,7 @@ def run_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from convert.pipeline import ConvertOptions, convert
     from convert.train import save, train
 
-    work = Path(args.out)
+    work = Path(args.out).resolve()
     work.mkdir(parents=True, exist_ok=True)
     model_path = work / f"boston_{args.model}.keras"
     bundle = work / "bundle"

@@ -165,17 +165,21 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
 
         folded_saved_model = export(fold.model, work / "saved_model_folded")
     dtypes = {s.name: ("float32" if "float" in s.dtype else s.dtype) for s in ref.inputs}
-    # calibrate on DATA plus the golden rows (the corners of the feature ranges)
-    raw_inputs = {k: np.concatenate([v, np.asarray(g_inputs[k], dtype=v.dtype)]) for k, v in dataset.inputs.items()}
+    # calibrate on DATA and on every golden row (the corners of the feature ranges included)
+    raw_inputs = dict(dataset.inputs)
+    raw_golden = {k: np.asarray(v, dtype=dataset.inputs[k].dtype) for k, v in g_inputs.items()}
     from edge.transform import apply as apply_transforms
 
     folded_inputs = apply_transforms(fold.transforms, raw_inputs) if fold else raw_inputs
+    folded_golden = apply_transforms(fold.transforms, raw_golden) if fold else raw_golden
     fp32_bytes = None
     for variant in options.variants:
         progress(f"Converting TFLite {variant.value}")
         use_fold = fold is not None and variant.quantized
         source = folded_saved_model if use_fold else saved_model
-        calibration = representative(folded_inputs if use_fold else raw_inputs, dtypes) if variant.calibrated else None
+        calibration = (representative(folded_inputs if use_fold else raw_inputs, dtypes,
+                                      always=folded_golden if use_fold else raw_golden)
+                       if variant.calibrated else None)
         result = convert_variant(source, variant, staging / "edge" / variant.file_name, calibration)
         if result.error:
             skipped.append({"format": "tflite", "variant": variant.value, "reason": result.error})

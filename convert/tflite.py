@@ -50,15 +50,29 @@ class TFLiteResult:
     error: str | None = None
 
 
-def representative(inputs: dict[str, np.ndarray], dtypes: dict[str, str], rows: int = CALIBRATION_ROWS) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
-    """A calibration generator over up to ``rows`` rows of DATA, one row per step, keyed by input name."""
+def representative(
+    inputs: dict[str, np.ndarray],
+    dtypes: dict[str, str],
+    rows: int = CALIBRATION_ROWS,
+    always: dict[str, np.ndarray] | None = None,
+) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    """A calibration generator, one row per step, keyed by input name.
+
+    It yields up to ``rows`` rows of DATA spread over the file, the rows holding each column's min and max,
+    and every row of ``always`` (the golden inputs, corners of the feature ranges included), so that no
+    golden input drives an activation past its calibrated range.
+    """
     total = next(iter(inputs.values())).shape[0]
     index = np.linspace(0, total - 1, num=min(rows, total)).round().astype(int)
     index = np.unique(np.concatenate([index, _extreme_rows(inputs)]))
+    sources = [(inputs, index)]
+    if always:
+        sources.append((always, np.arange(next(iter(always.values())).shape[0])))
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
-        for i in index:
-            yield {name: np.asarray(values[i : i + 1], dtype=dtypes[name]) for name, values in inputs.items()}
+        for arrays, picks in sources:
+            for i in picks:
+                yield {name: np.asarray(arrays[name][i : i + 1], dtype=dtypes[name]) for name in dtypes}
 
     return generate
 
