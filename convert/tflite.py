@@ -118,10 +118,18 @@ def convert_variant(
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter raises ConverterError / RuntimeError / ValueError
-        text = " ".join(str(exc).split())
-        return TFLiteResult(variant=variant, path=out, error=f"the TFLite converter cannot make {variant.value}: {text[:300]}")
+        return TFLiteResult(variant=variant, path=out,
+                            error=f"the TFLite converter cannot make {variant.value}: {_first_error(str(exc))}")
     out.write_bytes(flatbuffer)
     return TFLiteResult(variant=variant, path=out, ops=operators(flatbuffer))
+
+
+def _first_error(text: str) -> str:
+    """The converter's first ``error:`` line (its messages are long MLIR dumps), cut to one short line."""
+    for line in text.splitlines():
+        if "error:" in line:
+            return " ".join(line.split("error:", 1)[1].split())[:240]
+    return " ".join(text.split())[:240]
 
 
 def operators(flatbuffer: bytes) -> list[dict[str, Any]]:

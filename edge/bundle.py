@@ -76,8 +76,12 @@ class Bundle:
         """Whether ``deploykit verify`` recorded a pass for this artifact (on this runtime when recorded)."""
         parity = self.manifest.get("parity") or {}
         results = [r for r in parity.get("results") or [] if isinstance(r, dict) and r.get("artifact") == artifact["path"]]
-        if runtime_name and any(r.get("runtime") == runtime_name for r in results):
-            results = [r for r in results if r.get("runtime") == runtime_name]
+        # verify records the runtime as "litert"/"tflite-runtime" and the module as "interpreter"
+        def same(r: dict[str, Any]) -> bool:
+            return runtime_name in (r.get("runtime"), r.get("interpreter"))
+
+        if runtime_name and any(same(r) for r in results):
+            results = [r for r in results if same(r)]
         return bool(results) and all(r.get("passed") is True for r in results)
 
     def default_variant(self, runtime_name: str | None = None) -> str:

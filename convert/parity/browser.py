@@ -1,0 +1,304 @@
+"""Run TFJS artifacts in real headless Chromium (Playwright) on the cpu, wasm and webgl backends.
+
+One browser and one loopback static server serve every bundle of a run. Each bundle is mounted under
+``/b/<n>/``; the graph harness page imports the bundle's own ``web/vendor/tfjs.js`` (the TFJS build the
+page ships), the layers harness loads TFJS 4.22's full ``tf.min.js`` (which has ``loadLayersModel``)
+from ``web/node_modules``. Each run records the backend TFJS actually used, ``tf.version`` and the
+user agent. Input transforms are applied by the caller (``edge.transform.apply``) before inputs reach
+the page, the same float64-then-float32 arithmetic the page uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from convert.errors import DeployKitError
+
+BACKENDS = ("cpu", "wasm", "webgl")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+TIMEOUT_MS = 120_000
+
+GRAPH_HARNESS = """<!doctype html><html><head><meta charset="utf-8"><title>deploykit parity (graph)</title>
+<link rel="icon" href="data:,"></head><body><script type="module">
+import * as tf from "../web/vendor/tfjs.js";
+const extra = {cpu: () => import("../web/vendor/backend-cpu.js"), webgl: () => import("../web/vendor/backend-webgl.js")};
+tf.setWasmPaths(new URL("../web/vendor/", import.meta.url).href);
+tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+const models = new Map();
+window.parityRun = async (req) => {
+  if (extra[req.backend] && !tf.engine().registryFactory[req.backend]) await extra[req.backend]();
+  const ok = await tf.setBackend(req.backend);
+  if (!ok) throw new Error(`backend ${req.backend} cannot start in this browser`);
+  const key = req.url + "|" + tf.getBackend();
+  if (!models.has(key)) models.set(key, await tf.loadGraphModel(req.url));
+  const model = models.get(key);
+  // Signature keys when the model has them (TFJS maps them to nodes), else the node names in io.
+  const sigIn = (model.modelSignature && model.modelSignature.inputs) || {};
+  const sigOut = (model.modelSignature && model.modelSignature.outputs) || {};
+  const feeds = {};
+  const xs = req.inputs.map((x) => tf.tensor(x.data, x.shape, x.dtype));
+  req.inputs.forEach((x, i) => { feeds[x.name in sigIn ? x.name : x.node] = xs[i]; });
+  const names = req.outputs.map((o) => (o.key in sigOut ? o.key : o.node));
+  // executeAsync runs every graph, including control flow (RNN while loops) that execute() refuses.
+  let ys = await model.executeAsync(feeds, names);
+  if (!Array.isArray(ys)) ys = [ys];
+  try {
+    const outs = [];
+    for (const y of ys) outs.push({data: Array.from(await y.data()), shape: y.shape});
+    return {backend: tf.getBackend(), version: tf.version_core, userAgent: navigator.userAgent, outputs: outs,
+            float32: tf.getBackend() === "webgl" ? tf.env().getBool("WEBGL_RENDER_FLOAT32_ENABLED") : null};
+  } finally { tf.dispose(ys); tf.dispose(xs); }
+};
+window.parityReady = true;
+</script></body></html>
+"""
+
+LAYERS_HARNESS = """<!doctype html><html><head><meta charset="utf-8"><title>deploykit parity (layers)</title>
+<link rel="icon" href="data:,"></head><body>
+<script src="/__tfjs/tf.min.js"></script><script src="/__tfjs-wasm/tf-backend-wasm.min.js"></script>
+<script>
+tf.wasm.setWasmPaths("/__tfjs-wasm/");
+tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+const models = new Map();
+window.parityRun = async (req) => {
+  const ok = await tf.setBackend(req.backend);
+  await tf.ready();
+  if (!ok) throw new Error(`backend ${req.backend} cannot start in this browser`);
+  const key = req.url + "|" + tf.getBackend();
+  if (!models.has(key)) models.set(key, await tf.loadLayersModel(req.url));
+  const model = models.get(key);
+  const xs = req.inputs.map((x) => tf.tensor(x.data, x.shape, x.dtype));
+  let ys = model.predict(xs.length === 1 ? xs[0] : xs);
+  if (!Array.isArray(ys)) ys = [ys];
+  try {
+    const outs = [];
+    for (const y of ys) outs.push({data: Array.from(await y.data()), shape: y.shape});
+    return {backend: tf.getBackend(), version: tf.version.tfjs, userAgent: navigator.userAgent, outputs: outs,
+            float32: tf.getBackend() === "webgl" ? tf.env().getBool("WEBGL_RENDER_FLOAT32_ENABLED") : null};
+  } finally { tf.dispose(ys); tf.dispose(xs); }
+};
+window.parityReady = true;
+</script></body></html>
+"""
+
+
+def node_modules() -> Path:
+    """``web/node_modules`` of the source tree (holds TFJS 4.22's full build for layers models)."""
+    return Path(__file__).resolve().parents[2] / "web" / "node_modules" / "@tensorflow"
+
+
+def find_chromium() -> str | None:
+    """Debian's chromium on PATH (used when Playwright has no browser of its own)."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+class _Server:
+    """A loopback static server: ``/b/<n>/...`` -> bundle n, ``/__tfjs*/`` -> node_modules, harness pages."""
+
+    def __init__(self) -> None:
+        self.mounts: dict[str, Path] = {}
+        server_self = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                              ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
+                              ".json": "application/json"}
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def translate_path(self, path: str) -> str:
+                return server_self.translate(path)
+
+            def do_GET(self) -> None:  # noqa: N802
+                page = server_self.page(self.path)
+                if page is None:
+                    return super().do_GET()
+                body = page.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def mount(self, bundle: Path) -> str:
+        key = str(Path(bundle).resolve())
+        for prefix, path in self.mounts.items():
+            if str(path) == key:
+                return prefix
+        prefix = f"/b/{len(self.mounts)}"
+        self.mounts[prefix] = Path(key)
+        return prefix
+
+    def page(self, url: str) -> str | None:
+        path = url.split("?", 1)[0]
+        if path.endswith("/__parity/graph.html"):
+            return GRAPH_HARNESS
+        if path == "/__parity/layers.html":
+            return LAYERS_HARNESS
+        return None
+
+    def translate(self, url: str) -> str:
+        from urllib.parse import unquote
+
+        path = unquote(url.split("?", 1)[0].split("#", 1)[0])
+        parts = [p for p in path.split("/") if p]
+        if ".." in parts or not parts:
+            return "/nonexistent"
+        if parts[0] == "__tfjs":
+            return str(node_modules() / "tfjs" / "dist" / "/".join(parts[1:]))
+        if parts[0] == "__tfjs-wasm":
+            return str(node_modules() / "tfjs-backend-wasm" / "dist" / "/".join(parts[1:]))
+        if parts[0] == "b" and len(parts) >= 2 and f"/b/{parts[1]}" in self.mounts:
+            return str(self.mounts[f"/b/{parts[1]}"].joinpath(*parts[2:]))
+        return "/nonexistent"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Browser:
+    """One headless Chromium + loopback server for a whole parity run; use as a context manager.
+
+    Raises (from ``start``):
+        DeployKitError: Playwright is not installed or Chromium cannot be launched (says how to install).
+    """
+
+    def __init__(self) -> None:
+        self._pw = None
+        self._browser = None
+        self._server: _Server | None = None
+        self._pages: dict[str, tuple[Any, str]] = {}  # kind -> (page, url loaded)
+        self.executable: str | None = None
+
+    def __enter__(self) -> "Browser":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            raise DeployKitError("the chromium runtimes need Playwright; pip install playwright "
+                                 "(and apt install chromium), or leave chromium-* out with --runtimes") from None
+        self._pw = sync_playwright().start()
+        errors = []
+        try:
+            self._browser = self._pw.chromium.launch(args=CHROMIUM_ARGS)  # Playwright's own browser, if any
+            self.executable = "playwright"
+        except Exception as exc:  # noqa: BLE001 - fall back to the system chromium
+            errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            exe = find_chromium()
+            if exe is None:
+                self.close()
+                raise DeployKitError("no Chromium to run TFJS in: install Debian's chromium (apt install chromium) or "
+                                     "run `playwright install chromium`; or leave chromium-* out with --runtimes") from None
+            try:
+                self._browser = self._pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+                self.executable = exe
+            except Exception as exc2:  # noqa: BLE001
+                self.close()
+                first = str(exc2).strip().splitlines()[0] if str(exc2).strip() else type(exc2).__name__
+                raise DeployKitError(f"cannot launch Chromium {exe} ({first}); reinstall it (apt install chromium) "
+                                     "or leave chromium-* out with --runtimes") from None
+        self._server = _Server()
+
+    def close(self) -> None:
+        for page, _ in self._pages.values():
+            try:
+                page.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._pages.clear()
+        if self._browser is not None:
+            try:
+                self._browser.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._browser = None
+        if self._pw is not None:
+            self._pw.stop()
+            self._pw = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _page(self, kind: str, bundle: Path) -> tuple[Any, str]:
+        assert self._server is not None and self._browser is not None, "Browser.start() first"
+        prefix = self._server.mount(bundle)
+        if kind == "tfjs_layers":
+            if not (node_modules() / "tfjs" / "dist" / "tf.min.js").is_file():
+                raise DeployKitError("running TFJS layers models needs TFJS's full build: run `npm ci` in web/ "
+                                     "(web/node_modules/@tensorflow/tfjs/dist/tf.min.js is missing)")
+            url = f"{self._server.base}/__parity/layers.html"
+        else:
+            url = f"{self._server.base}{prefix}/__parity/graph.html"
+        page, loaded = self._pages.get(kind, (None, ""))
+        if page is None:
+            page = self._browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+        if loaded != url:
+            page.goto(url)
+            page.wait_for_function("window.parityReady === true", timeout=60_000)
+        self._pages[kind] = (page, url)
+        return page, f"{self._server.base}{prefix}"
+
+    def run(self, bundle: Path, artifact: Mapping[str, Any], manifest: Mapping[str, Any], backend: str,
+            inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Run one TFJS artifact on one backend.
+
+        ``inputs`` are the model's inputs after the artifact's input_transform.
+
+        Returns ``{"outputs": {key: array}, "backend": used, "version": tfjs, "user_agent": ua, ...}``.
+
+        Raises:
+            DeployKitError: the page reports an error (model cannot load, an op is missing, ...).
+        """
+        page, base = self._page(artifact["format"], bundle)
+        io = artifact.get("io") or {}
+        payload = []
+        for spec in manifest["inputs"]:
+            x = np.asarray(inputs[spec["name"]])
+            integer = spec["dtype"].startswith(("int", "uint")) or spec["dtype"] == "bool"
+            payload.append({"name": spec["name"], "node": (io.get("inputs") or {}).get(spec["name"], spec["name"]),
+                            "data": (x.astype(np.int64) if integer else x.astype(np.float32)).ravel().tolist(),
+                            "shape": list(x.shape), "dtype": "int32" if integer else "float32"})
+        outputs = [{"key": o["key"], "node": (io.get("outputs") or {}).get(o["key"], o["key"])} for o in manifest["outputs"]]
+        request = {"url": f"{base}/{artifact['path']}", "backend": backend, "inputs": payload, "outputs": outputs}
+        try:
+            result = page.evaluate("(req) => window.parityRun(req)", request)
+        except Exception as exc:  # noqa: BLE001 - Playwright wraps the page's Error
+            text = str(exc).strip().splitlines()
+            first = next((line for line in text if line.strip()), type(exc).__name__)
+            for prefix in ("Page.evaluate: ", "Error: "):
+                first = first[len(prefix):] if first.startswith(prefix) else first
+            raise DeployKitError(f"TFJS {backend} cannot run {artifact['path']}: {' '.join(first.split())[:300]}") from None
+        outs = result["outputs"]
+        if len(outs) != len(manifest["outputs"]):
+            raise DeployKitError(f"TFJS {backend} returned {len(outs)} outputs for {artifact['path']}, "
+                                 f"the manifest lists {len(manifest['outputs'])}; re-create the bundle")
+        arrays = {o["key"]: np.asarray(out["data"], dtype=np.float64).reshape(out["shape"])
+                  for o, out in zip(manifest["outputs"], outs)}
+        return {"outputs": arrays, "backend": result["backend"], "version": result["version"],
+                "user_agent": result["userAgent"], "webgl_float32": result.get("float32")}
