@@ -28,22 +28,23 @@ def models_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+def _train(kind: str, models_dir: Path) -> Path:
+    out = models_dir / f"{kind}.keras"
+    result = run_cli("train", "--model", kind, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture(scope="session")
 def boston_mlp(models_dir) -> Path:
     """The Boston MLP (Normalization + MLP), trained by ``deploykit train --model mlp``."""
-    out = models_dir / "mlp.keras"
-    result = run_cli("train", "--model", "mlp", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
+    return _train("mlp", models_dir)
 
 
 @pytest.fixture(scope="session")
 def boston_linear(models_dir) -> Path:
     """The course's linear Boston model, trained by ``deploykit train --model linear``."""
-    out = models_dir / "linear.keras"
-    result = run_cli("train", "--model", "linear", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
+    return _train("linear", models_dir)
 
 
 def _bundle(model: Path, out: Path) -> Path:
