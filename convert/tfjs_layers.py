@@ -7,9 +7,11 @@ is no ``Normalization`` layer in tfjs-layers). This module rebuilds the topology
 the Keras-2 form tfjs-layers reads, from a whitelist of layers whose TFJS implementation computes
 the same function, and writes the weights under the names TFJS matches (``<layer>/<weight>``).
 
-``Normalization`` becomes a ``BatchNormalization`` with ``epsilon=0``, ``moving_mean=mean`` and
-``moving_variance=max(variance, 1e-14)``; that computes ``(x - mean) / max(sqrt(variance), 1e-7)``,
-exactly what Keras 3 computes (the inverse, ``invert=True``, uses ``gamma``/``beta`` instead).
+``Normalization`` becomes a ``BatchNormalization`` with ``moving_mean=mean``,
+``moving_variance=max(variance, 1e-14)`` and ``epsilon=1e-30``; that computes
+``(x - mean) / max(sqrt(variance), 1e-7)``, exactly what Keras 3 computes in float32 (the inverse,
+``invert=True``, uses ``gamma``/``beta`` instead). The epsilon is not 0 because of the webgl backend
+(see ``_PAD_EPSILON``).
 
 Anything outside the whitelist (or a supported class used with an option TFJS lacks, such as
 ``GRU(reset_after=True)``) raises :class:`UnsupportedLayers`; the caller still writes the graph
@@ -73,8 +75,18 @@ _INITIALIZERS: dict[str, tuple[str, ...]] = {
 _INITIALIZER_RENAME = {"LecunNormal": "LeCunNormal", "LecunUniform": "LeCunUniform"}
 
 # Normalization's divisor is max(sqrt(variance), keras.backend.epsilon()); this floor on the
-# variance reproduces it inside BatchNormalization(epsilon=0).
+# variance reproduces it inside BatchNormalization (whose epsilon, _PAD_EPSILON, cannot move it).
 _KERAS_EPSILON = 1e-7
+
+# The epsilon written where Keras adds none. Not 0: TFJS's webgl backend runs BatchNormalization as
+# a packed shader over 2x2 texel blocks, and computes ``inversesqrt(variance + epsilon)`` on the
+# padding lanes too, where the variance texture reads 0. With epsilon=0 those lanes hold
+# (0 - 0) * inf = NaN, and the next packed MatMul multiplies them by its zero padding (NaN * 0 =
+# NaN): every output of the model is NaN whenever the channel count is not even (the Boston MLP's
+# 3 features). 1e-30 keeps the padding lanes at 0 and cannot change a real lane: for every
+# variance v >= _PAD_EPSILON_EXACT_ABOVE it is under half a float32 ulp of v, so v + 1e-30 == v.
+_PAD_EPSILON = 1e-30
+_PAD_EPSILON_EXACT_ABOVE = 1e-22  # 1e-30 < v * 2**-25 for every v above this
 
 
 class UnsupportedLayers(Exception):
@@ -183,7 +195,7 @@ def _dense(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
 
 
 def _normalization(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
-    """Normalization -> BatchNormalization(epsilon=0) computing the same affine map."""
+    """Normalization -> BatchNormalization(epsilon=_PAD_EPSILON) computing the same affine map."""
     where = f"Normalization {cfg['name']!r}"
     _require(getattr(layer, "mean", None) is not None, f"{where} was never adapted")
     axis = tuple(layer.axis) if layer.axis is not None else ()
@@ -205,12 +217,12 @@ def _normalization(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOu
         raise _Skip(f"{where} normalizes over several axes {axis}; TFJS BatchNormalization takes one")
     std = np.maximum(np.sqrt(var.astype(np.float32)), np.float32(_KERAS_EPSILON)).astype(np.float32)
     out = _base(cfg) | {
-        "axis": bn_axis, "momentum": 0.99, "epsilon": 0.0,
+        "axis": bn_axis, "momentum": 0.99, "epsilon": _PAD_EPSILON,
         "moving_mean_initializer": {"class_name": "Zeros", "config": {}},
         "moving_variance_initializer": {"class_name": "Ones", "config": {}},
     }
     if cfg.get("invert"):
-        # y = mean + x * std  ==  (x - 0) / sqrt(1 + 0) * gamma + beta
+        # y = mean + x * std  ==  (x - 0) / sqrt(1 + 1e-30) * gamma + beta  (1 + 1e-30 == 1)
         out |= {"center": True, "scale": True,
                 "beta_initializer": {"class_name": "Zeros", "config": {}},
                 "gamma_initializer": {"class_name": "Ones", "config": {}}}
@@ -223,7 +235,7 @@ def _normalization(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOu
         floored = np.maximum(var.astype(np.float32), np.float32(_KERAS_EPSILON) ** 2)
         weights = [("moving_mean", mean.astype(np.float32)), ("moving_variance", floored)]
         notes.append(f"Normalization {cfg['name']!r} written as BatchNormalization "
-                     "(moving_mean=mean, moving_variance=max(variance, 1e-14), epsilon=0)")
+                     "(moving_mean=mean, moving_variance=max(variance, 1e-14), epsilon=1e-30)")
     return "BatchNormalization", out, weights
 
 
@@ -235,9 +247,14 @@ def _batch_norm(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
         _require(len(axis) == 1, f"{where} normalizes over several axes")
         axis = axis[0]
     _no_regularizers(cfg, notes)
+    epsilon = float(cfg.get("epsilon", 1e-3))
+    moving_variance = _np(layer.moving_variance)
+    if epsilon == 0.0 and float(np.min(moving_variance, initial=np.inf)) >= _PAD_EPSILON_EXACT_ABOVE:
+        epsilon = _PAD_EPSILON  # same result in float32; 0 makes the webgl backend compute NaN
+        notes.append(f"{where} has epsilon=0; written as {_PAD_EPSILON} (same float32 result; "
+                     "TFJS webgl computes NaN with 0)")
     out = _base(cfg) | {
-        "axis": int(axis), "momentum": float(cfg.get("momentum", 0.99)),
-        "epsilon": float(cfg.get("epsilon", 1e-3)),
+        "axis": int(axis), "momentum": float(cfg.get("momentum", 0.99)), "epsilon": epsilon,
         "center": bool(cfg.get("center", True)), "scale": bool(cfg.get("scale", True)),
     }
     for key in ("beta_initializer", "gamma_initializer", "moving_mean_initializer",
@@ -248,8 +265,7 @@ def _batch_norm(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
         weights.append(("gamma", _np(layer.gamma)))
     if out["center"]:
         weights.append(("beta", _np(layer.beta)))
-    weights += [("moving_mean", _np(layer.moving_mean)),
-                ("moving_variance", _np(layer.moving_variance))]
+    weights += [("moving_mean", _np(layer.moving_mean)), ("moving_variance", moving_variance)]
     return "BatchNormalization", out, weights
 
 

@@ -284,18 +284,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pathlib.Pat
 
 
 @pytest.fixture(scope="module")
-def page(site: tuple[pathlib.Path, str]) -> Iterator[Any]:
-    """One headless Chromium for the module, on the harness page."""
-    _, base = site
+def playwright() -> Iterator[Any]:
+    """One Playwright for the module (the sync API allows only one at a time)."""
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page()
-            tab.goto(f"{base}/index.html")
-            tab.wait_for_function("window.harnessReady === true", timeout=30_000)
-            yield tab
-        finally:
-            browser.close()
+        yield pw
+
+
+def _harness_tab(pw: Any, base: str, args: list[str]) -> Iterator[Any]:
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        tab = browser.new_page()
+        tab.goto(f"{base}/index.html")
+        tab.wait_for_function("window.harnessReady === true", timeout=30_000)
+        yield tab
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(site: tuple[pathlib.Path, str], playwright: Any) -> Iterator[Any]:
+    """One headless Chromium for the module, on the harness page."""
+    yield from _harness_tab(playwright, site[1], CHROMIUM_ARGS)
 
 
 def _max_rel(ref: np.ndarray, got: np.ndarray) -> float:
@@ -332,6 +341,57 @@ def test_layers_model_loads_in_tfjs_and_matches_keras(
     assert max(errors) <= MAX_REL, f"{name}: {errors}"
 
 
+# The webgl backend in headless Chromium on SwiftShader (the flags convert/parity/browser.py uses).
+WEBGL_ARGS = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+WEBGL_RUN = """async ([url, inputs]) => {
+  if (!(await tf.setBackend("webgl"))) throw new Error("the webgl backend cannot start");
+  await tf.ready();
+  const model = await tf.loadLayersModel(url);
+  const xs = inputs.map((x) => tf.tensor(x.data, x.shape, x.dtype));
+  try {
+    let ys = model.predict(xs.length === 1 ? xs[0] : xs);
+    if (!Array.isArray(ys)) ys = [ys];
+    const out = [];
+    for (const y of ys) out.push({data: Array.from(await y.data()), shape: y.shape});
+    tf.dispose(ys);
+    return {backend: tf.getBackend(), float32: tf.env().getBool("WEBGL_RENDER_FLOAT32_ENABLED"), outputs: out};
+  } finally {
+    tf.dispose(xs);
+    model.dispose();
+  }
+}"""
+# Normalization over 3 channels feeding a Dense (webgl packs 2x2 blocks: odd channel counts leave padding
+# lanes; with epsilon=0 these two gave NaN), plus a real BatchNormalization and a two-input model as controls.
+WEBGL_MODELS = ["boston_mlp_keras_file", "normalization_variants", "two_inputs_two_outputs", "bn_dropout_classifier"]
+
+
+@pytest.fixture(scope="module")
+def webgl_page(site: tuple[pathlib.Path, str], playwright: Any) -> Iterator[Any]:
+    """One headless Chromium with WebGL (SwiftShader), on the harness page."""
+    yield from _harness_tab(playwright, site[1], WEBGL_ARGS)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_browser) for n in WEBGL_MODELS])
+def test_layers_model_matches_keras_on_webgl(name: str, site: tuple[pathlib.Path, str], webgl_page: Any) -> None:
+    """Regression: Normalization written with epsilon=0 gave NaN on webgl (NaN in the packed padding lanes)."""
+    keras.utils.set_random_seed(0)
+    model, inputs = MODELS[name]()
+    root, base = site
+    write_layers_model(model, root / f"webgl-{name}")
+    refs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    refs = refs if isinstance(refs, list) else [refs]
+    payload = [{"data": x.ravel().tolist(), "shape": list(x.shape),
+                "dtype": "int32" if x.dtype.kind in "iu" else "float32"} for x in inputs]
+    result = webgl_page.evaluate(WEBGL_RUN, [f"{base}/webgl-{name}/model.json", payload])
+    assert result["backend"] == "webgl"
+    if not result["float32"]:
+        pytest.skip("this WebGL renders half floats only (WEBGL_RENDER_FLOAT32_ENABLED is false)")
+    errors = [_max_rel(ref, np.array(out["data"])) for ref, out in zip(refs, result["outputs"])]
+    print(f"{name} on webgl: max relative error per output {['%.2e' % e for e in errors]}")
+    assert len(errors) == len(refs) and max(errors) <= MAX_REL, f"{name}: {errors}"
+
+
 def test_normalization_is_written_as_batch_normalization(tmp_path: pathlib.Path) -> None:
     model, _ = build_boston_mlp()
     written = write_layers_model(model, tmp_path)
@@ -339,7 +399,9 @@ def test_normalization_is_written_as_batch_normalization(tmp_path: pathlib.Path)
     classes = [layer["class_name"] for layer in topology["config"]["layers"]]
     assert classes == ["InputLayer", "BatchNormalization", "Dense", "Dense"]
     assert written["notes"] == ["Normalization 'normalization' written as BatchNormalization "
-                                "(moving_mean=mean, moving_variance=max(variance, 1e-14), epsilon=0)"]
+                                "(moving_mean=mean, moving_variance=max(variance, 1e-14), epsilon=1e-30)"]
+    bn = json.loads((tmp_path / "model.json").read_text())["modelTopology"]["model_config"]["config"]["layers"][1]
+    assert bn["config"]["epsilon"] > 0  # 0 computes NaN on webgl (see test_layers_model_matches_keras_on_webgl)
 
 
 def test_unsupported_layer_raises_and_writes_nothing(tmp_path: pathlib.Path) -> None:

@@ -25,9 +25,7 @@ CASES = [(a, r) for r in RUNTIMES for a in (TFLITE if r in ("litert", "tflite-ru
 
 # Failures measured with the converter as it is (see the report of issue 3); tolerances are not widened.
 # not strict: when the converter is fixed these cases show as XPASS in -ra; then drop the entry.
-KNOWN = {
-    ("web/model/layers/model.json", "chromium-webgl"): "layers model: NaN after the BatchNormalization on webgl",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ TFLITE_RT = ("litert", "tflite-runtime")
 BROWSER_RT = ("chromium-cpu", "chromium-wasm", "chromium-webgl")
 ARTIFACTS = [f"edge/model.{v}.tflite" for v in VARIANTS] + ["web/model/graph/model.json", "web/model/layers/model.json"]
 
-WEBGL_LAYERS_NAN = "TFJS layers model computes NaN on webgl after Normalization written as BatchNormalization"
 PARITY: dict[tuple[str, str, str], str] = {}
 for rt in TFLITE_RT:
     PARITY.update({
@@ -29,8 +28,6 @@ for rt in TFLITE_RT:
         ("bn_dropout", "edge/model.fp16.tflite", rt): "fp16 max rel 1.37e-3 > 1e-3 on the softmax",
         ("bn_dropout", "edge/model.int8.tflite", rt): "int8 softmax off by 2.2% of range",
     })
-for name in ("boston_mlp", "two_in_two_out"):
-    PARITY[(name, "web/model/layers/model.json", "chromium-webgl")] = WEBGL_LAYERS_NAN
 
 # Truly unsupported today: the LSTM's while loop (TensorList ops) in TFLite builtins and in TFJS graph execution.
 UNSUPPORTED_TFLITE = {"sequence_lstm"}
