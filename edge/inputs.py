@@ -34,6 +34,9 @@ def _reject_constant(name: str) -> float:
     return float("nan")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json(body: bytes) -> Any:
     """Parse a JSON body.
 
@@ -47,7 +50,7 @@ def parse_json(body: bytes) -> Any:
     if not text.strip():
         raise InputError(400, "malformed JSON: the body is empty")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InputError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -63,6 +66,7 @@ class RowParser:
 
     def __init__(self, features: Sequence[dict[str, Any]], max_batch: int = 1000) -> None:
         self.names = [f["name"] for f in features]
+        self.n = len(self.names)
         self.max_batch = max_batch
         self.expected = f"expected {len(self.names)} values: {', '.join(self.names)}"
 
@@ -72,10 +76,35 @@ class RowParser:
             if isinstance(value, bool):
                 kind = "boolean"
             raise InputError(422, f"{where}{name} must be a number, got {kind} {json.dumps(value)[:40]}; {self.expected}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal too large for a float
+            raise InputError(422, f"{where}{name} must be a finite number, got an integer of {len(str(abs(value)))} digits; "
+                                  f"{self.expected}") from None
         if not math.isfinite(number):
             raise InputError(422, f"{where}{name} must be a finite number, got {value!r}; {self.expected}")
         return number
+
+    def quick_row(self, data: Any) -> list[float] | None:
+        """The row of the common request, a flat list of finite JSON numbers of the right length; else None.
+
+        A cheap path for the course's ``[6, 250, 66.5]``: anything it does not accept goes through
+        ``payload``, which names the problem. Never raises.
+        """
+        if type(data) is not list or len(data) != self.n:
+            return None
+        for v in data:
+            t = type(v)
+            if t is not float and t is not int:
+                return None
+        try:
+            row = [float(v) for v in data]
+        except OverflowError:
+            return None
+        for v in row:
+            if v - v != 0.0:  # NaN or +-inf
+                return None
+        return row
 
     def row(self, item: Any, where: str = "") -> list[float]:
         """One row from a list of values or an object keyed by feature name.
@@ -133,6 +162,8 @@ def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str)
     """
     try:
         arr = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise InputError(422, f"input {name!r} must hold finite numbers only") from None
     except (ValueError, TypeError):
         raise InputError(422, f"input {name!r} must be a (nested) list of numbers of shape {list(shape)}") from None
     if arr.dtype == object or not np.all(np.isfinite(arr)):

@@ -48,6 +48,23 @@ class _Session:
         self.in_index = {name: int(d["index"]) for name, d in self.inputs.items()}
         self.out_index = {name: int(d["index"]) for name, d in self.outputs.items()}
         self.shapes = {name: tuple(int(v) for v in d["shape"]) for name, d in self.inputs.items()}
+        self.row_buffers: dict[str, np.ndarray] = {}
+
+    def run_row(self, name: str, row: Sequence[float], dtype: np.dtype, out_index: int) -> np.ndarray:
+        """One row into a single (1, k) input; the first row of one output. The tabular hot path."""
+        interp = self.interpreter
+        buf = self.row_buffers.get(name)
+        if buf is None or self.shapes[name] != buf.shape:
+            shape = (1, len(row))
+            if self.shapes[name] != shape:
+                interp.resize_tensor_input(self.in_index[name], shape, strict=False)
+                interp.allocate_tensors()
+                self.shapes[name] = shape
+            buf = self.row_buffers[name] = np.zeros(shape, dtype=dtype)
+        buf[0] = row  # float64 -> the model dtype, the same rounding as astype
+        interp.set_tensor(self.in_index[name], buf)
+        interp.invoke()
+        return interp.get_tensor(out_index)[0]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.fast:
@@ -112,6 +129,16 @@ class Predictor:
             and all(f["input"] == only["name"] and f["index"] == i for i, f in enumerate(self.features))
             else None
         )
+        # The same standardize transform as plain floats, for predict_row (Python float arithmetic is the
+        # IEEE double arithmetic numpy uses, so both paths feed identical inputs).
+        self._row_transform: tuple[list[float], list[float]] | None = None
+        active = [t for t in self.transforms if t is not None]
+        self._row_ok = self._direct_input is not None and not active
+        if self._direct_input is not None and len(active) == 1:
+            t = active[0]
+            if t["kind"] == "standardize" and t["input"] == self._direct_input and t["mean"].shape == (len(self.features),):
+                self._row_transform = (t["mean"].tolist(), t["std"].tolist())
+                self._row_ok = True
         self._check_io(self._session())
 
     # ------------------------------------------------------------------ loading
@@ -187,6 +214,24 @@ class Predictor:
         feeds = {n: np.ascontiguousarray(a, dtype=self.input_dtypes[n]) for n, a in feeds.items()}
         out = self._session().run(feeds)  # get_tensor returns copies
         return {key: out[key] for key in self.output_keys}
+
+    def predict_row(self, row: Sequence[float]) -> np.ndarray:
+        """One tabular row (values in manifest feature order) -> the first output's row.
+
+        Same arithmetic as ``predict_rows([row])[0]`` (the standardize transform in float64, then the
+        model dtype), without the batch machinery: the server's per-request path.
+
+        Raises:
+            EdgeError: see ``rows_to_inputs``.
+        """
+        name = self._direct_input
+        session = self._session()
+        if not self._row_ok or not session.fast or len(row) != len(self.features):
+            return self.predict_rows([row])[0]
+        if self._row_transform is not None:
+            mean, std = self._row_transform
+            row = [(v - m) / s for v, m, s in zip(row, mean, std)]
+        return session.run_row(name, row, self.input_dtypes[name], session.out_index[self.output_keys[0]])
 
     def rows_to_inputs(self, rows: Any) -> dict[str, np.ndarray]:
         """Tabular rows (n, n_features) in manifest feature order -> the model's input arrays.

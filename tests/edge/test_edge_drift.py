@@ -67,3 +67,55 @@ def test_monitor_waits_for_min_samples_and_keeps_a_window() -> None:
     monitor.add(np.stack([rng.normal(6.3, 0.7, 250), rng.normal(408, 168, 250)], axis=1))
     assert monitor.window_rows().shape == (100, 2)
     assert monitor.report()["drifted"] is False  # the shifted rows left the window
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 700), min_size=1, max_size=8), st.integers(1, 300))
+def test_queued_rows_land_in_the_window_in_order(chunks: list[int], window: int) -> None:
+    """add_row (queued, stored in bulk) keeps the same window as storing every row at once."""
+    rng = np.random.default_rng(len(chunks))
+    queued = DriftMonitor(_features(rng), window=window)
+    direct = DriftMonitor(_features(rng), window=window)
+    rows = rng.normal(size=(sum(chunks), 2))
+    start = 0
+    for i, n in enumerate(chunks):
+        part = rows[start : start + n]
+        start += n
+        if i % 2:
+            queued.add(part)  # a batch between single rows keeps the order
+        else:
+            for row in part.tolist():
+                queued.add_row(row)
+    direct.add(rows)
+    assert np.array_equal(queued.window_rows(), rows[-window:])
+    assert np.array_equal(direct.window_rows(), rows[-window:])
+    assert queued.report()["n"] == min(len(rows), window)
+
+
+def test_metrics_count_exactly_what_was_observed() -> None:
+    """Deferred, vectorised counting gives the counts of counting one by one, at any read."""
+    import bisect
+
+    from edge.metrics import BUCKETS, Metrics, _num
+
+    rng = np.random.default_rng(1)
+    m = Metrics(["a", "b"], [0.0, 0.0], [1.0, 1.0])
+    seconds = np.concatenate([rng.exponential(0.003, 1500), BUCKETS])  # bucket edges count as <= le
+    rows = rng.uniform(-0.5, 1.5, size=(1300, 2))
+    for i, t in enumerate(seconds.tolist()):
+        m.observe("predict_json" if i % 3 else "healthz", 200 if i % 7 else 422, t)
+    for row in rows.tolist():
+        m.count_row(row)
+    text = m.render({"model": "x"}, [])
+    want = [0] * (len(BUCKETS) + 1)
+    for i, t in enumerate(seconds.tolist()):
+        if i % 3:
+            want[bisect.bisect_left(BUCKETS, t)] += 1
+    cumulative = np.cumsum(want).tolist()
+    for bound, n in zip(BUCKETS, cumulative):
+        assert f'deploykit_request_duration_seconds_bucket{{route="predict_json",le="{_num(bound)}"}} {n}\n' in text
+    n_ok = sum(1 for i in range(len(seconds)) if i % 3 and i % 7)
+    assert f'deploykit_requests_total{{route="predict_json",status="200"}} {n_ok}\n' in text
+    assert f"deploykit_predictions_total {len(rows)}\n" in text
+    out_a = int(((rows[:, 0] < 0) | (rows[:, 0] > 1)).sum())
+    assert f'deploykit_input_out_of_range_total{{feature="a"}} {out_a}\n' in text

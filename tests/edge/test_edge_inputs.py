@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.inputs import InputError, RowParser, parse_json
 
@@ -34,6 +36,7 @@ def test_course_row_object_and_rows() -> None:
     (b"[6, 250, NaN]", 422, f"age must be a finite number, got nan; {EXPECTED}"),
     (b"[6, 250, Infinity]", 422, f"age must be a finite number, got nan; {EXPECTED}"),
     (b"[6, 250, 1e999]", 422, f"age must be a finite number, got inf; {EXPECTED}"),
+    (b"[6, 250, 1" + b"0" * 400 + b"]", 422, f"age must be a finite number, got an integer of 401 digits; {EXPECTED}"),
     (b'{"rm": 6}', 422, f"missing feature(s) tax, age; {EXPECTED}"),
     (b"[]", 422, f"the list is empty; {EXPECTED}"),
     (b'"x"', 422, f"the body must be a list of values, an object or a list of rows, got str; {EXPECTED}"),
@@ -45,3 +48,18 @@ def test_bad_payloads(body: bytes, status: int, message: str) -> None:
         parse(body)
     assert info.value.status == status
     assert str(info.value) == message
+
+
+@given(st.lists(st.one_of(st.integers(-10**400, 10**400), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                          st.none(), st.text(max_size=3)), min_size=0, max_size=5))
+def test_quick_row_accepts_exactly_the_valid_single_rows(values: list) -> None:
+    """The server's hot path never accepts what ``payload`` refuses, and agrees on what it accepts."""
+    parser = RowParser(FEATURES, 10)
+    quick = parser.quick_row(values)
+    try:
+        x, single = parser.payload(values)
+    except InputError:
+        assert quick is None
+        return
+    if quick is not None:
+        assert single and x.tolist() == [quick]

@@ -51,6 +51,18 @@ def test_quantized_variant_applies_the_input_transform(bundle: Path) -> None:
     assert np.max(np.abs(y - ref[data_rows])) < 0.05 * span
 
 
+@pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8", "int16x8"])
+def test_predict_row_is_bit_identical_to_the_batch_path(bundle: Path, variant: str) -> None:
+    """The server's one-row path (plain-float transform, reused buffer) feeds the model what the batch path does."""
+    p = Predictor(bundle, variant)
+    x, _ = golden(bundle)
+    batch = p.predict_rows(x)
+    rows = np.array([p.predict_row(r) for r in x.tolist()])
+    assert rows.dtype == batch.dtype and np.array_equal(rows, batch)
+    p.predict_rows(x[:3])  # a batch in between resizes the input; the row path must resize back
+    assert np.array_equal(p.predict_row(x[0].tolist()), batch[0])
+
+
 def test_default_variant_follows_parity(bundle_copy: Path) -> None:
     assert Predictor(bundle_copy).variant == "float32"  # parity null -> float32
 
