@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from convert.parity.browser import find_chromium
 from web_helpers import ARTIFACTS, CHROMIUM_ARGS, COURSE_ROW, ROOT, WEB  # noqa: F401
 
 
@@ -26,15 +26,6 @@ def _env() -> dict[str, str]:
 
 def _run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, env=_env(), text=True, capture_output=True, timeout=900, **kw)
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium when present (None: let Playwright use its managed browser)."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
 def build_web() -> Path:
@@ -88,7 +79,7 @@ def browser() -> Iterator[Any]:
     """One headless Chromium per test module (Playwright allows one sync instance at a time; other suites launch their own)."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as p:
-        exe = chromium_path()
+        exe = find_chromium()
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS) if exe else p.chromium.launch(args=CHROMIUM_ARGS)
         yield b
         b.close()

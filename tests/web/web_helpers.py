@@ -8,10 +8,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-]
+from convert.parity.browser import CHROMIUM_ARGS  # noqa: F401 - the flags the parity engine uses
 COURSE_ROW = [6.0, 250.0, 66.5]
 LABELS = [
     "Number of rooms",
