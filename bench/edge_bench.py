@@ -4,7 +4,8 @@ Three servers answer `POST /predict_json` with `[6, 250, 66.5]`, one after the o
 
 * baseline: the course's service: Flask dev server, Keras `load_model`, `predict_on_batch` on a
   one-row pandas DataFrame per request;
-* ceiling:  a bare ASGI app under the same uvicorn (httptools, uvloop) that returns a constant;
+* ceiling:  a bare ASGI app under the same uvicorn (httptools, uvloop, same settings and --workers) that
+  returns a constant;
 * edge:     `python -m edge serve BUNDLE` (ai-edge-litert / tflite-runtime, no TensorFlow).
 
 The same load generator drives all three: wrk (`apt-get install -y wrk`) when it is on PATH, else an
@@ -65,7 +66,8 @@ BASELINE_APP = textwrap.dedent('''
 ''')
 
 CEILING_APP = textwrap.dedent('''
-    """A bare ASGI app that answers every request with a constant: the ceiling of one uvicorn worker."""
+    """A bare ASGI app that answers every request with a constant: the ceiling of the same server."""
+    import os
     import sys
     import uvicorn
 
@@ -73,6 +75,12 @@ CEILING_APP = textwrap.dedent('''
     HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
     async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
         if scope["type"] != "http":
             return
         more = True
@@ -81,8 +89,12 @@ CEILING_APP = textwrap.dedent('''
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": BODY})
 
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning",
-                server_header=False, date_header=False)
+    if __name__ == "__main__":
+        workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+        # The same uvicorn settings as `deploykit-edge serve`, and the same number of worker processes.
+        uvicorn.run(app if workers == 1 else "ceiling:app", host="127.0.0.1", port=int(sys.argv[1]), workers=workers,
+                    app_dir=os.path.dirname(os.path.abspath(__file__)), lifespan="on", access_log=False,
+                    log_level="warning", server_header=False, date_header=False)
 ''')
 
 WRK_LUA = 'wrk.method = "POST"\nwrk.body = "[6, 250, 66.5]"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -287,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     results["baseline"] = measure_server("baseline", [sys.executable, str(work / "baseline.py"), str(args.model), str(port)], port, args)
     port = free_port()
-    results["ceiling"] = measure_server("ceiling", [sys.executable, str(work / "ceiling.py"), str(port)], port, args)
+    results["ceiling"] = measure_server("ceiling", [sys.executable, str(work / "ceiling.py"), str(port), str(args.workers)],
+                                        port, args)
     port = free_port()
     results["edge"] = measure_server("edge", [sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(port),
                                               "--workers", str(args.workers)], port, args)
