@@ -142,7 +142,7 @@ def _load_keras(path: Path) -> Reference:
         TensorSpec(name=t.name.split(":")[0], dtype=_dtype_name(t.dtype), shape=[None if d is None else int(d) for d in t.shape])
         for t in model.inputs
     ]
-    names = list(getattr(model, "output_names", None) or [t.name for t in model.outputs])
+    names = list(getattr(model, "output_names", None) or [_output_layer_name(t) for t in model.outputs])
     outputs = [
         TensorSpec(
             name=str(names[i]).split(":")[0].split("/")[0],
@@ -153,6 +153,14 @@ def _load_keras(path: Path) -> Reference:
         for i, t in enumerate(model.outputs)
     ]
     return Reference(source=path, inputs=inputs, outputs=outputs, keras_model=model)
+
+
+def _output_layer_name(tensor: Any) -> str:
+    """The name of the layer that makes an output (Sequential models have no ``output_names``; their
+    tensors are called ``keras_tensor_N``)."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = history[0] if history else None
+    return str(getattr(layer, "name", None) or tensor.name)
 
 
 def _load_saved_model(path: Path) -> Reference:

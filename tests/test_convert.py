@@ -197,3 +197,16 @@ def test_training_is_deterministic():
     for a, b in zip(first.model.get_weights(), second.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert first.holdout_mae == second.holdout_mae
+
+
+def test_sequential_output_is_named_after_its_layer(tmp_path: Path) -> None:
+    """Sequential models have no output_names; the manifest names the output after the last layer."""
+    import keras
+
+    from convert import reference
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax", name="species")])
+    model.save(tmp_path / "clf.keras")
+    ref = reference.load(tmp_path / "clf.keras")
+    assert [o.name for o in ref.outputs] == ["species"]
+    assert [o.key for o in ref.outputs] == ["output_0"]
