@@ -11,7 +11,8 @@ Three servers answer `POST /predict_json` with `[6, 250, 66.5]`, one after the o
 The same load generator drives all three: wrk (`apt-get install -y wrk`) when it is on PATH, else an
 asyncio client; 8 connections, fixed duration. Also measured: resident memory of the whole process
 tree after loading and after the load, process start to the first 200, and one prediction through the
-Python API (edge `Predictor.predict_rows`) against Keras `predict_on_batch` on a DataFrame.
+Python API (edge `Predictor.predict_row`, and `predict_rows` for a batch of one) against Keras
+`predict_on_batch` on a one-row DataFrame.
 
     python bench/edge_bench.py [--bundle B --model M.keras] [--duration 10] [--json bench/edge_bench.json]
 
@@ -248,6 +249,12 @@ def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
         times = []
         for _ in range({repeats * 50}):
             t = time.perf_counter(); p.predict_rows(row); times.append(time.perf_counter() - t)
+        edge_rows = statistics.median(times)
+        one = row[0]
+        for _ in range(1000): p.predict_row(one)
+        times = []
+        for _ in range({repeats * 50}):
+            t = time.perf_counter(); p.predict_row(one); times.append(time.perf_counter() - t)
         edge = statistics.median(times)
         import pandas as pd, keras
         model = keras.models.load_model({str(model)!r})
@@ -256,7 +263,7 @@ def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
         times = []
         for _ in range({repeats}):
             t = time.perf_counter(); model.predict_on_batch(pd.DataFrame(row, columns=["rm", "tax", "age"])); times.append(time.perf_counter() - t)
-        print(json.dumps({{"edge_s": edge, "keras_s": statistics.median(times)}}))
+        print(json.dumps({{"edge_s": edge, "edge_rows_s": edge_rows, "keras_s": statistics.median(times)}}))
     ''')
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -324,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'p99 latency (ms)':32} {b['p99_ms']:12.2f} {c['p99_ms']:12.2f} {e['p99_ms']:12.2f}")
     print(f"{'resident memory, all procs (MB)':32} {b['rss_mb']:12.1f} {c['rss_mb']:12.1f} {e['rss_mb']:12.1f}")
     print(f"{'start to first 200 (s)':32} {b['start_to_first_200_s']:12.2f} {c['start_to_first_200_s']:12.2f} {e['start_to_first_200_s']:12.2f}")
-    print(f"{'one prediction, Python API (us)':32} {api['keras_s'] * 1e6:12.1f} {'':>12} {api['edge_s'] * 1e6:12.1f}")
+    print(f"{'one prediction, Python API (us)':32} {api['keras_s'] * 1e6:12.1f} {'':>12} {api['edge_s'] * 1e6:12.1f}"
+          f"   (predict_row; predict_rows: {api['edge_rows_s'] * 1e6:.1f})")
     print()
     names = {"rps_vs_baseline": "requests/s edge/baseline", "rps_vs_ceiling": "requests/s edge/ceiling",
              "p99_vs_baseline": "p99 edge/baseline", "rss_vs_baseline": "RSS edge/baseline",
