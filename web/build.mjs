@@ -6,9 +6,10 @@
 // vendor/backend-webgl.js the webgl backend, imported when the user picks webgl
 // vendor/chunk-*.js       code shared by the two lazy backends (cpu kernels webgl reuses)
 // vendor/*.wasm           the single-threaded wasm binaries, with and without SIMD (the browser fetches one)
-import { build } from 'esbuild';
+// index.html              src/index.html with src/boot.js (minified) inlined where it says <!-- deploykit:boot -->
+import { build, transform } from 'esbuild';
 import { cp, mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -47,6 +48,16 @@ const noThreadedWasm = {
     }));
   },
 };
+// The wasm backend's emscripten factory goes through src/vendor/wasm-factory.js, which can instantiate a
+// module the page compiled early (boot.js); the wrapper itself imports the real factory.
+const wasmFactory = join(src, 'vendor/wasm-factory.js');
+const compiledWasm = {
+  name: 'compiled-wasm',
+  setup(b) {
+    b.onResolve({ filter: /wasm-out\/tfjs-backend-wasm\.js$/ }, (args) =>
+      args.importer === wasmFactory ? undefined : { path: wasmFactory });
+  },
+};
 // Everything that imports '@tensorflow/tfjs-core' in tfjs.js gets the inference-only core index.
 const inferenceCore = {
   name: 'inference-core',
@@ -64,7 +75,7 @@ const vendorOptions = {
   logLevel: 'warning',
 };
 
-await build({
+const lazy = await build({
   ...vendorOptions,
   entryPoints: {
     'backend-cpu': join(src, 'vendor/backend-cpu.js'),
@@ -74,7 +85,16 @@ await build({
   splitting: true,
   chunkNames: 'chunk-[hash]',
   plugins: [coreFromVendor],
+  metafile: true,
 });
+// {cpu: ['backend-cpu.js', 'chunk-….js'], webgl: [...]}: what boot.js preloads for ?backend=cpu|webgl.
+const lazyBackends = {};
+for (const [out, info] of Object.entries(lazy.metafile.outputs)) {
+  const m = /(?:^|\/)backend-(\w+)\.js$/.exec(out);
+  if (!m || !info.entryPoint) continue;
+  const chunks = info.imports.filter((i) => !i.external).map((i) => basename(i.path));
+  lazyBackends[m[1]] = [basename(out), ...chunks];
+}
 
 // Pass 1: which tfjs-core names do app.js and the lazy backends import? Only those leave tfjs.js, so
 // esbuild can drop the rest of tfjs-core (optimizers, training, layers-only ops) from the eager file.
@@ -108,7 +128,7 @@ for (const f of probe.outputFiles) {
     for (const u of f.text.matchAll(new RegExp(`\\b${m[1]}\\.(\\w+)`, 'g'))) coreNames.add(u[1]);
   }
 }
-const ownExports = ['loadGraphModel', 'version_converter', 'setWasmPaths', 'version_wasm'];
+const ownExports = ['loadGraphModel', 'version_converter', 'setWasmPaths', 'version_wasm', 'useCompiledWasm'];
 const coreList = [...coreNames].filter((n) => !ownExports.includes(n)).sort();
 const entry = join(outdir, '.tfjs-entry.js');
 await writeFile(entry, [
@@ -116,6 +136,7 @@ await writeFile(entry, [
   `export { ${coreList.join(', ')} } from ${JSON.stringify(join(src, 'vendor/tfjs-core-inference.js'))};`,
   `export { loadGraphModel, version_converter } from '@tensorflow/tfjs-converter';`,
   `export { setWasmPaths, version_wasm } from '@tensorflow/tfjs-backend-wasm';`,
+  `export { useCompiledWasm } from ${JSON.stringify(wasmFactory)};`,
 ].join('\n'));
 
 // Pass 2: the eager file.
@@ -124,7 +145,7 @@ await build({
   entryPoints: { tfjs: entry },
   outdir: vendor,
   nodePaths: [join(here, 'node_modules')],
-  plugins: [noThreadedWasm, inferenceCore],
+  plugins: [noThreadedWasm, compiledWasm, inferenceCore],
 });
 await rm(entry);
 
@@ -144,8 +165,18 @@ const wasmDir = join(here, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
 for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) {
   await cp(join(wasmDir, f), join(vendor, f));
 }
+// boot.js runs inline, before anything else on the page can start (see the file).
+const marker = '<!-- deploykit:boot -->';
 const html = await readFile(join(src, 'index.html'), 'utf8');
-await writeFile(join(outdir, 'index.html'), html);
+if (html.split(marker).length !== 2) throw new Error(`src/index.html must contain ${marker} exactly once`);
+const lazyMarker = '/* deploykit:lazy-backends */ {}';
+const bootSrc = await readFile(join(src, 'boot.js'), 'utf8');
+if (bootSrc.split(lazyMarker).length !== 2) throw new Error(`src/boot.js must contain ${lazyMarker} exactly once`);
+const boot = await transform(bootSrc.replace(lazyMarker, () => JSON.stringify(lazyBackends)), {
+  minify: true, target: 'es2020', legalComments: 'none', charset: 'utf8',
+});
+if (/<\/script/i.test(boot.code)) throw new Error('src/boot.js must not contain "</script"');
+await writeFile(join(outdir, 'index.html'), html.replace(marker, () => `<script>${boot.code.trim()}</script>`));
 await cp(join(src, 'style.css'), join(outdir, 'style.css'));
 
 const versions = {};

@@ -151,6 +151,11 @@ def test_page_works_under_a_sub_path(page: Any, boston: dict[str, Any], tmp_path
         assert rel_err(prediction(page), boston["keras"]) <= REL
         paths = {urlparse(u).path for u in page.log.requests}
         assert all(p.startswith("/some/sub%20path/web/") for p in paths), paths
+        # boot.js's early fetches resolve to the same (percent-encoded) URLs the page asks for: used, not repeated.
+        fetched = [urlparse(u).path for u in page.log.requests]
+        assert fetched.count("/some/sub%20path/web/manifest.json") == 1, fetched
+        assert fetched.count("/some/sub%20path/web/model/graph/model.json") == 1, fetched
+        assert len([p for p in fetched if p.endswith(".wasm")]) == 1, fetched
     finally:
         server.shutdown()
         server.server_close()

@@ -5,6 +5,7 @@ import * as tf from './vendor/tfjs.js';
 import { validateFeatures, parseJsonInputs, formatNumber } from './validate.js';
 import { applyInputTransforms, rowToInputs, graphArtifact, pageRelativeUrl } from './preprocess.js';
 import { judgeOutputs, formatG } from './tolerance.js';
+import { executeGraph } from './execute.js';
 
 const BACKENDS = ['wasm', 'cpu', 'webgl'];
 const LAZY_BACKENDS = {
@@ -23,11 +24,15 @@ const state = {
   predictions: 0,
 };
 
-/** Fetch and parse a JSON file next to the page; throws an Error that says what to do. */
-async function fetchJson(rel) {
+/**
+ * Fetch and parse a JSON file next to the page; throws an Error that says what to do.
+ * @param {string} rel path relative to the page
+ * @param {Promise<Response>} [started] the same request already under way (boot.js)
+ */
+async function fetchJson(rel, started) {
   let res;
   try {
-    res = await fetch(here(rel));
+    res = await (started || fetch(here(rel)));
   } catch (e) {
     throw new Error(`Could not fetch ${rel}: ${e.message}.`);
   }
@@ -159,16 +164,17 @@ async function runModel(inputs) {
   const keys = m.outputs.map((o) => o.key);
   const sig = state.model.modelSignature?.outputs;
   const names = sig && keys.every((k) => k in sig) ? keys : undefined;
-  const outs = tf.tidy(() => {
+  const makeFeed = () => {
     const feed = {};
     for (const inp of m.inputs) {
       const p = prepared[inp.name];
       const dtype = inp.dtype.startsWith('int') || inp.dtype === 'uint8' ? 'int32' : inp.dtype === 'bool' ? 'bool' : 'float32';
       feed[inp.name] = tf.tensor(dtype === 'float32' ? p.data : Array.from(p.data, Math.round), p.shape, dtype);
     }
-    const r = state.model.execute(feed, names);
-    return Array.isArray(r) ? r : [r];
-  });
+    return feed;
+  };
+  // model.execute when the graph allows it (fastest), else executeAsync (control flow, dynamic shapes).
+  const outs = await executeGraph(tf, state.model, makeFeed, names);
   try {
     const result = {};
     for (let i = 0; i < keys.length; i++) {
@@ -192,6 +198,17 @@ function warmUpInputs() {
     r[inp.name] = { shape, data: new Array(shape.reduce((a, b) => a * b, 1)).fill(0) };
   }
   return r;
+}
+
+/**
+ * The graph model's artifacts: the copy boot.js already fetched when it is the same URL, else tf.io.http.
+ * @param {string} url absolute URL of model.json
+ * @param {{url: string, artifacts: Promise<{json: object, buffers: ArrayBuffer[]}>}} [early] from boot.js
+ */
+async function loadArtifacts(url, early) {
+  const got = early && early.url === url ? await early.artifacts.catch(() => null) : null;
+  if (got) return tf.io.getModelArtifactsForJSON(got.json, async (wm) => [tf.io.getWeightSpecs(wm), got.buffers]);
+  return tf.io.http(url).load();
 }
 
 /** Switch to a backend (loading its code on first use) and warm the model up once on it. */
@@ -496,33 +513,50 @@ function prefillFromQuery() {
   return all;
 }
 
+/** Start the wanted backend, using the wasm module boot.js compiled when there is one; falls back to cpu. */
+async function startBackend(want, early) {
+  try {
+    if (want === 'wasm' && early && typeof tf.useCompiledWasm === 'function') {
+      const module = await early.module.catch(() => null);
+      if (module) tf.useCompiledWasm(early.url, module);
+    }
+    await useBackend(want);
+    return '';
+  } catch (e) {
+    await useBackend('cpu');
+    return `${e.message} Using cpu instead.`;
+  }
+}
+
 async function start() {
   wire();
+  // What boot.js (inlined in index.html) started fetching before this module ran; {} when it did not run.
+  const boot = globalThis.deploykitBoot || {};
   const q = new URLSearchParams(location.search);
   const wantBackend = BACKENDS.includes(q.get('backend')) ? q.get('backend') : 'wasm';
   performance.mark('deploykit:start');
   tf.setWasmPaths(here('./vendor/'));
   // Only the single-threaded wasm build is bundled (threads need COOP/COEP headers static hosts lack).
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-  // Three things at once: the manifest, the backend (wasm compile), then the model files.
-  const backend = useBackend(wantBackend).then(
-    () => '',
-    async (e) => {
-      await useBackend('cpu');
-      return `${e.message} Using cpu instead.`;
-    },
-  );
-  const manifest = await fetchJson('./manifest.json');
+  // All at once: the backend (wasm instantiation) and the manifest, then the model files (which boot.js
+  // has usually fetched already).
+  const backend = startBackend(wantBackend, boot.wasm);
+  const manifest = await fetchJson('./manifest.json', boot.manifest);
   state.manifest = manifest;
   state.artifact = graphArtifact(manifest);
-  const artifacts = tf.io.http(here(pageRelativeUrl(state.artifact.path))).load();
+  const artifacts = loadArtifacts(here(pageRelativeUrl(state.artifact.path)), boot.model);
+  artifacts.catch(() => {}); // awaited below, after the backend; an error surfaces there
+  delete boot.model; // its weight buffers are not kept alive twice when the manifest pointed elsewhere
   $('title').textContent = `Predict ${manifest.target || manifest.outputs[0].name} in your browser`;
   buildForm(manifest);
+  // A query string with every feature (?rm=6&tax=250&age=66.5) asks for a prediction as soon as the model
+  // is ready: that prediction is then the model's first run, so no separate warm-up run before it.
+  const predictNow = prefillFromQuery();
   const startNote = await backend;
   performance.mark('deploykit:backend-ready');
   state.model = await tf.loadGraphModel(tf.io.fromMemory(await artifacts));
   performance.mark('deploykit:model-loaded');
-  await runModel(warmUpInputs());
+  if (!predictNow) await runModel(warmUpInputs());
   state.warmed.add(tf.getBackend());
   $('backend').value = tf.getBackend();
   for (const id of ['predict-form', 'self-check', 'compare']) $(id).hidden = false;
@@ -533,7 +567,8 @@ async function start() {
   setStatus(startNote, startNote ? 'alert' : '');
   document.body.dataset.state = 'ready';
   performance.mark('deploykit:ready');
-  if (prefillFromQuery()) await submit();
+  // (Warm up after all when the query's values did not validate: the next prediction is then a user's.)
+  if (predictNow && !(await submit())) await runModel(warmUpInputs());
 }
 
 // A small handle for tests and benchmarks (the same functions the buttons call).

@@ -1,0 +1,77 @@
+// Start-up fetches, inlined by build.mjs into index.html as a classic <script> at the top of <head> (before
+// the stylesheet, so nothing blocks it). It starts, while app.js and vendor/tfjs.js are still downloading,
+// everything the first prediction needs, all at once:
+//   * manifest.json;
+//   * the graph model at its fixed bundle path (web/model/graph/model.json), then its weight files as soon
+//     as model.json names them;
+//   * the wasm binary (SIMD build when the browser has SIMD, the same test TFJS uses), compiled while it
+//     streams in (WebAssembly.compileStreaming, which needs the server to send application/wasm). Skipped
+//     when the page was asked for ?backend=cpu or ?backend=webgl: then that backend's code is preloaded
+//     instead (app.js imports it only after vendor/tfjs.js has run).
+// It only starts work: app.js (window.deploykitBoot) decides whether to use each result. A fetch that fails,
+// a model that lives elsewhere, or a wasm that cannot compile here makes app.js take the ordinary path
+// (tf.io.http, TFJS's own wasm loader), which then reports the error as before. Promises are pre-caught so a
+// failure here never shows as an unhandled rejection.
+(() => {
+  if (location.protocol === 'file:' || typeof fetch !== 'function') return;
+  const quiet = (p) => {
+    p.catch(() => {});
+    return p;
+  };
+  const abs = (rel, base = document.baseURI) => new URL(rel, base).href;
+  const get = (url) => fetch(url, { credentials: 'same-origin' });
+  const ok = (r) => {
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    return r;
+  };
+  const boot = {};
+
+  boot.manifest = quiet(get(abs('./manifest.json')));
+
+  const modelUrl = abs('./model/graph/model.json');
+  boot.model = {
+    url: modelUrl,
+    artifacts: quiet(
+      get(modelUrl)
+        .then((r) => ok(r).json())
+        .then((json) => {
+          const urls = [];
+          for (const group of json.weightsManifest || []) for (const p of group.paths) urls.push(abs(p, modelUrl));
+          return Promise.all(urls.map((u) => get(u).then((r) => ok(r).arrayBuffer()))).then((buffers) => ({ json, buffers }));
+        }),
+    ),
+  };
+
+  // The files of each lazily loaded backend, filled in by build.mjs from esbuild's output.
+  const lazyBackends = /* deploykit:lazy-backends */ {};
+  const backend = new URLSearchParams(location.search).get('backend');
+  if (Object.prototype.hasOwnProperty.call(lazyBackends, backend)) {
+    for (const file of lazyBackends[backend]) {
+      const link = document.createElement('link');
+      link.rel = 'modulepreload';
+      link.href = `./vendor/${file}`;
+      document.head.append(link);
+    }
+  } else if (typeof WebAssembly === 'object') {
+    let simd = false;
+    try {
+      // From wasm-feature-detect, as TFJS's WASM_HAS_SIMD_SUPPORT flag: a tiny module with a v128 instruction.
+      simd = WebAssembly.validate(new Uint8Array([
+        0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 9, 1, 7, 0, 65, 0, 253, 15, 26, 11,
+      ]));
+    } catch {
+      simd = false;
+    }
+    const wasmUrl = abs(`./vendor/${simd ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm'}`);
+    const response = get(wasmUrl);
+    boot.wasm = {
+      url: wasmUrl,
+      module: quiet(
+        typeof WebAssembly.compileStreaming === 'function'
+          ? WebAssembly.compileStreaming(response)
+          : response.then((r) => ok(r).arrayBuffer()).then((b) => WebAssembly.compile(b)),
+      ),
+    };
+  }
+  window.deploykitBoot = boot;
+})();
