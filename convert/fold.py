@@ -1,10 +1,22 @@
-"""The int8 fix: fold per-feature standardisation into the model's first layer.
+"""The int8 fix: fold a per-feature input scaling into the model's first layer.
 
 A tabular input holds features whose ranges differ ~100x; full-integer quantization gives that tensor
 one scale, so the small-range features are lost. For the quantized variants the kit builds a model that
-takes standardised inputs ``z = (x - mean) / std`` and folds the inverse affine into the first layer's
+takes scaled inputs ``z = (x - mean) / std`` and folds the inverse affine into the first layer's
 weights, so no quantized tensor ever holds raw, mixed-range features. The runner applies the
-standardisation (``edge.transform``) before inference.
+scaling (``edge.transform``, kind ``standardize``) before inference.
+
+``mean`` and ``std`` of the transform are the centre and the half-width of each feature's range on
+DATA, so every feature spans [-1, 1] and gets all 256 levels of the int8 input (with z-scores the
+feature of widest z-range sets the tensor's scale and the others use part of the grid).
+
+Where the input goes through a ``Normalization`` layer into one ``Dense`` layer, the normalisation
+is folded into that ``Dense`` too and the layer is dropped from the folded model: its subtract and
+divide would otherwise be two more int8 roundings.
+
+The folded model's Dense and Conv2D kernels are then rounded onto their int8 grids with GPTQ on DATA
+(``convert.calibration``), so every quantized variant converts from one model (``Fold.unrounded``
+keeps the folded model before rounding).
 """
 
 from __future__ import annotations
@@ -22,72 +34,172 @@ class Fold:
     model: Any
     transforms: list[dict[str, Any]]
     note: str
+    # the folded model before GPTQ rounding (None when nothing was rounded); for variants that keep
+    # some weights in float (dynamic range leaves tensors under 1024 values unquantized)
+    unrounded: Any = None
 
 
-def standardization(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and std (float64) of a 2-D array; a zero std becomes 1."""
-    mean = values.mean(axis=0, dtype=np.float64)
-    std = values.std(axis=0, dtype=np.float64)
-    std = np.where(std > 1e-12, std, 1.0)
-    return mean, std
+def range_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column centre and half-width (float64) of a 2-D array's range; a constant column gets 1."""
+    values = np.asarray(values, dtype=np.float64)
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    centre = (lo + hi) / 2
+    half = (hi - lo) / 2
+    half = np.where(half > 1e-12 * np.maximum(np.abs(centre), 1.0), half, 1.0)
+    return centre, half
 
 
-def _consumers(model: Any, tensor: Any) -> list[Any]:
-    found = []
-    for layer in model.layers:
-        for node in getattr(layer, "_inbound_nodes", []):
-            if any(t is tensor for t in node.input_tensors):
-                found.append(layer)
-    return found
+def graph_nodes(model: Any) -> list[Any] | None:
+    """The nodes of the model's own graph, inputs first (a loaded Sequential's layers also hold nodes
+    of older builds, so ``layer._inbound_nodes`` is not the graph)."""
+    graph = getattr(model, "_functional", None) or model
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if not isinstance(by_depth, dict):
+        return None
+    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
 
 
-def fold_inputs(model: Any, data: dict[str, np.ndarray]) -> Fold | None:
-    """Build the folded model for every rank-2 float input consumed by one Normalization or Dense layer.
+def _readers(nodes: list[Any], tensor: Any) -> list[Any]:
+    return [node for node in nodes if any(t is tensor for t in node.input_tensors)]
 
-    Returns None when no input can be folded (the quantized variants then take raw inputs).
+
+def _sole_reader(nodes: list[Any], tensor: Any) -> Any | None:
+    """The one layer reading ``tensor``, when it reads nothing else and is called once in the graph."""
+    readers = _readers(nodes, tensor)
+    if len(readers) != 1:
+        return None
+    node = readers[0]
+    layer = node.operation
+    if len(node.input_tensors) != 1 or sum(1 for n in nodes if n.operation is layer) != 1:
+        return None
+    return node
+
+
+def _foldable_dense(layer: Any) -> bool:
+    import keras
+
+    return (isinstance(layer, keras.layers.Dense) and layer.use_bias
+            and getattr(layer, "quantization_mode", None) is None
+            and getattr(layer, "lora_enabled", False) is False)
+
+
+def _normalization_affine(layer: Any, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, divisor) per feature of a feature-wise Normalization of a rank-2 input, else None."""
+    import keras
+
+    if not isinstance(layer, keras.layers.Normalization) or layer.invert:
+        return None
+    if tuple(layer.axis) not in ((-1,), (1,)) or layer.mean is None:
+        return None
+    mean = np.asarray(layer.mean, dtype=np.float64).reshape(-1)
+    variance = np.asarray(layer.variance, dtype=np.float64).reshape(-1)
+    if mean.shape != (width,) or variance.shape != (width,):
+        return None
+    divisor = np.maximum(np.sqrt(np.maximum(variance, 0.0)), float(keras.backend.epsilon()))
+    return mean, divisor
+
+
+def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) -> Fold | None:
+    """The model the quantized variants are converted from, and the input transforms it needs.
+
+    Every rank-2 float input read by one Normalization or Dense layer is scaled and folded; then
+    (``rounding``) the Dense and Conv2D kernels are GPTQ-rounded on DATA (``convert.calibration``).
+    Returns None when there is nothing to fold or round (the quantized variants then take the model
+    as it is).
     """
     import keras
 
-    plans = []
+    nodes = graph_nodes(model) or []
+    if not nodes:
+        return None
+    plans = []  # (input name, centre, half, dense name or None, normalization name or None, norm affine)
     for tensor in model.inputs:
         name = tensor.name.split(":")[0]
-        if len(tensor.shape) != 2 or "float" not in str(tensor.dtype) or name not in data:
+        if len(tensor.shape) != 2 or "float" not in str(tensor.dtype) or name not in data or not tensor.shape[1]:
             continue
-        consumers = _consumers(model, tensor)
-        if len(consumers) != 1 or not isinstance(consumers[0], (keras.layers.Normalization, keras.layers.Dense)):
+        width = int(tensor.shape[1])
+        node = _sole_reader(nodes, tensor)
+        if node is None:
             continue
-        layer = consumers[0]
-        if isinstance(layer, keras.layers.Dense) and not layer.use_bias:
+        layer = node.operation
+        centre, half = range_scaling(np.asarray(data[name], dtype=np.float64).reshape(-1, width))
+        if _foldable_dense(layer):
+            plans.append((name, centre, half, layer.name, None, None))
             continue
-        if isinstance(layer, keras.layers.Normalization) and getattr(layer, "input_mean", None) is not None:
-            continue  # constants from the constructor, not variables: nothing to fold into
-        mean, std = standardization(np.asarray(data[name], dtype=np.float64))
-        plans.append((name, layer.name, mean, std))
-    if not plans:
-        return None
-
-    folded = keras.models.clone_model(model)
-    folded.set_weights(model.get_weights())
-    transforms = []
-    for input_name, layer_name, mean, std in plans:
-        layer = folded.get_layer(layer_name)
-        if isinstance(layer, keras.layers.Normalization):
-            # (x - m) / sqrt(v) with x = z*std + mean  ==  (z - (m - mean)/std) / (sqrt(v)/std)
-            m = np.asarray(layer.adapt_mean, dtype=np.float64).reshape(-1)
-            v = np.asarray(layer.adapt_variance, dtype=np.float64).reshape(-1)
-            layer.adapt_mean.assign(((m - mean) / std).reshape(layer.adapt_mean.shape).astype(np.float32))
-            layer.adapt_variance.assign((v / std**2).reshape(layer.adapt_variance.shape).astype(np.float32))
-            layer.finalize_state()
+        affine = _normalization_affine(layer, width)
+        if affine is None:
+            continue
+        after = _sole_reader(nodes, node.output_tensors[0]) if len(node.output_tensors) == 1 else None
+        if after is not None and _foldable_dense(after.operation):
+            plans.append((name, centre, half, after.operation.name, layer.name, affine))
         else:
-            # z*std + mean through W, b  ==  z through diag(std) W, b + mean W
+            plans.append((name, centre, half, None, layer.name, affine))
+    dropped = {p[4] for p in plans if p[3] is not None and p[4] is not None}
+    renormalized = {p[4]: p for p in plans if p[3] is None}
+
+    def clone(layer: Any) -> Any:
+        if layer.name in dropped:
+            return keras.layers.Identity(name=layer.name)
+        if layer.name in renormalized:
+            # (x - m) / d with x = z*half + centre  ==  (z - (m - centre)/half) / (d/half)
+            _, centre, half, _, _, (m, d) = renormalized[layer.name]
+            return keras.layers.Normalization(axis=-1, name=layer.name,
+                                              mean=((m - centre) / half).tolist(),
+                                              variance=((d / half) ** 2).tolist())
+        return layer.__class__.from_config(layer.get_config())
+
+    try:
+        folded = keras.models.clone_model(model, clone_function=clone)
+    except Exception:  # a model Keras cannot clone (subclassed, custom layers): quantize it as it is
+        return None
+    for layer in model.layers:
+        if layer.name not in dropped and layer.name not in renormalized and layer.weights:
+            folded.get_layer(layer.name).set_weights(layer.get_weights())
+    transforms = []
+    targets = []
+    for input_name, centre, half, dense_name, norm_name, affine in plans:
+        if dense_name is not None:
+            # the Dense reads a*z + c per feature (a = half, c = centre; through the Normalization:
+            # a = half/d, c = (centre - m)/d), so W, b  ->  diag(a) W, b + c W
+            a, c = (half, centre) if affine is None else (half / affine[1], (centre - affine[0]) / affine[1])
+            layer = folded.get_layer(dense_name)
             w = np.asarray(layer.kernel, dtype=np.float64)
             b = np.asarray(layer.bias, dtype=np.float64)
-            layer.kernel.assign((w * std[:, None]).astype(np.float32))
-            layer.bias.assign((b + mean @ w).astype(np.float32))
+            layer.kernel.assign((w * a[:, None]).astype(np.float32))
+            layer.bias.assign((b + c @ w).astype(np.float32))
+            targets.append(dense_name if norm_name is None else f"{norm_name} + {dense_name}")
+        else:
+            targets.append(norm_name)
         transforms.append({
             "kind": "standardize", "input": input_name,
-            "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+            "mean": [float(v) for v in centre], "std": [float(v) for v in half],
         })
-    folded_layers = ", ".join(p[1] for p in plans)
-    return Fold(model=folded, transforms=transforms,
-                note=f"per-feature input scaling (folded into {folded_layers})")
+    notes = [f"per-feature input scaling (folded into {', '.join(targets)})"] if targets else []
+    if not targets and any(len(t.shape) == 2 and "float" in str(t.dtype) for t in model.inputs):
+        notes.append("inputs not standardised (first layer is not Normalization/Dense)")
+    unrounded = None
+    if rounding:
+        unrounded = keras.models.clone_model(folded)
+        unrounded.set_weights(folded.get_weights())
+        rounded = _round(folded, data, transforms)
+        if rounded:
+            notes.append(f"int8 weights GPTQ-rounded on DATA ({', '.join(rounded)})")
+        else:
+            unrounded = None
+    if not targets and unrounded is None:
+        return None
+    return Fold(model=folded, transforms=transforms, note="; ".join(notes), unrounded=unrounded)
+
+
+def _round(model: Any, data: dict[str, np.ndarray], transforms: list[dict[str, Any]]) -> list[str]:
+    """GPTQ-round ``model`` on (up to ROUNDING_ROWS of) DATA, fed as the runner feeds it."""
+    from convert.calibration import ROUNDING_ROWS, round_weights
+    from edge.transform import apply
+
+    names = [t.name.split(":")[0] for t in model.inputs]
+    if any(n not in data for n in names):
+        return []
+    total = len(data[names[0]])
+    pick = np.unique(np.linspace(0, total - 1, num=min(ROUNDING_ROWS, total)).round().astype(int))
+    fed = apply(transforms, {n: np.asarray(data[n])[pick] for n in names})
+    return round_weights(model, [fed[n] for n in names])

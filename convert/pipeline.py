@@ -159,11 +159,15 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
         from convert.fold import fold_inputs
 
         fold = fold_inputs(ref.keras_model, dataset.inputs)
-    folded_saved_model = None
+    folded_saved_model = unrounded_saved_model = None
     if fold is not None:
         from convert.reference import export
 
         folded_saved_model = export(fold.model, work / "saved_model_folded")
+        # Dynamic range quantization leaves small tensors in float: it takes the folded model before
+        # GPTQ rounding, so what it keeps in float stays exact.
+        if fold.unrounded is not None and Variant.DYNAMIC in quantized:
+            unrounded_saved_model = export(fold.unrounded, work / "saved_model_unrounded")
     dtypes = {s.name: ("float32" if "float" in s.dtype else s.dtype) for s in ref.inputs}
     # calibrate on DATA and on every golden row (the corners of the feature ranges included)
     raw_inputs = dict(dataset.inputs)
@@ -177,6 +181,8 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
         progress(f"Converting TFLite {variant.value}")
         use_fold = fold is not None and variant.quantized
         source = folded_saved_model if use_fold else saved_model
+        if use_fold and variant is Variant.DYNAMIC and unrounded_saved_model is not None:
+            source = unrounded_saved_model
         calibration = (representative(folded_inputs if use_fold else raw_inputs, dtypes,
                                       always=folded_golden if use_fold else raw_golden)
                        if variant.calibrated else None)

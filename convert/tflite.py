@@ -1,8 +1,14 @@
 """TFLite artifacts: fp32, fp16, dynamic range, full-integer int8 and int16x8, from a SavedModel.
 
 Callers pass and receive real values: quantized variants keep float32 inputs and outputs (the
-interpreter quantizes at the edges). Quantized variants of tabular models are converted from the
-folded model (``convert.fold``) and carry the runner's input transform.
+interpreter quantizes at the edges). Quantized variants are converted from the folded, GPTQ-rounded
+model (``convert.fold``, ``convert.calibration``) and carry the runner's input transform.
+
+Beyond the converter's defaults: int8 runs a softmax / logistic / tanh that produces a model output
+in float32 (:func:`float_heads`), fp16 keeps biases in float32 (:func:`float32_biases`), and
+calibration sees every DATA row up to ``CALIBRATION_ROWS`` (a row outside the calibrated ranges
+clips). :func:`unrolled` gives a copy of a model with fixed-length RNNs unrolled, which converts
+to builtins.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 from convert.errors import DeployKitError
 
 MIN_CALIBRATION_ROWS = 10
-CALIBRATION_ROWS = 300
+CALIBRATION_ROWS = 2000  # 300 missed rows of DATA whose hidden activations exceed the calibrated ranges
 
 
 class Variant(str, Enum):
@@ -109,6 +115,8 @@ def convert_variant(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # calibrate only; _quantize_int8 then quantizes as the converter would, float heads excepted
+        converter._experimental_calibrate_only = True
     elif variant is Variant.INT16X8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration
@@ -117,11 +125,134 @@ def convert_variant(
         ]
     try:
         flatbuffer = converter.convert()
+        if variant is Variant.INT8:
+            flatbuffer = _quantize_int8(flatbuffer)
+        elif variant is Variant.FP16:
+            plain = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert()
+            flatbuffer = float32_biases(flatbuffer, plain)
     except Exception as exc:  # the converter raises ConverterError / RuntimeError / ValueError
         return TFLiteResult(variant=variant, path=out,
                             error=f"the TFLite converter cannot make {variant.value}: {_first_error(str(exc))}")
     out.write_bytes(flatbuffer)
     return TFLiteResult(variant=variant, path=out, ops=operators(flatbuffer))
+
+
+# int8 kernels of these activations have a fixed output scale: softmax and logistic 1/256, tanh 1/128
+FIXED_SCALE_OPS = ("SOFTMAX", "LOGISTIC", "TANH")
+
+
+def float_heads(flatbuffer: bytes) -> list[str]:
+    """Output tensor names of the fixed-output-scale activations that produce a model output.
+
+    An int8 softmax can only output multiples of 1/256: for a classifier whose probabilities move
+    over a few percent, that grid alone is several percent of the output range. These ops run in
+    float32 on dequantized int8 inputs instead; they are elementwise and cheap.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    wanted = {getattr(schema.BuiltinOperator, name) for name in FIXED_SCALE_OPS}
+    names = []
+    for graph in model.subgraphs:
+        outputs = set(int(i) for i in graph.outputs)
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+            if builtin in wanted and any(int(i) in outputs for i in op.outputs):
+                for i in op.outputs:
+                    name = graph.tensors[int(i)].name
+                    names.append(name.decode() if isinstance(name, bytes) else name)
+    return names
+
+
+def _quantize_int8(calibrated: bytes) -> bytes:
+    """Full-integer int8 from a calibrated model, as ``TFLiteConverter`` does it (per-channel weights,
+    float32 inputs and outputs), except the :func:`float_heads`, which stay float32."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    heads = float_heads(calibrated)
+    return tflite_convert.mlir_quantize(calibrated, denylisted_nodes=heads or None)
+
+
+def float32_biases(fp16: bytes, fp32: bytes) -> bytes:
+    """The float16 model with its rank-1 constants (biases) restored to their float32 values.
+
+    The converter stores every float constant as float16 behind a DEQUANTIZE. A bias's rounding
+    (relative 2^-11) adds straight to the layer's output, and biases are a few hundred bytes, so
+    they stay float32 (as int8 keeps biases in int32). The float32 values come from the plain
+    conversion of the same model, matched operator by operator; anything that does not match
+    exactly leaves the converter's model as it is.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m16 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp16))
+    m32 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp32))
+    if len(m16.subgraphs) != len(m32.subgraphs):
+        return fp16
+
+    def code(model: Any, op: Any) -> int:
+        c = model.operatorCodes[op.opcodeIndex]
+        return max(int(c.builtinCode), int(c.deprecatedBuiltinCode))
+
+    def constant(model: Any, tensor: Any, dtype: Any) -> np.ndarray | None:
+        data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+        if data is None or len(data) == 0:
+            return None
+        return np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+
+    restored = 0
+    for g16, g32 in zip(m16.subgraphs, m32.subgraphs):
+        dequantized = {}  # output tensor -> DEQUANTIZE op, for float16 constants
+        for op in g16.operators:
+            if code(m16, op) == schema.BuiltinOperator.DEQUANTIZE and len(op.inputs) == 1:
+                source = g16.tensors[op.inputs[0]]
+                if source.type == schema.TensorType.FLOAT16 and constant(m16, source, np.float16) is not None:
+                    dequantized[int(op.outputs[0])] = op
+        ops16 = [op for op in g16.operators if not any(op is d for d in dequantized.values())]
+        if len(ops16) != len(g32.operators):
+            return fp16
+        drop = []
+        for op16, op32 in zip(ops16, g32.operators):
+            if code(m16, op16) != code(m32, op32) or len(op16.inputs) != len(op32.inputs):
+                return fp16
+            for t16, t32 in zip(op16.inputs, op32.inputs):
+                deq = dequantized.get(int(t16))
+                if deq is None or t32 < 0:
+                    continue
+                half = constant(m16, g16.tensors[deq.inputs[0]], np.float16)
+                full = g32.tensors[t32]
+                value = constant(m32, full, np.float32) if full.type == schema.TensorType.FLOAT32 else None
+                if value is None or value.shape != half.shape or not np.array_equal(value.astype(np.float16), half):
+                    return fp16
+                if len(full.shape) != 1 or any(d is deq for d in drop):
+                    continue
+                buffer = schema.BufferT()
+                buffer.data = np.frombuffer(value.astype("<f4").tobytes(), dtype=np.uint8)
+                m16.buffers.append(buffer)
+                g16.tensors[int(t16)].buffer = len(m16.buffers) - 1
+                drop.append(deq)
+        g16.operators = [op for op in g16.operators if not any(op is d for d in drop)]
+        restored += len(drop)
+    if not restored:
+        return fp16
+    return _serialize(m16)
+
+
+def _serialize(model: Any) -> bytes:
+    """Pack a TFLite model object; byte vectors (buffers) 16-byte aligned, as the converter writes them."""
+    import flatbuffers
+
+    class Aligned(flatbuffers.Builder):
+        def StartVector(self, elemSize, numElems, alignment):  # noqa: N802,N803 - flatbuffers' names
+            if elemSize == 1:
+                alignment = max(alignment, 16)
+            return super().StartVector(elemSize, numElems, alignment)
+
+    builder = Aligned(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _first_error(text: str) -> str:
@@ -147,6 +278,51 @@ def operators(flatbuffer: bytes) -> list[dict[str, Any]]:
             name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
         ops.add((name, int(code.version)))
     return [{"name": n, "version": v} for n, v in sorted(ops)]
+
+
+MAX_UNROLL_STEPS = 256
+
+
+def unrolled(model: Any) -> Any | None:
+    """A copy of a Keras model with its recurrent layers unrolled, or None (none, or not unrollable).
+
+    Keras 3 runs an RNN as a ``tf.while_loop`` over TensorLists. The TFLite converter lowers those
+    to builtins only for a batch of one (``TensorListReserve`` needs a static element shape), and
+    TFJS graph models cannot run the loop (``executeAsync``: "Cannot compute the outputs"). With a
+    fixed number of time steps, ``unroll=True`` writes the steps out as plain ops: builtins only,
+    any batch size, same values. Not done past ``MAX_UNROLL_STEPS`` steps (the graph grows per step).
+    """
+    import keras
+
+    from convert.fold import graph_nodes
+
+    found = [layer for layer in model.layers
+             if "unroll" in layer.get_config() or isinstance(layer, keras.layers.Bidirectional)]
+    if not found:
+        return None
+    nodes = graph_nodes(model) or []
+    for layer in found:
+        shapes = [tuple(t.shape) for n in nodes if n.operation is layer for t in n.input_tensors[:1]]
+        if not shapes or any(len(s) < 3 or s[1] is None or s[1] > MAX_UNROLL_STEPS for s in shapes):
+            return None
+
+    def unroll(config: dict[str, Any]) -> dict[str, Any]:
+        config = dict(config)
+        if "unroll" in config:
+            config["unroll"] = True
+        for key in ("layer", "backward_layer"):
+            if isinstance(config.get(key), dict) and isinstance(config[key].get("config"), dict):
+                config[key] = {**config[key], "config": unroll(config[key]["config"])}
+        return config
+
+    def clone(layer: Any) -> Any:
+        if any(layer is f for f in found):
+            return layer.__class__.from_config(unroll(layer.get_config()))
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def check_calibration_rows(rows: int) -> None:

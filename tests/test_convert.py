@@ -210,3 +210,189 @@ def test_sequential_output_is_named_after_its_layer(tmp_path: Path) -> None:
     ref = reference.load(tmp_path / "clf.keras")
     assert [o.name for o in ref.outputs] == ["species"]
     assert [o.key for o in ref.outputs] == ["output_0"]
+
+
+# --- the quantized converter: fold, GPTQ rounding, float heads, float32 biases, unrolled RNNs ---
+
+def _tflite_ops(flatbuffer: bytes) -> list[tuple[str, list[str]]]:
+    """The operators of a TFLite model with the types of their input tensors ("-" for none)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    ops_by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    graph = model.subgraphs[0]
+    ops = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = ops_by_code[max(int(code.builtinCode), int(code.deprecatedBuiltinCode))]
+        ops.append((name, [types[graph.tensors[i].type] if i >= 0 else "-" for i in op.inputs]))
+    return ops
+
+
+def _int8_weights(flatbuffer: bytes) -> list[np.ndarray]:
+    """The int8 weights of every FULLY_CONNECTED operator, dequantized, as (in, out) matrices."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    out = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(int(code.builtinCode), int(code.deprecatedBuiltinCode)) != schema.BuiltinOperator.FULLY_CONNECTED:
+            continue
+        tensor = graph.tensors[op.inputs[1]]
+        q = np.frombuffer(np.asarray(model.buffers[tensor.buffer].data, dtype=np.uint8).tobytes(), dtype=np.int8)
+        q = q.reshape(tensor.shape).astype(np.float64)
+        scale = np.asarray(tensor.quantization.scale, dtype=np.float64)
+        out.append((q * scale[:, None]).T)
+    return out
+
+
+def _classifier(tmp_path: Path):
+    """A small Sequential softmax classifier on features of ranges 1 to 200, saved and reloaded."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(10, 3, 400), rng.uniform(0, 200, 400), rng.normal(0, 1, 400)].astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.05 * x[:, 1], [15, 20])
+    model = keras.Sequential([keras.Input((3,), name="features"), keras.layers.Dense(16),
+                              keras.layers.BatchNormalization(), keras.layers.Activation("relu"),
+                              keras.layers.Dense(3, activation="softmax")], name="clf")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, verbose=0)
+    model.save(tmp_path / "clf.keras")
+    return keras.models.load_model(tmp_path / "clf.keras"), x
+
+
+def test_fold_reads_loaded_sequential_models(tmp_path):
+    """A loaded Sequential model's first layer holds one node per build; it is still folded."""
+    from convert.fold import fold_inputs
+    from edge.transform import apply
+
+    model, x = _classifier(tmp_path)
+    fold = fold_inputs(model, {"features": x}, rounding=False)
+    assert fold is not None and fold.note.startswith("per-feature input scaling (folded into dense")
+    z = apply(fold.transforms, {"features": x})["features"]
+    assert z.min(axis=0) == pytest.approx(-1.0) and z.max(axis=0) == pytest.approx(1.0)  # every feature spans [-1, 1]
+    np.testing.assert_allclose(fold.model.predict(z, verbose=0), model.predict(x, verbose=0), atol=2e-6)
+
+
+def test_fold_drops_a_normalization_into_the_next_dense(tmp_path):
+    import keras
+
+    from convert.fold import fold_inputs
+    from edge.transform import apply
+
+    keras.utils.set_random_seed(0)
+    a = keras.Input((3,), name="b")
+    normalized = keras.layers.Normalization(mean=5.0, variance=4.0)(a)
+    out = keras.layers.Dense(2)(keras.layers.Dense(4, activation="relu")(normalized))
+    model = keras.Model(a, out)
+    x = np.random.default_rng(1).normal(5, 2, (200, 3)).astype(np.float32)
+    fold = fold_inputs(model, {"b": x}, rounding=False)
+    assert "folded into normalization + dense" in fold.note
+    assert not any(isinstance(layer, keras.layers.Normalization) for layer in fold.model.layers)
+    z = apply(fold.transforms, {"b": x})["b"]
+    np.testing.assert_allclose(fold.model.predict(z, verbose=0), model.predict(x, verbose=0), atol=2e-6)
+
+
+def test_gptq_rounding_is_on_the_int8_grid_and_beats_rounding_to_nearest():
+    from convert.calibration import gptq_round
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(12, 12))
+    x = rng.normal(size=(2000, 12)) @ mixing  # correlated inputs, as a layer's are
+    w = rng.normal(size=(12, 5))
+    scale = np.abs(w).max(axis=0) / 127
+    q = gptq_round(w, x)
+    steps = q / scale
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)
+    assert np.abs(np.round(steps)).max(axis=0).tolist() == [127] * 5  # the converter derives the same scales
+    nearest = np.round(w / scale) * scale
+    assert np.linalg.norm(x @ (q - w)) < 0.8 * np.linalg.norm(x @ (nearest - w))  # 0.70 measured
+
+
+def test_int8_softmax_runs_in_float_on_weights_the_converter_kept(tmp_path):
+    """int8: the output softmax runs in float32 (an int8 softmax only outputs multiples of 1/256), and
+    the converter keeps the GPTQ-rounded weights exactly (BatchNormalization folded in scales whole rows)."""
+    from convert.fold import fold_inputs
+    from convert.reference import export
+    from convert.tflite import Variant, convert_variant, representative
+    from edge.transform import apply
+
+    model, x = _classifier(tmp_path)
+    fold = fold_inputs(model, {"features": x})
+    assert "GPTQ-rounded on DATA" in fold.note and fold.unrounded is not None
+    z = apply(fold.transforms, {"features": x})
+    result = convert_variant(export(fold.model, tmp_path / "sm"), Variant.INT8, tmp_path / "m.tflite",
+                             representative(z, {"features": "float32"}))
+    assert result.error is None
+    flatbuffer = result.path.read_bytes()
+    ops = _tflite_ops(flatbuffer)
+    assert ("SOFTMAX", ["FLOAT32"]) in ops
+    assert [types for name, types in ops if name == "FULLY_CONNECTED"] == [["INT8", "INT8", "INT32"]] * 2
+    bn = fold.model.layers[1]
+    gamma, beta, mean, var = (np.asarray(v, dtype=np.float64) for v in bn.get_weights())
+    fused = np.asarray(fold.model.layers[0].kernel, dtype=np.float64) * (gamma / np.sqrt(var + bn.epsilon))
+    first, last = _int8_weights(flatbuffer)
+    np.testing.assert_allclose(first, fused, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(last, np.asarray(fold.model.layers[3].kernel), rtol=1e-5, atol=1e-7)
+    reference = model.predict(x, verbose=0)
+    actual = _litert_predict(result.path, x, fold.transforms)
+    assert np.abs(actual - reference).max() <= 0.02
+
+
+def test_fp16_keeps_biases_in_float32(tmp_path):
+    import keras
+
+    from convert.reference import export
+    from convert.tflite import Variant, convert_variant
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(64, activation="relu")(inputs)))
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(0, 0.1, w.shape).astype(np.float32) for w in model.get_weights()])  # biases not 0
+    result = convert_variant(export(model, tmp_path / "sm"), Variant.FP16, tmp_path / "m.tflite", None)
+    assert result.error is None
+    ops = _tflite_ops(result.path.read_bytes())
+    assert [types for name, types in ops if name == "FULLY_CONNECTED"] == [["FLOAT32", "FLOAT32", "FLOAT32"]] * 2
+    assert [types for name, types in ops if name == "DEQUANTIZE"] == [["FLOAT16"]] * 2  # the two kernels
+    rows = _boston_rows()[:50]
+    reference = model.predict(rows, verbose=0)
+    actual = _litert_predict(result.path, rows, [])
+    assert np.abs(actual - reference).max() <= 1e-3 * np.abs(reference).max()
+
+
+def test_recurrent_layers_unroll_to_tflite_builtins(tmp_path):
+    """A Keras 3 LSTM converts to builtins (no WHILE, no Flex) for any batch size once unrolled."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.reference import export
+    from convert.tflite import Variant, convert_variant, unrolled
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((12,), dtype="int32", name="tokens")
+    h = keras.layers.LSTM(8)(keras.layers.Embedding(30, 8)(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(1, activation="sigmoid")(h))
+    assert convert_variant(export(model, tmp_path / "loop"), Variant.FP32, tmp_path / "loop.tflite", None).error
+    copy = unrolled(model)
+    result = convert_variant(export(copy, tmp_path / "flat"), Variant.FP32, tmp_path / "flat.tflite", None)
+    assert result.error is None
+    assert not {o["name"] for o in result.ops} & {"WHILE", "FLEX", "CUSTOM"}
+    x = np.random.default_rng(0).integers(1, 30, (5, 12)).astype(np.int32)
+    interpreter = Interpreter(model_path=str(result.path))
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    actual = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(actual, model.predict(x, verbose=0), atol=1e-6)
+    variable = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4)])
+    assert unrolled(variable) is None  # no fixed number of steps to unroll

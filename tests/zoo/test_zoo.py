@@ -22,11 +22,10 @@ ARTIFACTS = [f"edge/model.{v}.tflite" for v in VARIANTS] + ["web/model/graph/mod
 PARITY: dict[tuple[str, str, str], str] = {}
 for rt in TFLITE_RT:
     PARITY.update({
-        ("digits_cnn", "edge/model.int8.tflite", rt): "int8 softmax off by ~6% of range",
-        ("two_in_two_out", "edge/model.fp16.tflite", rt): "fp16 max rel 1.07e-3 > 1e-3 on 'price'",
-        ("two_in_two_out", "edge/model.int8.tflite", rt): "int8 'kind' off by 1.5% of range",
-        ("bn_dropout", "edge/model.fp16.tflite", rt): "fp16 max rel 1.37e-3 > 1e-3 on the softmax",
-        ("bn_dropout", "edge/model.int8.tflite", rt): "int8 softmax off by 2.2% of range",
+        # fp16 kernels alone (BN fused, biases kept float32) give 1.12e-3 in a float64 simulation: inherent
+        ("bn_dropout", "edge/model.fp16.tflite", rt): "fp16 max rel 1.12e-3 > 1e-3 on the softmax",
+        # 0.95-1.2 % of range after the fold + GPTQ rounding; int8's own limit on this steep classifier
+        ("bn_dropout", "edge/model.int8.tflite", rt): "int8 softmax off by ~1-1.2% of range",
     })
 
 # Truly unsupported today: the LSTM's while loop (TensorList ops) in TFLite builtins and in TFJS graph execution.
