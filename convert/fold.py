@@ -37,6 +37,8 @@ class Fold:
     # the folded model before GPTQ rounding (None when nothing was rounded); for variants that keep
     # some weights in float (dynamic range leaves tensors under 1024 values unquantized)
     unrounded: Any = None
+    # the note of the unrounded model (``note`` without the rounding clause)
+    unrounded_note: str = ""
 
 
 def range_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +180,7 @@ def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) 
     if not targets and any(len(t.shape) == 2 and "float" in str(t.dtype) for t in model.inputs):
         notes.append("inputs not standardised (first layer is not Normalization/Dense)")
     unrounded = None
+    unrounded_note = "; ".join(notes)
     if rounding:
         unrounded = keras.models.clone_model(folded)
         unrounded.set_weights(folded.get_weights())
@@ -188,7 +191,8 @@ def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) 
             unrounded = None
     if not targets and unrounded is None:
         return None
-    return Fold(model=folded, transforms=transforms, note="; ".join(notes), unrounded=unrounded)
+    return Fold(model=folded, transforms=transforms, note="; ".join(notes), unrounded=unrounded,
+                unrounded_note=unrounded_note)
 
 
 def _round(model: Any, data: dict[str, np.ndarray], transforms: list[dict[str, Any]]) -> list[str]:

@@ -127,6 +127,21 @@ def _replace(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _unrolled(ref: Reference) -> tuple[Any, str]:
+    """The Keras model the TFLite and TFJS graph artifacts are made from, and a note when it is not the
+    reference itself: recurrent layers over a fixed number of steps are unrolled (``convert.tflite.unrolled``),
+    because a while loop over TensorLists converts to TFLite builtins only for a batch of one and does not
+    run in TFJS graph models. The golden outputs always come from the reference model."""
+    if ref.keras_model is None:
+        return None, ""
+    from convert.tflite import unrolled
+
+    copy = unrolled(ref.keras_model)
+    if copy is None:
+        return ref.keras_model, ""
+    return copy, "recurrent layers unrolled over their fixed sequence length (no while loop)"
+
+
 def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work: Path, progress: Progress) -> ConvertResult:
     name = sanitize_name(options.name or ref.name)
     layout = tabular_layout(ref) if dataset.feature_names else None
@@ -146,6 +161,11 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
 
     progress("Exporting the SavedModel")
     saved_model = ref.export_saved_model(work / "saved_model")
+    keras_model, unroll_note = _unrolled(ref)
+    if unroll_note:
+        from convert.reference import export
+
+        saved_model = export(keras_model, work / "saved_model_unrolled")
 
     artifacts: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -155,10 +175,10 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
     (staging / "edge").mkdir()
     fold = None
     quantized = [v for v in options.variants if v.quantized]
-    if quantized and ref.keras_model is not None:
+    if quantized and keras_model is not None:
         from convert.fold import fold_inputs
 
-        fold = fold_inputs(ref.keras_model, dataset.inputs)
+        fold = fold_inputs(keras_model, dataset.inputs)
     folded_saved_model = unrounded_saved_model = None
     if fold is not None:
         from convert.reference import export
@@ -198,9 +218,13 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
         note = ""
         if variant.quantized:
             note = fold.note if use_fold else "inputs not standardised (first layer is not Normalization/Dense)" if layout else ""
+            if use_fold and source is unrounded_saved_model:
+                note = fold.unrounded_note
         shrinks = None if fp32_bytes is None or variant is Variant.FP32 else size < fp32_bytes
         if shrinks is False:
             note = (note + "; " if note else "") + f"quantizing did not shrink the model ({size} vs {fp32_bytes} bytes fp32)"
+        if unroll_note:
+            note = (note + "; " if note else "") + unroll_note
         io = {"inputs": {s.name: s.name for s in ref.inputs}, "outputs": {s.key: s.key for s in ref.outputs}}
         artifacts.append(_artifact(staging, f"edge/{variant.file_name}", "tflite", variant.value,
                                    transforms=fold.transforms if use_fold else [], io=io,
@@ -214,7 +238,7 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
     graph_dir = staging / "web" / "model" / "graph"
     graph = write_graph_model(saved_model, graph_dir)
     artifacts.append(_artifact(staging, "web/model/graph/model.json", "tfjs_graph", "float32", transforms=[],
-                               io=graph["io"], runtime={"min_tfjs": "4.22.0"}, shrinks=None, note=""))
+                               io=graph["io"], runtime={"min_tfjs": "4.22.0"}, shrinks=None, note=unroll_note))
     rows.append(_row(artifacts[-1], None, extra=_shard_bytes(graph_dir)))
 
     # TFJS layers model

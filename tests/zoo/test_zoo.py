@@ -26,11 +26,15 @@ for rt in TFLITE_RT:
         ("bn_dropout", "edge/model.fp16.tflite", rt): "fp16 max rel 1.12e-3 > 1e-3 on the softmax",
         # 0.95-1.2 % of range after the fold + GPTQ rounding; int8's own limit on this steep classifier
         ("bn_dropout", "edge/model.int8.tflite", rt): "int8 softmax off by ~1-1.2% of range",
+
+        # the unrolled LSTM's int8 (12 steps of int8 gates)
+        ("sequence_lstm", "edge/model.int8.tflite", rt): "int8 off by 3.2% of range",
     })
 
-# Truly unsupported today: the LSTM's while loop (TensorList ops) in TFLite builtins and in TFJS graph execution.
-UNSUPPORTED_TFLITE = {"sequence_lstm"}
-UNSUPPORTED_GRAPH = {"sequence_lstm"}
+# Truly unsupported today (the LSTM is unrolled by the converter, so fp32/fp16/dynamic and the graph model run):
+# int16x8 calibration of the integer token input, and TFJS wasm's _FusedMatMul with a rank-3 bias.
+UNSUPPORTED_TFLITE = {("sequence_lstm", "int16x8")}
+UNSUPPORTED_GRAPH = {("sequence_lstm", "chromium-wasm")}
 
 
 def _cases():
@@ -51,7 +55,7 @@ def test_zoo_case(zoo, model: str, artifact: str, runtime: str) -> None:
     import json
 
     manifest = json.loads((bundle / "manifest.json").read_text())
-    if artifact.endswith(".tflite") and model in UNSUPPORTED_TFLITE:
+    if artifact.endswith(".tflite") and (model, VARIANTS[artifact.split(".")[1]]) in UNSUPPORTED_TFLITE:
         variant = VARIANTS[artifact.split(".")[1]]
         [skip] = [s for s in manifest["skipped"] if s["format"] == "tflite" and s.get("variant") == variant]
         assert skip["reason"].startswith(f"the TFLite converter cannot make {variant}: ")
@@ -64,7 +68,7 @@ def test_zoo_case(zoo, model: str, artifact: str, runtime: str) -> None:
         assert skip["reason"].startswith("TFJS layers model not written: TFJS 4.22 cannot load ")
         return
     [result] = results
-    if artifact.endswith("graph/model.json") and model in UNSUPPORTED_GRAPH:
+    if artifact.endswith("graph/model.json") and (model, runtime) in UNSUPPORTED_GRAPH:
         assert not result.passed
         assert result.error.startswith(f"TFJS {runtime.split('-')[1]} cannot run web/model/graph/model.json: ")
         return
