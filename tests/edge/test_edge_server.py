@@ -73,6 +73,25 @@ def test_error_table(module_server: Server, method, path, body, headers, status,
         assert "allow" in hdrs
 
 
+@pytest.mark.parametrize("row", [[6, 250, 66.5], [3.561, 187, 2.9], [8.78, 711, 100], [20, 0, -5], [6.0, 250.0, 66.5]])
+def test_one_row_fast_path_answers_as_the_general_path(module_server: Server, row: list) -> None:
+    """`Content-Type: application/json` takes the one-row fast path; with a charset parameter the same
+    request takes the general path. Same bytes back, both counted in /metrics."""
+    def count() -> float:
+        text = module_server.request("GET", "/metrics")[2].decode()
+        key = 'deploykit_requests_total{route="predict_json",status="200"} '
+        return float(text.split(key, 1)[1].split()[0]) if key in text else 0.0
+
+    before = count()
+    body = json.dumps(row).encode()
+    fast = module_server.request("POST", "/predict_json", body, {"Content-Type": "application/json"})
+    general = module_server.request("POST", "/predict_json", body, {"Content-Type": "application/json; charset=utf-8"})
+    assert fast[0] == general[0] == 200
+    assert fast[2] == general[2]
+    assert fast[1]["content-type"] == general[1]["content-type"] == "application/json"
+    assert count() == before + 2
+
+
 def test_body_limit_with_content_length(module_server: Server) -> None:
     body = b"[" + b" " * (1024 * 1024) + b"6, 250, 1]"
     status, _, data = module_server.request("POST", "/predict_json", body, {"Content-Type": "application/json"})
