@@ -30,17 +30,49 @@ def _console(stream):
     return console
 
 
+_interrupted: list[bool] = []  # a Ctrl+C that Python "ignored" (see _unraisable)
+
+
+def _unraisable(unraisable: Any, previous: Callable[[Any], None] = sys.unraisablehook) -> None:
+    """A Ctrl+C that lands in a ``__del__`` or a gc callback (TensorFlow has many) is printed by Python as
+    "Exception ignored in ..." with a traceback, and the work goes on as if nothing happened. Remember it
+    instead; the next progress step raises it, so the command stops as for any other Ctrl+C."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        _interrupted.append(True)
+        return
+    previous(unraisable)
+
+
+def _check_interrupted() -> None:
+    if _interrupted:
+        _interrupted.clear()
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def steps(console) -> Iterator[Callable[[str], None]]:
     """A progress callback: each call closes the previous step (with its time) and starts a new one."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     state: dict[str, Any] = {"name": None, "start": 0.0}
+    if not console.is_terminal:  # logs and pipes: plain lines (a spinner would leave a blank line behind)
+        def plain(name: str) -> None:
+            _check_interrupted()
+            now = time.perf_counter()
+            if state["name"] is not None:
+                console.print(f"✓ {state['name']} ({now - state['start']:.1f}s)")
+            state.update(name=name, start=now)
+
+        yield plain
+        if state["name"] is not None:
+            console.print(f"✓ {state['name']} ({time.perf_counter() - state['start']:.1f}s)")
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("starting", total=None)
 
         def step(name: str) -> None:
+            _check_interrupted()
             now = time.perf_counter()
             if state["name"] is not None:
                 progress.console.print(f"[green]✓[/] {state['name']} ({now - state['start']:.1f}s)")
@@ -73,14 +105,18 @@ def print_artifacts(console, rows: list[dict[str, Any]], title: str) -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace, out, err) -> int:
+    from convert.errors import DeployKitError
     from convert.train import save, train
 
     console = _console(err)
     out_path = Path(args.out)
     if out_path.suffix != ".keras":
-        from convert.errors import DeployKitError
-
         raise DeployKitError(f"--out must end in .keras (got {args.out!r}); Keras 3 saves models as .keras files")
+    # the checks save() makes, before the training rather than after it
+    if out_path.is_dir():
+        raise DeployKitError(f"cannot write {str(out_path)!r}: it is a folder; pass a FILE.keras path with --out")
+    if not out_path.parent.is_dir():
+        raise DeployKitError(f"cannot write {str(out_path)!r}: folder {str(out_path.parent)!r} does not exist; create it first")
     results = {}
     kinds = [args.model] if args.model == "linear" else ["linear", args.model]
     with steps(console) as step:
@@ -129,6 +165,13 @@ def cmd_serve_web(args: argparse.Namespace, out, err) -> int:
 
 def cmd_demo(args: argparse.Namespace, out, err) -> int:
     from convert.demo import run_demo
+    from convert.errors import DeployKitError
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise DeployKitError(f"--out {args.out!r} is a file; the demo needs a working folder: choose another --out")
+    for flag, port in (("--web-port", args.web_port), ("--edge-port", args.edge_port)):
+        if not 0 <= port <= 65535:
+            raise DeployKitError(f"{flag} {port} is not a port number: pass 0-65535")
 
     return run_demo(args, out, err)
 
@@ -192,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from convert.quiet import native_output_to_log, silence_environment
 
     silence_environment()
+    sys.unraisablehook = _unraisable
     debug = bool(os.environ.get("DEPLOYKIT_DEBUG"))
     try:
         with native_output_to_log() as (out, err, _log):

@@ -51,19 +51,76 @@ class Dataset:
         return int(next(iter(self.inputs.values())).shape[0])
 
 
+def _shown(cell: str, limit: int = 40) -> str:
+    """A cell for an error message: repr, cut to ``limit`` characters."""
+    return repr(cell) if len(cell) <= limit else repr(cell[:limit]) + f"... ({len(cell):,} characters)"
+
+
+def _check_structure(path: Path) -> None:
+    """Refuse what pandas would misread silently: a ;- or tab-separated file, duplicate column names
+    (renamed ``x.1``), and rows with more or fewer cells than the header (a longer first row turns the
+    first column into the index and shifts every column).
+
+    Raises:
+        DeployKitError: the first such problem, naming the line.
+    """
+    import csv
+
+    reader = None
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                return  # pandas reports the empty file
+            names = [c.strip() for c in header]
+            if len(names) == 1:
+                for sep, label in ((";", "semicolon"), ("\t", "tab")):
+                    if sep in names[0]:
+                        raise DeployKitError(
+                            f"data file {path.name} looks {label}-separated (header {_shown(header[0])}); "
+                            "save it as comma-separated CSV"
+                        )
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise DeployKitError(
+                        f"data file {path.name} has the column {name!r} twice in its header; give every column a distinct name"
+                    )
+                seen.add(name)
+            for cells in reader:
+                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    continue  # a blank line
+                if len(cells) != len(names):
+                    raise DeployKitError(
+                        f"data file {path.name} has {len(cells)} cells at line {reader.line_num}, the header has "
+                        f"{len(names)} columns; make every row as long as the header"
+                    )
+    except csv.Error as exc:
+        where = f" at line {reader.line_num}" if reader is not None else ""
+        raise DeployKitError(f"data file {path.name} is not a readable CSV ({exc}{where}); fix the file") from None
+    except UnicodeDecodeError as exc:
+        raise DeployKitError(
+            f"data file {path.name} is not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}); "
+            "pass a CSV saved as UTF-8"
+        ) from None
+
+
 def read_csv(path: Path) -> Table:
     """Read a numeric CSV with a header row.
 
     Raises:
-        DeployKitError: missing/unreadable file, no rows, non-numeric cells or NaN (names row and column).
+        DeployKitError: missing/unreadable file, no rows, a ;-separated file, duplicate columns, rows
+        longer or shorter than the header, non-numeric cells or NaN (names row and column).
     """
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise DeployKitError(f"data file {str(path)!r} does not exist; pass a CSV or .npz file with --data")
+    _check_structure(path)
     try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[], dtype=str)
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[], dtype=str, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DeployKitError(f"data file {str(path)!r} is not a readable CSV ({str(exc).splitlines()[0]}); fix the file") from None
     if frame.shape[0] == 0:
@@ -77,7 +134,7 @@ def read_csv(path: Path) -> Table:
             row = int(bad[0])
             cell = frame.iloc[row, j]
             raise DeployKitError(
-                f"data file {path.name} has a non-numeric or missing value {cell!r} in column {name!r} at row {row + 2} "
+                f"data file {path.name} has a non-numeric or missing value {_shown(cell)} in column {name!r} at row {row + 2} "
                 f"(line {row + 2} of the file); clean the data (every cell must be a finite number)"
             )
         values[:, j] = numeric
@@ -93,6 +150,11 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DeployKitError(f"data file {str(path)!r} does not exist; pass a CSV or .npz file with --data")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DeployKitError(f"data file {str(path)!r} is not an .npz (not a zip archive: corrupt or another format); "
+                             "save the arrays with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}

@@ -62,16 +62,36 @@ def sanitize_name(name: str) -> str:
     return cleaned[:64]
 
 
-def check_output(out: Path, force: bool) -> None:
+def check_output(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
     """Refuse an existing bundle without --force, and an output folder that cannot be written.
 
+    With --force, only a deploykit bundle (a folder holding manifest.json) or an empty folder is replaced,
+    and never a folder that holds (or is, or lies inside) one of ``inputs`` (MODEL and DATA).
+
     Raises:
-        DeployKitError: either problem, with the fix.
+        DeployKitError: any of these problems, with the fix.
     """
+    out = Path(os.path.abspath(out))
+    if not out.name:
+        raise DeployKitError(f"output {str(out)!r} is the root folder; choose a bundle folder with --out")
+    for source in inputs:
+        source = Path(os.path.abspath(source))
+        if source == out or out in source.parents:
+            raise DeployKitError(
+                f"output {str(out)!r} holds the input {str(source)!r}, which writing the bundle there would delete; "
+                "choose another --out"
+            )
+        if source.is_dir() and source in out.parents:
+            raise DeployKitError(f"output {str(out)!r} is inside the input folder {str(source)!r}; choose an --out outside it")
     if out.exists() and not force:
         raise DeployKitError(f"output {str(out)!r} already exists; pass --force to replace it, or choose another --out")
     if out.exists() and not out.is_dir():
         raise DeployKitError(f"output {str(out)!r} exists and is not a folder; choose another --out")
+    if out.exists() and not (out / manifest_mod.MANIFEST).is_file() and any(out.iterdir()):
+        raise DeployKitError(
+            f"output {str(out)!r} is not a deploykit bundle (no manifest.json) and is not empty; --force replaces only "
+            "a bundle: choose another --out, or remove the folder yourself"
+        )
     parent = out.parent
     if not parent.is_dir():
         raise DeployKitError(f"cannot write {str(out)!r}: folder {str(parent)!r} does not exist; create it first")
@@ -89,8 +109,8 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
         DeployKitError: bad model, bad DATA, existing output without --force, unwritable output, or a
         converter failure that leaves no usable artifact.
     """
-    out = Path(options.out)
-    check_output(out, options.force)
+    out = Path(os.path.abspath(options.out))
+    check_output(out, options.force, (Path(options.model), Path(options.data)))
     progress("Loading the model (safe_mode)")
     ref = load(Path(options.model))
     progress("Reading DATA")
@@ -100,15 +120,24 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="deploykit-work-"))
     try:
+        _chmod_like_mkdir(staging)
         result = _build(options, ref, dataset, staging, work, progress)
         _replace(staging, out)
-        result.bundle = out
+        result.bundle = Path(options.out)
         return result
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _chmod_like_mkdir(folder: Path) -> None:
+    """mkdtemp creates 0700 folders; give the bundle folder the mode ``mkdir`` would (0777 minus the umask),
+    so that a service user or a web server can read it like the folders inside it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
 
 
 def _replace(staging: Path, out: Path) -> None:

@@ -8,9 +8,11 @@ wasm backend, ``text/javascript`` for ES modules), no directory listings, and no
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import sys
 import threading
+import urllib.parse
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,24 +36,61 @@ MIME_TYPES = {
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files from one folder; 404 for directories without index.html and for escapes."""
+    """Static files from one folder; 404 for directories without index.html and for escapes.
+
+    Errors are JSON (``{"success": false, "error": ..., "status": N}``), like the edge server's; methods
+    other than GET and HEAD are answered 405 with ``Allow`` (OPTIONS: 204 with ``Allow``); a client that
+    sends nothing for ``timeout`` seconds is disconnected, so idle connections do not pin threads.
+    """
 
     extensions_map = MIME_TYPES
     root: Path  # set by make_server through a subclass
+    timeout = 30
+    ALLOW = "GET, HEAD, OPTIONS"
 
     def end_headers(self) -> None:  # noqa: D401 - http.server hook
         self.send_header("Cache-Control", "no-cache")
         self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's error reply, as JSON instead of an HTML page."""
+        short = self.responses.get(code, ("Error", ""))[0]
+        text = message or short
+        self.log_error("code %d, message %s", code, text)
+        self.send_response(code, short)  # the standard reason phrase, never text from the request
+        self.send_header("Connection", "close")
+        body = b""
+        if code >= 200 and code not in (204, 205, 304):
+            body = json.dumps({"success": False, "error": text, "status": code}).encode("utf-8")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+        if code == 405:
+            self.send_header("Allow", self.ALLOW)
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+    def _not_allowed(self) -> None:
+        self.send_error(405, f"method {self.command} is not allowed; this server only serves files (use {self.ALLOW})")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_TRACE = do_CONNECT = _not_allowed
+
+    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(204)
+        self.send_header("Allow", self.ALLOW)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def send_head(self) -> Any:
         path = self.translate_path(self.path)
-        if ".." in self.path.split("?", 1)[0].split("#", 1)[0].split("/"):
+        decoded = urllib.parse.unquote(self.path.split("?", 1)[0].split("#", 1)[0])
+        if ".." in decoded.replace("\\", "/").split("/") or "\0" in decoded:
             self.send_error(404, "File not found")
             return None
         try:
             real = Path(path).resolve()
-        except OSError:
+        except (OSError, ValueError):
             self.send_error(404, "File not found")
             return None
         if real != self.root and self.root not in real.parents:
@@ -108,6 +147,8 @@ def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[
         server = http.server.ThreadingHTTPServer((host, port), partial(handler, directory=str(root)))
     except OSError as exc:
         raise DeployKitError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another port with --port N") from None
+    except OverflowError:
+        raise DeployKitError(f"--port {port} is not a port number: pass 0-65535 (0 picks a free port)") from None
     server.daemon_threads = True
     bound_port = server.server_address[1]
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else (f"[{host}]" if ":" in host else host)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import signal
+import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
@@ -28,6 +31,43 @@ def _fmt(value: Any) -> str:
 # --------------------------------------------------------------------------- serve
 
 
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bind the listening sockets before anything is printed, so that a busy port or a bad address is
+    one ``Error:`` line (uvicorn would log it and exit with status 3).
+
+    Raises:
+        EdgeError: the port is out of range, the address is unknown, or it cannot be bound.
+    """
+    if not 0 <= port <= 65535:
+        raise EdgeError(f"--port {port} is not a port number; pass 0-65535 (0 picks a free port)")
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise EdgeError(f"cannot listen on {host}:{port} ({exc.strerror}); pass an address of this machine with --host") from None
+    sockets: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, kind, proto, _name, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:  # --port 0: the same free port on every address
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.listen(2048)
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise EdgeError(f"cannot listen on {host}:{port} ({exc.strerror}); pick a free port with --port") from None
+    return sockets
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the ASGI app under uvicorn until SIGTERM/SIGINT; exit 0 after a graceful stop."""
     import uvicorn
@@ -38,6 +78,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise EdgeError("--workers must be at least 1")
+    for flag, value in (("--max-body", args.max_body), ("--max-batch", args.max_batch),
+                        ("--max-concurrency", args.max_concurrency), ("--drift-window", args.drift_window),
+                        ("--log-max-bytes", args.log_max_bytes)):
+        if value < 1:
+            raise EdgeError(f"{flag} must be at least 1 (got {value})")
     config = ServeConfig(bundle=str(args.bundle), variant=args.variant, host=args.host, port=args.port,
                          workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
@@ -54,10 +99,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.log_dir:
             check_writable(config.log_dir)
         os.environ[CONFIG_ENV] = config.to_json()
+    sockets = _listen(args.host, args.port)
+    port = sockets[0].getsockname()[1]
+    if args.workers > 1:  # uvicorn binds in the parent and forks; this was only the check
+        for sock in sockets:
+            sock.close()
+        common["port"] = port
+    shown = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"deploykit-edge {__version__}: serving {predictor.bundle.name} {predictor.variant} "
         f"({predictor.artifact['path']}, sha256 {predictor.sha256[:12]}) with {predictor.runtime.describe()} "
-        f"on http://{args.host}:{args.port} ({args.workers} worker{'s' if args.workers > 1 else ''})",
+        f"on http://{shown}:{port} ({args.workers} worker{'s' if args.workers > 1 else ''})",
         file=sys.stderr, flush=True,
     )
     # uvicorn re-raises the signal that stopped it once shutdown is complete; absorb it so that a
@@ -67,10 +119,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda s, _f: stopped.append(s))
     if args.workers == 1:
         server = uvicorn.Server(uv_config)
-        server.run()
-        if not server.started:
-            raise EdgeError(f"could not start the server on {args.host}:{args.port} (see the log above); "
-                            "pick a free port with --port")
+        try:
+            server.run(sockets=sockets)
+        except SystemExit:  # uvicorn exits with status 3 when the app's startup fails
+            server.started = False
+        if not server.started and not stopped:
+            raise EdgeError(f"the server on {args.host}:{port} did not start (see the log above); "
+                            "check the bundle with `deploykit-edge selftest`")
     else:
         uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
     print("deploykit-edge: stopped, logs flushed", file=sys.stderr, flush=True)
@@ -82,11 +137,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _open(path: str, mode: str, std: TextIO) -> Iterator[TextIO]:
+    """A text file (``-``: stdin/stdout); input is read as UTF-8 with or without a byte-order mark."""
+    encoding = "utf-8-sig" if "r" in mode else "utf-8"
     if path == "-":
-        yield std
+        if "r" in mode and hasattr(std, "buffer"):
+            yield io.TextIOWrapper(std.buffer, encoding=encoding, newline="")
+        else:
+            yield std
         return
+    if "r" in mode and os.path.isdir(path):
+        raise EdgeError(f"cannot open {path}: Is a directory")
     try:
-        handle = open(path, mode, encoding="utf-8", newline="")
+        handle = open(path, mode, encoding=encoding, newline="")
     except OSError as exc:
         raise EdgeError(f"cannot open {path}: {exc.strerror}") from None
     with handle:
@@ -95,12 +157,26 @@ def _open(path: str, mode: str, std: TextIO) -> Iterator[TextIO]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Batch predictions; exit 1 when some rows could not be predicted (they are reported)."""
+    import csv
+
     from edge.batch import predict_file
     from edge.runner import Predictor
 
     predictor = Predictor(args.bundle, args.variant)
+    shown = "stdin" if args.input == "-" else args.input
+    if "-" not in (args.input, args.output) and os.path.exists(args.input) and os.path.exists(args.output) \
+            and os.path.samefile(args.input, args.output):
+        raise EdgeError(f"--output {args.output} is the --input file, which writing would erase; choose another --output")
     with _open(args.input, "r", sys.stdin) as source, _open(args.output, "w", sys.stdout) as sink:
-        result = predict_file(predictor, source, sink)
+        try:
+            result = predict_file(predictor, source, sink)
+        except UnicodeDecodeError as exc:
+            raise EdgeError(f"--input {shown} is not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}); "
+                            "give a CSV or JSON lines file saved as UTF-8") from None
+        except csv.Error as exc:
+            raise EdgeError(f"--input {shown} is not a readable CSV ({exc}); fix the file") from None
+        except RecursionError:
+            raise EdgeError(f"--input {shown} has a JSON line nested too deeply to read; give one flat object per line") from None
     for message in result.errors:
         print(f"bad row: {message}", file=sys.stderr)
     if result.errors:
@@ -287,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``deploykit-edge``; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # numpy overflow notes: results are checked
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

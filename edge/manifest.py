@@ -64,6 +64,26 @@ def safe_join(root: Path, relpath: str) -> Path:
     return target
 
 
+def _not_json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """Parse a bundle JSON file strictly: UTF-8, no NaN/Infinity, not nested absurdly deep.
+
+    Raises:
+        BundleError: naming the file and what is wrong.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{what} is not valid JSON ({exc}); re-create the bundle") from None
+    except RecursionError:
+        raise BundleError(f"{what} is not valid JSON (nested too deeply); re-create the bundle") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
+        raise BundleError(f"{what} is not valid JSON ({str(exc)[:120]}); re-create the bundle") from None
+
+
 def sha256_file(path: Path) -> str:
     """The hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -80,6 +100,8 @@ def load(bundle: Path) -> dict[str, Any]:
         BundleError: the folder is missing or not a bundle, the JSON is broken, or it fails the schema.
     """
     bundle = Path(bundle)
+    if bundle.exists() and not bundle.is_dir():
+        raise BundleError(f"{str(bundle)!r} is a file, not a bundle folder; pass the folder `deploykit convert` wrote")
     if not bundle.is_dir():
         raise BundleError(f"bundle folder {str(bundle)!r} does not exist; pass the folder `deploykit convert` wrote")
     path = bundle / MANIFEST
@@ -87,10 +109,7 @@ def load(bundle: Path) -> dict[str, Any]:
         raise BundleError(
             f"{str(bundle)!r} is not a deploykit bundle (no manifest.json); pass the folder `deploykit convert` wrote"
         )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"manifest.json in {str(bundle)!r} is not valid JSON ({exc}); re-create the bundle") from None
+    manifest = _read_json(path, f"manifest.json in {str(bundle)!r}")
     validate(manifest)
     return manifest
 
@@ -142,13 +161,36 @@ def load_golden(bundle: Path) -> dict[str, Any]:
     path = Path(bundle) / GOLDEN
     if not path.is_file():
         raise BundleError(f"{str(Path(bundle))!r} has no golden.json; copy it with the bundle or re-create the bundle")
-    try:
-        golden = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"golden.json is not valid JSON ({exc}); re-create the bundle") from None
+    golden = _read_json(path, "golden.json")
     if not isinstance(golden, dict) or not {"inputs", "outputs"} <= set(golden):
         raise BundleError("golden.json lacks 'inputs' or 'outputs'; re-create the bundle")
+    for part in ("inputs", "outputs"):
+        if not isinstance(golden[part], dict):
+            raise BundleError(f"golden.json {part!r} is not an object of named arrays; re-create the bundle")
+        for name, values in golden[part].items():
+            if not _numeric_array(values):
+                raise BundleError(
+                    f"golden.json {part[:-1]} {name!r} is not a rectangular array of numbers; re-create the bundle"
+                )
     return golden
+
+
+def _numeric_array(values: Any) -> bool:
+    """Whether a JSON value is a non-empty, rectangular (nested) list of numbers (or booleans, for bool inputs)."""
+    import numpy as np
+
+    def numbers_only(v: Any) -> bool:
+        if isinstance(v, list):
+            return all(numbers_only(item) for item in v)
+        return isinstance(v, (int, float))
+
+    if not isinstance(values, list) or not values or not numbers_only(values):
+        return False
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def artifacts_of(manifest: dict[str, Any], fmt: str) -> list[dict[str, Any]]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from edge_helpers import PYTHON, REPO, run
+from edge_helpers import ENV, PYTHON, REPO, run
 
 EDGE = [PYTHON, "-m", "edge"]
 
@@ -116,3 +117,72 @@ def test_drift_cli_on_a_log(bundle: Path, tmp_path: Path) -> None:
     r = run(EDGE + ["drift", str(shifted), "--bundle", str(bundle), "--json"])
     report = json.loads(r.stdout)
     assert {f["feature"]: f["drifted"] for f in report["features"]} == {"rm": True, "tax": False, "age": False}
+
+
+# --------------------------------------------------------------------------- release QA: odd input files and ports
+
+
+def test_predict_reads_a_csv_with_a_byte_order_mark_from_a_file_and_stdin(bundle: Path, tmp_path: Path) -> None:
+    """Was: the BOM stuck to the first header name, so the error said the input has no column rm."""
+    src = tmp_path / "bom.csv"
+    src.write_bytes(b"\xef\xbb\xbfrm,tax,age\r\n6,250,66.5\r\n")
+    for args, stdin in ((["--input", str(src)], None), (["--input", "-"], src.read_bytes())):
+        r = subprocess.run(EDGE + ["predict", str(bundle), *args], cwd=REPO, env=ENV, capture_output=True, input=stdin,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode().splitlines()[0] == "row,rm,tax,age,prediction,error"
+
+
+def test_predict_input_that_is_binary_deeply_nested_or_has_a_huge_cell(bundle: Path, tmp_path: Path) -> None:
+    """Was: 'Error: unexpected UnicodeDecodeError / RecursionError / Error ...; please report it'."""
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"rm,tax,age\n\x94\x00\xff")
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "\n")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("rm,tax,age\n6,250," + "6" * 200_000 + "\n")
+    expected = {
+        binary: f"Error: --input {binary} is not UTF-8 text (it holds the byte 0x94); give a CSV or JSON lines file saved as UTF-8",
+        deep: f"Error: --input {deep} has a JSON line nested too deeply to read; give one flat object per line",
+        huge: f"Error: --input {huge} is not a readable CSV (field larger than field limit (131072)); fix the file",
+    }
+    for path, message in expected.items():
+        r = run(EDGE + ["predict", str(bundle), "--input", str(path)])
+        assert (r.returncode, r.stderr) == (1, message + "\n")
+
+
+def test_predict_refuses_to_write_over_its_input(bundle: Path, tmp_path: Path) -> None:
+    """Was: --output naming the --input file truncated it first, then said 'the input is empty'."""
+    src = tmp_path / "in.csv"
+    src.write_text("rm,tax,age\n6,250,66.5\n")
+    (tmp_path / "link.csv").symlink_to(src)
+    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(tmp_path / "link.csv")])
+    assert (r.returncode, r.stderr) == (
+        1, f"Error: --output {tmp_path / 'link.csv'} is the --input file, which writing would erase; choose another --output\n")
+    assert src.read_text() == "rm,tax,age\n6,250,66.5\n"
+
+
+def test_serve_port_in_use_or_out_of_range_is_one_line(bundle: Path) -> None:
+    """Was: uvicorn's 'ERROR: [Errno 98] ...' after a 'serving ...' line, and exit status 3."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run(EDGE + ["serve", str(bundle), "--port", str(port)])
+        assert (r.returncode, r.stderr) == (
+            1, f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); pick a free port with --port\n")
+    r = run(EDGE + ["serve", str(bundle), "--port", "99999"])
+    assert (r.returncode, r.stderr) == (1, "Error: --port 99999 is not a port number; pass 0-65535 (0 picks a free port)\n")
+    r = run(EDGE + ["serve", str(bundle), "--max-concurrency", "0"])
+    assert (r.returncode, r.stderr) == (1, "Error: --max-concurrency must be at least 1 (got 0)\n")
+
+
+def test_selftest_on_golden_outside_float32_prints_no_numpy_warning(bundle_copy: Path) -> None:
+    golden = json.loads((bundle_copy / "golden.json").read_text())
+    golden["inputs"]["features"][0] = [1e308, 1e308, 1e308]
+    (bundle_copy / "golden.json").write_text(json.dumps(golden))
+    r = run(EDGE + ["selftest", str(bundle_copy)])
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["Error: selftest failed: medv: max relative error inf > 1e-05"]
