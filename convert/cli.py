@@ -237,8 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     silence_environment()
     sys.unraisablehook = _unraisable
     debug = bool(os.environ.get("DEPLOYKIT_DEBUG"))
+    log: Path | None = None
+    keep_log = False
     try:
-        with native_output_to_log() as (out, err, _log):
+        with native_output_to_log() as (out, err, log):
             return int(args.func(args, out, err) or 0)
     except EdgeError as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -249,10 +251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: one line, not a traceback
         if debug:
             raise
+        keep_log = log is not None
         text = " ".join(str(exc).split())[:300]
-        print(f"Error: unexpected {type(exc).__name__}: {text} (rerun with DEPLOYKIT_DEBUG=1 for details and please report it)",
-              file=sys.stderr)
+        where = f"; native library output in {log}" if keep_log else ""
+        print(f"Error: unexpected {type(exc).__name__}: {text} (rerun with DEPLOYKIT_DEBUG=1 for details and please "
+              f"report it{where})", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        # The native log (TensorFlow's C++ output) only matters when something unexpected happened.
+        if log is not None and not keep_log:
+            with contextlib.suppress(OSError):
+                log.unlink()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,6 +35,7 @@ def _reject_constant(name: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+FLOAT32_MAX = 3.4028234663852886e38  # the models take float32: a larger value would become infinity
 
 
 def parse_json(body: bytes) -> Any:
@@ -53,6 +54,8 @@ def parse_json(body: bytes) -> Any:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InputError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # an integer literal over Python's digit limit (sys.get_int_max_str_digits)
+        raise InputError(422, "a number in the body has too many digits; send ordinary numbers") from None
     except RecursionError:
         raise InputError(400, "malformed JSON: nested too deeply") from None
 
@@ -81,6 +84,9 @@ class RowParser:
         except OverflowError:  # an integer literal too large for a float
             raise InputError(422, f"{where}{name} must be a finite number, got an integer of {len(str(abs(value)))} digits; "
                                   f"{self.expected}") from None
+        if math.isfinite(number) and abs(number) > FLOAT32_MAX:
+            raise InputError(422, f"{where}{name} must be within the float32 range (|x| <= 3.4e38), got {value!r}; "
+                                  f"{self.expected}")
         if not math.isfinite(number):
             raise InputError(422, f"{where}{name} must be a finite number, got {value!r}; {self.expected}")
         return number
@@ -102,7 +108,7 @@ class RowParser:
         except OverflowError:
             return None
         for v in row:
-            if v - v != 0.0:  # NaN or +-inf
+            if v - v != 0.0 or v > FLOAT32_MAX or v < -FLOAT32_MAX:  # NaN, +-inf, beyond float32
                 return None
         return row
 
@@ -154,8 +160,10 @@ class RowParser:
         return np.asarray([self.row(item, f"row {i}: ") for i, item in enumerate(items)], dtype=np.float64)
 
 
-def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str) -> np.ndarray:
-    """A nested list for a non-tabular input (TF Serving shape), checked for shape and finiteness.
+def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str,
+                 model_dtype: str | None = None) -> np.ndarray:
+    """A nested list for a non-tabular input (TF Serving shape), checked for shape and finiteness (and the
+    float32 range when the model input, ``model_dtype`` or else ``dtype``, is float32).
 
     Raises:
         InputError: 422 for ragged, non-numeric, non-finite or wrongly shaped values.
@@ -168,6 +176,8 @@ def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str)
         raise InputError(422, f"input {name!r} must be a (nested) list of numbers of shape {list(shape)}") from None
     if arr.dtype == object or not np.all(np.isfinite(arr)):
         raise InputError(422, f"input {name!r} must hold finite numbers only")
+    if (model_dtype or dtype) == "float32" and arr.size and float(np.abs(arr).max()) > FLOAT32_MAX:
+        raise InputError(422, f"input {name!r} must be within the float32 range (|x| <= 3.4e38)")
     want = list(shape)
     if arr.ndim != len(want) or any(w is not None and a != w for a, w in zip(arr.shape[1:], want[1:])):
         raise InputError(422, f"input {name!r} has shape {list(arr.shape)}, the model takes {want}")

@@ -215,7 +215,7 @@ class EdgeApp:
                 return "tfs_predict", ("POST",), _strip_version(rest[: -len(":predict")])
             if rest.endswith("/metadata"):
                 return "tfs_metadata", ("GET", "HEAD"), _strip_version(rest[: -len("/metadata")])
-            if rest and "/" not in rest.strip("/") or "/versions/" in rest:
+            if rest and "/" not in rest.strip("/") or "/versions/" in rest or "/labels/" in rest:
                 return "tfs_status", ("GET", "HEAD"), _strip_version(rest.strip("/"))
         return "", (), None
 
@@ -313,7 +313,7 @@ class EdgeApp:
         if ctype not in accept:
             ctype = ctype.split(b";", 1)[0].strip().lower()
         if ctype not in accept:
-            shown = ctype.decode("latin-1") or "none"
+            shown = ctype[:60].decode("latin-1") or "none"
             raise _Reply(415, f"content type {shown} is not supported; send Content-Type: {accept[0].decode()}")
         limit = self.config.max_body
         declared = headers.get(b"content-length")
@@ -368,7 +368,8 @@ class EdgeApp:
     def _check_outputs(outputs: dict[str, np.ndarray]) -> None:
         for key, arr in outputs.items():
             if not (math.isfinite(float(arr.flat[0])) if arr.size == 1 else np.all(np.isfinite(arr))):
-                raise _Reply(500, f"the model produced a non-finite output {key!r}; check the inputs and the bundle")
+                raise _Reply(422, f"the model produced a non-finite output {key!r} for these inputs; "
+                                  "send values nearer the training range")
 
     async def _h_predict_json(self, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
         body = await self._body(receive, headers, (JSON_TYPE,))
@@ -390,8 +391,8 @@ class EdgeApp:
         if y.size == 1:
             value = float(y.flat[0])
             if value - value != 0.0:
-                raise _Reply(500, f"the model produced a non-finite output {self.p.output_keys[0]!r}; "
-                                  "check the inputs and the bundle")
+                raise _Reply(422, f"the model produced a non-finite output {self.p.output_keys[0]!r} for these inputs; "
+                                  "send values nearer the training range")
             body = b'{"prediction":%s,"success":true}' % repr(value).encode()  # repr is JSON's float text
         else:
             self._check_outputs({self.p.output_keys[0]: y})
@@ -430,7 +431,8 @@ class EdgeApp:
             for spec in specs:
                 if spec["name"] not in columns:
                     raise InputError(422, f"input {spec['name']!r} is missing")
-                inputs[spec["name"]] = check_tensor(columns[spec["name"]], spec["name"], spec["shape"], "float64")
+                inputs[spec["name"]] = check_tensor(columns[spec["name"]], spec["name"], spec["shape"], "float64",
+                                                    spec["dtype"])
             n = {a.shape[0] for a in inputs.values()}
             if max(n) > self.config.max_batch:
                 raise InputError(413, f"batch of {max(n)} rows is over the limit of {self.config.max_batch}")
@@ -482,11 +484,14 @@ class EdgeApp:
                 if self.rows is not None and isinstance(inst, list):
                     self.rows.row(inst, f"instance {i}: ")  # names the features on a bad count or value
                 per_input[names[0]].append(inst)
-        return {s["name"]: check_tensor(per_input[s["name"]], s["name"], s["shape"], "float64") for s in specs}
+        return {s["name"]: check_tensor(per_input[s["name"]], s["name"], s["shape"], "float64", s["dtype"]) for s in specs}
 
     def _check_model(self, model_name: str | None) -> None:
-        if model_name != self.name:
-            raise _Reply(404, f"model {model_name!r} not found; this server serves {self.name!r}")
+        name, _, version = (model_name or "").partition("\0")
+        if name != self.name:
+            raise _Reply(404, f"model {name[:100]!r} not found; this server serves {self.name!r}")
+        if version:
+            raise _Reply(404, f"{version[:40]} of model {name!r} not found; this server serves version 1 only")
 
     async def _h_tfs_status(self, model_name: str, **_: Any) -> tuple:
         self._check_model(model_name)
@@ -590,7 +595,13 @@ class EdgeApp:
 
 
 def _strip_version(name: str) -> str:
-    return name.split("/versions/", 1)[0].split("/labels/", 1)[0]
+    """``NAME``, ``NAME/versions/V`` or ``NAME/labels/L`` -> the model name, with the version part kept
+    after a NUL when it is not version 1 (the only version served), so that ``_check_model`` answers 404."""
+    base, sep, version = name.partition("/versions/")
+    if sep:
+        return base if version == "1" else f"{base}\0version {version}"
+    base, sep, label = name.partition("/labels/")
+    return f"{base}\0label {label}" if sep else name
 
 
 def _page(title: str, inner: str) -> str:

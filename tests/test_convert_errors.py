@@ -130,3 +130,13 @@ def test_unknown_target_column(tmp_path, boston_linear):
 def test_train_refuses_a_non_keras_path(tmp_path):
     result = run_cli("train", "--out", tmp_path / "model.h5")
     assert_clean_error(result, "--out must end in .keras")
+
+
+def test_the_native_log_is_removed_unless_something_unexpected_happened(tmp_path: Path) -> None:
+    """The CLI sends TensorFlow's C++ output to a temp log; a clean run or a clear error leaves none behind."""
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("deploykit-native-*.log"))
+    result = run_cli("verify", tmp_path)  # not a bundle: a clear error
+    assert result.returncode == 1 and result.stderr.startswith("Error: ")
+    assert set(Path(tempfile.gettempdir()).glob("deploykit-native-*.log")) <= before
