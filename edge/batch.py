@@ -89,6 +89,15 @@ def _read(source: TextIO) -> tuple[list[str], list[dict[str, Any]], str]:
     reader = csv.reader(io.StringIO(text))
     header = next(reader)
     header = [h.strip() for h in header]
+    duplicated = sorted({h for h in header if h and header.count(h) > 1})
+    if duplicated:
+        raise EdgeError(f"the CSV header has the column {', '.join(repr(d) for d in duplicated)} twice; "
+                        "keep one column per name")
+    if len(header) == 1:
+        for sep, name in ((";", "semicolon"), ("\t", "tab")):
+            if sep in header[0]:
+                raise EdgeError(f"the CSV looks {name}-separated (header {header[0][:60]!r}); "
+                                "save it as comma-separated CSV")
     rows = []
     for cells in reader:
         if not any(c.strip() for c in cells):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge_helpers import ENV, PYTHON, REPO, run
 
@@ -57,6 +58,19 @@ def test_predict_csv_without_a_feature_column(bundle: Path, tmp_path: Path) -> N
     r = run(EDGE + ["predict", str(bundle), "--input", str(src)])
     assert r.returncode == 1
     assert r.stderr == "Error: the input has no column tax; expected the features rm, tax, age in the header\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("rm,tax,age,rm\n6,250,66.5,7\n", "the CSV header has the column 'rm' twice; keep one column per name"),
+    ("rm;tax;age\n6;250;66.5\n", "the CSV looks semicolon-separated (header 'rm;tax;age'); save it as comma-separated CSV"),
+    ("rm\ttax\tage\n6\t250\t66.5\n", "the CSV looks tab-separated (header 'rm\\ttax\\tage'); save it as comma-separated CSV"),
+])
+def test_predict_csv_header_problems(bundle: Path, tmp_path: Path, text: str, message: str) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text(text)
+    r = run(EDGE + ["predict", str(bundle), "--input", str(src)])
+    assert r.returncode == 1
+    assert r.stderr == f"Error: {message}\n"
 
 
 def test_selftest_passes_and_fails_honestly(bundle: Path) -> None:
