@@ -26,6 +26,7 @@ import pytest
 keras = pytest.importorskip("keras")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from convert.parity.browser import CHROMIUM_ARGS as WEBGL_ARGS  # noqa: E402 - webgl on SwiftShader, as the engine runs it
 from convert.tfjs_layers import UnsupportedLayers, write_layers_model  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -314,6 +315,15 @@ def _max_rel(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.max(np.abs(got - ref) / scale))
 
 
+def _keras_and_tfjs(model: Any, inputs: list[np.ndarray], page: Any, url: str, backend: str) -> tuple[list, dict]:
+    """Keras's outputs and the harness page's answer for the layers model at ``url`` on ``backend``."""
+    refs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    refs = refs if isinstance(refs, list) else [refs]
+    payload = [{"data": x.ravel().tolist(), "shape": list(x.shape),
+                "dtype": "int32" if x.dtype.kind in "iu" else "float32"} for x in inputs]
+    return refs, page.evaluate("([url, xs, backend]) => window.runLayersModel(url, xs, backend)", [url, payload, backend])
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=needs_browser) for n in MODELS])
 def test_layers_model_loads_in_tfjs_and_matches_keras(
         name: str, site: tuple[pathlib.Path, str], page: Any) -> None:
@@ -324,12 +334,7 @@ def test_layers_model_loads_in_tfjs_and_matches_keras(
     assert written["files"][0] == "model.json"
     assert all((root / name / f).is_file() for f in written["files"])
 
-    refs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-    refs = refs if isinstance(refs, list) else [refs]
-    payload = [{"data": x.ravel().tolist(), "shape": list(x.shape),
-                "dtype": "int32" if x.dtype.kind in "iu" else "float32"} for x in inputs]
-    result = page.evaluate("([url, xs]) => window.runLayersModel(url, xs)",
-                           [f"{base}/{name}/model.json", payload])
+    refs, result = _keras_and_tfjs(model, inputs, page, f"{base}/{name}/model.json", "cpu")
     assert result["version"] == "4.22.0" and result["backend"] == "cpu"
     outs = result["outputs"]
     assert len(outs) == len(refs)
@@ -341,26 +346,6 @@ def test_layers_model_loads_in_tfjs_and_matches_keras(
     assert max(errors) <= MAX_REL, f"{name}: {errors}"
 
 
-# The webgl backend in headless Chromium on SwiftShader (the flags convert/parity/browser.py uses).
-WEBGL_ARGS = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
-WEBGL_RUN = """async ([url, inputs]) => {
-  if (!(await tf.setBackend("webgl"))) throw new Error("the webgl backend cannot start");
-  await tf.ready();
-  const model = await tf.loadLayersModel(url);
-  const xs = inputs.map((x) => tf.tensor(x.data, x.shape, x.dtype));
-  try {
-    let ys = model.predict(xs.length === 1 ? xs[0] : xs);
-    if (!Array.isArray(ys)) ys = [ys];
-    const out = [];
-    for (const y of ys) out.push({data: Array.from(await y.data()), shape: y.shape});
-    tf.dispose(ys);
-    return {backend: tf.getBackend(), float32: tf.env().getBool("WEBGL_RENDER_FLOAT32_ENABLED"), outputs: out};
-  } finally {
-    tf.dispose(xs);
-    model.dispose();
-  }
-}"""
 # Normalization over 3 channels feeding a Dense (webgl packs 2x2 blocks: odd channel counts leave padding
 # lanes; with epsilon=0 these two gave NaN), plus a real BatchNormalization and a two-input model as controls.
 WEBGL_MODELS = ["boston_mlp_keras_file", "normalization_variants", "two_inputs_two_outputs", "bn_dropout_classifier"]
@@ -379,11 +364,7 @@ def test_layers_model_matches_keras_on_webgl(name: str, site: tuple[pathlib.Path
     model, inputs = MODELS[name]()
     root, base = site
     write_layers_model(model, root / f"webgl-{name}")
-    refs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-    refs = refs if isinstance(refs, list) else [refs]
-    payload = [{"data": x.ravel().tolist(), "shape": list(x.shape),
-                "dtype": "int32" if x.dtype.kind in "iu" else "float32"} for x in inputs]
-    result = webgl_page.evaluate(WEBGL_RUN, [f"{base}/webgl-{name}/model.json", payload])
+    refs, result = _keras_and_tfjs(model, inputs, webgl_page, f"{base}/webgl-{name}/model.json", "webgl")
     assert result["backend"] == "webgl"
     if not result["float32"]:
         pytest.skip("this WebGL renders half floats only (WEBGL_RENDER_FLOAT32_ENABLED is false)")
