@@ -177,6 +177,12 @@ def _input_layer(cfg: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     return {"batch_input_shape": list(shape), "dtype": out, "sparse": False, "name": cfg["name"]}
 
 
+def _kernel_weights(holder: Any, use_bias: bool, *more: str) -> list[tuple[str, np.ndarray]]:
+    """``kernel``, then the named extra weights, then ``bias`` when used: the order TFJS reads them in."""
+    names = ["kernel", *more] + (["bias"] if use_bias else [])
+    return [(name, _np(getattr(holder, name))) for name in names]
+
+
 def _dense(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
     where = f"Dense {cfg['name']!r}"
     _require(getattr(layer, "quantization_mode", None) is None, f"{where} is quantized")
@@ -188,9 +194,7 @@ def _dense(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
         "kernel_initializer": _initializer(cfg.get("kernel_initializer"), notes),
         "bias_initializer": _initializer(cfg.get("bias_initializer"), notes),
     }
-    weights = [("kernel", _np(layer.kernel))]
-    if out["use_bias"]:
-        weights.append(("bias", _np(layer.bias)))
+    weights = _kernel_weights(layer, out["use_bias"])
     return "Dense", out, weights
 
 
@@ -304,9 +308,7 @@ def _conv(class_name: str, rank: int) -> Callable[[Any, dict[str, Any], list[str
             "kernel_initializer": _initializer(cfg.get("kernel_initializer"), notes),
             "bias_initializer": _initializer(cfg.get("bias_initializer"), notes),
         }
-        weights = [("kernel", _np(layer.kernel))]
-        if out["use_bias"]:
-            weights.append(("bias", _np(layer.bias)))
+        weights = _kernel_weights(layer, out["use_bias"])
         return class_name, out, weights
 
     return translate
@@ -378,9 +380,7 @@ def _rnn(class_name: str) -> Callable[[Any, dict[str, Any], list[str]], LayerOut
         if class_name == "GRU":
             out["reset_after"] = False
         cell = layer.cell
-        weights = [("kernel", _np(cell.kernel)), ("recurrent_kernel", _np(cell.recurrent_kernel))]
-        if out["use_bias"]:
-            weights.append(("bias", _np(cell.bias)))
+        weights = _kernel_weights(cell, out["use_bias"], "recurrent_kernel")
         return class_name, out, weights
 
     return translate

@@ -65,13 +65,16 @@ class Metrics:
         if len(self._rows) >= self.FLUSH_EVERY:
             self.flush()
 
-    def count_predictions(self, n: int, out_of_range: Sequence[int] | None = None) -> None:
-        """Count predicted rows and, per feature, values outside the training range."""
+    def count_rows(self, rows: Sequence[Sequence[float]]) -> None:
+        """Count predicted rows (values in feature order), as ``count_row`` does one by one."""
+        self._rows.extend(rows)
+        if len(self._rows) >= self.FLUSH_EVERY:
+            self.flush()
+
+    def count_predictions(self, n: int) -> None:
+        """Count predictions of a model without tabular features (no range to check)."""
         with self._lock:
             self.predictions += n
-            if out_of_range is not None:
-                for name, k in zip(self.feature_names, out_of_range):
-                    self.out_of_range[name] += int(k)
 
     def flush(self) -> None:
         """Fold the pending observations into the counters."""
