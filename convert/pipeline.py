@@ -189,12 +189,13 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
         outputs.append({**spec.to_json(), "key": spec.key, "range": [float(values.min()), float(values.max())]})
 
     progress("Exporting the SavedModel")
-    saved_model = ref.export_saved_model(work / "saved_model")
     keras_model, unroll_note = _unrolled(ref)
-    if unroll_note:
+    if unroll_note:  # every TFLite and graph artifact comes from the unrolled copy; export only that
         from convert.reference import export
 
         saved_model = export(keras_model, work / "saved_model_unrolled")
+    else:
+        saved_model = ref.export_saved_model(work / "saved_model")
 
     artifacts: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
