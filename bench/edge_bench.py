@@ -9,12 +9,14 @@ Three servers answer `POST /predict_json` with `[6, 250, 66.5]`, one after the o
 * edge:     `python -m edge serve BUNDLE` (ai-edge-litert / tflite-runtime, no TensorFlow).
 
 The same load generator drives all three: wrk (`apt-get install -y wrk`) when it is on PATH, else an
-asyncio client; 8 connections, fixed duration. Also measured: resident memory of the whole process
+asyncio client; 8 connections, fixed duration. The ceiling and the edge run side by side and are loaded
+in turn, --rounds times (medians reported, every round kept in the JSON), so a slow spell of the machine
+hits both alike. Also measured: resident memory of the whole process
 tree after loading and after the load, process start to the first 200, and one prediction through the
-Python API (edge `Predictor.predict_row`, and `predict_rows` for a batch of one) against Keras
+Python API (edge `Predictor.predict_value`; `predict_row` and `predict_rows` for a batch of one shown too) against Keras
 `predict_on_batch` on a one-row DataFrame.
 
-    python bench/edge_bench.py [--bundle B --model M.keras] [--duration 10] [--json bench/edge_bench.json]
+    python bench/edge_bench.py [--bundle B --model M.keras] [--duration 10] [--rounds 3] [--json bench/edge_bench.json]
 
 Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI into a temp folder.
 """
@@ -219,22 +221,48 @@ def load_python(port: int, duration: int, connections: int) -> dict:
             "generator": f"python asyncio, {connections} connections"}
 
 
-def measure_server(name: str, cmd: list[str], port: int, args: argparse.Namespace) -> dict:
-    proc, startup = start(cmd, port)
+def load(port: int, args: argparse.Namespace) -> dict:
+    if shutil.which("wrk") and not args.python_client:
+        return load_wrk(port, args.duration, args.connections, args.wrk_threads)
+    return load_python(port, args.duration, args.connections)
+
+
+def measure_servers(servers: dict[str, tuple[list[str], int]], args: argparse.Namespace, rounds: int) -> dict[str, dict]:
+    """Start every server (start-up time measured one at a time), then load them in turn, ``rounds`` times
+    round-robin, so that a slow spell of the machine hits each of them alike. Requests/s and latencies are
+    the median over the rounds; resident memory the largest seen."""
+    procs: dict[str, tuple[subprocess.Popen, int, float]] = {}
+    runs: dict[str, list[dict]] = {name: [] for name in servers}
+    rss: dict[str, float] = {}
     try:
-        for _ in range(200):  # warm up
-            post_once(port)
-        rss_loaded = tree_rss_mb(proc.pid)
-        if shutil.which("wrk") and not args.python_client:
-            result = load_wrk(port, args.duration, args.connections, args.wrk_threads)
-        else:
-            result = load_python(port, args.duration, args.connections)
-        result.update(start_to_first_200_s=startup, rss_mb=max(rss_loaded, tree_rss_mb(proc.pid)))
+        for name, (cmd, port) in servers.items():
+            proc, startup = start(cmd, port)
+            procs[name] = (proc, port, startup)
+            for _ in range(200):  # warm up
+                post_once(port)
+            rss[name] = tree_rss_mb(proc.pid)
+        for r in range(rounds):
+            for name, (proc, port, _) in procs.items():
+                result = load(port, args)
+                runs[name].append(result)
+                rss[name] = max(rss[name], tree_rss_mb(proc.pid))
+                print(f"  round {r + 1}/{rounds} {name:9} {result['rps']:10.0f} req/s  p99 {result['p99_ms']:8.2f} ms", flush=True)
     finally:
-        stop(proc)
-    print(f"  {name:9} {result['rps']:10.0f} req/s  p99 {result['p99_ms']:8.2f} ms  RSS {result['rss_mb']:7.1f} MB  "
-          f"start {result['start_to_first_200_s']:6.2f} s", flush=True)
-    return result
+        for proc, _, _ in procs.values():
+            stop(proc)
+    out = {}
+    for name, results in runs.items():
+        out[name] = {
+            "rps": statistics.median(x["rps"] for x in results),
+            "p50_ms": statistics.median(x["p50_ms"] for x in results),
+            "p99_ms": statistics.median(x["p99_ms"] for x in results),
+            "non_2xx": sum(x["non_2xx"] for x in results),
+            "socket_errors": "; ".join(x["socket_errors"] for x in results if x["socket_errors"]),
+            "generator": results[0]["generator"],
+            "rounds": [{"rps": x["rps"], "p99_ms": x["p99_ms"]} for x in results],
+            "rss_mb": rss[name], "start_to_first_200_s": procs[name][2],
+        }
+    return out
 
 
 def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
@@ -255,6 +283,11 @@ def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
         times = []
         for _ in range({repeats * 50}):
             t = time.perf_counter(); p.predict_row(one); times.append(time.perf_counter() - t)
+        edge_row = statistics.median(times)
+        for _ in range(1000): p.predict_value(one)
+        times = []
+        for _ in range({repeats * 50}):
+            t = time.perf_counter(); p.predict_value(one); times.append(time.perf_counter() - t)
         edge = statistics.median(times)
         import pandas as pd, keras
         model = keras.models.load_model({str(model)!r})
@@ -263,7 +296,7 @@ def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
         times = []
         for _ in range({repeats}):
             t = time.perf_counter(); model.predict_on_batch(pd.DataFrame(row, columns=["rm", "tax", "age"])); times.append(time.perf_counter() - t)
-        print(json.dumps({{"edge_s": edge, "edge_rows_s": edge_rows, "keras_s": statistics.median(times)}}))
+        print(json.dumps({{"edge_s": edge, "edge_row_s": edge_row, "edge_rows_s": edge_rows, "keras_s": statistics.median(times)}}))
     ''')
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -282,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--model", type=Path, help="the .keras model the bundle was converted from (baseline)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per server and round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="ceiling and edge are loaded in turn this many times (medians reported)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--python-client", action="store_true", help="use the asyncio client even if wrk exists")
@@ -302,15 +337,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"load: {args.connections} connections, {args.duration} s each, loopback, "
           f"{'wrk' if shutil.which('wrk') and not args.python_client else 'python asyncio client'}", flush=True)
-    results = {}
     port = free_port()
-    results["baseline"] = measure_server("baseline", [sys.executable, str(work / "baseline.py"), str(args.model), str(port)], port, args)
-    port = free_port()
-    results["ceiling"] = measure_server("ceiling", [sys.executable, str(work / "ceiling.py"), str(port), str(args.workers)],
-                                        port, args)
-    port = free_port()
-    results["edge"] = measure_server("edge", [sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(port),
-                                              "--workers", str(args.workers)], port, args)
+    results = measure_servers({"baseline": ([sys.executable, str(work / "baseline.py"), str(args.model), str(port)], port)},
+                              args, 1)
+    ceiling_port = edge_port = free_port()
+    while edge_port == ceiling_port:
+        edge_port = free_port()
+    results.update(measure_servers({
+        "ceiling": ([sys.executable, str(work / "ceiling.py"), str(ceiling_port), str(args.workers)], ceiling_port),
+        "edge": ([sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(edge_port),
+                  "--workers", str(args.workers)], edge_port),
+    }, args, args.rounds))
     api = api_timings(args.bundle, args.model, args.api_repeats)
 
     b, c, e = results["baseline"], results["ceiling"], results["edge"]
@@ -332,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'resident memory, all procs (MB)':32} {b['rss_mb']:12.1f} {c['rss_mb']:12.1f} {e['rss_mb']:12.1f}")
     print(f"{'start to first 200 (s)':32} {b['start_to_first_200_s']:12.2f} {c['start_to_first_200_s']:12.2f} {e['start_to_first_200_s']:12.2f}")
     print(f"{'one prediction, Python API (us)':32} {api['keras_s'] * 1e6:12.1f} {'':>12} {api['edge_s'] * 1e6:12.1f}"
-          f"   (predict_row; predict_rows: {api['edge_rows_s'] * 1e6:.1f})")
+          f"   (predict_value; predict_row {api['edge_row_s'] * 1e6:.1f}, predict_rows {api['edge_rows_s'] * 1e6:.1f})")
     print()
     names = {"rps_vs_baseline": "requests/s edge/baseline", "rps_vs_ceiling": "requests/s edge/ceiling",
              "p99_vs_baseline": "p99 edge/baseline", "rss_vs_baseline": "RSS edge/baseline",

@@ -96,11 +96,8 @@ class DriftMonitor:
     """Keeps the last ``window`` input rows and tests each feature against its reference sample.
 
     A feature is flagged when at least ``min_samples`` rows are in the window and the p-value is below
-    ``alpha``. Results are cached until new rows arrive. ``add_row`` only queues the row (the server
-    calls it once per request from its event loop); queued rows are stored in bulk before any read.
+    ``alpha``. Results are cached until new rows arrive.
     """
-
-    PENDING_MAX = 256
 
     def __init__(self, features: Sequence[dict[str, Any]], window: int = 500, min_samples: int = 50,
                  alpha: float = 0.01) -> None:
@@ -113,26 +110,12 @@ class DriftMonitor:
         self._count = 0
         self._lock = threading.Lock()
         self._cache: tuple[int, list[FeatureDrift]] | None = None
-        self._pending: list[Sequence[float]] = []
-
-    def add_row(self, row: Sequence[float]) -> None:
-        """Add one row (values in feature order). Cheap: rows are queued and stored in bulk."""
-        self._pending.append(row)
-        if len(self._pending) >= self.PENDING_MAX:
-            self._flush()
 
     def add(self, rows: np.ndarray) -> None:
         """Add rows (n, n_features) in feature order."""
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(self.names))
-        self._flush()
         with self._lock:
             self._insert(rows)
-
-    def _flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-            if pending:
-                self._insert(np.asarray(pending, dtype=np.float64).reshape(-1, len(self.names)))
 
     def _insert(self, rows: np.ndarray) -> None:
         """Write rows into the ring (caller holds the lock); only the last ``window`` can stay."""
@@ -144,7 +127,6 @@ class DriftMonitor:
 
     def window_rows(self) -> np.ndarray:
         """The rows now in the window (oldest first)."""
-        self._flush()
         with self._lock:
             n = min(self._count, self.window)
             if self._count <= self.window:
@@ -154,7 +136,6 @@ class DriftMonitor:
 
     def results(self) -> list[FeatureDrift]:
         """KS statistic, p-value and flag per feature for the current window."""
-        self._flush()
         with self._lock:
             count = self._count
             if self._cache is not None and self._cache[0] == count:

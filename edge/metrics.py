@@ -30,10 +30,10 @@ def _num(value: float) -> str:
 class Metrics:
     """The server's counters.
 
-    ``observe`` (once per request) and ``count_row`` (once per predicted row) only append to a pending
-    list; the counting is done in bulk, with numpy, every ``FLUSH_EVERY`` entries and before every read
-    (``render``, ``snapshot``). So the per-request cost stays a list append while ``/metrics`` is exact.
-    Thread-safe.
+    ``observe`` (once per request) only appends to a pending list; the counting is done in bulk, with
+    numpy, every ``FLUSH_EVERY`` entries and before every read (``render``). So the per-request cost stays
+    a list append while ``/metrics`` is exact. Rows are counted in bulk by ``count_rows`` (the server
+    queues its one-row predictions itself, see ``EdgeApp._tally``). Thread-safe.
     """
 
     FLUSH_EVERY = 512
@@ -50,55 +50,56 @@ class Metrics:
         self._lo = np.asarray(lo, dtype=np.float64) if len(lo) else None
         self._hi = np.asarray(hi, dtype=np.float64) if len(hi) else None
         self._observed: list[tuple[str, int, float]] = []
-        self._rows: list[Sequence[float]] = []
         self._lock = threading.Lock()
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        """Count one finished request."""
+        """Count one finished request (queued; counted in bulk)."""
         self._observed.append((route, status, seconds))
         if len(self._observed) >= self.FLUSH_EVERY:
             self.flush()
 
-    def count_row(self, row: Sequence[float]) -> None:
-        """Count one predicted row (values in feature order) and its out-of-range values."""
-        self._rows.append(row)
-        if len(self._rows) >= self.FLUSH_EVERY:
-            self.flush()
+    def observe_many(self, route: str, status: int, seconds: Sequence[float]) -> None:
+        """Count finished requests of one route and status, as ``observe`` does one by one."""
+        if len(seconds):
+            with self._lock:
+                self.requests[(route, status)] += len(seconds)
+                self._histogram(route, seconds)
 
     def count_rows(self, rows: Sequence[Sequence[float]]) -> None:
-        """Count predicted rows (values in feature order), as ``count_row`` does one by one."""
-        self._rows.extend(rows)
-        if len(self._rows) >= self.FLUSH_EVERY:
-            self.flush()
+        """Count predicted rows (values in feature order) and their out-of-range values."""
+        if not len(rows):
+            return
+        with self._lock:
+            self.predictions += len(rows)
+            if self._lo is not None and self._hi is not None:
+                x = np.asarray(rows, dtype=np.float64)
+                counts = ((x < self._lo) | (x > self._hi)).sum(axis=0).tolist()
+                for name, k in zip(self.feature_names, counts):
+                    self.out_of_range[name] += int(k)
 
     def count_predictions(self, n: int) -> None:
         """Count predictions of a model without tabular features (no range to check)."""
         with self._lock:
             self.predictions += n
 
+    def _histogram(self, route: str, seconds: Sequence[float]) -> None:
+        """Add latencies to a route's histogram (caller holds the lock)."""
+        counts = np.bincount(np.searchsorted(BUCKETS, seconds, side="left"), minlength=len(BUCKETS) + 1)
+        hist = self.hist[route]
+        for i, k in enumerate(counts.tolist()):
+            hist[i] += k
+        self.hist_sum[route] += float(sum(seconds))
+
     def flush(self) -> None:
-        """Fold the pending observations into the counters."""
+        """Fold the queued ``observe`` calls into the counters."""
         with self._lock:
             observed, self._observed = self._observed, []
-            rows, self._rows = self._rows, []
-            if observed:
-                by_route: dict[str, list[float]] = defaultdict(list)
-                for route, status, seconds in observed:
-                    self.requests[(route, status)] += 1
-                    by_route[route].append(seconds)
-                for route, seconds in by_route.items():
-                    counts = np.bincount(np.searchsorted(BUCKETS, seconds, side="left"), minlength=len(BUCKETS) + 1)
-                    hist = self.hist[route]
-                    for i, k in enumerate(counts.tolist()):
-                        hist[i] += k
-                    self.hist_sum[route] += float(sum(seconds))
-            if rows:
-                self.predictions += len(rows)
-                if self._lo is not None and self._hi is not None:
-                    x = np.asarray(rows, dtype=np.float64)
-                    counts = ((x < self._lo) | (x > self._hi)).sum(axis=0).tolist()
-                    for name, k in zip(self.feature_names, counts):
-                        self.out_of_range[name] += int(k)
+            by_route: dict[str, list[float]] = defaultdict(list)
+            for route, status, seconds in observed:
+                self.requests[(route, status)] += 1
+                by_route[route].append(seconds)
+            for route, seconds in by_route.items():
+                self._histogram(route, seconds)
 
     def render(self, info: dict[str, str], drift: list[dict[str, Any]], log_errors: int = 0) -> str:
         """The ``/metrics`` body."""

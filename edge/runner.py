@@ -12,6 +12,7 @@ Each thread gets its own interpreter (the TFLite interpreter is not thread-safe)
 
 from __future__ import annotations
 
+import struct
 import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,9 +23,54 @@ from edge import manifest as mf
 from edge import transform
 from edge.bundle import Bundle
 from edge.errors import BundleError, EdgeError
-from edge.interpreter import Runtime, check_runtime, make_interpreter, pick
+from edge.interpreter import Runtime, check_runtime, make_interpreter, pick, tflite_ops
 
 SIGNATURE = "serving_default"
+
+
+# Operators whose output shapes are fixed once the input shapes are: a graph made only of these never
+# reallocates a tensor while it runs, so views of its input and output buffers stay valid across invokes.
+STATIC_SHAPE_OPS = frozenset({
+    "FULLY_CONNECTED", "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "RELU", "RELU6", "RELU_N1_TO_1",
+    "LEAKY_RELU", "PRELU", "LOGISTIC", "TANH", "ELU", "HARD_SWISH", "GELU", "SOFTMAX", "LOG_SOFTMAX", "QUANTIZE",
+    "DEQUANTIZE", "CONCATENATION", "EXP", "LOG", "SQUARE", "SQRT", "RSQRT", "ABS", "NEG", "SQUARED_DIFFERENCE",
+})
+
+
+class _RowView:
+    """Float32 views of a (1, k) input and a one-value output, held across invokes: the one-row hot path.
+
+    The public ``invoke()`` refuses to run while numpy views of the interpreter's tensors exist, because
+    it cannot know whether a tensor will move. Here it is known: the graph has only ``STATIC_SHAPE_OPS``
+    (nothing is reallocated during an invoke) and ``_Session`` drops the view before anything that can
+    reallocate (a resize, ``allocate_tensors``, a batch through the public API). So this calls the
+    wrapper's own ``Invoke``, and writes and reads the tensors in place instead of copying them.
+    """
+
+    def __init__(self, interpreter: Any, in_index: int, out_index: int, k: int) -> None:
+        self._input = memoryview(interpreter.tensor(in_index)()).cast("B").cast("f")
+        self._output = memoryview(interpreter.tensor(out_index)()).cast("B").cast("f")
+        self._pack = struct.Struct(f"={k}f").pack_into  # the C float cast: astype(float32)'s rounding
+        self._invoke = interpreter._interpreter.Invoke
+        self.fits = len(self._input) == k and len(self._output) == 1
+
+    def __call__(self, row: Sequence[float]) -> float:
+        self._pack(self._input, 0, *row)
+        self._invoke()
+        return self._output[0]
+
+    @classmethod
+    def build(cls, interpreter: Any, in_index: int, out_index: int, k: int, ops: frozenset[str]) -> "_RowView | None":
+        """The view, when the wrapper has the parts it relies on, the graph is static, the input is
+        (1, k) float32 and the output one float32 value; else None."""
+        raw = getattr(interpreter, "_interpreter", None)
+        if raw is None or not callable(getattr(raw, "Invoke", None)) or not ops <= STATIC_SHAPE_OPS:
+            return None
+        details = {d["index"]: d for d in interpreter.get_tensor_details()}
+        if any(np.dtype(details[i]["dtype"]) != np.float32 for i in (in_index, out_index)):
+            return None
+        view = cls(interpreter, in_index, out_index, k)
+        return view if view.fits else None
 
 
 def _dims(shape: Sequence[Any]) -> list[int | None]:
@@ -49,9 +95,30 @@ class _Session:
         self.out_index = {name: int(d["index"]) for name, d in self.outputs.items()}
         self.shapes = {name: tuple(int(v) for v in d["shape"]) for name, d in self.inputs.items()}
         self.row_buffers: dict[str, np.ndarray] = {}
+        self.view: _RowView | None = None  # built by value_row, dropped before anything that may reallocate
+        self.no_view = False
+
+    def value_row(self, name: str, row: Sequence[float], out_index: int, ops: frozenset[str]) -> float | None:
+        """One row into a (1, k) float32 input -> the single float32 value of one output, through a
+        ``_RowView``; None when this model or wrapper cannot have one (use ``run_row``)."""
+        view = self.view
+        if view is None:
+            if not self.fast or self.no_view:
+                return None
+            shape = (1, len(row))
+            if self.shapes[name] != shape:
+                self.interpreter.resize_tensor_input(self.in_index[name], shape, strict=False)
+                self.interpreter.allocate_tensors()
+                self.shapes[name] = shape
+            view = self.view = _RowView.build(self.interpreter, self.in_index[name], out_index, len(row), ops)
+            if view is None:
+                self.no_view = True
+                return None
+        return view(row)
 
     def run_row(self, name: str, row: Sequence[float], dtype: np.dtype, out_index: int) -> np.ndarray:
         """One row into a single (1, k) input; the first row of one output. The tabular hot path."""
+        self.view = None
         interp = self.interpreter
         buf = self.row_buffers.get(name)
         if buf is None or self.shapes[name] != buf.shape:
@@ -69,6 +136,7 @@ class _Session:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.fast:
             return {k: np.array(v) for k, v in self.runner(**feeds).items()}
+        self.view = None
         interp = self.interpreter
         resized = False
         for name, arr in feeds.items():
@@ -140,6 +208,10 @@ class Predictor:
                 self._row_transform = (t["mean"].tolist(), t["std"].tolist())
                 self._row_ok = True
         self._check_io(self._session())
+        # One value per row (one output of shape (n,) or (n, 1)): predict_value answers with a float.
+        out_shape = _dims(self.manifest["outputs"][0]["shape"])
+        self.one_value = len(self.output_keys) == 1 and len(out_shape) in (1, 2) and out_shape[1:] in ([], [1])
+        self._ops = frozenset(op["name"] for op in tflite_ops(self.path))
 
     # ------------------------------------------------------------------ loading
 
@@ -232,6 +304,40 @@ class Predictor:
             mean, std = self._row_transform
             row = [(v - m) / s for v, m, s in zip(row, mean, std)]
         return session.run_row(name, row, self.input_dtypes[name], session.out_index[self.output_keys[0]])
+
+    def predict_value(self, row: Sequence[float]) -> float:
+        """One tabular row -> the model's one output value, as a Python float (for ``one_value`` models).
+
+        The same number as ``float(predict_rows([row])[0, 0])``; written into and read from the
+        interpreter's tensors in place when the graph allows it (``_RowView``), else through ``predict_row``.
+
+        Raises:
+            EdgeError: the model does not give one value per row; see ``rows_to_inputs``.
+        """
+        session = self._session()
+        view = session.view  # only ever built for this Predictor's one-value tabular path
+        if view is not None and len(row) == len(self.features):
+            if self._row_transform is not None:
+                mean, std = self._row_transform
+                row = [(v - m) / s for v, m, s in zip(row, mean, std)]
+            return view(row)
+        return self._predict_value(row, session)
+
+    def _predict_value(self, row: Sequence[float], session: _Session) -> float:
+        """``predict_value`` without a view yet: builds one where it can, else runs ``run_row``/``predict_row``."""
+        if not self.one_value:
+            raise EdgeError(f"this model's output {self.output_keys[0]!r} is not one value per row; use predict_row()")
+        if not self._row_ok or not session.fast or len(row) != len(self.features):
+            return float(self.predict_row(row).reshape(-1)[0])
+        if self._row_transform is not None:
+            mean, std = self._row_transform
+            row = [(v - m) / s for v, m, s in zip(row, mean, std)]
+        name = self._direct_input
+        out = session.out_index[self.output_keys[0]]
+        value = session.value_row(name, row, out, self._ops)
+        if value is None:
+            value = float(session.run_row(name, row, self.input_dtypes[name], out).reshape(-1)[0])
+        return value
 
     def rows_to_inputs(self, rows: Any) -> dict[str, np.ndarray]:
         """Tabular rows (n, n_features) in manifest feature order -> the model's input arrays.

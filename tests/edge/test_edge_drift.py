@@ -69,31 +69,8 @@ def test_monitor_waits_for_min_samples_and_keeps_a_window() -> None:
     assert monitor.report()["drifted"] is False  # the shifted rows left the window
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.lists(st.integers(1, 700), min_size=1, max_size=8), st.integers(1, 300))
-def test_queued_rows_land_in_the_window_in_order(chunks: list[int], window: int) -> None:
-    """add_row (queued, stored in bulk) keeps the same window as storing every row at once."""
-    rng = np.random.default_rng(len(chunks))
-    queued = DriftMonitor(_features(rng), window=window)
-    direct = DriftMonitor(_features(rng), window=window)
-    rows = rng.normal(size=(sum(chunks), 2))
-    start = 0
-    for i, n in enumerate(chunks):
-        part = rows[start : start + n]
-        start += n
-        if i % 2:
-            queued.add(part)  # a batch between single rows keeps the order
-        else:
-            for row in part.tolist():
-                queued.add_row(row)
-    direct.add(rows)
-    assert np.array_equal(queued.window_rows(), rows[-window:])
-    assert np.array_equal(direct.window_rows(), rows[-window:])
-    assert queued.report()["n"] == min(len(rows), window)
-
-
 def test_metrics_count_exactly_what_was_observed() -> None:
-    """Deferred, vectorised counting gives the counts of counting one by one, at any read."""
+    """Deferred and bulk counting give the counts of counting one by one."""
     import bisect
 
     from edge.metrics import BUCKETS, Metrics, _num
@@ -102,10 +79,18 @@ def test_metrics_count_exactly_what_was_observed() -> None:
     m = Metrics(["a", "b"], [0.0, 0.0], [1.0, 1.0])
     seconds = np.concatenate([rng.exponential(0.003, 1500), BUCKETS])  # bucket edges count as <= le
     rows = rng.uniform(-0.5, 1.5, size=(1300, 2))
+    course = []  # the server counts its short-path requests with observe_many (route predict_json, 200)
     for i, t in enumerate(seconds.tolist()):
-        m.observe("predict_json" if i % 3 else "healthz", 200 if i % 7 else 422, t)
-    for row in rows.tolist():
-        m.count_row(row)
+        if i % 3 and i % 7 and i % 2:
+            course.append(t)
+        else:
+            m.observe("predict_json" if i % 3 else "healthz", 200 if i % 7 else 422, t)
+        if len(course) == 50:
+            m.observe_many("predict_json", 200, course)
+            course = []
+    m.observe_many("predict_json", 200, course)
+    for start in range(0, len(rows), 97):
+        m.count_rows(rows[start : start + 97].tolist())
     text = m.render({"model": "x"}, [])
     want = [0] * (len(BUCKETS) + 1)
     for i, t in enumerate(seconds.tolist()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -63,3 +65,23 @@ def test_quick_row_accepts_exactly_the_valid_single_rows(values: list) -> None:
         return
     if quick is not None:
         assert single and x.tolist() == [quick]
+
+
+@given(st.lists(st.one_of(st.integers(-10**400, 10**400), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                          st.none(), st.text(max_size=3)), min_size=0, max_size=5),
+       st.sampled_from([", ", ",", " , "]))
+def test_quick_body_is_quick_row_of_the_parsed_body(values: list, separator: str) -> None:
+    """The server's one-row parser agrees with parse_json + quick_row on every body it is given."""
+    parser = RowParser(FEATURES, 10)
+    body = json.dumps(values, separators=(separator, ":")).encode()
+    try:
+        expected = parser.quick_row(parse_json(body))
+    except InputError:
+        expected = None
+    assert parser.quick_body(body) == expected
+
+
+@pytest.mark.parametrize("body", [b" [1, 2, 3]", b"[1, 2, 3]\n", b"\xff", b"[" * 100_000, b"[1" + b"0" * 5000 + b", 2, 3]",
+                                  b'{"rm": 1, "tax": 2, "age": 3}', b"[1, 2, 3] [4]", b""])
+def test_quick_body_leaves_the_rest_to_the_full_parser(body: bytes) -> None:
+    assert RowParser(FEATURES, 10).quick_body(body) is None

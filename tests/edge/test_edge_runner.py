@@ -63,6 +63,43 @@ def test_predict_row_is_bit_identical_to_the_batch_path(bundle: Path, variant: s
     assert np.array_equal(p.predict_row(x[0].tolist()), batch[0])
 
 
+@pytest.mark.parametrize("runtime", ["ai_edge_litert", "tensorflow"])
+@pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8", "int16x8"])
+def test_predict_value_is_bit_identical_to_the_batch_path(bundle: Path, variant: str, runtime: str) -> None:
+    """The server's one-value path (tensors written and read in place) gives the batch path's float32,
+    also when batches and one-row calls interleave (the in-place views are dropped and rebuilt)."""
+    p = Predictor(bundle, variant, runtime=runtime)
+    x, _ = golden(bundle)
+    batch = p.predict_rows(x)
+    values = [p.predict_value(r) for r in x.tolist()]
+    assert p._session().view is not None  # the Boston graph is static: the in-place path was taken
+    assert all(type(v) is float for v in values)
+    assert np.array_equal(np.array(values), batch[:, 0].astype(np.float64))
+    for i, r in enumerate(x.tolist()[:6]):  # batch, row, value, batch, ... on one interpreter
+        assert np.array_equal(p.predict_rows(x[:3]), batch[:3])
+        assert p.predict_value(r) == float(batch[i, 0])
+        assert np.array_equal(p.predict_row(r), batch[i])
+        assert p.predict_value(r) == float(batch[i, 0])
+    assert selftest.run(p)["passed"]  # the public API still runs after in-place calls
+
+
+def test_predict_value_without_views_falls_back(bundle: Path) -> None:
+    """A graph with an operator outside STATIC_SHAPE_OPS never gets in-place views; same numbers."""
+    p = Predictor(bundle, "float32")
+    p._ops = p._ops | {"RESHAPE"}
+    x, _ = golden(bundle)
+    batch = p.predict_rows(x)
+    assert [p.predict_value(r) for r in x.tolist()] == batch[:, 0].astype(np.float64).tolist()
+    assert p._session().view is None and p._session().no_view
+
+
+def test_predict_value_refuses_a_model_with_several_values(bundle_copy: Path) -> None:
+    p = Predictor(bundle_copy, "float32")
+    p.one_value = False
+    with pytest.raises(EdgeError, match="is not one value per row; use predict_row"):
+        p.predict_value([6, 250, 66.5])
+
+
 def test_default_variant_follows_parity(bundle_copy: Path) -> None:
     assert Predictor(bundle_copy).variant == "float32"  # parity null -> float32
 

@@ -1,0 +1,82 @@
+"""edge.server.EdgeApp called in-process through ASGI: its bookkeeping (metrics, drift window) is exact.
+
+The HTTP behaviour is tested against a real uvicorn server on loopback in test_edge_server.py; these
+tests call the app directly to check counts and the drift window's order after many requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.server import EdgeApp, ServeConfig, build_app
+
+
+def call(app: EdgeApp, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One request through the ASGI interface; (status, body)."""
+    sent: list[dict] = []
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        return pending.pop() if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"test"), (b"content-type", b"application/json")]}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.fixture(scope="module")
+def app_factory(bundle: Path):
+    def make(window: int) -> EdgeApp:
+        return build_app(ServeConfig(bundle=str(bundle), drift_window=window))
+    return make
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=40), st.integers(1, 300))
+def test_one_row_and_batch_requests_land_in_the_window_in_order(app_factory, batches: list[int], window: int) -> None:
+    """Rows answered one at a time are queued and counted in bulk; batches in between, the request
+    counts, the out-of-range counts and the drift window (order included) are exactly those of the
+    rows as they arrived."""
+    app = app_factory(window)
+    rng = np.random.default_rng(len(batches) * 1000 + window)
+    sent_rows: list[list[float]] = []
+    singles = 0
+    for k in batches:
+        if k == 0:  # a one-row request (the short path)
+            row = [round(float(v), 3) for v in rng.uniform([3, 150, 2], [9, 750, 100])]
+            status, _ = call(app, "POST", "/predict_json", json.dumps(row).encode())
+            sent_rows.append(row)
+            singles += 1
+        else:
+            rows = [[round(float(v), 3) for v in r] for r in rng.uniform([3, 150, 2], [9, 750, 100], size=(k, 3))]
+            status, _ = call(app, "POST", "/predict_json", json.dumps(rows).encode())
+            sent_rows.extend(rows)
+        assert status == 200
+    for _ in range(app.TALLY_EVERY + 3):  # past one queue flush, and a partial queue behind it
+        row = [6.0, 250.0, 66.5]
+        call(app, "POST", "/predict_json", json.dumps(row).encode())
+        sent_rows.append(row)
+        singles += 1
+    status, body = call(app, "GET", "/drift")
+    assert status == 200 and json.loads(body)["n"] == min(len(sent_rows), window)
+    assert np.array_equal(app.drift.window_rows(), np.array(sent_rows)[-window:])
+    status, body = call(app, "GET", "/metrics")
+    text = body.decode()
+    assert f"deploykit_predictions_total {len(sent_rows)}\n" in text
+    assert f'deploykit_requests_total{{route="predict_json",status="200"}} {len(batches) + app.TALLY_EVERY + 3}\n' in text
+    x = np.array(sent_rows)
+    for i, f in enumerate(app.features):
+        out = int(((x[:, i] < f["min"]) | (x[:, i] > f["max"])).sum())
+        assert f'deploykit_input_out_of_range_total{{feature="{f["name"]}"}} {out}\n' in text
+    assert singles == batches.count(0) + app.TALLY_EVERY + 3
