@@ -65,7 +65,7 @@ class Metrics:
                 self.requests[(route, status)] += len(seconds)
                 self._histogram(route, seconds)
 
-    def count_rows(self, rows: Sequence[Sequence[float]]) -> None:
+    def count_rows(self, rows: Sequence[Sequence[float]] | np.ndarray) -> None:
         """Count predicted rows (values in feature order) and their out-of-range values."""
         if not len(rows):
             return

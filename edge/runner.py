@@ -48,16 +48,17 @@ class _RowView:
     """
 
     def __init__(self, interpreter: Any, in_index: int, out_index: int, k: int) -> None:
-        self._input = memoryview(interpreter.tensor(in_index)()).cast("B").cast("f")
-        self._output = memoryview(interpreter.tensor(out_index)()).cast("B").cast("f")
-        self._pack = struct.Struct(f"={k}f").pack_into  # the C float cast: astype(float32)'s rounding
-        self._invoke = interpreter._interpreter.Invoke
-        self.fits = len(self._input) == k and len(self._output) == 1
+        self.k = k
+        self.input = memoryview(interpreter.tensor(in_index)()).cast("B").cast("f")
+        self.output = memoryview(interpreter.tensor(out_index)()).cast("B").cast("f")
+        self.pack = struct.Struct(f"={k}f").pack_into  # the C float cast: astype(float32)'s rounding
+        self.invoke = interpreter._interpreter.Invoke
+        self.fits = len(self.input) == k and len(self.output) == 1
 
     def __call__(self, row: Sequence[float]) -> float:
-        self._pack(self._input, 0, *row)
-        self._invoke()
-        return self._output[0]
+        self.pack(self.input, 0, *row)
+        self.invoke()
+        return self.output[0]
 
     @classmethod
     def build(cls, interpreter: Any, in_index: int, out_index: int, k: int, ops: frozenset[str]) -> "_RowView | None":
@@ -314,13 +315,15 @@ class Predictor:
         Raises:
             EdgeError: the model does not give one value per row; see ``rows_to_inputs``.
         """
-        session = self._session()
+        session = getattr(self._local, "session", None) or self._session()
         view = session.view  # only ever built for this Predictor's one-value tabular path
-        if view is not None and len(row) == len(self.features):
+        if view is not None and len(row) == view.k:
             if self._row_transform is not None:
                 mean, std = self._row_transform
                 row = [(v - m) / s for v, m, s in zip(row, mean, std)]
-            return view(row)
+            view.pack(view.input, 0, *row)  # _RowView.__call__, inlined: this is the server's hot path
+            view.invoke()
+            return view.output[0]
         return self._predict_value(row, session)
 
     def _predict_value(self, row: Sequence[float], session: _Session) -> float:
