@@ -95,9 +95,11 @@ CEILING_APP = textwrap.dedent('''
     if __name__ == "__main__":
         workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
         # The same uvicorn settings as `deploykit-edge serve`, and the same number of worker processes.
+        sys.path.insert(0, sys.argv[3])  # the repository, for the same HTTP protocol class as deploykit-edge
+        from edge.http_protocol import JsonErrorProtocol
         uvicorn.run(app if workers == 1 else "ceiling:app", host="127.0.0.1", port=int(sys.argv[1]), workers=workers,
                     app_dir=os.path.dirname(os.path.abspath(__file__)), lifespan="on", access_log=False,
-                    log_level="warning", server_header=False, date_header=False)
+                    log_level="warning", server_header=False, date_header=False, http=JsonErrorProtocol)
 ''')
 
 WRK_LUA = 'wrk.method = "POST"\nwrk.body = "[6, 250, 66.5]"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     while edge_port == ceiling_port:
         edge_port = free_port()
     results.update(measure_servers({
-        "ceiling": ([sys.executable, str(work / "ceiling.py"), str(ceiling_port), str(args.workers)], ceiling_port),
+        "ceiling": ([sys.executable, str(work / "ceiling.py"), str(ceiling_port), str(args.workers), str(REPO)], ceiling_port),
         "edge": ([sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(edge_port),
                   "--workers", str(args.workers)], edge_port),
     }, args, args.rounds))

@@ -72,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the ASGI app under uvicorn until SIGTERM/SIGINT; exit 0 after a graceful stop."""
     import uvicorn
 
+    from edge.http_protocol import JsonErrorProtocol
     from edge.logs import check_writable
     from edge.runner import Predictor
     from edge.server import CONFIG_ENV, ServeConfig, build_app
@@ -88,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
                          drift_window=args.drift_window, log_max_bytes=args.log_max_bytes)
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
-                  server_header=False, date_header=False, timeout_graceful_shutdown=30)
+                  server_header=False, date_header=False, timeout_graceful_shutdown=30, http=JsonErrorProtocol)
     if args.workers == 1:
         app = build_app(config)
         predictor = app.p

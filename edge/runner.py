@@ -321,7 +321,10 @@ class Predictor:
             if self._row_transform is not None:
                 mean, std = self._row_transform
                 row = [(v - m) / s for v, m, s in zip(row, mean, std)]
-            view.pack(view.input, 0, *row)  # _RowView.__call__, inlined: this is the server's hot path
+            try:
+                view.pack(view.input, 0, *row)  # _RowView.__call__, inlined: this is the server's hot path
+            except (OverflowError, struct.error):  # beyond float32 (numpy's cast makes it inf) or not numbers
+                return float(self.predict_row(row).reshape(-1)[0])
             view.invoke()
             return view.output[0]
         return self._predict_value(row, session)

@@ -83,6 +83,36 @@ def test_predict_value_is_bit_identical_to_the_batch_path(bundle: Path, variant:
     assert selftest.run(p)["passed"]  # the public API still runs after in-place calls
 
 
+PREDICT_VALUE_CHECK = """
+import json, sys
+import numpy as np
+from edge.runner import Predictor
+bundle = sys.argv[1]
+x = np.asarray(json.load(open(bundle + "/golden.json"))["inputs"]["features"])
+for variant in ["float32", "float16", "dynamic", "int8", "int16x8"]:
+    p = Predictor(bundle, variant)
+    batch = p.predict_rows(x)
+    values = [p.predict_value(r) for r in x.tolist()]
+    in_place = type(p._session().view).__name__ == "_RowView"
+    print(json.dumps([p.runtime.name, variant, in_place, values == batch[:, 0].astype(np.float64).tolist()]))
+"""
+
+
+@pytest.mark.parametrize("runtime", ["litert", "tflite-runtime"])
+def test_predict_value_in_the_device_runtimes(bundle: Path, runtime: str) -> None:
+    """The in-place path on the interpreters a Pi runs (the parity engine's venvs: LiteRT, and tflite-runtime
+    2.14 with numpy < 2), without TensorFlow: taken for every variant, and bit-identical to the batch path."""
+    from convert.parity.envs import ensure
+
+    env = ensure(runtime)
+    out = subprocess.run([str(env.python), "-c", PREDICT_VALUE_CHECK, str(bundle)], capture_output=True, text=True,
+                         timeout=300, env=ENV)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line[1] for line in lines] == ["float32", "float16", "dynamic", "int8", "int16x8"]
+    assert all(line[0] == env.module and line[2] and line[3] for line in lines), lines
+
+
 def test_predict_value_without_views_falls_back(bundle: Path) -> None:
     """A graph with an operator outside STATIC_SHAPE_OPS never gets in-place views; same numbers."""
     p = Predictor(bundle, "float32")

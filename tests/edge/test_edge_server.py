@@ -55,7 +55,7 @@ def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: 
     ("POST", "/predict_json", b"[6, 250, 1e300]", {"Content-Type": "application/json"}, 422,
      f"age must be within the float32 range (|x| <= 3.4e38), got 1e+300; {EXPECTED}"),
     ("POST", "/v1/models/boston_mlp:predict", b'{"instances": [[6, 250, 1e300]]}', {"Content-Type": "application/json"},
-     422, f"instance 0: age must be within the float32 range (|x| <= 3.4e38), got 1e+300; {EXPECTED}"),
+     422, f"instance 1: age must be within the float32 range (|x| <= 3.4e38), got 1e+300; {EXPECTED}"),
     ("POST", "/v1/models/boston_mlp:predict", b'{"inputs": [[6, 250, 1e300]]}', {"Content-Type": "application/json"},
      422, "input 'features' must be within the float32 range (|x| <= 3.4e38)"),
     ("GET", "/v1/models/boston_mlp/versions/abc", None, {}, 404,
@@ -78,7 +78,11 @@ def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: 
     ("POST", "/v1/models/other:predict", b"{}", {"Content-Type": "application/json"}, 404,
      "model 'other' not found; this server serves 'boston_mlp'"),
     ("POST", "/v1/models/boston_mlp:predict", b'{"instances": [[6, 250]]}', {"Content-Type": "application/json"}, 422,
-     f"instance 0: got 2 values, {EXPECTED}"),
+     f"instance 1: got 2 values, {EXPECTED}"),
+    ("POST", "/v1/models/boston_mlp:predict", b'{"instances": [[6, 250, 1], [6, true, 1]]}',
+     {"Content-Type": "application/json"}, 422, f"instance 2: tax must be a number, got boolean true; {EXPECTED}"),
+    ("POST", "/predict_json", b'[[6, 250, 1], [6, "x", 1]]', {"Content-Type": "application/json"}, 422,
+     f'row 2: tax must be a number, got str "x"; {EXPECTED}'),
 ])
 def test_error_table(module_server: Server, method, path, body, headers, status, error) -> None:
     got, hdrs, data = module_server.request(method, path, body, headers)
@@ -148,6 +152,27 @@ def test_garbage_never_kills_the_server(module_server: Server) -> None:
             status, _, data = module_server.request("POST", path, body, {"Content-Type": "application/json"})
             assert status in (200, 400, 413, 422), (body[:20], status)
             assert json.loads(data)["success"] is False or status == 200
+    assert module_server.request("GET", "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /predict_json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n[6, 250, 66.5]",
+    b"POST /predict_json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"POST /predict_json HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+])
+def test_malformed_http_gets_a_json_400(module_server: Server, head: bytes) -> None:
+    """Requests uvicorn's parser rejects before the app sees them are answered as JSON too."""
+    with socket.create_connection(("127.0.0.1", module_server.port), timeout=10) as sock:
+        sock.sendall(head)
+        reply = b""
+        while part := sock.recv(65536):
+            reply += part
+    head_part, _, body = reply.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head_part.lower()
+    assert json.loads(body) == {"success": False, "error": "malformed HTTP request (request line, headers, Content-Length "
+                                                           "or chunked encoding); send a well-formed HTTP/1.1 request"}
     assert module_server.request("GET", "/healthz")[0] == 200
 
 
