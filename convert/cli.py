@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from convert import __version__
+from convert import __version__, interrupt
 from convert.data import BOSTON_CSV
 from edge.errors import EdgeError
 
 EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
 
 
 def _console(stream):
@@ -30,23 +32,14 @@ def _console(stream):
     return console
 
 
-_interrupted: list[bool] = []  # a Ctrl+C that Python "ignored" (see _unraisable)
-
-
 def _unraisable(unraisable: Any, previous: Callable[[Any], None] = sys.unraisablehook) -> None:
     """A Ctrl+C that lands in a ``__del__`` or a gc callback (TensorFlow has many) is printed by Python as
     "Exception ignored in ..." with a traceback, and the work goes on as if nothing happened. Remember it
     instead; the next progress step raises it, so the command stops as for any other Ctrl+C."""
     if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-        _interrupted.append(True)
+        interrupt.note()
         return
     previous(unraisable)
-
-
-def _check_interrupted() -> None:
-    if _interrupted:
-        _interrupted.clear()
-        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -57,7 +50,7 @@ def steps(console) -> Iterator[Callable[[str], None]]:
     state: dict[str, Any] = {"name": None, "start": 0.0}
     if not console.is_terminal:  # logs and pipes: plain lines (a spinner would leave a blank line behind)
         def plain(name: str) -> None:
-            _check_interrupted()
+            interrupt.check()
             now = time.perf_counter()
             if state["name"] is not None:
                 console.print(f"✓ {state['name']} ({now - state['start']:.1f}s)")
@@ -72,7 +65,7 @@ def steps(console) -> Iterator[Callable[[str], None]]:
         task = progress.add_task("starting", total=None)
 
         def step(name: str) -> None:
-            _check_interrupted()
+            interrupt.check()
             now = time.perf_counter()
             if state["name"] is not None:
                 progress.console.print(f"[green]✓[/] {state['name']} ({now - state['start']:.1f}s)")
@@ -228,8 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ignore_ctrl_c_from_now_on() -> None:
+    """The command is over and its status decided. What is left is the interpreter's teardown (about a
+    second of TensorFlow's C++ destructors after a convert), during which Python has already put SIGINT
+    back to its default action: a Ctrl+C there killed the process with status 130 and no message, after
+    a complete, successful run. An ignored SIGINT stays ignored through the teardown, so the exit status
+    is the command's."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status."""
+    """Run the CLI; return the exit status.
+
+    Called as the program (``argv`` None: the ``deploykit`` script, ``python -m convert``), a Ctrl+C that
+    comes after the command finished is ignored (``_ignore_ctrl_c_from_now_on``); a caller that passes
+    ``argv`` keeps its own SIGINT handling.
+    """
+    as_program = argv is None
     parser = build_parser()
     args = parser.parse_args(argv)
     from convert.quiet import native_output_to_log, silence_environment
@@ -239,16 +247,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(os.environ.get("DEPLOYKIT_DEBUG"))
     log: Path | None = None
     keep_log = False
+    # A Ctrl+C is reported as one line and status 130, also when a library swallowed it and failed (or
+    # raised an error of its own) instead: convert.interrupt notes every SIGINT during the command.
     try:
-        with native_output_to_log() as (out, err, log):
-            return int(args.func(args, out, err) or 0)
-    except EdgeError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        with interrupt.noting_sigint(), native_output_to_log() as (out, err, log):
+            status = int(args.func(args, out, err) or 0)
+            if as_program:
+                _ignore_ctrl_c_from_now_on()
+        return status
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except EdgeError as exc:
+        if interrupt.pending():
+            print("Error: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # the last line of defence: one line, not a traceback
+        if interrupt.pending():
+            print("Error: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if debug:
             raise
         keep_log = log is not None
@@ -258,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"report it{where})", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        if as_program:  # an error's status too: it is printed, and a Ctrl+C now must not change it
+            _ignore_ctrl_c_from_now_on()
         # The native log (TensorFlow's C++ output) only matters when something unexpected happened.
         if log is not None and not keep_log:
             with contextlib.suppress(OSError):

@@ -56,10 +56,13 @@ def _shown(cell: str, limit: int = 40) -> str:
     return repr(cell) if len(cell) <= limit else repr(cell[:limit]) + f"... ({len(cell):,} characters)"
 
 
-def _check_structure(path: Path) -> None:
+def _check_structure(path: Path) -> list[int]:
     """Refuse what pandas would misread silently: a ;- or tab-separated file, duplicate column names
     (renamed ``x.1``), and rows with more or fewer cells than the header (a longer first row turns the
     first column into the index and shifts every column).
+
+    Returns:
+        the line of the file each data row starts on (1-based; blank lines skipped, as pandas does).
 
     Raises:
         DeployKitError: the first such problem, naming the line.
@@ -67,12 +70,13 @@ def _check_structure(path: Path) -> None:
     import csv
 
     reader = None
+    lines: list[int] = []
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if header is None:
-                return  # pandas reports the empty file
+                return lines  # pandas reports the empty file
             names = [c.strip() for c in header]
             if len(names) == 1:
                 for sep, label in ((";", "semicolon"), ("\t", "tab")):
@@ -88,9 +92,12 @@ def _check_structure(path: Path) -> None:
                         f"data file {path.name} has the column {name!r} twice in its header; give every column a distinct name"
                     )
                 seen.add(name)
+            end = reader.line_num  # the line the previous record ended on (a quoted cell may span lines)
             for cells in reader:
+                start, end = end + 1, reader.line_num
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue  # a blank line
+                lines.append(start)
                 if len(cells) != len(names):
                     raise DeployKitError(
                         f"data file {path.name} has {len(cells)} cells at line {reader.line_num}, the header has "
@@ -104,6 +111,7 @@ def _check_structure(path: Path) -> None:
             f"data file {path.name} is not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}); "
             "pass a CSV saved as UTF-8"
         ) from None
+    return lines
 
 
 def read_csv(path: Path) -> Table:
@@ -118,7 +126,7 @@ def read_csv(path: Path) -> Table:
     path = Path(path)
     if not path.is_file():
         raise DeployKitError(f"data file {str(path)!r} does not exist; pass a CSV or .npz file with --data")
-    _check_structure(path)
+    lines = _check_structure(path)
     try:
         frame = pd.read_csv(path, keep_default_na=False, na_values=[], dtype=str, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -133,9 +141,11 @@ def read_csv(path: Path) -> Table:
         if bad.size:
             row = int(bad[0])
             cell = frame.iloc[row, j]
+            # rows are numbered from 1 over data rows (the header is line 1), as deploykit-edge predict does
+            line = f" (line {lines[row]})" if len(lines) == frame.shape[0] else ""
             raise DeployKitError(
-                f"data file {path.name} has a non-numeric or missing value {_shown(cell)} in column {name!r} at row {row + 2} "
-                f"(line {row + 2} of the file); clean the data (every cell must be a finite number)"
+                f"data file {path.name} has a non-numeric or missing value {_shown(cell)} in column {name!r} at row {row + 1}"
+                f"{line}; clean the data (every cell must be a finite number)"
             )
         values[:, j] = numeric
     return Table(columns=columns, values=values, path=path)

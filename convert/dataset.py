@@ -115,7 +115,8 @@ def _from_npz(ref: Reference, path: Path, target: str | None) -> Dataset:
             raise DeployKitError(f"DATA array {spec.name!r} is not numeric (dtype {values.dtype}); store numbers")
         if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
             row = int(np.argwhere(~np.isfinite(values))[0][0])
-            raise DeployKitError(f"DATA array {spec.name!r} has NaN or infinite values (first at row {row}); clean the data")
+            raise DeployKitError(f"DATA array {spec.name!r} has NaN or infinite values (first at row {row + 1}, "
+                                 f"index {row}); clean the data")
         if rows is not None and len(values) != rows:
             raise DeployKitError(f"DATA arrays have different row counts ({rows} and {len(values)}); align them")
         rows = len(values)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from convert import interrupt
+
 
 @dataclass
 class Fold:
@@ -153,6 +155,7 @@ def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) 
     try:
         folded = keras.models.clone_model(model, clone_function=clone)
     except Exception:  # a model Keras cannot clone (subclassed, custom layers): quantize it as it is
+        interrupt.check()  # unless that was a Ctrl+C Keras turned into an error
         return None
     for layer in model.layers:
         if layer.name not in dropped and layer.name not in renormalized and layer.weights:

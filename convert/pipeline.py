@@ -118,8 +118,9 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
     check_calibration_rows(dataset.rows)
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    work = Path(tempfile.mkdtemp(prefix="deploykit-work-"))
-    try:
+    work: Path | None = None
+    try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging folder behind either
+        work = Path(tempfile.mkdtemp(prefix="deploykit-work-"))
         _chmod_like_mkdir(staging)
         result = _build(options, ref, dataset, staging, work, progress)
         _replace(staging, out)
@@ -129,7 +130,8 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _chmod_like_mkdir(folder: Path) -> None:
@@ -148,8 +150,8 @@ def _replace(staging: Path, out: Path) -> None:
         os.rename(out, old)
     try:
         os.rename(staging, out)
-    except OSError:
-        if old is not None:
+    except BaseException:  # an OSError, or a Ctrl+C between the two renames: the old bundle goes back
+        if old is not None and not out.exists():
             os.rename(old, out)
         raise
     if old is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from convert import interrupt
 from convert.errors import DeployKitError
 
 SIGNATURE = "serving_default"
@@ -129,6 +130,7 @@ def _load_keras(path: Path) -> Reference:
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises ValueError/TypeError/OSError with long texts
+        interrupt.check()  # a Ctrl+C Keras turned into an error is a Ctrl+C
         text = str(exc)
         if "Lambda" in text or "safe_mode" in text or "unsafe" in text.lower():
             raise DeployKitError(
@@ -173,6 +175,7 @@ def _load_saved_model(path: Path) -> Reference:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
+        interrupt.check()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DeployKitError(f"SavedModel {str(path)!r} could not be loaded ({first[:200]}); re-export it") from None
     signature = loaded.signatures.get(SIGNATURE)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from convert import interrupt
 from convert.errors import DeployKitError
 
 
@@ -16,6 +17,7 @@ def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
 
     Raises:
         DeployKitError: the converter fails (an op TFJS lacks, say), with its reason.
+        KeyboardInterrupt: a Ctrl+C came during the conversion, also when tensorflowjs swallowed it.
     """
     import tensorflowjs as tfjs
 
@@ -25,8 +27,12 @@ def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
             str(saved_model_dir), str(out_dir), signature_def="serving_default", saved_model_tags="serve"
         )
     except Exception as exc:
+        # tensorflowjs freezes the graph inside `except BaseException` and falls back to the TF1 route, which
+        # then fails ("Identity is not in graph"): a Ctrl+C there is a Ctrl+C, not a converter error
+        interrupt.check()
         text = " ".join(str(exc).split())[:300]
         raise DeployKitError(f"tensorflowjs cannot convert this model to a graph model: {text}") from None
+    interrupt.check()  # the fallback route may also have worked: the user still asked to stop
     topology = json.loads((out_dir / "model.json").read_text(encoding="utf-8"))
     signature = topology.get("signature", {})
     io = {

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from convert import interrupt
 from convert.errors import DeployKitError
 
 MIN_CALIBRATION_ROWS = 10
@@ -131,6 +132,7 @@ def convert_variant(
             plain = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert()
             flatbuffer = float32_biases(flatbuffer, plain)
     except Exception as exc:  # the converter raises ConverterError / RuntimeError / ValueError
+        interrupt.check()  # a Ctrl+C the converter turned into an error stops the run, not just this variant
         return TFLiteResult(variant=variant, path=out,
                             error=f"the TFLite converter cannot make {variant.value}: {_first_error(str(exc))}")
     out.write_bytes(flatbuffer)

@@ -3,6 +3,10 @@
 Columns that are not features are ignored for the prediction and passed through to the output. A row
 with a missing or non-numeric cell is reported (row number and column) and gets an empty prediction;
 the other rows are still predicted.
+
+Row numbers are 1-based and count data rows only (not a CSV's header, not blank lines), as the output's
+``row`` column does; every message also gives the line of the input file, e.g.
+``row 2 (line 3), column tax: 'abc' is not a number``.
 """
 
 from __future__ import annotations
@@ -32,33 +36,39 @@ class BatchResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _number(text: Any, row: int, column: str) -> float:
-    """A finite number from a cell.
+def _where(row: int, line: int) -> str:
+    """How a message names a row: its 1-based data-row number and its line in the input file."""
+    return f"row {row} (line {line})"
+
+
+def _number(text: Any, where: str, column: str) -> float:
+    """A finite number from a cell; ``where`` names the row (``_where``).
 
     Raises:
         ValueError: the message names the row and column.
     """
     if text is None:
-        raise ValueError(f"row {row}, column {column}: missing")
+        raise ValueError(f"{where}, column {column}: missing")
     if isinstance(text, bool) or not isinstance(text, (int, float, str)):
-        raise ValueError(f"row {row}, column {column}: {json.dumps(text)[:40]} is not a number")
+        raise ValueError(f"{where}, column {column}: {json.dumps(text)[:40]} is not a number")
     if isinstance(text, str):
         stripped = text.strip()
         if not stripped:
-            raise ValueError(f"row {row}, column {column}: empty")
+            raise ValueError(f"{where}, column {column}: empty")
         try:
             value = float(stripped)
         except ValueError:
-            raise ValueError(f"row {row}, column {column}: {stripped[:40]!r} is not a number") from None
+            raise ValueError(f"{where}, column {column}: {stripped[:40]!r} is not a number") from None
     else:
         value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"row {row}, column {column}: {text!r} is not a finite number")
+        raise ValueError(f"{where}, column {column}: {text!r} is not a finite number")
     return value
 
 
-def _read(source: TextIO) -> tuple[list[str], list[dict[str, Any]], str]:
-    """Rows of a CSV (header first) or JSON-lines input, as dicts; and the detected format.
+def _read(source: TextIO) -> tuple[list[str], list[dict[str, Any]], list[int], str]:
+    """Rows of a CSV (header first) or JSON-lines input, as dicts; the line of the input each row starts
+    on (1-based); and the detected format.
 
     Raises:
         EdgeError: the input is empty or not CSV/JSON lines.
@@ -69,23 +79,26 @@ def _read(source: TextIO) -> tuple[list[str], list[dict[str, Any]], str]:
         raise EdgeError("the input is empty; give a CSV with a header row or JSON lines")
     if stripped[0] in "{[":
         rows: list[dict[str, Any]] = []
+        lines: list[int] = []
         columns: list[str] = []
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
+            where = _where(len(rows) + 1, lineno)
+            lines.append(lineno)
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                rows.append({"__error__": f"row {len(rows) + 1}: line {lineno} is not JSON ({exc.msg})"})
+                rows.append({"__error__": f"{where}: not JSON ({exc.msg})"})
                 continue
             if not isinstance(item, dict):
-                rows.append({"__error__": f"row {len(rows) + 1}: line {lineno} is not a JSON object"})
+                rows.append({"__error__": f"{where}: not a JSON object"})
                 continue
             for key in item:
                 if key not in columns:
                     columns.append(key)
             rows.append(item)
-        return columns, rows, "jsonl"
+        return columns, rows, lines, "jsonl"
     reader = csv.reader(io.StringIO(text))
     header = next(reader)
     header = [h.strip() for h in header]
@@ -99,12 +112,16 @@ def _read(source: TextIO) -> tuple[list[str], list[dict[str, Any]], str]:
                 raise EdgeError(f"the CSV looks {name}-separated (header {header[0][:60]!r}); "
                                 "save it as comma-separated CSV")
     rows = []
+    lines = []
+    end = reader.line_num  # the line the previous record ended on (a quoted cell may span lines)
     for cells in reader:
+        start, end = end + 1, reader.line_num
         if not any(c.strip() for c in cells):
             continue
         row = {name: (cells[i] if i < len(cells) else None) for i, name in enumerate(header)}
         rows.append(row)
-    return header, rows, "csv"
+        lines.append(start)
+    return header, rows, lines, "csv"
 
 
 def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchResult:
@@ -116,7 +133,7 @@ def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchRes
     features = predictor.bundle.feature_names()
     if not features:
         raise EdgeError("this model has no tabular features; batch predict needs a tabular model")
-    columns, rows, fmt = _read(source)
+    columns, rows, lines, fmt = _read(source)
     if fmt == "csv":
         missing = [f for f in features if f not in columns]
         if missing:
@@ -133,7 +150,8 @@ def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchRes
             row_error[i] = row["__error__"]
             continue
         try:
-            x[i] = [_number(row.get(f), i + 1, f) for f in features]
+            where = _where(i + 1, lines[i])
+            x[i] = [_number(row.get(f), where, f) for f in features]
             good[i] = True
         except ValueError as exc:
             row_error[i] = str(exc)
@@ -145,7 +163,7 @@ def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchRes
         for j, i in enumerate(part):
             flat = y[j].ravel()
             if not np.all(np.isfinite(flat)):
-                row_error[i] = f"row {i + 1}: the model produced a non-finite output"
+                row_error[i] = f"{_where(i + 1, lines[i])}: the model produced a non-finite output"
                 continue
             predictions[i] = flat
             result.predicted += 1

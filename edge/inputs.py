@@ -167,13 +167,14 @@ class RowParser:
         """A list of rows.
 
         Raises:
-            InputError: 413 when over ``max_batch``; 422 for a bad row (the message names it).
+            InputError: 413 when over ``max_batch``; 422 for a bad row (the message names it, 1-based:
+            ``row 1`` is the list's first item, as in ``deploykit-edge predict``).
         """
         if not isinstance(items, list) or not items:
             raise InputError(422, f"expected a non-empty list of rows; {self.expected}")
         if len(items) > self.max_batch:
             raise InputError(413, f"batch of {len(items)} rows is over the limit of {self.max_batch}; send smaller batches")
-        return np.asarray([self.row(item, f"row {i}: ") for i, item in enumerate(items)], dtype=np.float64)
+        return np.asarray([self.row(item, f"row {i}: ") for i, item in enumerate(items, start=1)], dtype=np.float64)
 
 
 def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str,

@@ -473,7 +473,7 @@ class EdgeApp:
     def _instances_to_inputs(self, instances: list, specs: list[dict]) -> dict[str, np.ndarray]:
         names = [s["name"] for s in specs]
         per_input: dict[str, list] = {n: [] for n in names}
-        for i, inst in enumerate(instances):
+        for i, inst in enumerate(instances, start=1):  # messages number instances from 1, as rows
             if isinstance(inst, dict) and self.rows is not None and not set(names) & set(inst):
                 row = self.rows.row(inst, f"instance {i}: ")  # keyed by feature names
                 for f, v in zip(self.features, row):

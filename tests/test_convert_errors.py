@@ -90,7 +90,7 @@ def test_columns_that_do_not_match_name_missing_and_extra(tmp_path, csv, boston_
 def test_non_numeric_cell(tmp_path, csv, boston_linear):
     data = csv("rm,tax,age,medv\n" + "6,250,66.5,20\n" * 5 + "6,abc,66.5,20\n" + "6,250,66.5,20\n" * 10)
     result = convert(boston_linear, data, tmp_path / "b", "--target", "medv")
-    assert_clean_error(result, "'abc'", "column 'tax'", "row 7")
+    assert_clean_error(result, "'abc'", "column 'tax'", "at row 6 (line 7);")
 
 
 def test_nan_cell(tmp_path, csv, boston_linear):

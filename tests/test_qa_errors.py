@@ -168,7 +168,38 @@ def test_csv_with_a_huge_cell(tmp_path: Path) -> None:
     with pytest.raises(DeployKitError) as e:
         read_csv(path)
     assert str(e.value) == (f"data file d.csv has a non-numeric or missing value {'x' + 'y' * 39!r}... (100,001 characters) "
-                            "in column 'age' at row 2 (line 2 of the file); clean the data (every cell must be a finite number)")
+                            "in column 'age' at row 1 (line 2); clean the data (every cell must be a finite number)")
+
+
+def test_csv_row_numbers_count_data_rows_and_name_the_line(tmp_path: Path) -> None:
+    """Was: 'at row 4 (line 4 of the file)' for the 3rd data row after a blank line (row = line, both off
+    by the blank line). Rows count data rows from 1, as deploykit-edge predict does; the line is the file's."""
+    path = write(tmp_path, HEADER + "6,250,66.5,20\n\n6,250,\"66\n\",20\n6,abc,66.5,20\n" + ROWS)  # a cell over 2 lines
+    with pytest.raises(DeployKitError) as e:
+        read_csv(path)
+    assert str(e.value) == ("data file d.csv has a non-numeric or missing value 'abc' in column 'tax' at row 3 (line 6); "
+                            "clean the data (every cell must be a finite number)")
+    path = write(tmp_path, HEADER + "6,250,66.5,20\n\n6,abc,66.5,20\n" + ROWS)
+    with pytest.raises(DeployKitError) as e:
+        read_csv(path)
+    assert str(e.value) == ("data file d.csv has a non-numeric or missing value 'abc' in column 'tax' at row 2 (line 4); "
+                            "clean the data (every cell must be a finite number)")
+
+
+def test_npz_with_nan_names_the_row_and_the_index(tmp_path: Path) -> None:
+    """Was: 'first at row 2' for the third row (a 0-based index called a row)."""
+    import numpy as np
+
+    from convert.dataset import _from_npz
+    from convert.reference import Reference, TensorSpec
+
+    x = np.ones((5, 3), dtype=np.float32)
+    x[2, 1] = np.nan
+    np.savez(tmp_path / "d.npz", features=x)
+    ref = Reference(source=tmp_path / "m.keras", inputs=[TensorSpec("features", "float32", [None, 3])], outputs=[])
+    with pytest.raises(DeployKitError) as e:
+        _from_npz(ref, tmp_path / "d.npz", None)
+    assert str(e.value) == "DATA array 'features' has NaN or infinite values (first at row 3, index 2); clean the data"
 
 
 def test_binary_files_as_csv_and_npz(tmp_path: Path) -> None:
@@ -300,11 +331,108 @@ def test_ctrl_c_that_python_ignored_in_a_finalizer_stops_at_the_next_step() -> N
     import io
     import types
 
-    from convert import cli
+    from convert import cli, interrupt
 
     cli._unraisable(types.SimpleNamespace(exc_type=KeyboardInterrupt))
     out = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
         with cli.steps(cli._console(out)) as step:
             step("Converting")
-    assert cli._interrupted == [] and out.getvalue() == ""
+    assert not interrupt.pending() and out.getvalue() == ""
+
+
+# A real SIGINT delivered inside tensorflowjs's graph freezing, which runs under `except BaseException`
+# and falls back to the TF1 route: the Ctrl+C a user presses during "Converting the TFJS graph model".
+CTRL_C_IN_TFJS_FREEZE = """
+import os, signal, sys, time
+import tensorflowjs.converters.tf_saved_model_conversion_v2 as v2
+real = v2._freeze_saved_model_v2
+def interrupted(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the Python-level handler raises KeyboardInterrupt in here, as for a Ctrl+C
+    return real(*args, **kwargs)
+v2._freeze_saved_model_v2 = interrupted
+from convert.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_during_the_tfjs_graph_conversion_is_an_interrupt(tmp_path: Path, boston_linear: Path) -> None:
+    """Was: 'Error: tensorflowjs cannot convert this model to a graph model: Identity is not in graph',
+    exit 1 (tensorflowjs swallowed the KeyboardInterrupt and its fallback failed)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import QUIET_ENV, ROOT
+
+    temp = tmp_path / "tmp"  # the work folder and the native log go here: all must be removed
+    temp.mkdir()
+    out = tmp_path / "bundle"
+    env = {**os.environ, **QUIET_ENV, "TMPDIR": str(temp)}
+    env.pop("DEPLOYKIT_DEBUG", None)
+    result = subprocess.run([sys.executable, "-c", CTRL_C_IN_TFJS_FREEZE, "convert", str(boston_linear), "--data",
+                             str(BOSTON_CSV), "--target", "medv", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines()[-1] == "Error: interrupted"
+    assert "Converting TFLite int16x8" in result.stderr  # it got as far as the graph model
+    assert "tensorflowjs" not in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no bundle, no staging folder
+    assert list(temp.iterdir()) == []
+
+
+def test_a_ctrl_c_a_library_swallowed_is_raised_at_the_next_check() -> None:
+    """The mechanism the catch-alls rely on: the SIGINT is noted even when the KeyboardInterrupt it raised
+    was caught by a library's `except BaseException`."""
+    import signal
+    import time
+
+    from convert import interrupt
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default handler here")
+    with interrupt.noting_sigint():
+        assert signal.getsignal(signal.SIGINT) is interrupt._handler
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except BaseException:  # what tensorflowjs does
+            pass
+        assert interrupt.pending()
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        assert not interrupt.pending()
+        interrupt.check()  # noted once, raised once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_teardown_after_a_successful_convert_keeps_status_0(tmp_path: Path, boston_linear: Path) -> None:
+    """Was: a Ctrl+C in the second of TensorFlow teardown after the bundle table killed the process with
+    SIGINT (status 130 in a shell) and no message, though the bundle was complete."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import QUIET_ENV, ROOT
+
+    out = tmp_path / "bundle"
+    env = {**os.environ, **QUIET_ENV}
+    env.pop("DEPLOYKIT_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "convert", "convert", str(boston_linear), "--data", str(BOSTON_CSV),
+                             "--target", "medv", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the bundle table ends with its bottom border; then only teardown is left
+            if line.startswith("└"):
+                break
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "interrupted" not in err and "Traceback" not in err
+    assert (out / "manifest.json").is_file()

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from convert import interrupt
 from convert.errors import DeployKitError
 
 BACKENDS = ("cpu", "wasm", "webgl")
@@ -208,6 +209,7 @@ class Browser:
             self._browser = self._pw.chromium.launch(args=CHROMIUM_ARGS)  # Playwright's own browser, if any
             self.executable = "playwright"
         except Exception as exc:  # noqa: BLE001 - fall back to the system chromium
+            interrupt.check()  # Ctrl+C also stops Playwright's driver, which Playwright reports as an error
             errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             exe = find_chromium()
             if exe is None:
@@ -218,6 +220,7 @@ class Browser:
                 self._browser = self._pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
                 self.executable = exe
             except Exception as exc2:  # noqa: BLE001
+                interrupt.check()
                 self.close()
                 first = str(exc2).strip().splitlines()[0] if str(exc2).strip() else type(exc2).__name__
                 raise DeployKitError(f"cannot launch Chromium {exe} ({first}); reinstall it (apt install chromium) "
@@ -289,6 +292,7 @@ class Browser:
         try:
             result = page.evaluate("(req) => window.parityRun(req)", request)
         except Exception as exc:  # noqa: BLE001 - Playwright wraps the page's Error
+            interrupt.check()
             text = str(exc).strip().splitlines()
             first = next((line for line in text if line.strip()), type(exc).__name__)
             for prefix in ("Page.evaluate: ", "Error: "):

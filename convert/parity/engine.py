@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from convert import interrupt
 from convert.errors import DeployKitError
 from edge import manifest as mf
 from edge import transform
@@ -353,6 +354,7 @@ def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes:
                         result.passed = result.passed and bool(s_judged["passed"])
                         result.task_metric = _task_metric(manifest, s_out, labels)
                 except Exception as exc:  # noqa: BLE001 - one artifact failing must not hide the others
+                    interrupt.check()  # but a Ctrl+C (which also stops the workers and the browser) stops the run
                     result.passed = False
                     result.error = " ".join(str(exc).split())[:400] or type(exc).__name__
                 results.append(result)

@@ -28,19 +28,52 @@ def test_predict_csv_keeps_order_ignores_extra_columns_and_reports_bad_rows(bund
     r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(out)])
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
-        "bad row: row 2, column tax: 'abc' is not a number",
-        "bad row: row 3, column tax: missing",
+        "bad row: row 2 (line 3), column tax: 'abc' is not a number",
+        "bad row: row 3 (line 4), column tax: missing",
         "Error: 2 of 4 rows could not be predicted (listed above); the other 2 were written",
     ]
     rows = list(csv.DictReader(out.open(newline="")))
     assert [r["id"] for r in rows] == ["a", "b", "c", "d"]
     assert rows[0]["prediction"] and rows[3]["prediction"]
-    assert rows[1]["prediction"] == "" and rows[1]["error"] == "row 2, column tax: 'abc' is not a number"
+    assert rows[1]["prediction"] == "" and rows[1]["error"] == "row 2 (line 3), column tax: 'abc' is not a number"
+    assert [r["row"] for r in rows] == ["1", "2", "3", "4"]
     assert rows[3]["comment"] == "quoted, comma"
     from edge.runner import Predictor
 
     expected = Predictor(bundle).predict_rows([[6, 250, 66.5], [8, 300, 40]])[:, 0]
     np.testing.assert_allclose([float(rows[0]["prediction"]), float(rows[3]["prediction"])], expected, rtol=1e-6)
+
+
+def test_predict_row_numbers_count_data_rows_and_name_the_line(bundle: Path, tmp_path: Path) -> None:
+    """Rows are numbered from 1 over data rows (as the output's row column); the line is the file's, so a
+    blank line or a quoted cell over two lines does not make the message point at the wrong line."""
+    src = tmp_path / "in.csv"
+    src.write_text("rm,tax,age,note\n"
+                   "x,250,66.5,first\n"
+                   "\n"
+                   "6,250,66.5,\"two\nlines\"\n"
+                   "6,250,\n")
+    out = tmp_path / "out.csv"
+    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(out)])
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "bad row: row 1 (line 2), column rm: 'x' is not a number",
+        "bad row: row 3 (line 6), column age: empty",
+        "Error: 2 of 3 rows could not be predicted (listed above); the other 1 were written",
+    ]
+    assert [r["row"] for r in csv.DictReader(out.open(newline=""))] == ["1", "2", "3"]
+
+
+def test_predict_jsonl_row_numbers(bundle: Path) -> None:
+    lines = '{"rm": 6, "tax": 250, "age": 66.5}\n\nnot json\n[1, 2, 3]\n{"rm": 6, "tax": "abc", "age": 1}\n'
+    r = run(EDGE + ["predict", str(bundle), "--input", "-"], input=lines)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "bad row: row 2 (line 3): not JSON (Expecting value)",
+        "bad row: row 3 (line 4): not a JSON object",
+        "bad row: row 4 (line 5), column tax: 'abc' is not a number",
+        "Error: 3 of 4 rows could not be predicted (listed above); the other 1 were written",
+    ]
 
 
 def test_predict_jsonl_from_stdin_to_stdout(bundle: Path) -> None:

@@ -42,7 +42,8 @@ def test_course_row_object_and_rows() -> None:
     (b'{"rm": 6}', 422, f"missing feature(s) tax, age; {EXPECTED}"),
     (b"[]", 422, f"the list is empty; {EXPECTED}"),
     (b'"x"', 422, f"the body must be a list of values, an object or a list of rows, got str; {EXPECTED}"),
-    (b"[[6, 250, 1], [6, 250]]", 422, f"row 1: got 2 values, {EXPECTED}"),
+    (b"[[6, 250, 1], [6, 250]]", 422, f"row 2: got 2 values, {EXPECTED}"),  # rows numbered from 1, as in predict
+    (b'[{"rm": 6, "tax": 250}, [6, 250, 1]]', 422, f"row 1: missing feature(s) age; {EXPECTED}"),
     (b"[" + b",".join([b"[1,2,3]"] * 11) + b"]", 413, "batch of 11 rows is over the limit of 10; send smaller batches"),
 ])
 def test_bad_payloads(body: bytes, status: int, message: str) -> None:
