@@ -16,7 +16,7 @@ tree after loading and after the load, process start to the first 200, and one p
 Python API (edge `Predictor.predict_value`; `predict_row` and `predict_rows` for a batch of one shown too) against Keras
 `predict_on_batch` on a one-row DataFrame.
 
-    python bench/edge_bench.py [--bundle B --model M.keras] [--duration 10] [--rounds 3] [--json bench/edge_bench.json]
+    python bench/edge_bench.py [--bundle B --model M.keras] [--duration 10] [--rounds 5] [--json bench/edge_bench.json]
 
 Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI into a temp folder.
 """
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--model", type=Path, help="the .keras model the bundle was converted from (baseline)")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per server and round")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="ceiling and edge are loaded in turn this many times (medians reported)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--wrk-threads", type=int, default=1)

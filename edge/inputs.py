@@ -21,6 +21,11 @@ import numpy as np
 
 from edge.errors import EdgeError
 
+try:  # optional (in the serve extra): a faster JSON parser for the one-row fast path, quick_body
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the json module's scanner does the same, a little slower
+    _orjson = None
+
 
 class InputError(EdgeError):
     """A request the server refuses; ``status`` is the HTTP status to answer with."""
@@ -118,9 +123,15 @@ class RowParser:
         return row
 
     def quick_body(self, body: bytes) -> list[float] | None:
-        """``quick_row(parse_json(body))`` without its error handling: the decoder straight on the body
-        (no surrounding whitespace). None for anything ``quick_row`` would not take or that is not plain
-        JSON; ``parse_json`` and ``payload`` then name the problem. Never raises."""
+        """``quick_row(parse_json(body))`` without its error handling: orjson when it is installed, else
+        the json decoder's scanner straight on the body (no surrounding whitespace). None for anything
+        ``quick_row`` would not take or that is not plain JSON; ``parse_json`` and ``payload`` then name
+        the problem. Never raises."""
+        if _orjson is not None:
+            try:
+                return self.quick_row(_orjson.loads(body))
+            except (ValueError, RecursionError):  # not UTF-8, malformed, NaN/Infinity/1e999, deep nesting
+                return None
         try:
             text = body.decode("utf-8")
             data, end = _SCAN(text, 0)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge import inputs as inputs_mod
 from edge.inputs import InputError, RowParser, parse_json
 
 FEATURES = [{"name": "rm"}, {"name": "tax"}, {"name": "age"}]
@@ -72,17 +73,33 @@ def test_quick_row_accepts_exactly_the_valid_single_rows(values: list) -> None:
                           st.none(), st.text(max_size=3)), min_size=0, max_size=5),
        st.sampled_from([", ", ",", " , "]))
 def test_quick_body_is_quick_row_of_the_parsed_body(values: list, separator: str) -> None:
-    """The server's one-row parser agrees with parse_json + quick_row on every body it is given."""
+    """The server's one-row parser agrees with parse_json + quick_row on every body it is given, with
+    orjson (the serve extra) and with the json module's scanner it falls back to."""
     parser = RowParser(FEATURES, 10)
     body = json.dumps(values, separators=(separator, ":")).encode()
     try:
         expected = parser.quick_row(parse_json(body))
     except InputError:
         expected = None
-    assert parser.quick_body(body) == expected
+    for fast in (inputs_mod._orjson, None):
+        saved, inputs_mod._orjson = inputs_mod._orjson, fast
+        try:
+            assert parser.quick_body(body) == expected
+        finally:
+            inputs_mod._orjson = saved
 
 
 @pytest.mark.parametrize("body", [b" [1, 2, 3]", b"[1, 2, 3]\n", b"\xff", b"[" * 100_000, b"[1" + b"0" * 5000 + b", 2, 3]",
                                   b'{"rm": 1, "tax": 2, "age": 3}', b"[1, 2, 3] [4]", b""])
 def test_quick_body_leaves_the_rest_to_the_full_parser(body: bytes) -> None:
-    assert RowParser(FEATURES, 10).quick_body(body) is None
+    assert inputs_mod._orjson is not None  # the serve extra installs it
+    parser = RowParser(FEATURES, 10)
+    for fast in (inputs_mod._orjson, None):
+        saved, inputs_mod._orjson = inputs_mod._orjson, fast
+        try:
+            if fast is not None and body in (b" [1, 2, 3]", b"[1, 2, 3]\n"):
+                assert parser.quick_body(body) == [1.0, 2.0, 3.0]  # orjson takes surrounding whitespace
+            else:
+                assert parser.quick_body(body) is None
+        finally:
+            inputs_mod._orjson = saved
