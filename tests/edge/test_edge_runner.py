@@ -211,9 +211,14 @@ def test_concurrent_threads_get_correct_answers(bundle: Path) -> None:
     def one(i: int) -> float:
         return float(p.predict_rows(rows[i : i + 1])[0, 0])
 
+    def value(i: int) -> float:  # each thread's interpreter has its own in-place view
+        return p.predict_value(rows[i].tolist())
+
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(one, range(len(rows)) ) )
+        values = list(pool.map(value, range(len(rows))))
     np.testing.assert_allclose(got, expected[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(values, expected[:, 0], rtol=1e-6)
 
 
 def test_bad_shapes_are_edge_errors(bundle: Path) -> None:
