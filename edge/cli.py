@@ -181,11 +181,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for message in result.errors:
         print(f"bad row: {message}", file=sys.stderr)
     if result.errors:
-        raise EdgeError(
-            f"{len(result.errors)} of {result.rows} rows could not be predicted (listed above); "
-            f"the other {result.predicted} were written"
-        )
-    print(f"predicted {result.predicted} rows with {predictor.variant} on {predictor.runtime.describe()}", file=sys.stderr)
+        rest = {0: "no row was predicted", 1: "the other 1 was written"}.get(
+            result.predicted, f"the other {result.predicted} were written")
+        raise EdgeError(f"{len(result.errors)} of {result.rows} rows could not be predicted (listed above); {rest}")
+    print(f"predicted {result.predicted} row{'' if result.predicted == 1 else 's'} with {predictor.variant} on "
+          f"{predictor.runtime.describe()}", file=sys.stderr)
     return 0
 
 

@@ -59,7 +59,7 @@ def test_predict_row_numbers_count_data_rows_and_name_the_line(bundle: Path, tmp
     assert r.stderr.splitlines() == [
         "bad row: row 1 (line 2), column rm: 'x' is not a number",
         "bad row: row 3 (line 6), column age: empty",
-        "Error: 2 of 3 rows could not be predicted (listed above); the other 1 were written",
+        "Error: 2 of 3 rows could not be predicted (listed above); the other 1 was written",
     ]
     assert [r["row"] for r in csv.DictReader(out.open(newline=""))] == ["1", "2", "3"]
 
@@ -72,7 +72,7 @@ def test_predict_jsonl_row_numbers(bundle: Path) -> None:
         "bad row: row 2 (line 3): not JSON (Expecting value)",
         "bad row: row 3 (line 4): not a JSON object",
         "bad row: row 4 (line 5), column tax: 'abc' is not a number",
-        "Error: 3 of 4 rows could not be predicted (listed above); the other 1 were written",
+        "Error: 3 of 4 rows could not be predicted (listed above); the other 1 was written",
     ]
 
 
@@ -233,3 +233,16 @@ def test_selftest_on_golden_outside_float32_prints_no_numpy_warning(bundle_copy:
     r = run(EDGE + ["selftest", str(bundle_copy)])
     assert r.returncode == 1
     assert r.stderr.splitlines() == ["Error: selftest failed: medv: max relative error inf > 1e-05"]
+
+
+def test_predict_all_rows_bad_and_one_row_good_messages(bundle: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("rm,tax,age\nx,250,66.5\n")
+    r = run(EDGE + ["predict", str(bundle), "--input", str(bad), "--output", str(tmp_path / "o1.csv")])
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == "Error: 1 of 1 rows could not be predicted (listed above); no row was predicted"
+    good = tmp_path / "good.csv"
+    good.write_text("rm,tax,age\n6,250,66.5\n")
+    r = run(EDGE + ["predict", str(bundle), "--input", str(good), "--output", str(tmp_path / "o2.csv")])
+    assert r.returncode == 0
+    assert r.stderr.splitlines()[-1].startswith("predicted 1 row with float32 on ")
