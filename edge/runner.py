@@ -60,18 +60,15 @@ class _RowView:
         self.invoke()
         return self.output[0]
 
-    @classmethod
-    def build(cls, interpreter: Any, in_index: int, out_index: int, k: int, ops: frozenset[str]) -> "_RowView | None":
-        """The view, when the wrapper has the parts it relies on, the graph is static, the input is
-        (1, k) float32 and the output one float32 value; else None."""
+    @staticmethod
+    def possible(interpreter: Any, in_index: int, out_index: int, ops: frozenset[str]) -> bool:
+        """Whether the wrapper has the parts a view relies on, the graph is static and both tensors are
+        float32 (asked once per interpreter: the answer does not change)."""
         raw = getattr(interpreter, "_interpreter", None)
         if raw is None or not callable(getattr(raw, "Invoke", None)) or not ops <= STATIC_SHAPE_OPS:
-            return None
+            return False
         details = {d["index"]: d for d in interpreter.get_tensor_details()}
-        if any(np.dtype(details[i]["dtype"]) != np.float32 for i in (in_index, out_index)):
-            return None
-        view = cls(interpreter, in_index, out_index, k)
-        return view if view.fits else None
+        return all(np.dtype(details[i]["dtype"]) == np.float32 for i in (in_index, out_index))
 
 
 def _dims(shape: Sequence[Any]) -> list[int | None]:
@@ -98,6 +95,7 @@ class _Session:
         self.row_buffers: dict[str, np.ndarray] = {}
         self.view: _RowView | None = None  # built by value_row, dropped before anything that may reallocate
         self.no_view = False
+        self.view_checked = False
 
     def value_row(self, name: str, row: Sequence[float], out_index: int, ops: frozenset[str]) -> float | None:
         """One row into a (1, k) float32 input -> the single float32 value of one output, through a
@@ -111,10 +109,14 @@ class _Session:
                 self.interpreter.resize_tensor_input(self.in_index[name], shape, strict=False)
                 self.interpreter.allocate_tensors()
                 self.shapes[name] = shape
-            view = self.view = _RowView.build(self.interpreter, self.in_index[name], out_index, len(row), ops)
-            if view is None:
+            if not self.view_checked:
+                self.no_view = not _RowView.possible(self.interpreter, self.in_index[name], out_index, ops)
+                self.view_checked = True
+            view = None if self.no_view else _RowView(self.interpreter, self.in_index[name], out_index, len(row))
+            if view is None or not view.fits:  # the input is not (1, k) or the output not one value
                 self.no_view = True
                 return None
+            self.view = view
         return view(row)
 
     def run_row(self, name: str, row: Sequence[float], dtype: np.dtype, out_index: int) -> np.ndarray:
