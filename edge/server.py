@@ -35,6 +35,11 @@ from edge.logs import CsvLogs
 from edge.metrics import Metrics
 from edge.runner import Predictor
 
+try:  # optional (serve extra): formats a float faster than repr
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]
 
@@ -79,12 +84,6 @@ class _Reply(Exception):
 
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode("utf-8")
-
-
-try:  # optional (serve extra): formats a float faster than repr
-    import orjson as _orjson
-except ImportError:  # pragma: no cover
-    _orjson = None
 
 
 _perf_counter = time.perf_counter
