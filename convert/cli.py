@@ -258,17 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except EdgeError as exc:
-        if interrupt.pending():
+    except Exception as exc:
+        if interrupt.pending():  # an error a library raised instead of the Ctrl+C it swallowed
             print("Error: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
-        print(f"Error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:  # the last line of defence: one line, not a traceback
-        if interrupt.pending():
-            print("Error: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        if debug:
+        if isinstance(exc, EdgeError):
+            print(f"Error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        if debug:  # the last line of defence: one line, not a traceback
             raise
         keep_log = log is not None
         text = " ".join(str(exc).split())[:300]

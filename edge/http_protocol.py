@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - platforms without httptools wheels
 
 MALFORMED = ("malformed HTTP request (request line, headers, Content-Length or chunked encoding); "
              "send a well-formed HTTP/1.1 request")
-BODY = json.dumps({"success": False, "error": MALFORMED}).encode()
+BODY = json.dumps({"success": False, "error": MALFORMED}, separators=(",", ":")).encode()  # as the app writes errors
 
 
 class JsonErrorProtocol(_Protocol):  # type: ignore[misc, valid-type]

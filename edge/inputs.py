@@ -45,7 +45,6 @@ _SCAN = json.scanner.make_scanner(_DECODER)  # the decoder's own C scanner: one 
 FLOAT32_MAX = 3.4028234663852886e38  # the models take float32: a larger value would become infinity
 
 
-
 def parse_json(body: bytes) -> Any:
     """Parse a JSON body.
 

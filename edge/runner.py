@@ -55,11 +55,6 @@ class _RowView:
         self.invoke = interpreter._interpreter.Invoke
         self.fits = len(self.input) == k and len(self.output) == 1
 
-    def __call__(self, row: Sequence[float]) -> float:
-        self.pack(self.input, 0, *row)
-        self.invoke()
-        return self.output[0]
-
     @staticmethod
     def possible(interpreter: Any, in_index: int, out_index: int, ops: frozenset[str]) -> bool:
         """Whether the wrapper has the parts a view relies on, the graph is static and both tensors are
@@ -93,31 +88,26 @@ class _Session:
         self.out_index = {name: int(d["index"]) for name, d in self.outputs.items()}
         self.shapes = {name: tuple(int(v) for v in d["shape"]) for name, d in self.inputs.items()}
         self.row_buffers: dict[str, np.ndarray] = {}
-        self.view: _RowView | None = None  # built by value_row, dropped before anything that may reallocate
-        self.no_view = False
-        self.view_checked = False
+        self.view: _RowView | None = None  # built by row_view, dropped before anything that may reallocate
+        self.view_possible: bool | None = None  # asked once: the wrapper, the operators and dtypes do not change
 
-    def value_row(self, name: str, row: Sequence[float], out_index: int, ops: frozenset[str]) -> float | None:
-        """One row into a (1, k) float32 input -> the single float32 value of one output, through a
-        ``_RowView``; None when this model or wrapper cannot have one (use ``run_row``)."""
-        view = self.view
-        if view is None:
-            if not self.fast or self.no_view:
-                return None
-            shape = (1, len(row))
+    def row_view(self, name: str, k: int, out_index: int, ops: frozenset[str]) -> _RowView | None:
+        """The ``_RowView`` of a (1, k) float32 input and a one-value output (resizing the input to (1, k)
+        first); None when this model or wrapper cannot have one (use ``run_row``)."""
+        if self.view is None and self.fast and self.view_possible is not False:
+            shape = (1, k)
             if self.shapes[name] != shape:
                 self.interpreter.resize_tensor_input(self.in_index[name], shape, strict=False)
                 self.interpreter.allocate_tensors()
                 self.shapes[name] = shape
-            if not self.view_checked:
-                self.no_view = not _RowView.possible(self.interpreter, self.in_index[name], out_index, ops)
-                self.view_checked = True
-            view = None if self.no_view else _RowView(self.interpreter, self.in_index[name], out_index, len(row))
-            if view is None or not view.fits:  # the input is not (1, k) or the output not one value
-                self.no_view = True
-                return None
-            self.view = view
-        return view(row)
+            if self.view_possible is None:
+                self.view_possible = _RowView.possible(self.interpreter, self.in_index[name], out_index, ops)
+            view = _RowView(self.interpreter, self.in_index[name], out_index, k) if self.view_possible else None
+            if view is not None and view.fits:
+                self.view = view
+            else:  # the output is not one value
+                self.view_possible = False
+        return self.view
 
     def run_row(self, name: str, row: Sequence[float], dtype: np.dtype, out_index: int) -> np.ndarray:
         """One row into a single (1, k) input; the first row of one output. The tabular hot path."""
@@ -303,10 +293,14 @@ class Predictor:
         session = self._session()
         if not self._row_ok or not session.fast or len(row) != len(self.features):
             return self.predict_rows([row])[0]
-        if self._row_transform is not None:
-            mean, std = self._row_transform
-            row = [(v - m) / s for v, m, s in zip(row, mean, std)]
-        return session.run_row(name, row, self.input_dtypes[name], session.out_index[self.output_keys[0]])
+        return session.run_row(name, self._transformed(row), self.input_dtypes[name], session.out_index[self.output_keys[0]])
+
+    def _transformed(self, row: Sequence[float]) -> Sequence[float]:
+        """The standardize transform of a direct-input row in plain floats (IEEE double, as numpy's)."""
+        if self._row_transform is None:
+            return row
+        mean, std = self._row_transform
+        return [(v - m) / s for v, m, s in zip(row, mean, std)]
 
     def predict_value(self, row: Sequence[float]) -> float:
         """One tabular row -> the model's one output value, as a Python float (for ``one_value`` models).
@@ -319,33 +313,21 @@ class Predictor:
         """
         session = getattr(self._local, "session", None) or self._session()
         view = session.view  # only ever built for this Predictor's one-value tabular path
-        if view is not None and len(row) == view.k:
-            if self._row_transform is not None:
-                mean, std = self._row_transform
-                row = [(v - m) / s for v, m, s in zip(row, mean, std)]
+        if view is None or len(row) != view.k:
+            if not self.one_value:
+                raise EdgeError(f"this model's output {self.output_keys[0]!r} is not one value per row; use predict_row()")
+            view = None
+            if self._row_ok and len(row) == len(self.features):
+                view = session.row_view(self._direct_input, len(row), session.out_index[self.output_keys[0]], self._ops)
+        if view is not None:
             try:
-                view.pack(view.input, 0, *row)  # _RowView.__call__, inlined: this is the server's hot path
+                view.pack(view.input, 0, *self._transformed(row))
             except (OverflowError, struct.error):  # beyond float32 (numpy's cast makes it inf) or not numbers
-                return float(self.predict_row(row).reshape(-1)[0])
-            view.invoke()
-            return view.output[0]
-        return self._predict_value(row, session)
-
-    def _predict_value(self, row: Sequence[float], session: _Session) -> float:
-        """``predict_value`` without a view yet: builds one where it can, else runs ``run_row``/``predict_row``."""
-        if not self.one_value:
-            raise EdgeError(f"this model's output {self.output_keys[0]!r} is not one value per row; use predict_row()")
-        if not self._row_ok or not session.fast or len(row) != len(self.features):
-            return float(self.predict_row(row).reshape(-1)[0])
-        if self._row_transform is not None:
-            mean, std = self._row_transform
-            row = [(v - m) / s for v, m, s in zip(row, mean, std)]
-        name = self._direct_input
-        out = session.out_index[self.output_keys[0]]
-        value = session.value_row(name, row, out, self._ops)
-        if value is None:
-            value = float(session.run_row(name, row, self.input_dtypes[name], out).reshape(-1)[0])
-        return value
+                view = None  # let go of it: the public invoke() refuses while views of the tensors exist
+            else:
+                view.invoke()
+                return view.output[0]
+        return float(self.predict_row(row).reshape(-1)[0])
 
     def rows_to_inputs(self, rows: Any) -> dict[str, np.ndarray]:
         """Tabular rows (n, n_features) in manifest feature order -> the model's input arrays.

@@ -120,7 +120,20 @@ def test_predict_value_without_views_falls_back(bundle: Path) -> None:
     x, _ = golden(bundle)
     batch = p.predict_rows(x)
     assert [p.predict_value(r) for r in x.tolist()] == batch[:, 0].astype(np.float64).tolist()
-    assert p._session().view is None and p._session().no_view
+    assert p._session().view is None and p._session().view_possible is False
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])  # int8 has a standardize transform, float32 none
+def test_predict_value_beyond_float32_is_what_predict_row_gives(bundle: Path, variant: str) -> None:
+    """A value the in-place pack cannot take falls back to predict_row on the row as given (transformed once)."""
+    p = Predictor(bundle, variant)
+    p.predict_value([6.0, 250.0, 66.5])  # the view exists
+    row = [6.0, 1e39, 66.5]
+    with np.errstate(over="ignore"):
+        want = float(p.predict_row(row).reshape(-1)[0])
+        got = p.predict_value(row)
+    assert got == want or (np.isnan(got) and np.isnan(want))
+    assert p.predict_value([6.0, 250.0, 66.5]) == float(p.predict_rows([[6.0, 250.0, 66.5]])[0, 0])
 
 
 def test_predict_value_refuses_a_model_with_several_values(bundle_copy: Path) -> None:
