@@ -112,6 +112,9 @@ def convert_variant(
         converter.target_spec.supported_types = [tf.float16]
     elif variant is Variant.DYNAMIC:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # One weight scale per Dense kernel: the per-channel hybrid FULLY_CONNECTED (version 12) needs
+        # TFLite 2.17, the per-tensor one (version 9) runs on tflite-runtime 2.14 (the 32-bit Pi's runtime).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     elif variant is Variant.INT8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration
