@@ -422,13 +422,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def _runtime(path: Path, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a TFLite artifact needs: its operators with versions, and the converter's minimum runtime."""
-    from edge.interpreter import tflite_min_runtime
+    """What a TFLite artifact needs: its operators with versions, the minimum TFLite runtime (the converter's,
+    raised by the kit's kernel table) and the kernels of that table it uses (``edge.interpreter.kernel_needs``)."""
+    from edge.interpreter import kernel_needs, tflite_min_runtime
 
     runtime: dict[str, Any] = {"ops": ops, "converter": f"tensorflow {_tf_version()}"}
     minimum = tflite_min_runtime(path)
     if minimum:
         runtime["min_tflite_runtime"] = minimum
+    kernels = kernel_needs(path)
+    if kernels:
+        runtime["kernels"] = kernels
     return runtime
 
 
