@@ -105,7 +105,8 @@ def pick(preferred: str | None = None) -> Runtime:
         except ImportError:
             continue
     raise EdgeError(
-        "no TFLite interpreter is installed; pip install ai-edge-litert (Python 3.12+) or tflite-runtime (3.11)"
+        "no TFLite interpreter is installed; pip install ai-edge-litert (x86_64, aarch64) or tflite-runtime==2.14.0 "
+        "(32-bit ARM, Python <= 3.11)"
     )
 
 
