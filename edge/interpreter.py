@@ -197,7 +197,7 @@ def can_run(artifact: Mapping[str, Any], runtime_name: str, runtime_version: str
         return False, (
             f"{relpath} needs TFLite runtime >= {minimum}, "
             f"the installed interpreter is {label}; install a newer one "
-            "(pip install -U ai-edge-litert; tflite-runtime stops at 2.14) or re-convert with an older TensorFlow"
+            "(pip install -U ai-edge-litert; tflite-runtime stops at 2.14) or use another variant"
         )
     return True, f"needs TFLite runtime >= {minimum}, have {label}"
 
