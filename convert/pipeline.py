@@ -1,28 +1,35 @@
 """``deploykit convert``: model + DATA -> a bundle, written atomically.
 
-The bundle is built in a temporary folder beside ``--out`` and renamed into place at the end, so a crash
-leaves the old bundle or none. The library raises ``DeployKitError``; the CLI prints it.
+The bundle is built in a fresh private folder beside ``--out`` and swapped into place at the end with one
+atomic exchange, so a crash or a kill -9 leaves the old bundle or the new one; the next convert recovers
+what an interrupted one left (see ``convert``). The library raises ``DeployKitError``; the CLI prints it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as _dt
+import errno
 import json
 import os
 import platform
 import shutil
+import signal
+import stat
 import tempfile
-import uuid
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from convert import __version__
+from convert import __version__, interrupt
 from convert.dataset import load_dataset, tabular_layout
 from convert.errors import DeployKitError
 from convert.golden import feature_columns, feature_stats, golden_inputs, golden_json
+from convert.quiet import NATIVE_LOG_PREFIX
 from convert.reference import Reference, load
 from convert.tflite import Variant, check_calibration_rows, convert_variant, representative
 from edge import manifest as manifest_mod
@@ -83,6 +90,8 @@ def check_output(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
             )
         if source.is_dir() and source in out.parents:
             raise DeployKitError(f"output {str(out)!r} is inside the input folder {str(source)!r}; choose an --out outside it")
+    if os.path.islink(out):
+        raise DeployKitError(f"output {str(out)!r} is a symbolic link; convert does not write through links: pass the real folder")
     if out.exists() and not force:
         raise DeployKitError(f"output {str(out)!r} already exists; pass --force to replace it, or choose another --out")
     if out.exists() and not out.is_dir():
@@ -96,7 +105,7 @@ def check_output(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
     if not parent.is_dir():
         raise DeployKitError(f"cannot write {str(out)!r}: folder {str(parent)!r} does not exist; create it first")
     try:
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
+        probe = tempfile.mkdtemp(prefix=_temp_prefix(out, "probe"), dir=parent)
         os.rmdir(probe)
     except OSError as exc:
         raise DeployKitError(f"cannot write to {str(parent)!r} ({exc.strerror}); choose a writable --out") from None
@@ -105,33 +114,150 @@ def check_output(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
 def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> ConvertResult:
     """Convert MODEL into a bundle at ``options.out``.
 
+    First what an interrupted convert left beside ``--out`` is recovered (``recover_interrupted``): an old
+    bundle moved aside is put back, temporary folders of dead runs are removed, and a progress line says so.
+    The bundle is built in a fresh private folder (``mkdtemp`` beside ``--out``) and swapped into place with
+    one atomic exchange (``renameat2(RENAME_EXCHANGE)``; a rename pair where the system has none), so a
+    kill at any moment leaves the old bundle or the new one at ``--out``. Every temporary folder is removed
+    on any exit Python survives (errors, Ctrl+C, SIGTERM, which stops the run as a Ctrl+C does).
+
     Raises:
         DeployKitError: bad model, bad DATA, existing output without --force, unwritable output, or a
         converter failure that leaves no usable artifact.
     """
     out = Path(os.path.abspath(options.out))
-    check_output(out, options.force, (Path(options.model), Path(options.data)))
-    progress("Loading the model (safe_mode)")
-    ref = load(Path(options.model))
-    progress("Reading DATA")
-    dataset = load_dataset(ref, Path(options.data), options.target, options.features)
-    check_calibration_rows(dataset.rows)
-
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    work: Path | None = None
-    try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging folder behind either
-        work = Path(tempfile.mkdtemp(prefix="deploykit-work-"))
-        _chmod_like_mkdir(staging)
-        result = _build(options, ref, dataset, staging, work, progress)
-        _replace(staging, out)
-        result.bundle = Path(options.out)
-        return result
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    recovered = recover_interrupted(out)
+    try:
+        check_output(out, options.force, (Path(options.model), Path(options.data)))
+    except DeployKitError as exc:
+        if recovered:
+            raise DeployKitError(f"{exc} ({recovered[0].lower() + recovered[1:]})") from None
         raise
+    if recovered:
+        progress(recovered)
+    with _sigterm_as_interrupt():
+        progress("Loading the model (safe_mode)")
+        ref = load(Path(options.model))
+        progress("Reading DATA")
+        dataset = load_dataset(ref, Path(options.data), options.target, options.features)
+        check_calibration_rows(dataset.rows)
+
+        staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
+        work: Path | None = None
+        try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging folder behind either
+            work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
+            result = _build(options, ref, dataset, staging, work, progress)
+            _chmod_like_mkdir(staging)  # private (0700) while it is written, readable like a mkdir'd folder once done
+            _replace(staging, out)
+            result.bundle = Path(options.out)
+            return result
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # after the swap: the old bundle, if it was exchanged
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
+
+
+WORK_PREFIX = "deploykit-work-"
+_KINDS = ("tmp", "old", "probe")
+
+
+def _temp_prefix(out: Path, kind: str) -> str:
+    """``.NAME.KIND-PID-``: hidden, beside ``--out``, and naming the process that made it (for recovery)."""
+    return f".{out.name}.{kind}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this one counts: its folders may be another thread's run)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftovers(folder: Path, prefix: str, kinds: Sequence[str], files: bool = False) -> list[tuple[str, Path]]:
+    """(kind, path) of this user's real folders (or, with ``files``, regular files) ``PREFIX KIND-PID-*`` in
+    ``folder`` whose process is gone."""
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        kind, tail = "", entry.name[len(prefix):]
+        if kinds:
+            kind, _, tail = tail.partition("-")
+            if kind not in kinds:
+                continue
+        pid, dash, _ = tail.partition("-")
+        if not dash or not pid.isdigit():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        wanted = stat.S_ISREG(info.st_mode) if files else stat.S_ISDIR(info.st_mode)
+        if not wanted or info.st_uid != os.getuid() or _alive(int(pid)):
+            continue
+        found.append((kind, Path(entry.path)))
+    return sorted(found, key=lambda item: item[1].name)
+
+
+def recover_interrupted(out: Path) -> str:
+    """Undo what a killed convert left beside ``out`` and in the temporary folder; say what was done.
+
+    A bundle moved aside (``.NAME.old-PID-*``, a rename-pair swap killed between its renames) goes back to
+    ``out`` when ``out`` is missing, else it is the replaced bundle and is removed; staging folders
+    (``.NAME.tmp-PID-*``), work folders (``deploykit-work-PID-*``) and native logs
+    (``deploykit-native-PID-*.log``) of processes that are gone are removed. Folders of a live process, of another user, and symbolic links are never touched.
+
+    Returns:
+        "" when nothing was restored, else one sentence saying which folder was put back.
+    """
+    out = Path(os.path.abspath(out))
+    note = ""
+    leftovers = _leftovers(out.parent, f".{out.name}.", _KINDS)
+    olds = sorted((p for kind, p in leftovers if kind == "old" and (p / manifest_mod.MANIFEST).is_file()),
+                  key=lambda p: p.stat().st_mtime)
+    if olds and not os.path.lexists(out):
+        try:
+            os.rename(olds[-1], out)
+            note = f"Restored the bundle at {str(out)!r}, which an interrupted convert had moved aside to {olds[-1].name}"
+        except OSError:
+            pass
+    for kind, path in leftovers:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+    for _, path in _leftovers(Path(tempfile.gettempdir()), WORK_PREFIX, ()):
+        shutil.rmtree(path, ignore_errors=True)
+    for _, path in _leftovers(Path(tempfile.gettempdir()), NATIVE_LOG_PREFIX, (), files=True):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return note
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """For the block, a SIGTERM stops the run as a Ctrl+C does (so its temporary folders are removed), when
+    Python's default action (death, no clean-up) is in place and this is the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        interrupt.note()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        if signal.getsignal(signal.SIGTERM) is stop:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _chmod_like_mkdir(folder: Path) -> None:
@@ -142,20 +268,49 @@ def _chmod_like_mkdir(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~umask)
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``). False when the system or the file
+    system cannot (another OS, an old libc or kernel, a file system without it); OSError on other failures."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def _replace(staging: Path, out: Path) -> None:
-    """Rename the staging folder into place; an old bundle is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, old)
+    """Put the staging folder at ``out``: a rename when there is nothing there; else one atomic exchange
+    (the old bundle then sits at the staging path, which the caller removes); else, where the system has no
+    exchange, a rename pair: the old bundle is moved aside as ``.NAME.old-PID-*`` first, put back if the
+    second rename fails, removed after. A kill between the two renames leaves it aside, and the next convert
+    puts it back (``recover_interrupted``)."""
+    if not os.path.lexists(out):
+        os.rename(staging, out)
+        return
+    if os.path.islink(out):
+        raise DeployKitError(f"output {str(out)!r} is a symbolic link; convert does not write through links: pass the real folder")
+    if _exchange(staging, out):
+        return
+    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "old"), dir=out.parent))
+    os.rename(out, old)  # onto the empty folder mkdtemp just made: the name is ours
     try:
         os.rename(staging, out)
     except BaseException:  # an OSError, or a Ctrl+C between the two renames: the old bundle goes back
-        if old is not None and not out.exists():
+        if not os.path.lexists(out):
             os.rename(old, out)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _unrolled(ref: Reference) -> tuple[Any, str]:
