@@ -90,7 +90,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          drift_window=args.drift_window, log_max_bytes=args.log_max_bytes,
                          allow_rejected=args.allow_rejected)
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
-                  server_header=False, date_header=False, timeout_graceful_shutdown=30, http=JsonErrorProtocol)
+                  server_header=False, date_header=False, timeout_graceful_shutdown=30, http=JsonErrorProtocol,
+                  # the client column is the socket's peer; X-Forwarded-For only from the proxies named here
+                  proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or None)
     if args.workers == 1:
         app = build_app(config)
         predictor = app.p
@@ -131,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             "check the bundle with `deploykit-edge selftest`")
     else:
         uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
-    print("deploykit-edge: stopped, logs flushed", file=sys.stderr, flush=True)
+    print("deploykit-edge: stopped", file=sys.stderr, flush=True)
     return 0
 
 
@@ -340,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests in flight per worker before answering 503 (default 64)")
     s.add_argument("--drift-window", type=int, default=500, metavar="ROWS", help="recent rows tested for drift")
     s.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="BYTES", help="rotate logs at this size")
+    s.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are trusted for the "
+                        "logged client address (default: none; the client is the socket's peer)")
     s.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("predict", help="batch predictions from CSV or JSON lines to CSV")

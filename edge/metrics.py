@@ -143,9 +143,9 @@ class Metrics:
         add("# HELP deploykit_rejected_busy_total Requests answered 503 over the concurrency limit.")
         add("# TYPE deploykit_rejected_busy_total counter")
         add(f"deploykit_rejected_busy_total {self.rejected_busy}")
-        add("# HELP deploykit_log_write_errors_total Log lines that could not be written.")
-        add("# TYPE deploykit_log_write_errors_total counter")
-        add(f"deploykit_log_write_errors_total {log_errors}")
+        add("# HELP deploykit_log_lines_dropped_total Log lines that could not be written (full disk, removed folder).")
+        add("# TYPE deploykit_log_lines_dropped_total counter")
+        add(f"deploykit_log_lines_dropped_total {log_errors}")
         add("# HELP deploykit_drift_ks_statistic Two-sample KS statistic, recent inputs vs training sample.")
         add("# TYPE deploykit_drift_ks_statistic gauge")
         for d in drift:

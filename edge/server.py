@@ -13,11 +13,13 @@ than a thread hand-off costs. Each worker process has its own interpreter.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import itertools
 import json
 import math
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -121,6 +123,7 @@ class EdgeApp:
     }
     UNLIMITED = {"healthz", "readyz", "metrics"}
     TALLY_EVERY = 512
+    METRICS_DRIFT_MAX_AGE = 1.0  # seconds: a scrape may see drift results this old (``/drift`` never does)
 
     def __init__(self, predictor: Predictor, config: ServeConfig, logs: CsvLogs | None = None) -> None:
         self.p = predictor
@@ -157,9 +160,10 @@ class EdgeApp:
         self.ready_error = "" if self.ready else "self-test failed: " + "; ".join(result["failures"])
 
     def shutdown(self) -> None:
-        """Flush and close the logs."""
+        """Close the logs (fsync) and say on stderr what was written and what, if anything, was lost."""
         if self.logs is not None:
             self.logs.close()
+            print(f"deploykit-edge: {self.logs.summary()}", file=sys.stderr, flush=True)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -256,6 +260,7 @@ class EdgeApp:
         status = 500
         error = ""
         counted = False
+        logged = self.logs is None
         log_rows: list[list[Any]] = []
         try:
             try:
@@ -292,6 +297,9 @@ class EdgeApp:
                 content_type, body = b"text/html; charset=utf-8", self._result_page(None, error).encode()
             response_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
             response_headers += extra + cors
+            if not logged:  # before the answer leaves: a client holding a 200 has its line in the log
+                logged = True
+                self._log(scope, request_id, method, path, status, error, time.perf_counter() - start, log_rows)
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         finally:
@@ -299,14 +307,22 @@ class EdgeApp:
                 self.metrics.inflight -= 1
             elapsed = time.perf_counter() - start
             self.metrics.observe(route or "unknown", status, elapsed)
-            if self.logs is not None:
-                now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
-                client = scope.get("client")
-                client_text = f"{client[0]}:{client[1]}" if client else ""
-                latency_ms = round(elapsed * 1000, 3)
-                self.logs.request([now, request_id, client_text, method, path[:200], status, latency_ms, error[:300]])
-                for cells in log_rows:
-                    self.logs.prediction([now, request_id, client_text, *cells, self.p.variant, self.p.sha256, latency_ms])
+            if not logged:
+                self._log(scope, request_id, method, path, status, error, elapsed, log_rows)
+
+    def _log(self, scope: dict, request_id: str, method: str, path: str, status: int, error: str, elapsed: float,
+             log_rows: list[list[Any]]) -> None:
+        """The request's line and its predictions' lines (each written to the OS before this returns)."""
+        logs = self.logs
+        assert logs is not None
+        wall = time.time()
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+        client = scope.get("client")
+        client_text = f"{client[0]}:{client[1]}" if client else ""
+        latency_ms = round(elapsed * 1000, 3)
+        for cells in log_rows:
+            logs.prediction([now, request_id, client_text, *cells, self.p.variant, self.p.sha256, latency_ms])
+        logs.request([now, request_id, client_text, method, path[:200], status, latency_ms, error[:300]])
 
     async def _preflight(self, headers: dict, methods: tuple[str, ...], cors: list, send: Send) -> int:
         if not cors:
@@ -606,15 +622,22 @@ class EdgeApp:
             return 200, JSON_TYPE, _json({"ready": True, **self.info}), []
         return 503, JSON_TYPE, _json({"ready": False, "success": False, "error": self.ready_error}), []
 
-    async def _h_metrics(self, **_: Any) -> tuple:
+    async def _drift_results(self, max_age: float) -> list:
+        """The drift results, computed in a worker thread when the window changed (an exact p-value is a
+        lattice-path count: milliseconds per feature that must not stall the event loop)."""
         self._tally()
-        drift = [r.as_dict() for r in self.drift.results()]
+        results = self.drift.cached(max_age)
+        if results is None:
+            results = await asyncio.to_thread(self.drift.results, max_age)
+        return results
+
+    async def _h_metrics(self, **_: Any) -> tuple:
+        drift = [r.as_dict() for r in await self._drift_results(self.METRICS_DRIFT_MAX_AGE)]
         text = self.metrics.render(self.info, drift, self.logs.errors if self.logs else 0)
         return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode(), []
 
     async def _h_drift(self, **_: Any) -> tuple:
-        self._tally()
-        return 200, JSON_TYPE, _json(self.drift.report()), []
+        return 200, JSON_TYPE, _json(self.drift.report(await self._drift_results(0.0))), []
 
     async def _h_index(self, **_: Any) -> tuple:
         body = {"name": self.name, "deploykit_edge": __version__, **self.info, "ready": self.ready,
