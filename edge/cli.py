@@ -20,8 +20,15 @@ from typing import Any, Iterator, Sequence, TextIO
 
 from edge import __version__
 from edge.errors import EdgeError
+from edge.text import printable
 
 EXIT_ERROR = 1
+
+
+def _print(line: str, file: TextIO | None = None, flush: bool = False) -> None:
+    """Print one line with its control characters escaped: manifest strings (names, labels, units, notes,
+    paths) and input cells are data, not terminal commands, and cannot split the line."""
+    print(printable(line), file=file if file is not None else sys.stdout, flush=flush)
 
 
 def _fmt(value: Any) -> str:
@@ -111,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sock.close()
         common["port"] = port
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(
+    _print(
         f"deploykit-edge {__version__}: serving {predictor.bundle.name} {predictor.variant} "
         f"({predictor.artifact['path']}, sha256 {predictor.sha256[:12]}) with {predictor.runtime.describe()} "
         f"on http://{shown}:{port} ({args.workers} worker{'s' if args.workers > 1 else ''})",
@@ -133,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             "check the bundle with `deploykit-edge selftest`")
     else:
         uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
-    print("deploykit-edge: stopped", file=sys.stderr, flush=True)
+    _print("deploykit-edge: stopped", file=sys.stderr, flush=True)
     return 0
 
 
@@ -183,12 +190,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except RecursionError:
             raise EdgeError(f"--input {shown} has a JSON line nested too deeply to read; give one flat object per line") from None
     for message in result.errors:
-        print(f"bad row: {message}", file=sys.stderr)
+        _print(f"bad row: {message}", file=sys.stderr)
     if result.errors:
         rest = {0: "no row was predicted", 1: "the other 1 was written"}.get(
             result.predicted, f"the other {result.predicted} were written")
         raise EdgeError(f"{len(result.errors)} of {result.rows} rows could not be predicted (listed above); {rest}")
-    print(f"predicted {result.predicted} row{'' if result.predicted == 1 else 's'} with {predictor.variant} on "
+    _print(f"predicted {result.predicted} row{'' if result.predicted == 1 else 's'} with {predictor.variant} on "
           f"{predictor.runtime.describe()}", file=sys.stderr)
     return 0
 
@@ -205,18 +212,18 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     result = selftest.run(predictor)
     tol = result["tolerance"]
     tol_text = ", ".join(f"{k}={v}" for k, v in tol.items())
-    print(f"selftest {predictor.bundle.name}: {result['artifact']} ({result['variant']}) on {result['runtime']}, "
+    _print(f"selftest {predictor.bundle.name}: {result['artifact']} ({result['variant']}) on {result['runtime']}, "
           f"{result['rows']} golden rows, tolerance {tol_text}")
     for name, m in result["outputs"].items():
         mark = "ok  " if m["passed"] else "FAIL"
         twin = f" twin_scaled={_fmt(m['twin_scaled'])}" if "twin_scaled" in m else ""
-        print(f"  {mark} {name}: max_abs={_fmt(m['max_abs'])} max_scaled={_fmt(m['max_scaled'])} "
+        _print(f"  {mark} {name}: max_abs={_fmt(m['max_abs'])} max_scaled={_fmt(m['max_scaled'])} "
               f"range_fraction={_fmt(m['range_fraction'])}{twin}" + (f"  ({m['reason']})" if m["reason"] else ""))
     if args.json:
         print(json.dumps(result, default=str))
     if not result["passed"]:
         raise EdgeError(f"selftest failed: {'; '.join(result['failures'])}")
-    print("selftest passed")
+    _print("selftest passed")
     return 0
 
 
@@ -261,29 +268,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
-    print(f"bundle {m['name']} ({m['task']}), created {m['created']}, folder {bundle.root}")
+    _print(f"bundle {m['name']} ({m['task']}), created {m['created']}, folder {bundle.root}")
     for t in m["inputs"]:
-        print(f"  input  {t['name']}: {t['dtype']} {t['shape']}")
+        _print(f"  input  {t['name']}: {t['dtype']} {t['shape']}")
     for o in info["outputs"]:
-        print(f"  output {o['name']} (key {o['key']}): {o['dtype']} {o['shape']}, reference range {o['range']}")
+        _print(f"  output {o['name']} (key {o['key']}): {o['dtype']} {o['shape']}, reference range {o['range']}")
     for f in info["features"]:
         unit = f" {f['unit']}" if f.get("unit") else ""
-        print(f"  feature {f['name']}: {f['label']}{unit}, training range {_fmt(f['min'])} to {_fmt(f['max'])}")
-    print(f"  golden.json: {'present' if info['golden'] else 'MISSING'}")
+        _print(f"  feature {f['name']}: {f['label']}{unit}, training range {_fmt(f['min'])} to {_fmt(f['max'])}")
+    _print(f"  golden.json: {'present' if info['golden'] else 'MISSING'}")
     parity = info["parity"]
-    print(f"  parity: {'not verified' if parity is None else ('passed' if parity['passed'] else 'FAILED')}")
-    print(f"  interpreter here: {info['runtime'] or 'none'}; default variant: {info['default_variant']}")
+    _print(f"  parity: {'not verified' if parity is None else ('passed' if parity['passed'] else 'FAILED')}")
+    _print(f"  interpreter here: {info['runtime'] or 'none'}; default variant: {info['default_variant']}")
     for r in rows:
         ops = ", ".join(f"{o['name']} v{o['version']}" for o in r["ops"] or [])
-        print(f"  {r['variant']:8} {r['path']}  {r['bytes']:,} B  sha256 {r['sha256'][:12]} file {r['file']}"
+        _print(f"  {r['variant']:8} {r['path']}  {r['bytes']:,} B  sha256 {r['sha256'][:12]} file {r['file']}"
               f"  parity {'passed' if r['parity'] else '-'}  runs here: {'yes' if r['runs_here'] else 'NO'}"
               f"  needs TFLite >= {r['min_tflite_runtime'] or '?'}" + (f"  ops: {ops}" if ops else ""))
         if not r["runs_here"]:
-            print(f"           {r['reason']}")
+            _print(f"           {r['reason']}")
         if r["status"] == "rejected":
-            print(f"           REJECTED by convert: {r['rejection'] or 'it missed its tolerance'} (serve needs --allow-rejected)")
+            _print(f"           REJECTED by convert: {r['rejection'] or 'it missed its tolerance'} (serve needs --allow-rejected)")
         if r["note"]:
-            print(f"           note: {r['note']}")
+            _print(f"           note: {r['note']}")
     return 0
 
 
@@ -300,17 +307,17 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"drift of {report['rows']} logged rows ({len(report['files'])} file(s)) against the training sample, "
+    _print(f"drift of {report['rows']} logged rows ({len(report['files'])} file(s)) against the training sample, "
           f"alpha {report['alpha']}:")
     for f in report["features"]:
         if f["statistic"] is None:
-            print(f"  {f['feature']:12} no values")
+            _print(f"  {f['feature']:12} no values")
             continue
         flag = "DRIFT" if f["drifted"] else "ok"
-        print(f"  {f['feature']:12} KS={f['statistic']:.4f} p={f['p_value']:.3g} n={f['n']}  {flag}")
+        _print(f"  {f['feature']:12} KS={f['statistic']:.4f} p={f['p_value']:.3g} n={f['n']}  {flag}")
     if report["skipped_cells"]:
-        print(f"  ({report['skipped_cells']} non-numeric cells skipped)")
-    print("drift detected" if report["drifted"] else "no drift detected")
+        _print(f"  ({report['skipped_cells']} non-numeric cells skipped)")
+    _print("drift detected" if report["drifted"] else "no drift detected")
     return 0
 
 
@@ -386,12 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        _print(f"Error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback
-        print(f"Error: unexpected {type(exc).__name__}: {exc}; please report it", file=sys.stderr)
+        _print(f"Error: unexpected {type(exc).__name__}: {exc}; please report it", file=sys.stderr)
         return EXIT_ERROR
