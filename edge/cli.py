@@ -79,25 +79,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the ASGI app under uvicorn until SIGTERM/SIGINT; exit 0 after a graceful stop."""
     import uvicorn
 
-    from edge.http_protocol import JsonErrorProtocol
+    from edge.http_protocol import EdgeProtocol, configure
     from edge.logs import check_writable
     from edge.runner import Predictor
-    from edge.server import CONFIG_ENV, ServeConfig, build_app
+    from edge.server import CONFIG_ENV, ServeConfig, build_app, limits
 
     if args.workers < 1:
         raise EdgeError("--workers must be at least 1")
     for flag, value in (("--max-body", args.max_body), ("--max-batch", args.max_batch),
                         ("--max-concurrency", args.max_concurrency), ("--drift-window", args.drift_window),
-                        ("--log-max-bytes", args.log_max_bytes)):
+                        ("--log-max-bytes", args.log_max_bytes), ("--max-header-bytes", args.max_header_bytes),
+                        ("--max-headers", args.max_headers), ("--max-connections", args.max_connections)):
         if value < 1:
             raise EdgeError(f"{flag} must be at least 1 (got {value})")
+    for flag, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout),
+                        ("--keep-alive-timeout", args.keep_alive_timeout), ("--graceful-timeout", args.graceful_timeout)):
+        if not value > 0:
+            raise EdgeError(f"{flag} must be a number of seconds above 0 (got {value})")
     config = ServeConfig(bundle=str(args.bundle), variant=args.variant, host=args.host, port=args.port,
                          workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
                          drift_window=args.drift_window, log_max_bytes=args.log_max_bytes,
-                         allow_rejected=args.allow_rejected)
+                         allow_rejected=args.allow_rejected,
+                         forwarded_allow_ips=args.forwarded_allow_ips, max_header_bytes=args.max_header_bytes,
+                         max_headers=args.max_headers, header_timeout=args.header_timeout,
+                         body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout,
+                         max_connections=args.max_connections, graceful_timeout=args.graceful_timeout)
+    configure(limits(config))
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
-                  server_header=False, date_header=False, timeout_graceful_shutdown=30, http=JsonErrorProtocol,
+                  server_header=False, date_header=False, http=EdgeProtocol,
+                  timeout_graceful_shutdown=args.graceful_timeout, timeout_keep_alive=args.keep_alive_timeout,
+                  h11_max_incomplete_event_size=args.max_header_bytes,
                   # the client column is the socket's peer; X-Forwarded-For only from the proxies named here
                   proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or None)
     if args.workers == 1:
@@ -349,6 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests in flight per worker before answering 503 (default 64)")
     s.add_argument("--drift-window", type=int, default=500, metavar="ROWS", help="recent rows tested for drift")
     s.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="BYTES", help="rotate logs at this size")
+    s.add_argument("--max-header-bytes", type=int, default=16 * 1024, metavar="BYTES",
+                   help="request line + headers limit, answered 431 (default 16384)")
+    s.add_argument("--max-headers", type=int, default=64, metavar="N", help="header lines per request, 431 over (default 64)")
+    s.add_argument("--header-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="time to receive a request's headers, new connections included; 408 after (default 5)")
+    s.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="time to receive a request's body once its headers are in; 408 after (default 10)")
+    s.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="an idle keep-alive connection is closed after this (default 5)")
+    s.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="open connections per worker; over it the oldest idle one is closed, or the new one "
+                        "answered 503 (default 256)")
+    s.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM, time given to requests in flight; stalled ones are answered 503 (default 30)")
     s.add_argument("--forwarded-allow-ips", metavar="IPS",
                    help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are trusted for the "
                         "logged client address (default: none; the client is the socket's peer)")

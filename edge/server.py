@@ -67,6 +67,15 @@ class ServeConfig:
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
     allow_rejected: bool = False
+    forwarded_allow_ips: Optional[str] = None
+    # HTTP limits, enforced by edge.http_protocol (defaults: edge.http_protocol.Limits)
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 64
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 256
+    graceful_timeout: float = 30.0
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -339,7 +348,7 @@ class EdgeApp:
         await send({"type": "http.response.body", "body": b""})
         return 204
 
-    async def _body(self, receive: Receive, headers: dict, accept: tuple[bytes, ...]) -> bytes:
+    async def _body(self, receive: Receive, headers: dict, accept: tuple[bytes, ...], scope: dict | None = None) -> bytes:
         """The request body, after the content-type and size checks.
 
         Raises:
@@ -369,7 +378,8 @@ class EdgeApp:
         size = 0
         while True:
             if message["type"] == "http.disconnect":
-                raise _Reply(400, "client disconnected")
+                refused = (scope or {}).get("edge.refused")  # the protocol answered it (408 body timeout, 503)
+                raise _Reply(*refused) if refused else _Reply(400, "client disconnected")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -417,8 +427,8 @@ class EdgeApp:
                 raise _Reply(422, f"the model produced a non-finite output {key!r} for these inputs; "
                                   "send values nearer the training range")
 
-    async def _h_predict_json(self, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
-        body = await self._body(receive, headers, (JSON_TYPE,))
+    async def _h_predict_json(self, scope: dict, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
+        body = await self._body(receive, headers, (JSON_TYPE,), scope)
         data = parse_json(body)
         if self.rows is None:
             raise InputError(422, f"this model has no tabular features; POST to /v1/models/{self.name}:predict")
@@ -452,9 +462,9 @@ class EdgeApp:
             log_rows.append([*row, json.dumps(value)])
         return body
 
-    async def _h_tfs_predict(self, receive: Receive, headers: dict, model_name: str, log_rows: list, **_: Any) -> tuple:
+    async def _h_tfs_predict(self, scope: dict, receive: Receive, headers: dict, model_name: str, log_rows: list, **_: Any) -> tuple:
         self._check_model(model_name)
-        body = await self._body(receive, headers, (JSON_TYPE,))
+        body = await self._body(receive, headers, (JSON_TYPE,), scope)
         data = parse_json(body)
         if not isinstance(data, dict) or ("instances" in data) == ("inputs" in data):
             raise InputError(422, 'the body must be an object with either "instances" (row format) or "inputs" (columnar)')
@@ -583,8 +593,8 @@ class EdgeApp:
                      f'<form method="post" action="/predict_form">{"".join(fields)}<p><button type="submit">Predict</button></p></form>')
         return 200, b"text/html; charset=utf-8", page.encode(), []
 
-    async def _h_predict_form(self, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
-        body = await self._body(receive, headers, (b"application/x-www-form-urlencoded",))
+    async def _h_predict_form(self, scope: dict, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
+        body = await self._body(receive, headers, (b"application/x-www-form-urlencoded",), scope)
         if self.rows is None:
             raise InputError(422, "this model has no tabular features")
         try:
@@ -731,7 +741,21 @@ def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
     return EdgeApp(predictor, config, logs)
 
 
+def limits(config: ServeConfig) -> Any:
+    """The ``edge.http_protocol.Limits`` of a config (imports uvicorn)."""
+    from edge.http_protocol import Limits
+
+    return Limits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
+                  header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+                  keep_alive_timeout=config.keep_alive_timeout, max_connections=config.max_connections,
+                  max_body=config.max_body, graceful_timeout=config.graceful_timeout)
+
+
 def app_from_env() -> EdgeApp:
-    """Factory for ``--workers N``: each worker process loads its own interpreter and log files."""
+    """Factory for ``--workers N``: each worker process loads its own interpreter and log files, and sets
+    its connections' limits."""
+    from edge.http_protocol import configure
+
     config = ServeConfig.from_json(os.environ[CONFIG_ENV])
+    configure(limits(config))
     return build_app(config, log_suffix=f".{os.getpid()}")
