@@ -83,6 +83,13 @@ def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: 
      {"Content-Type": "application/json"}, 422, f"instance 2: tax must be a number, got boolean true; {EXPECTED}"),
     ("POST", "/predict_json", b'[[6, 250, 1], [6, "x", 1]]', {"Content-Type": "application/json"}, 422,
      f'row 2: tax must be a number, got str "x"; {EXPECTED}'),
+    # TF Serving inputs answered 200 with strings or booleans in them
+    ("POST", "/v1/models/boston_mlp:predict", b'{"inputs": [[6, 250, 1], ["6", "x", 1]]}',
+     {"Content-Type": "application/json"}, 422, 'input \'features\' must hold numbers (float32), got str "6"'),
+    ("POST", "/v1/models/boston_mlp:predict", b'{"inputs": {"features": [[6, false, 1]]}}',
+     {"Content-Type": "application/json"}, 422, "input 'features' must hold numbers (float32), got boolean false"),
+    ("POST", "/v1/models/boston_mlp:predict", b'{"instances": [{"features": [6, 250, null]}]}',
+     {"Content-Type": "application/json"}, 422, "input 'features' must hold numbers (float32), got null"),
 ])
 def test_error_table(module_server: Server, method, path, body, headers, status, error) -> None:
     got, hdrs, data = module_server.request(method, path, body, headers)
