@@ -11,9 +11,11 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
@@ -122,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         predictor = Predictor(config.bundle, config.variant, allow_rejected=config.allow_rejected)
         if config.log_dir:
             check_writable(config.log_dir)
+        config.shared_dir = tempfile.mkdtemp(prefix="deploykit-edge-workers-")  # metrics/drift of all workers
         os.environ[CONFIG_ENV] = config.to_json()
     sockets = _listen(args.host, args.port)
     port = sockets[0].getsockname()[1]
@@ -151,7 +154,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise EdgeError(f"the server on {args.host}:{port} did not start (see the log above); "
                             "check the bundle with `deploykit-edge selftest`")
     else:
-        uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
+        try:
+            uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
+        finally:
+            shutil.rmtree(config.shared_dir, ignore_errors=True)
     _print("deploykit-edge: stopped", file=sys.stderr, flush=True)
     return 0
 

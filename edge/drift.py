@@ -158,6 +158,7 @@ class DriftMonitor:
         self.min_samples = min_samples
         self.alpha = alpha
         self._rows = np.zeros((self.window, len(self.names)), dtype=np.float64)
+        self._times = np.zeros(self.window, dtype=np.float64)  # time.monotonic() of each row's arrival (in bulk)
         self._count = 0
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()
@@ -175,37 +176,53 @@ class DriftMonitor:
         n = rows.shape[0]
         keep = rows[-self.window :]
         first = self._count + n - keep.shape[0]
-        self._rows[(first + np.arange(keep.shape[0])) % self.window] = keep
+        index = (first + np.arange(keep.shape[0])) % self.window
+        self._rows[index] = keep
+        self._times[index] = time.monotonic()
         self._count += n
+
+    @property
+    def count(self) -> int:
+        """Rows added so far."""
+        return self._count
 
     def window_rows(self) -> np.ndarray:
         """The rows now in the window (oldest first)."""
+        return self.window_rows_and_times()[0]
+
+    def window_rows_and_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows now in the window (oldest first) and their arrival times (``time.monotonic()``)."""
         with self._lock:
             n = min(self._count, self.window)
             if self._count <= self.window:
-                return self._rows[:n].copy()
+                return self._rows[:n].copy(), self._times[:n].copy()
             start = self._count % self.window
-            return np.concatenate([self._rows[start:], self._rows[:start]])
+            return (np.concatenate([self._rows[start:], self._rows[:start]]),
+                    np.concatenate([self._times[start:], self._times[:start]]))
 
-    def cached(self, max_age: float = 0.0) -> list[FeatureDrift] | None:
-        """The cached results if they are of the current window or at most ``max_age`` seconds old."""
+    def cached(self, max_age: float = 0.0, key: Any = None) -> list[FeatureDrift] | None:
+        """The cached results if they are of the current window (or of ``key``, a merged window's) or at most
+        ``max_age`` seconds old."""
         cache = self._cache
-        if cache is not None and (cache[0] == self._count or time.monotonic() - cache[1] <= max_age):
+        key = self._count if key is None else key
+        if cache is not None and (cache[0] == key or time.monotonic() - cache[1] <= max_age):
             return cache[2]
         return None
 
-    def results(self, max_age: float = 0.0) -> list[FeatureDrift]:
-        """KS statistic, p-value and flag per feature for the current window (see ``cached``)."""
-        hit = self.cached(max_age)
+    def results(self, max_age: float = 0.0, merged: tuple[Any, np.ndarray] | None = None) -> list[FeatureDrift]:
+        """KS statistic, p-value and flag per feature for the current window (see ``cached``), or for
+        ``merged``: ``(key, rows)``, the window of several workers (``edge.workers``)."""
+        key = None if merged is None else merged[0]
+        hit = self.cached(max_age, key)
         if hit is not None:
             return hit
         with self._compute_lock:  # one computation at a time; a second caller takes the first's result
-            hit = self.cached(max_age)
+            hit = self.cached(max_age, key)
             if hit is not None:
                 return hit
             with self._lock:
-                count = self._count
-            rows = np.sort(self.window_rows(), axis=0)
+                count = self._count if merged is None else key
+            rows = np.sort(self.window_rows() if merged is None else merged[1], axis=0)
             n = int(rows.shape[0])
             out = []
             for i, name in enumerate(self.names):

@@ -34,7 +34,8 @@ from edge.drift import DriftMonitor
 from edge.errors import EdgeError
 from edge.inputs import FLOAT32_MAX, InputError, RowParser, check_tensor, parse_json
 from edge.logs import CsvLogs
-from edge.metrics import Metrics
+from edge import workers
+from edge.metrics import Metrics, merge_states
 from edge.runner import Predictor
 
 try:  # optional (serve extra): formats a float faster than repr
@@ -68,6 +69,7 @@ class ServeConfig:
     log_backups: int = 5
     allow_rejected: bool = False
     forwarded_allow_ips: Optional[str] = None
+    shared_dir: Optional[str] = None  # --workers N: where workers share metrics and drift (edge.workers)
     # HTTP limits, enforced by edge.http_protocol (defaults: edge.http_protocol.Limits)
     max_header_bytes: int = 16 * 1024
     max_headers: int = 64
@@ -154,6 +156,8 @@ class EdgeApp:
         self.info = {"model": self.name, "variant": predictor.variant, "sha256": predictor.sha256,
                      "runtime": predictor.runtime.describe(), "artifact": predictor.artifact["path"]}
         self._openapi: bytes | None = None
+        self.shared = workers.Shared(config.shared_dir) if config.shared_dir else None  # --workers N
+        self._snapshot_handle: asyncio.TimerHandle | None = None
         self._handlers = {name[3:]: getattr(self, name) for name in dir(type(self)) if name.startswith("_h_")}
 
     # ------------------------------------------------------------------ lifecycle
@@ -170,6 +174,10 @@ class EdgeApp:
 
     def shutdown(self) -> None:
         """Close the logs (fsync) and say on stderr what was written and what, if anything, was lost."""
+        if self.shared is not None:
+            if self._snapshot_handle is not None:
+                self._snapshot_handle.cancel()
+            self._snapshot()
         if self.logs is not None:
             self.logs.close()
             print(f"deploykit-edge: {self.logs.summary()}", file=sys.stderr, flush=True)
@@ -186,6 +194,8 @@ class EdgeApp:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     self.startup()
+                    if self.shared is not None:
+                        self._snapshot_every(asyncio.get_running_loop())
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     self.shutdown()
@@ -632,22 +642,46 @@ class EdgeApp:
             return 200, JSON_TYPE, _json({"ready": True, **self.info}), []
         return 503, JSON_TYPE, _json({"ready": False, "success": False, "error": self.ready_error}), []
 
-    async def _drift_results(self, max_age: float) -> list:
-        """The drift results, computed in a worker thread when the window changed (an exact p-value is a
-        lattice-path count: milliseconds per feature that must not stall the event loop)."""
+    async def _drift_results(self, max_age: float) -> tuple[list, dict[str, Any] | None]:
+        """The drift results and, with several workers, their merged metrics state (else None). Computed in
+        a worker thread when the window changed (an exact p-value is a lattice-path count: milliseconds per
+        feature that must not stall the event loop)."""
         self._tally()
+        if self.shared is not None:
+            self._snapshot()
+            return await asyncio.to_thread(self._merged, max_age)
         results = self.drift.cached(max_age)
         if results is None:
             results = await asyncio.to_thread(self.drift.results, max_age)
-        return results
+        return results, None
+
+    def _merged(self, max_age: float) -> tuple[list, dict[str, Any]]:
+        """Every worker's snapshot merged (``edge.workers``): drift of the joint window, summed counters."""
+        states, key, rows = workers.merge(self.shared.read_all(), self.drift.window)  # type: ignore[union-attr]
+        return self.drift.results(max_age, merged=(key, rows)), merge_states(states)
+
+    def _snapshot(self) -> None:
+        """Write this worker's counters and window for the others' scrapes (errors are left for the next)."""
+        self._tally()
+        rows, times = self.drift.window_rows_and_times()
+        try:
+            self.shared.write(self.metrics.state(self.logs.errors if self.logs else 0), rows, times,  # type: ignore[union-attr]
+                              self.drift.count)
+        except OSError:
+            pass
+
+    def _snapshot_every(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._snapshot()
+        self._snapshot_handle = loop.call_later(workers.SNAPSHOT_SECONDS, self._snapshot_every, loop)
 
     async def _h_metrics(self, **_: Any) -> tuple:
-        drift = [r.as_dict() for r in await self._drift_results(self.METRICS_DRIFT_MAX_AGE)]
-        text = self.metrics.render(self.info, drift, self.logs.errors if self.logs else 0)
+        results, state = await self._drift_results(self.METRICS_DRIFT_MAX_AGE)
+        text = self.metrics.render(self.info, [r.as_dict() for r in results], self.logs.errors if self.logs else 0,
+                                   state=state)
         return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode(), []
 
     async def _h_drift(self, **_: Any) -> tuple:
-        return 200, JSON_TYPE, _json(self.drift.report(await self._drift_results(0.0))), []
+        return 200, JSON_TYPE, _json(self.drift.report((await self._drift_results(0.0))[0])), []
 
     async def _h_index(self, **_: Any) -> tuple:
         body = {"name": self.name, "deploykit_edge": __version__, **self.info, "ready": self.ready,

@@ -442,3 +442,21 @@ def test_exit_message_says_what_the_logs_lost(bundle: Path, server_factory, tmp_
     assert [r["tax"] for r in csv.DictReader((logs / "predictions.csv").open(newline=""))] == ["252.0"]
     assert (f"deploykit-edge: 5 log lines written to {logs}; 3 lines could not be written "
             f"(last error: requests.csv: File exists) and are lost\n") in err
+
+
+def test_two_workers_share_metrics_and_drift(bundle: Path, server_factory) -> None:
+    """With --workers 2 each worker kept its own counters and drift window, and a scrape saw one worker at
+    random; now every scrape sums both workers and tests their joint window."""
+    server = server_factory(bundle, "--workers", "2", "--drift-window", "100")
+    rows = [[6 + i / 100, 250 + i, 66.5] for i in range(60)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda r: server.json("POST", "/predict_json", r)[0], rows))
+    assert statuses == [200] * 60
+    time.sleep(1.6)  # every worker has written a snapshot since
+    for _ in range(6):  # each scrape lands on one worker or the other
+        text = server.request("GET", "/metrics")[2].decode()
+        assert "deploykit_predictions_total 60\n" in text, text
+        assert 'deploykit_requests_total{route="predict_json",status="200"} 60\n' in text
+        assert "deploykit_drift_window_rows 60\n" in text
+        report = server.json("GET", "/drift")[1]
+        assert report["n"] == 60
