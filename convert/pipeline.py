@@ -362,10 +362,18 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
     (staging / "edge").mkdir()
     fold = None
     quantized = [v for v in options.variants if v.quantized]
+    # quantized variants are judged on DATA rows calibration never saw (convert.acceptance)
+    from convert.acceptance import Rows, split_rows
+
+    calibration_index, held_index = split_rows(dataset.inputs, g_inputs, options.seed)
+    calibration_data = {k: np.asarray(v)[calibration_index] for k, v in dataset.inputs.items()}
+    calibration_rows = Rows.join(Rows(calibration_data, {k: np.asarray(v)[calibration_index] for k, v in ref_on_data.items()}),
+                                 Rows(dict(g_inputs), dict(g_outputs)))
+    held_rows = Rows(dataset.inputs, ref_on_data).take(held_index)
     if quantized and keras_model is not None:
         from convert.fold import fold_inputs
 
-        fold = fold_inputs(keras_model, dataset.inputs)
+        fold = fold_inputs(keras_model, calibration_data)
     folded_saved_model = unrounded_saved_model = None
     if fold is not None:
         from convert.reference import export
@@ -377,7 +385,7 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             unrounded_saved_model = export(fold.unrounded, work / "saved_model_unrounded")
     dtypes = {s.name: ("float32" if "float" in s.dtype else s.dtype) for s in ref.inputs}
     # calibrate on DATA and on every golden row (the corners of the feature ranges included)
-    raw_inputs = dict(dataset.inputs)
+    raw_inputs = calibration_data
     raw_golden = {k: np.asarray(v, dtype=dataset.inputs[k].dtype) for k, v in g_inputs.items()}
     from edge.transform import apply as apply_transforms
 
@@ -399,6 +407,18 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             rows.append({"artifact": f"edge/{variant.file_name}", "format": "tflite", "variant": variant.value,
                          "bytes": None, "note": "not written: " + result.error})
             continue
+        judged: dict[str, Any] = {"status": "accepted"}
+        if variant.quantized:
+            from convert.mixed_precision import settle
+
+            outcome = settle(variant, result.path.read_bytes(), result.calibrated, fold.transforms if use_fold else [],
+                             calibration_rows, held_rows, {"task": task, "outputs": outputs}, dtypes)
+            if outcome.flatbuffer is not None:
+                from convert.tflite import operators
+
+                result.path.write_bytes(outcome.flatbuffer)
+                result.ops = operators(outcome.flatbuffer)
+            judged = outcome.fields()
         size = result.path.stat().st_size
         if variant is Variant.FP32:
             fp32_bytes = size
@@ -414,10 +434,13 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             note = (note + "; " if note else "") + result.note
         if unroll_note:
             note = (note + "; " if note else "") + unroll_note
+        if variant.quantized:
+            note = (note + "; " if note else "") + outcome.note
         io = {"inputs": {s.name: s.name for s in ref.inputs}, "outputs": {s.key: s.key for s in ref.outputs}}
         artifacts.append(_artifact(staging, f"edge/{variant.file_name}", "tflite", variant.value,
                                    transforms=fold.transforms if use_fold else [], io=io,
-                                   runtime=_runtime(result.path, result.ops), shrinks=shrinks, note=note))
+                                   runtime=_runtime(result.path, result.ops), shrinks=shrinks, note=note,
+                                   judged=judged))
         rows.append(_row(artifacts[-1], fp32_bytes))
 
     twin_note = _write_twins(staging, artifacts, ref.outputs, g_inputs, kinds, g_outputs, ref.inputs)
@@ -593,13 +616,15 @@ def _runtime(path: Path, ops: list[dict[str, Any]]) -> dict[str, Any]:
     return runtime
 
 
-def _artifact(staging: Path, rel: str, fmt: str, variant: str, *, transforms, io, runtime, shrinks, note) -> dict[str, Any]:
+def _artifact(staging: Path, rel: str, fmt: str, variant: str, *, transforms, io, runtime, shrinks, note,
+              judged: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One manifest artifact; ``judged`` holds convert's verdict on a TFLite artifact (status, measured, ...)."""
     path = staging / rel
     return {
         "path": rel, "format": fmt, "variant": variant,
         "bytes": path.stat().st_size, "sha256": manifest_mod.sha256_file(path),
         "tolerance": for_variant(variant), "input_transform": list(transforms), "runtime": runtime,
-        "io": io, "shrinks": shrinks, "note": note,
+        "io": io, "shrinks": shrinks, "note": note, **(judged or {}),
     }
 
 

@@ -56,6 +56,8 @@ class TFLiteResult:
     ops: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     note: str = ""  # what the conversion chose that the manifest's note should say
+    # int8: the calibrated float model the artifact was quantized from (for the mixed-precision search)
+    calibrated: bytes | None = None
 
 
 def representative(
@@ -128,12 +130,14 @@ def convert_variant(
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
+    calibrated = None
     try:
         flatbuffer = converter.convert()
         note = ""
         if variant is Variant.DYNAMIC and calibration is not None:
             flatbuffer, note = _dynamic_weights(saved_model_dir, flatbuffer, calibration)
         if variant is Variant.INT8:
+            calibrated = flatbuffer
             flatbuffer = _quantize_int8(flatbuffer)
         elif variant is Variant.FP16:
             plain = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert()
@@ -143,7 +147,8 @@ def convert_variant(
         return TFLiteResult(variant=variant, path=out,
                             error=f"the TFLite converter cannot make {variant.value}: {_first_error(str(exc))}")
     out.write_bytes(flatbuffer)
-    return TFLiteResult(variant=variant, path=out, ops=operators(flatbuffer), note=note)
+    return TFLiteResult(variant=variant, path=out, ops=operators(flatbuffer), note=note,
+                        calibrated=calibrated)
 
 
 def _dynamic_weights(saved_model_dir: Path, per_tensor: bytes,
@@ -246,6 +251,46 @@ def _range_fraction(reference: dict[str, np.ndarray], actual: dict[str, np.ndarr
     return worst
 
 
+def calibrate(saved_model_dir: Path, calibration: Callable[[], Iterator[dict[str, np.ndarray]]]) -> bytes:
+    """The calibrated float model (activation ranges recorded, nothing quantized) that int8 and the
+    mixed-precision int16x8 are quantized from.
+
+    Raises:
+        Exception: whatever the converter raises (ConverterError, RuntimeError, ValueError).
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_calibrate_only = True
+    return converter.convert()
+
+
+def quantize_calibrated(calibrated: bytes, variant: Variant, float_nodes: list[str] | None = None,
+                        numeric_verify: bool = False) -> bytes:
+    """Quantize a calibrated model as ``variant`` (int8 or int16x8 activations, int8 weights, float32 edges)
+    with the :func:`float_heads` and ``float_nodes`` (output tensor names) left in float32.
+
+    ``numeric_verify`` adds TF's NumericVerify operators (the per-layer check of
+    ``convert.mixed_precision.layer_errors``).
+
+    Raises:
+        Exception: whatever ``mlir_quantize`` raises.
+    """
+    from tensorflow.lite.python import convert as tflite_convert
+
+    denylist = float_heads(calibrated) + list(float_nodes or [])
+    kwargs: dict[str, Any] = {}
+    if variant is Variant.INT16X8:
+        from tensorflow.compiler.mlir.lite import types_pb2
+
+        kwargs["inference_type"] = types_pb2.QUANTIZED_INT16
+    return tflite_convert.mlir_quantize(calibrated, denylisted_nodes=denylist or None,
+                                        enable_numeric_verify=numeric_verify, **kwargs)
+
+
 # int8 kernels of these activations have a fixed output scale: softmax and logistic 1/256, tanh 1/128
 FIXED_SCALE_OPS = ("SOFTMAX", "LOGISTIC", "TANH")
 
@@ -278,10 +323,7 @@ def float_heads(flatbuffer: bytes) -> list[str]:
 def _quantize_int8(calibrated: bytes) -> bytes:
     """Full-integer int8 from a calibrated model, as ``TFLiteConverter`` does it (per-channel weights,
     float32 inputs and outputs), except the :func:`float_heads`, which stay float32."""
-    from tensorflow.lite.python import convert as tflite_convert
-
-    heads = float_heads(calibrated)
-    return tflite_convert.mlir_quantize(calibrated, denylisted_nodes=heads or None)
+    return quantize_calibrated(calibrated, Variant.INT8)
 
 
 def _builtin(model: Any, op: Any) -> int:
