@@ -284,8 +284,8 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
             interrupt.check()
             return flatbuffer  # a node the quantizer cannot keep in float: this trial is the plain model
 
-    ranked = rank(candidates, quantize, error)
-    result = search(ranked, safe_quantize, accept, flatbuffer, verdict)
+    ranked = rank(candidates, quantize, error, MAX_PROBES, MAX_SECONDS / 2)
+    result = search(ranked, safe_quantize, accept, flatbuffer, verdict, MAX_TRIALS, MAX_SECONDS)
     if result.passed:
         extra = float_ops_bytes(result, len(flatbuffer))
         return Outcome("accepted", result.verdict, f"accepted after {describe(result, len(flatbuffer))}",

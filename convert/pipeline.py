@@ -370,12 +370,21 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
     calibration_rows = Rows.join(Rows(calibration_data, {k: np.asarray(v)[calibration_index] for k, v in ref_on_data.items()}),
                                  Rows(dict(g_inputs), dict(g_outputs)))
     held_rows = Rows(dataset.inputs, ref_on_data).take(held_index)
+    fold_reason = "inputs not standardised (first layer is not Normalization/Dense)"
     if quantized and keras_model is not None:
         from convert.fold import fold_inputs
 
         fold = fold_inputs(keras_model, calibration_data)
+    elif quantized:  # a SavedModel source: fold into its graph's first Dense
+        from convert.fold import fold_saved_model
+
+        fold, fold_reason = fold_saved_model(saved_model, calibration_data, work)
     folded_saved_model = unrounded_saved_model = None
-    if fold is not None:
+    if fold is not None and keras_model is None:
+        folded_saved_model = fold.saved_model
+        if Variant.DYNAMIC in quantized:
+            unrounded_saved_model = fold.unrounded
+    elif fold is not None:
         from convert.reference import export
 
         folded_saved_model = export(fold.model, work / "saved_model_folded")
@@ -424,7 +433,7 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             fp32_bytes = size
         note = ""
         if variant.quantized:
-            note = fold.note if use_fold else "inputs not standardised (first layer is not Normalization/Dense)" if layout else ""
+            note = fold.note if use_fold else fold_reason if layout or keras_model is None else ""
             if use_fold and source is unrounded_saved_model:
                 note = fold.unrounded_note
         shrinks = None if fp32_bytes is None or variant is Variant.FP32 else size < fp32_bytes

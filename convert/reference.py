@@ -192,5 +192,6 @@ def _load_saved_model(path: Path) -> Reference:
     ]
     ref = Reference(source=path, inputs=inputs, outputs=outputs, _signature=signature)
     ref._keepalive = loaded  # the signature needs its object graph alive
-    ref.notes.append("source is a SavedModel: no Keras layers, so no TFJS layers model and no int8 input fold")
+    ref.notes.append("source is a SavedModel: no Keras layers, so no TFJS layers model; the int8 input fold works on "
+                     "its graph (convert.fold.fold_saved_model)")
     return ref
