@@ -99,7 +99,12 @@ def measure(flatbuffer: bytes, transforms: Sequence[Mapping[str, Any]], rows: Ro
 
     if rows.count == 0:
         return {"rows": 0, "range_fraction": 0.0, "top1": None, "passed": True, "failures": []}
-    actual = run_tflite(flatbuffer, apply(list(transforms), rows.inputs), dtypes)
+    try:
+        actual = run_tflite(flatbuffer, apply(list(transforms), rows.inputs), dtypes)
+    except (RuntimeError, ValueError) as exc:  # the interpreter refuses the model (a kernel's prepare check)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return {"rows": rows.count, "range_fraction": float("inf"), "top1": None, "passed": False,
+                "failures": [f"tf.lite cannot run it ({first})"]}
     verdict = judge_outputs(manifest_like, tolerance, rows.reference, actual)
     metrics = list(verdict["outputs"].values())
     fractions = [float(m["range_fraction"]) for m in metrics]

@@ -4,17 +4,22 @@ When a full-integer variant misses its bound (``convert.acceptance``), the opera
 are found with TF's own per-layer check: the model quantized with NumericVerify operators
 (``mlir_quantize(enable_numeric_verify=True)``), run by ``tf.lite.experimental.QuantizationDebugger`` on
 calibration rows, gives each quantized operator's error against the same operator in float on the same
-(dequantized) inputs. Operators are ranked by that error in units of their own quantization step
-(``rmse / scale``; 0.29 is rounding alone). Then (:func:`search`):
+(dequantized) inputs, in units of its own quantization step (``rmse / scale``; 0.29 is rounding alone).
+That error orders the candidates; :func:`rank` then orders them by the model's output error with each one
+alone in float. Then (:func:`search`):
 
 1. keep the 1, 2, 4, ... worst-ranked operators in float (``mlir_quantize(denylisted_nodes=...)``) until the
    variant passes on the calibration rows and on the held-out rows;
 2. binary-search the shortest passing prefix of the ranking;
 3. try dropping each operator of that prefix, the least suspect first, keeping a drop when it still passes.
 
-The search is bounded: at most ``MAX_TRIALS`` quantizations (each one measured on both row sets) and
-``MAX_SECONDS`` of wall time; when the budget runs out the best passing set found so far is kept, and when
-none passed the variant stays all-integer and is rejected with its numbers.
+The ranking probes the ``MAX_PROBES`` most suspect operators (one quantization and a run on ``RANK_ROWS``
+calibration rows each, within half of ``MAX_SECONDS``). The search is bounded: at most ``MAX_TRIALS`` quantizations
+(each measured on both row sets) and ``MAX_SECONDS`` of wall time for the whole variant, ranking included;
+when the budget runs out the best passing set found so far is kept, and when none passed the variant stays
+as the converter made it and is rejected with its numbers. Only int8 is searched: TF's int16x8 quantizer
+takes no list of operators to keep in float (and its MLIR int16 path writes models the kernels refuse);
+dynamic range has no calibrated model, the converter makes it in one step.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ MAX_TRIALS = 32  # quantize + measure rounds per variant, after the ranking
 MAX_PROBES = 64  # operators probed one at a time for the ranking
 MAX_SECONDS = 300.0  # wall time per variant
 DEBUG_ROWS = 200  # calibration rows the per-layer check runs on (one invoke each)
+RANK_ROWS = 300  # calibration rows each ranking probe is measured on
 NUMERIC_VERIFY = "NumericVerify/"
 
 
@@ -200,13 +206,6 @@ def describe(result: SearchResult, plain_bytes: int) -> str:
             f"({extra:+,} bytes vs all-integer; {result.verdict.summary()})")
 
 
-def float_ops_bytes(result: SearchResult, plain_bytes: int) -> int:
-    return int(len(result.flatbuffer) - plain_bytes)
-
-
-RANK_ROWS = 300  # calibration rows each ranking probe is measured on
-
-
 @dataclass
 class Outcome:
     """The convert-time verdict of one quantized artifact, as the manifest records it."""
@@ -249,24 +248,27 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
 
     verdict = accept(flatbuffer)
     calibrated_variant = variant.calibrated
-    integer = integer_only(flatbuffer) if calibrated_variant else None
+    integer = integer_only(flatbuffer)
     if verdict.passed:
         return Outcome("accepted", verdict, f"accepted: {verdict.summary()}", None,
                        [] if calibrated_variant else None, integer, 0 if calibrated_variant else None)
     reason = verdict.rejection()
     if variant is not Variant.INT8 or calibrated is None:
-        why = ("the mixed-precision search covers int8 only" if variant is Variant.INT16X8 else
-               "dynamic range keeps its weights' choice to the converter" if variant is Variant.DYNAMIC else
+        why = ("the mixed-precision search covers int8 only: TF's int16x8 quantizer takes no list of operators to "
+               "keep in float" if variant is Variant.INT16X8 else
+               "the mixed-precision search covers int8 only" if variant is Variant.DYNAMIC else
                "no calibrated model to search")
         return Outcome("rejected", verdict, f"rejected: {reason} ({why})", None,
                        [] if calibrated_variant else None, integer, 0 if calibrated_variant else None, f"{reason} ({why})")
 
+    started = time.monotonic()
+
     def quantize(nodes: list[str]) -> bytes:
-        return quantize_calibrated(calibrated, Variant.INT8, nodes)
+        return quantize_calibrated(calibrated, nodes)
 
     fed = apply(list(transforms), calibration.inputs)
     try:
-        scores = layer_errors(quantize_calibrated(calibrated, Variant.INT8, numeric_verify=True), fed, dtypes)
+        scores = layer_errors(quantize_calibrated(calibrated, numeric_verify=True), fed, dtypes)
     except Exception:  # the debugger or the verify quantization fails on this model: probe in graph order
         interrupt.check()
         scores = {}
@@ -285,9 +287,10 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
             return flatbuffer  # a node the quantizer cannot keep in float: this trial is the plain model
 
     ranked = rank(candidates, quantize, error, MAX_PROBES, MAX_SECONDS / 2)
-    result = search(ranked, safe_quantize, accept, flatbuffer, verdict, MAX_TRIALS, MAX_SECONDS)
+    left = max(0.0, MAX_SECONDS - (time.monotonic() - started))
+    result = search(ranked, safe_quantize, accept, flatbuffer, verdict, MAX_TRIALS, left)
     if result.passed:
-        extra = float_ops_bytes(result, len(flatbuffer))
+        extra = len(result.flatbuffer) - len(flatbuffer)
         return Outcome("accepted", result.verdict, f"accepted after {describe(result, len(flatbuffer))}",
                        result.flatbuffer, result.float_ops, integer_only(result.flatbuffer), extra)
     best = result.best_failure or verdict

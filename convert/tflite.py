@@ -251,44 +251,23 @@ def _range_fraction(reference: dict[str, np.ndarray], actual: dict[str, np.ndarr
     return worst
 
 
-def calibrate(saved_model_dir: Path, calibration: Callable[[], Iterator[dict[str, np.ndarray]]]) -> bytes:
-    """The calibrated float model (activation ranges recorded, nothing quantized) that int8 and the
-    mixed-precision int16x8 are quantized from.
-
-    Raises:
-        Exception: whatever the converter raises (ConverterError, RuntimeError, ValueError).
-    """
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = calibration
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter._experimental_calibrate_only = True
-    return converter.convert()
-
-
-def quantize_calibrated(calibrated: bytes, variant: Variant, float_nodes: list[str] | None = None,
-                        numeric_verify: bool = False) -> bytes:
-    """Quantize a calibrated model as ``variant`` (int8 or int16x8 activations, int8 weights, float32 edges)
-    with the :func:`float_heads` and ``float_nodes`` (output tensor names) left in float32.
+def quantize_calibrated(calibrated: bytes, float_nodes: list[str] | None = None, numeric_verify: bool = False) -> bytes:
+    """Full-integer int8 from a calibrated model (int8 weights and activations, float32 edges), as
+    ``TFLiteConverter`` makes it, with the :func:`float_heads` and ``float_nodes`` (output tensor names)
+    left in float32.
 
     ``numeric_verify`` adds TF's NumericVerify operators (the per-layer check of
-    ``convert.mixed_precision.layer_errors``).
+    ``convert.mixed_precision.layer_errors``). int16x8 has no such entry: ``mlir_quantize``'s int16 path writes
+    int16 tensors with non-zero zero points, which the TFLite kernels refuse.
 
     Raises:
-        Exception: whatever ``mlir_quantize`` raises.
+        Exception: whatever ``mlir_quantize`` raises (RuntimeError, often with no text).
     """
     from tensorflow.lite.python import convert as tflite_convert
 
     denylist = float_heads(calibrated) + list(float_nodes or [])
-    kwargs: dict[str, Any] = {}
-    if variant is Variant.INT16X8:
-        from tensorflow.compiler.mlir.lite import types_pb2
-
-        kwargs["inference_type"] = types_pb2.QUANTIZED_INT16
     return tflite_convert.mlir_quantize(calibrated, denylisted_nodes=denylist or None,
-                                        enable_numeric_verify=numeric_verify, **kwargs)
+                                        enable_numeric_verify=numeric_verify)
 
 
 # int8 kernels of these activations have a fixed output scale: softmax and logistic 1/256, tanh 1/128
@@ -323,7 +302,7 @@ def float_heads(flatbuffer: bytes) -> list[str]:
 def _quantize_int8(calibrated: bytes) -> bytes:
     """Full-integer int8 from a calibrated model, as ``TFLiteConverter`` does it (per-channel weights,
     float32 inputs and outputs), except the :func:`float_heads`, which stay float32."""
-    return quantize_calibrated(calibrated, Variant.INT8)
+    return quantize_calibrated(calibrated)
 
 
 def _builtin(model: Any, op: Any) -> int:
