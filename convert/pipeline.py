@@ -421,7 +421,6 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             from convert.mixed_precision import settle
 
             progress(f"Judging TFLite {variant.value} on calibration and held-out rows")
-
             outcome = settle(variant, result.path.read_bytes(), result.calibrated, fold.transforms if use_fold else [],
                              calibration_rows, held_rows, {"task": task, "outputs": outputs}, dtypes)
             if outcome.flatbuffer is not None:
