@@ -17,6 +17,10 @@ divide would otherwise be two more int8 roundings.
 The folded model's Dense and Conv2D kernels are then rounded onto their int8 grids with GPTQ on DATA
 (``convert.calibration``), so every quantized variant converts from one model (``Fold.unrounded``
 keeps the folded model before rounding).
+
+A SavedModel source has no Keras layers: :func:`fold_saved_model` finds the first Dense (MatMul + bias)
+in its frozen ``serving_default`` graph, folds into its variables, GPTQ-rounds that kernel and saves the
+SavedModel again; where it cannot, the reason says what reads the input instead.
 """
 
 from __future__ import annotations
@@ -284,6 +288,18 @@ def _dense_after(graph_def: Any, input_name: str) -> tuple[str, str, str] | str:
 
 def fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
                      rounding: bool = True) -> tuple[SavedModelFold | None, str]:
+    """:func:`_fold_saved_model`, and ``(None, reason)`` when TensorFlow fails on the way (loading, freezing or
+    saving the SavedModel again); never raises but for a Ctrl+C."""
+    try:
+        return _fold_saved_model(source, data, work, rounding)
+    except Exception as exc:  # TF raises ValueError / TypeError / errors.OpError with long texts
+        interrupt.check()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return None, f"inputs not standardised (TensorFlow could not fold the SavedModel: {first})"
+
+
+def _fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
+                      rounding: bool = True) -> tuple[SavedModelFold | None, str]:
     """Fold the per-feature input scaling into the first Dense (MatMul + bias) of a SavedModel.
 
     The ``serving_default`` signature's graph is frozen (variables inlined) to find, for every rank-2 float
@@ -301,11 +317,7 @@ def fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
 
     loaded = tf.saved_model.load(str(source))
     signature = loaded.signatures["serving_default"]
-    try:
-        frozen = convert_variables_to_constants_v2(signature)
-    except Exception as exc:  # control flow or resources the freezer cannot inline
-        interrupt.check()
-        return None, f"inputs not standardised (the SavedModel's graph cannot be frozen to find its first layer: {str(exc)[:120]})"
+    frozen = convert_variables_to_constants_v2(signature)
     graph_def = frozen.graph.as_graph_def()
     captured = {internal.name.split(":")[0]: external for external, internal in signature.graph.captures}
     variables = {id(v.handle): v for v in loaded.variables}

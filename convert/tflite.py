@@ -5,7 +5,8 @@ interpreter quantizes at the edges). Quantized variants are converted from the f
 model (``convert.fold``, ``convert.calibration``) and carry the runner's input transform.
 
 Beyond the converter's defaults: int8 runs a softmax / logistic / tanh that produces a model output
-in float32 (:func:`float_heads`), fp16 keeps biases in float32 (:func:`float32_biases`), and
+in float32 (:func:`float_heads`) and can keep more operators in float (:func:`quantize_calibrated`, the
+hook of ``convert.mixed_precision``), fp16 keeps biases in float32 (:func:`float32_biases`), and
 calibration sees every DATA row up to ``CALIBRATION_ROWS`` (a row outside the calibrated ranges
 clips). :func:`unrolled` gives a copy of a model with fixed-length RNNs unrolled, which converts
 to builtins.
