@@ -51,10 +51,11 @@ def _layernorm_mlp(out: Path) -> tuple[Path, Path]:
     x = rng.normal(0, 1, (1200, 8)).astype("float32")
     y = (np.sin(2 * x[:, :1]) + x[:, 1:2] * x[:, 2:3] + 0.5 * x[:, 3:4]).astype("float32")
     inputs = keras.Input((8,), name="x")
-    h = keras.layers.Dense(64, activation="relu")(inputs)
-    h = keras.layers.LayerNormalization()(h)
-    h = keras.layers.Dense(64, activation="relu")(h)
-    h = keras.layers.LayerNormalization()(h)
+    # every layer named: automatic names count up per process and other tests assert theirs
+    h = keras.layers.Dense(64, activation="relu", name="ln_dense_1")(inputs)
+    h = keras.layers.LayerNormalization(name="ln_norm_1")(h)
+    h = keras.layers.Dense(64, activation="relu", name="ln_dense_2")(h)
+    h = keras.layers.LayerNormalization(name="ln_norm_2")(h)
     model = keras.Model(inputs, keras.layers.Dense(1, name="y")(h), name="layernorm_mlp")
     model.compile("adam", "mse")
     model.fit(x, y, epochs=10, batch_size=32, verbose=0)
@@ -73,10 +74,10 @@ def _conv1d(out: Path) -> tuple[Path, Path]:
     seq = rng.normal(0, 1, (1000, 32, 2)).astype("float32")
     target = (seq[:, :, 0].mean(1, keepdims=True) * 3 + np.abs(seq[:, :, 1]).max(1, keepdims=True)).astype("float32")
     inputs = keras.Input((32, 2), name="seq")
-    h = keras.layers.Conv1D(16, 5, activation="relu")(inputs)
-    h = keras.layers.Conv1D(16, 5, activation="relu")(h)
-    h = keras.layers.GlobalMaxPooling1D()(h)
-    model = keras.Model(inputs, keras.layers.Dense(1)(h), name="conv1d")
+    h = keras.layers.Conv1D(16, 5, activation="relu", name="c1_conv_1")(inputs)
+    h = keras.layers.Conv1D(16, 5, activation="relu", name="c1_conv_2")(h)
+    h = keras.layers.GlobalMaxPooling1D(name="c1_pool")(h)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="c1_out")(h), name="conv1d")
     model.compile("adam", "mse")
     model.fit(seq, target, epochs=10, verbose=0)
     model.save(out / "c1.keras")
@@ -281,7 +282,8 @@ def test_keras2_savedmodels_fold_and_say_why_when_they_cannot(tmp_path):
     rng = np.random.default_rng(0)
     data = np.genfromtxt(BOSTON_CSV, delimiter=",", names=True)
     rows = np.stack([data["rm"], data["tax"], data["age"]], axis=1).astype(np.float32)
-    k2 = tf_keras.Sequential([tf_keras.layers.Dense(8, activation="relu", input_shape=(3,)), tf_keras.layers.Dense(1)])
+    k2 = tf_keras.Sequential([tf_keras.layers.Dense(8, activation="relu", input_shape=(3,), name="dense"),
+                              tf_keras.layers.Dense(1, name="out")], name="k2")
     k2.set_weights([w + rng.normal(0, 0.01, w.shape).astype(np.float32) for w in k2.get_weights()])
     k2.save(str(tmp_path / "k2"))
     result = run_cli("convert", tmp_path / "k2", "--data", BOSTON_CSV, "--target", "medv", "--out", tmp_path / "b")
@@ -291,10 +293,10 @@ def test_keras2_savedmodels_fold_and_say_why_when_they_cannot(tmp_path):
                     r"int8 weights GPTQ-rounded on DATA \(\1\);", int8["note"]), int8["note"]
     assert int8["status"] == "accepted"
 
-    norm = keras.layers.Normalization(axis=-1)
+    norm = keras.layers.Normalization(axis=-1, name="k3_norm")
     norm.adapt(rows)
     inputs = keras.Input((3,), name="features")
-    model = keras.Model(inputs, keras.layers.Dense(1)(norm(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="k3_out")(norm(inputs)), name="k3")
     model.export(str(tmp_path / "norm"), verbose=False)
     result = run_cli("convert", tmp_path / "norm", "--data", BOSTON_CSV, "--target", "medv", "--out", tmp_path / "n")
     assert result.returncode == 0, result.stderr
