@@ -26,9 +26,24 @@ def blobs(seed: int, rows: int, size: int, classes: int, scale: float = 255.0) -
     return (np.clip(image, 0, 1) * scale).astype("float32"), label
 
 
-def _classifier(out: Path, model, x: np.ndarray, y: np.ndarray, epochs: int = 2) -> Built:
-    model.compile("adam", "sparse_categorical_crossentropy")
+def settle_batch_norm(model, x: np.ndarray) -> None:
+    """Set every BatchNormalization's moving statistics to those of ``x`` (one training-mode pass with
+    momentum 0, then the momentum restored): a briefly trained network otherwise keeps its initial
+    statistics, and its inference outputs are constant."""
+    layers = [layer for layer in model._flatten_layers() if layer.__class__.__name__ == "BatchNormalization"]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+
+
+def _classifier(out: Path, model, x: np.ndarray, y: np.ndarray, epochs: int = 2, settle: bool = False) -> Built:
+    model.compile("adam", "sparse_categorical_crossentropy", jit_compile=False)
     model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    if settle:
+        settle_batch_norm(model, x[:64])
     path = out / f"{model.name}.keras"
     model.save(path)
     np.savez(out / f"{model.name}.npz", image=x, label=y)
@@ -89,13 +104,14 @@ def conv_autoencoder(out: Path) -> Built:
 
 
 def _application(out: Path, name: str, seed: int, make, scale: float, **kwargs) -> Built:
-    """A keras.applications model at 32x32, ``weights=None``, 5 classes, trained for one epoch."""
+    """A keras.applications model at 32x32, ``weights=None``, 5 classes, trained for one epoch (4 steps, no XLA),
+    its BatchNormalization statistics then settled on 64 images."""
     keras = keras_seeded(seed)
-    x, y = blobs(seed, 160, 32, 5, scale=scale)
+    x, y = blobs(seed, 128, 32, 5, scale=scale)
     inp = keras.Input((32, 32, 3), name="image")
     net = make(input_tensor=inp, weights=None, classes=5, **kwargs)
     model = keras.Model(inp, net.output, name=name)
-    return _classifier(out, model, x, y, epochs=1)
+    return _classifier(out, model, x, y, epochs=1, settle=True)
 
 
 def mobilenet_v2(out: Path) -> Built:

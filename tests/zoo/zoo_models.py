@@ -133,6 +133,6 @@ FAMILY: dict[str, str] = {
 ALL: list[str] = [*BOSTON, *FROM_FIXTURE, *BUILDERS]
 # `make test` runs these (the first six are the zoo of issue 3); `make zoo` runs all (marker zoo_full).
 FAST = ("boston_linear", "boston_mlp", "digits_cnn", "two_in_two_out", "sequence_lstm", "bn_dropout",
-        "course_export", "layernorm_mlp", "gelu_exact_mlp", "rescaling_resnet", "conv1d_regressor", "transformer_block")
+        "course_export", "layernorm_mlp", "gelu_exact_mlp", "rescaling_resnet", "conv1d_regressor", "series_attention")
 SET: dict[str, str] = {name: "fast" if name in FAST else "full" for name in ALL}
 assert set(FAMILY) == set(ALL) and set(FAST) <= set(ALL)
