@@ -92,13 +92,12 @@ class ZooReport:
 
 def _entry(entry: ZooModel) -> dict[str, Any]:
     manifest = entry.manifest
-    keep = ("path", "format", "variant", "bytes", "status", "note", "tolerance", "runtime", "quantization",
-            "rejected", "measured", "float_layers", "runs_on", "supported_runtimes")
+    keep = ("path", "format", "variant", "bytes", "status", "rejection", "note", "tolerance", "runtime")
     results = []
     for r in entry.report.results if entry.report else []:
         results.append({"artifact": r.artifact, "runtime": r.runtime, "passed": r.passed, "error": r.error,
                         "failures": r.failures, "interpreter": r.interpreter, "version": r.runtime_version,
-                        "metrics": r.golden, **{k: getattr(r, k) for k in ("status", "unsupported") if hasattr(r, k)}})
+                        "metrics": r.golden, **{k: getattr(r, k) for k in ("status", "note") if hasattr(r, k)}})
     return {"model": entry.name, "set": zoo_models.SET[entry.name], "family": zoo_models.FAMILY[entry.name],
             "seconds": {k: round(v, 1) for k, v in entry.seconds.items()}, "convert_error": entry.convert_error,
             "artifacts": [{k: a[k] for k in keep if k in a} for a in manifest.get("artifacts", [])],

@@ -11,8 +11,6 @@ The fast set runs in ``make test``; the rest is marked ``zoo_full`` (deselected 
 from __future__ import annotations
 
 import re
-from typing import Any
-
 import pytest
 
 import zoo_models
@@ -55,14 +53,15 @@ def observe(entry, short: str, runtime: str) -> tuple[str, str, float | None]:
         assert len(skips) == 1, f"{path} is neither written nor skipped once: {entry.manifest.get('skipped')}"
         return "skipped", skips[0]["reason"], None
     if artifact.get("status") == "rejected":
-        return "rejected", artifact.get("note", ""), rejected_number(artifact)
+        why = str(artifact.get("rejection", ""))
+        return "rejected", why, first_number(why)
     results = [r for r in entry.report.results if r.artifact == path and r.runtime == runtime]
     assert len(results) == 1, f"{path} on {runtime}: {len(results)} results"
     [result] = results
     if result.passed:
         return "pass", "", None
-    if getattr(result, "status", "") == "unsupported" or getattr(result, "unsupported", False):
-        return "cannot-run", result.error, None
+    if getattr(result, "status", "") == "unsupported":
+        return "cannot-run", result.error or getattr(result, "note", ""), None
     if result.error:
         return "error", result.error, None
     return "miss", "; ".join(result.failures), first_number(result.failures[0])
@@ -70,18 +69,6 @@ def observe(entry, short: str, runtime: str) -> tuple[str, str, float | None]:
 
 def artifact_variant(short: str) -> str:
     return {"fp32": "float32", "fp16": "float16"}.get(short, short)
-
-
-def rejected_number(artifact: dict[str, Any]) -> float:
-    """The measured error a rejected artifact carries in its manifest entry."""
-    for key in ("rejected", "measured", "quantization"):
-        value = artifact.get(key)
-        if isinstance(value, dict):
-            numbers = [v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                       and ("error" in k or "fraction" in k)]
-            if numbers:
-                return float(max(numbers))
-    raise AssertionError(f"rejected {artifact['path']} carries no measured error: {artifact}")
 
 
 def close(measured: float, recorded: float) -> bool:

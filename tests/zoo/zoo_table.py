@@ -41,20 +41,10 @@ def _names(reason: str) -> str:
     return ", ".join(found[:3])
 
 
-def _rejected_number(artifact: dict[str, Any]) -> str:
-    for key in ("rejected", "measured", "quantization"):
-        value = artifact.get(key)
-        if isinstance(value, dict):
-            numbers = [v for k, v in value.items() if isinstance(v, (int, float)) and ("error" in k or "fraction" in k)]
-            if numbers:
-                return f"{max(numbers):.2%}"
-    return ""
-
-
 def _run_word(result: dict[str, Any]) -> str:
     if result["passed"]:
         return "pass"
-    if result.get("status") == "unsupported" or result.get("unsupported"):
+    if result.get("status") == "unsupported":
         return "cannot run"
     if result["error"]:
         return "error"
@@ -77,7 +67,9 @@ def cell(model: dict[str, Any], path: str, reasons: list[str]) -> str:
             reasons.append(skip["reason"])
         return f"skipped ({_names(skip['reason'])})"
     if artifact.get("status") == "rejected":
-        return f"rejected {_rejected_number(artifact)}".strip()
+        if artifact.get("rejection") and artifact["rejection"] not in reasons:
+            reasons.append(artifact["rejection"])
+        return f"rejected {_first_number(str(artifact.get('rejection', '')))}".strip()
     words = {SHORT_RT[r["runtime"]]: _run_word(r) for r in model["results"] if r["artifact"] == path}
     for r in model["results"]:
         if r["artifact"] == path and not r["passed"]:
