@@ -82,11 +82,17 @@ def _append_row(rows: dict[str, list], dataset: Dataset, features: list[dict[str
         rows[name].append(row)
 
 
-def golden_json(inputs: dict[str, np.ndarray], kinds: list[str], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    """golden.json: inputs and reference outputs as exact float values (float32 values printed in full)."""
-    return {
+def golden_json(inputs: dict[str, np.ndarray], kinds: list[str], outputs: dict[str, np.ndarray],
+                twins: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
+    """golden.json: inputs and reference outputs as exact float values (float32 values printed in full), and
+    per variant the precision twin's outputs (``twins``: ``float16``, see ``convert.twin``)."""
+    golden: dict[str, Any] = {
         "schema_version": 1,
         "kinds": kinds,
         "inputs": {name: np.asarray(v).tolist() for name, v in inputs.items()},
         "outputs": {key: np.asarray(v, dtype=np.float64).tolist() for key, v in outputs.items()},
     }
+    if twins:
+        golden["twins"] = {variant: {key: np.asarray(v, dtype=np.float64).tolist() for key, v in outs.items()}
+                           for variant, outs in twins.items()}
+    return golden

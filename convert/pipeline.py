@@ -263,6 +263,10 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
                                    runtime=_runtime(result.path, result.ops), shrinks=shrinks, note=note))
         rows.append(_row(artifacts[-1], fp32_bytes))
 
+    twin_note = _write_twins(staging, artifacts, ref.outputs, g_inputs, kinds, g_outputs, ref.inputs)
+    if twin_note:
+        rows.append({"artifact": "golden.json", "format": "golden", "variant": "float16", "bytes": None, "note": twin_note})
+
     # TFJS graph model
     progress("Converting the TFJS graph model")
     from convert.tfjs_graph import write_graph_model
@@ -359,6 +363,27 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             (staging / "manifest.json").write_text(text, encoding="utf-8")
             (staging / "web" / "manifest.json").write_text(text, encoding="utf-8")
     return ConvertResult(bundle=staging, manifest=manifest, rows=rows)
+
+
+def _write_twins(staging: Path, artifacts: list[dict[str, Any]], outputs, g_inputs, kinds, g_outputs, inputs) -> str:
+    """Rewrite golden.json with the float16 precision twin's outputs (``convert.twin``); return a note when
+    no twin could be made (the float16 artifact then fails verification, saying why)."""
+    by_variant = {a["variant"]: a for a in artifacts if a["format"] == "tflite"}
+    if "float16" not in by_variant or "float32" not in by_variant:
+        return ""
+    from convert.twin import twin_outputs
+
+    like = {"inputs": [s.to_json() for s in inputs], "outputs": [{"key": s.key} for s in outputs]}
+    try:
+        twin = twin_outputs((staging / by_variant["float32"]["path"]).read_bytes(),
+                            (staging / by_variant["float16"]["path"]).read_bytes(), like, g_inputs)
+    except DeployKitError as exc:
+        note = f"no float16 precision twin: {exc}"
+        by_variant["float16"]["note"] = "; ".join(n for n in (by_variant["float16"]["note"], note) if n)
+        return note
+    (staging / "golden.json").write_text(json.dumps(golden_json(g_inputs, kinds, g_outputs, {"float16": twin})),
+                                         encoding="utf-8")
+    return ""
 
 
 def _task(outputs: dict[str, np.ndarray]) -> str:

@@ -35,9 +35,21 @@ def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
     interrupt.check()  # the fallback route may also have worked: the user still asked to stop
     topology = json.loads((out_dir / "model.json").read_text(encoding="utf-8"))
     signature = topology.get("signature", {})
-    io = {
-        "inputs": {name: spec["name"] for name, spec in signature.get("inputs", {}).items()},
-        "outputs": {name: spec["name"] for name, spec in signature.get("outputs", {}).items()},
-    }
+    outputs = {name: spec["name"] for name, spec in signature.get("outputs", {}).items()}
+    if any(":" in name for name in outputs):
+        # tensorflowjs names an output by its key only when no other output has the same dtype and shape,
+        # else by its tensor name: the serving function's outputs, in key order, say which is which
+        by_tensor = dict(_output_keys(saved_model_dir).values())
+        outputs = {by_tensor.get(node, name): node for name, node in outputs.items()}
+    io = {"inputs": {name: spec["name"] for name, spec in signature.get("inputs", {}).items()}, "outputs": outputs}
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return {"files": files, "io": io}
+
+
+def _output_keys(saved_model_dir: Path) -> dict[str, tuple[str, str]]:
+    """``{key: (tensor name, key)}`` of the serving signature's outputs (tensor names as a frozen graph keeps them)."""
+    import tensorflow as tf
+
+    function = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+    keys = sorted(function.structured_outputs)  # the order tf.nest flattens a dict in: the outputs' order
+    return {key: (tensor.name, key) for key, tensor in zip(keys, function.outputs)}

@@ -20,6 +20,11 @@ ALIASES = {"fp32": "float32", "fp16": "float16", "float": "float32", "f32": "flo
            "int16": "int16x8", "dyn": "dynamic"}
 
 
+def rejected(artifact: dict[str, Any]) -> bool:
+    """Whether convert marked the artifact rejected (it missed its tolerance; never a default)."""
+    return artifact.get("status") == "rejected"
+
+
 def canonical_variant(name: str) -> str:
     """``fp32`` -> ``float32`` and the like.
 
@@ -85,22 +90,28 @@ class Bundle:
         return bool(results) and all(r.get("passed") is True for r in results)
 
     def default_variant(self, runtime_name: str | None = None) -> str:
-        """The most precise variant that passed parity, else ``float32``."""
-        by_variant = {a["variant"]: a for a in self.tflite_artifacts()}
+        """The most precise variant that convert accepted and that passed parity, else ``float32``."""
+        by_variant = {a["variant"]: a for a in self.tflite_artifacts() if not rejected(a)}
         for variant in VARIANTS:
             if variant in by_variant and self.passed_parity(by_variant[variant], runtime_name):
                 return variant
         return "float32"
 
-    def artifact(self, variant: str | None = None, runtime_name: str | None = None) -> dict[str, Any]:
+    def artifact(self, variant: str | None = None, runtime_name: str | None = None,
+                 allow_rejected: bool = False) -> dict[str, Any]:
         """The TFLite artifact of a variant (default: ``default_variant``).
 
         Raises:
-            BundleError: the bundle has no TFLite artifact of that variant.
+            BundleError: the bundle has no TFLite artifact of that variant, or convert rejected it (it missed
+            its tolerance) and ``allow_rejected`` is false.
         """
         chosen = canonical_variant(variant) if variant else self.default_variant(runtime_name)
         for artifact in self.tflite_artifacts():
             if artifact["variant"] == chosen:
+                if rejected(artifact) and not allow_rejected:
+                    why = " ".join(str(artifact.get("rejection") or "it missed its tolerance").split())[:300]
+                    raise BundleError(f"the {chosen} artifact was rejected by convert ({why}); choose another --variant, "
+                                      "or pass --allow-rejected to use it anyway")
                 return artifact
         have = ", ".join(self.available_variants()) or "none"
         raise BundleError(f"the bundle has no TFLite {chosen} artifact (it has: {have}); pass --variant with one of those")

@@ -87,7 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(bundle=str(args.bundle), variant=args.variant, host=args.host, port=args.port,
                          workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
-                         drift_window=args.drift_window, log_max_bytes=args.log_max_bytes)
+                         drift_window=args.drift_window, log_max_bytes=args.log_max_bytes,
+                         allow_rejected=args.allow_rejected)
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
                   server_header=False, date_header=False, timeout_graceful_shutdown=30, http=JsonErrorProtocol)
     if args.workers == 1:
@@ -96,7 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         target: Any = app
         uv_config = uvicorn.Config(target, **common)
     else:
-        predictor = Predictor(config.bundle, config.variant)  # fail here, cleanly, before forking workers
+        # fail here, cleanly, before forking workers
+        predictor = Predictor(config.bundle, config.variant, allow_rejected=config.allow_rejected)
         if config.log_dir:
             check_writable(config.log_dir)
         os.environ[CONFIG_ENV] = config.to_json()
@@ -163,7 +165,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from edge.batch import predict_file
     from edge.runner import Predictor
 
-    predictor = Predictor(args.bundle, args.variant)
+    predictor = Predictor(args.bundle, args.variant, allow_rejected=args.allow_rejected)
     shown = "stdin" if args.input == "-" else args.input
     if "-" not in (args.input, args.output) and os.path.exists(args.input) and os.path.exists(args.output) \
             and os.path.samefile(args.input, args.output):
@@ -197,7 +199,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from edge import selftest
     from edge.runner import Predictor
 
-    predictor = Predictor(args.bundle, args.variant)
+    predictor = Predictor(args.bundle, args.variant, allow_rejected=args.allow_rejected)
     result = selftest.run(predictor)
     tol = result["tolerance"]
     tol_text = ", ".join(f"{k}={v}" for k, v in tol.items())
@@ -205,8 +207,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
           f"{result['rows']} golden rows, tolerance {tol_text}")
     for name, m in result["outputs"].items():
         mark = "ok  " if m["passed"] else "FAIL"
-        print(f"  {mark} {name}: max_abs={_fmt(m['max_abs'])} max_rel={_fmt(m['max_rel'])} "
-              f"range_fraction={_fmt(m['range_fraction'])}" + (f"  ({m['reason']})" if m["reason"] else ""))
+        twin = f" twin_scaled={_fmt(m['twin_scaled'])}" if "twin_scaled" in m else ""
+        print(f"  {mark} {name}: max_abs={_fmt(m['max_abs'])} max_scaled={_fmt(m['max_scaled'])} "
+              f"range_fraction={_fmt(m['range_fraction'])}{twin}" + (f"  ({m['reason']})" if m["reason"] else ""))
     if args.json:
         print(json.dumps(result, default=str))
     if not result["passed"]:
@@ -244,7 +247,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                      "file": sha_state, "parity": bundle.passed_parity(a), "runs_here": ok, "reason": reason,
                      "min_tflite_runtime": (a.get("runtime") or {}).get("min_tflite_runtime"),
                      "ops": (a.get("runtime") or {}).get("ops"), "input_transform": bool(a.get("input_transform")),
-                     "note": a.get("note", "")})
+                     "note": a.get("note", ""), "status": a.get("status", "accepted"),
+                     "rejection": a.get("rejection")})
     info = {"name": m["name"], "task": m["task"], "created": m["created"],
             "inputs": m["inputs"], "outputs": [{k: o[k] for k in ("name", "key", "dtype", "shape", "range")} for o in m["outputs"]],
             "features": [{k: f[k] for k in ("name", "label", "unit", "input", "index", "min", "max", "mean")} for f in m.get("features") or []],
@@ -274,6 +278,8 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"  needs TFLite >= {r['min_tflite_runtime'] or '?'}" + (f"  ops: {ops}" if ops else ""))
         if not r["runs_here"]:
             print(f"           {r['reason']}")
+        if r["status"] == "rejected":
+            print(f"           REJECTED by convert: {r['rejection'] or 'it missed its tolerance'} (serve needs --allow-rejected)")
         if r["note"]:
             print(f"           note: {r['note']}")
     return 0
@@ -315,13 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve and check a deploykit bundle's TFLite model on a device, without TensorFlow.")
     parser.add_argument("--version", action="version", version=f"deploykit-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    variant_help = "float32, float16, dynamic, int8, int16x8 (fp32/fp16 accepted); default: the most precise that passed parity, else float32"
+    variant_help = ("float32, float16, dynamic, int8, int16x8 (fp32/fp16 accepted); default: the most precise that convert "
+                    "accepted and that passed parity, else float32")
+    rejected_help = "use a variant that convert rejected (it missed its tolerance; see `deploykit-edge info`)"
 
     s = sub.add_parser("serve", help="serve the model over HTTP (ASGI under uvicorn)")
     s.add_argument("bundle", metavar="BUNDLE")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--variant", help=variant_help)
+    s.add_argument("--allow-rejected", action="store_true", help=rejected_help)
     s.add_argument("--workers", type=int, default=1, help="worker processes, each with its own interpreter")
     s.add_argument("--allow-origin", action="append", metavar="URL", help="allow CORS from this origin (repeatable)")
     s.add_argument("--log-dir", metavar="DIR", help="write requests.csv and predictions.csv here")
@@ -336,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="batch predictions from CSV or JSON lines to CSV")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--variant", help=variant_help)
+    p.add_argument("--allow-rejected", action="store_true", help=rejected_help)
     p.add_argument("--input", required=True, metavar="FILE|-")
     p.add_argument("--output", default="-", metavar="FILE|-")
     p.set_defaults(func=cmd_predict)
@@ -343,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("selftest", help="run golden.json; exit 0 only when within the variant's tolerance")
     t.add_argument("bundle", metavar="BUNDLE")
     t.add_argument("--variant", help=variant_help)
+    t.add_argument("--allow-rejected", action="store_true", help=rejected_help)
     t.add_argument("--json", action="store_true", help="also print the full result as JSON")
     t.set_defaults(func=cmd_selftest)
 

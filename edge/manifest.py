@@ -172,7 +172,20 @@ def load_golden(bundle: Path) -> dict[str, Any]:
                 raise BundleError(
                     f"golden.json {part[:-1]} {name!r} is not a rectangular array of numbers; re-create the bundle"
                 )
+    twins = golden.get("twins", {})
+    if not isinstance(twins, dict) or not all(isinstance(t, dict) for t in twins.values()):
+        raise BundleError("golden.json 'twins' is not an object of per-variant outputs; re-create the bundle")
+    for variant, outputs in twins.items():
+        for name, values in outputs.items():
+            if not _numeric_array(values):
+                raise BundleError(f"golden.json twin {variant!r} output {name!r} is not a rectangular array of numbers; "
+                                  "re-create the bundle")
     return golden
+
+
+def golden_twin(golden: dict[str, Any], variant: str) -> dict[str, Any] | None:
+    """The precision twin's outputs on the golden inputs for a variant (``float16``), or None."""
+    return golden.get("twins", {}).get(variant)
 
 
 def _numeric_array(values: Any) -> bool:

@@ -69,7 +69,7 @@ def serve(bundle_dir: str | None, runtime: str | None, inp: TextIO, out: TextIO)
                 artifact = next((a for a in bundle.tflite_artifacts() if a["path"] == relpath), None)
                 if artifact is None:
                     raise EdgeError(f"the manifest lists no TFLite artifact {relpath!r}")
-                predictor = Predictor(bundle, variant=artifact["variant"], runtime=picked.name)
+                predictor = Predictor(bundle, variant=artifact["variant"], runtime=picked.name, allow_rejected=True)
                 predictors[(where, relpath)] = predictor
             inputs = {name: np.asarray(value) for name, value in request["inputs"].items()}
             outputs = predictor.predict(inputs)

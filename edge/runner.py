@@ -153,19 +153,20 @@ class Predictor:
         variant: ``float32``, ``float16``, ``dynamic``, ``int8``, ``int16x8`` (``fp32``/``fp16`` accepted);
             default: the most precise variant that passed parity, else float32.
         runtime: force an interpreter (``ai_edge_litert``, ``tflite_runtime``, ``tensorflow``).
+        allow_rejected: load an artifact that convert rejected (it missed its tolerance); refused otherwise.
 
     Raises:
-        BundleError: bad manifest, missing/tampered artifact, or a manifest that does not match the model.
+        BundleError: bad manifest, missing/tampered/rejected artifact, or a manifest that does not match the model.
         RuntimeTooOld: the interpreter cannot run the artifact.
         EdgeError: no interpreter installed, or it cannot load the file.
     """
 
     def __init__(self, bundle_dir: str | Path | Bundle, variant: str | None = None, runtime: str | None = None,
-                 num_threads: int = 1) -> None:
+                 num_threads: int = 1, allow_rejected: bool = False) -> None:
         self.bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
         self.manifest = self.bundle.manifest
         self.runtime: Runtime = pick(runtime)
-        self.artifact = self.bundle.artifact(variant, self.runtime.name)
+        self.artifact = self.bundle.artifact(variant, self.runtime.name, allow_rejected)
         self.variant: str = self.artifact["variant"]
         self.path = mf.check_file(self.bundle.root, self.artifact["path"], self.artifact["sha256"], self.artifact["bytes"])
         self.sha256: str = self.artifact["sha256"]

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import BundleError
+from edge.manifest import golden_twin
 from edge.runner import Predictor
 from edge.tolerance import judge_outputs
 
@@ -33,7 +34,9 @@ def run(predictor: Predictor) -> dict[str, Any]:
         reference[out["key"]] = np.asarray(golden["outputs"][out["key"]], dtype=np.float64)
     actual = predictor.predict(inputs)
     tolerance = predictor.artifact["tolerance"]
-    result = judge_outputs(predictor.manifest, tolerance, reference, actual)
+    twin = golden_twin(golden, predictor.variant)
+    twin_arrays = None if twin is None else {k: np.asarray(v, dtype=np.float64) for k, v in twin.items()}
+    result = judge_outputs(predictor.manifest, tolerance, reference, actual, twin_arrays)
     first = next(iter(inputs.values()))
     result.update(rows=int(first.shape[0]), variant=predictor.variant, tolerance=tolerance,
                   runtime=predictor.runtime.describe(), artifact=predictor.artifact["path"])

@@ -64,6 +64,7 @@ class ServeConfig:
     drift_window: int = 500
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
+    allow_rejected: bool = False
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -699,7 +700,7 @@ def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
     Raises:
         EdgeError: the bundle cannot be served or the log folder cannot be written.
     """
-    predictor = Predictor(config.bundle, config.variant)
+    predictor = Predictor(config.bundle, config.variant, allow_rejected=config.allow_rejected)
     logs = None
     if config.log_dir:
         logs = CsvLogs(config.log_dir, predictor.bundle.feature_names(), suffix=log_suffix,

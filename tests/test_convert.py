@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edge import manifest as manifest_mod
+from edge.tolerance import judge_outputs
 from tests.conftest import BOSTON_CSV, run_cli
 
 VARIANTS = ("float32", "float16", "dynamic", "int8", "int16x8")
@@ -77,18 +78,19 @@ def test_every_tflite_variant_stays_within_its_tolerance_on_every_row(which, req
     golden = json.loads((bundle / "golden.json").read_text())
     rows = np.concatenate([_boston_rows(), np.asarray(golden["inputs"]["features"], dtype=np.float32)])
     reference = model.predict(rows, verbose=0)
-    lo, hi = manifest["outputs"][0]["range"]
-    for artifact in (a for a in manifest["artifacts"] if a["format"] == "tflite"):
+    by_variant = {a["variant"]: a for a in manifest["artifacts"] if a["format"] == "tflite"}
+    for artifact in by_variant.values():
         actual = _litert_predict(bundle / artifact["path"], rows, artifact["input_transform"])
-        error = float(np.abs(actual - reference).max())
         if artifact["variant"] in QUANTIZED:
             assert artifact["input_transform"], "quantized Boston artifacts carry the per-feature scaling"
-            assert error <= 0.01 * (hi - lo), f"{artifact['variant']}: {error:.4f} > 1% of {hi - lo:.2f}"
-        else:
-            limit = artifact["tolerance"]["max_rel"]
-            floor = 0.01 * np.abs(reference).max()
-            rel = np.abs(actual - reference) / np.maximum(np.abs(reference), floor)
-            assert rel.max() <= limit, f"{artifact['variant']}: relative error {rel.max():.3g} > {limit}"
+        twin = None
+        if artifact["variant"] == "float16":
+            from convert.twin import twin_outputs
+
+            twin = twin_outputs((bundle / by_variant["float32"]["path"]).read_bytes(),
+                                (bundle / artifact["path"]).read_bytes(), manifest, {"features": rows})
+        verdict = judge_outputs(manifest, artifact["tolerance"], {"output_0": reference}, {"output_0": actual}, twin)
+        assert verdict["passed"], f"{artifact['variant']}: {verdict['failures']}"
 
 
 def test_naive_int8_is_what_the_fold_fixes(boston_mlp, tmp_path):

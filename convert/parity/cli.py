@@ -15,29 +15,42 @@ def _num(value: Any) -> str:
     return "inf" if math.isinf(value) else ("nan" if math.isnan(value) else f"{value:.2e}")
 
 
+def _why(r: Any) -> str:
+    why = r.error or "; ".join(r.failures)
+    if r.status in ("rejected", "unsupported"):
+        why = r.note + (f" (measured here: {why})" if why and r.status == "rejected" else "")
+    if r.task_metric:
+        why = (why + "; " if why else "") + ", ".join(f"{k} {v:.4g} (info)" for k, v in r.task_metric.items())
+    return why
+
+
+RESULT_STYLE = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]", "rejected": "[yellow]rejected[/]",
+                "unsupported": "[yellow]unsupported[/]"}
+
+
 def print_report(console: Any, report: ParityReport) -> None:
     """The artifact x runtime table (the same one report.html shows)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"Parity of {report.bundle} against {report.reference} ({report.seconds:.1f}s)", title_justify="left")
-    for column in ("artifact", "variant", "runtime", "version", "size", "max abs", "max rel", "range frac.", "top-1", "result"):
+    table = Table(title=escape(f"Parity of {report.bundle} against {report.reference} ({report.seconds:.1f}s)"),
+                  title_justify="left")
+    for column in ("artifact", "variant", "runtime", "version", "size", "max abs", "of scale", "of range", "vs twin",
+                   "top-1", "result"):
         table.add_column(column, no_wrap=True)
     table.add_column("why", overflow="fold")
     for r in report.results:
-        worst = {k: max((m.get(k) for m in r.golden.values() if m.get(k) is not None), default=None)
-                 for k in ("max_abs", "max_rel", "range_fraction", "top1")}
-        why = r.error or "; ".join(r.failures)
-        if r.task_metric:
-            why = (why + "; " if why else "") + ", ".join(f"{k} {v:.4g} (info)" for k, v in r.task_metric.items())
-        table.add_row(r.artifact, r.variant, r.runtime, r.runtime_version, f"{r.bytes:,} B", _num(worst["max_abs"]),
-                      _num(worst["max_rel"]), _num(worst["range_fraction"]),
-                      "-" if worst["top1"] is None else f"{worst['top1']:.2%}",
-                      "[green]pass[/]" if r.passed else "[red]FAIL[/]", why)
+        top1 = r.worst("top1")
+        table.add_row(*(escape(str(c)) for c in (
+            r.artifact, r.variant, r.runtime, r.runtime_version, f"{r.bytes:,} B", _num(r.worst("max_abs")),
+            _num(r.worst("max_scaled")), _num(r.worst("range_fraction")), _num(r.worst("twin_scaled")),
+            "-" if top1 is None else f"{top1:.2%}")), RESULT_STYLE[r.status], escape(_why(r)))
     console.print(table)
 
 
 def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Run ``deploykit verify``; return the exit status (0 only if every artifact passes everywhere).
+    """Run ``deploykit verify``; return the exit status: 0 when every artifact passes, or was rejected by convert, or
+    cannot run in a runtime by its own declaration (both listed); 1 when an artifact convert accepted fails.
 
     Raises:
         DeployKitError / BundleError: bad bundle or arguments, a runtime that cannot run.
@@ -49,8 +62,13 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                data=getattr(args, "data", None), target=getattr(args, "target", None), progress=step)
     print_report(_console(out), report)
     print(f"wrote {report.bundle / 'parity.json'} and {report.bundle / 'report.html'}", file=out)
+    for status, what in (("rejected", "rejected by convert (not served by default)"),
+                         ("unsupported", "not run where unsupported")):
+        listed = sorted({f"{r.artifact} on {r.runtime}" for r in report.by_status(status)})
+        if listed:
+            print(f"{len(listed)} {what}: {', '.join(listed)}", file=out)
     if not report.passed:
-        failed = [f"{r.artifact} on {r.runtime}" for r in report.results if not r.passed]
+        failed = [f"{r.artifact} on {r.runtime}" for r in report.by_status("failed")]
         more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
         print(f"Error: parity failed for {', '.join(failed[:3])}{more}; see {report.bundle / 'report.html'}", file=err)
         return 1

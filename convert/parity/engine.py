@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,6 +147,8 @@ class Result:
     bytes: int
     tolerance: dict[str, Any]
     passed: bool = False
+    status: str = "failed"        # passed | failed | rejected (by convert) | unsupported (declared, or a TFJS backend)
+    note: str = ""                # why rejected / unsupported
     error: str = ""
     failures: list[str] = field(default_factory=list)
     runtime_version: str = ""
@@ -160,11 +163,15 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         """The compact form recorded in manifest.json."""
-        worst = {k: max((m.get(k, 0.0) for m in self.golden.values()), default=None)
-                 for k in ("max_abs", "max_rel", "range_fraction")}
         return {"artifact": self.artifact, "runtime": self.runtime, "interpreter": self.interpreter,
-                "version": self.runtime_version, "passed": self.passed, **worst,
-                **({"error": self.error} if self.error else {})}
+                "version": self.runtime_version, "passed": self.passed, "status": self.status,
+                **{k: self.worst(k) for k in ("max_abs", "max_scaled", "range_fraction")},
+                **({"note": self.note} if self.note else {}), **({"error": self.error} if self.error else {})}
+
+    def worst(self, key: str) -> float | None:
+        """The largest value of one golden metric over the outputs (None when no output has it)."""
+        values = [m[key] for m in self.golden.values() if m.get(key) is not None]
+        return max(values) if values else None
 
 
 @dataclass
@@ -183,7 +190,11 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.results) and all(r.passed for r in self.results)
+        """True when no artifact that convert accepted failed in a runtime that can run it."""
+        return bool(self.results) and all(r.status != "failed" for r in self.results)
+
+    def by_status(self, status: str) -> list[Result]:
+        return [r for r in self.results if r.status == status]
 
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": 1, "bundle": str(self.bundle), "name": self.name, "passed": self.passed,
@@ -274,6 +285,92 @@ def _run_one(runners: Runners, runtime: str, bundle: Path, artifact: Mapping[str
     return run["outputs"]
 
 
+@dataclass
+class _Case:
+    """Inputs, the reference outputs for them and (float16) the precision twin's outputs."""
+
+    inputs: Mapping[str, np.ndarray]
+    reference: Mapping[str, np.ndarray]
+    twin: Mapping[str, np.ndarray] | None = None
+
+
+def _twin(golden: Mapping[str, Any], artifact: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    twin = mf.golden_twin(dict(golden), artifact["variant"]) if artifact["tolerance"]["kind"] == "float16" else None
+    return None if twin is None else {k: np.asarray(v, dtype=np.float64) for k, v in twin.items()}
+
+
+def _sample_twin(root: Path, manifest: Mapping[str, Any], artifact: Mapping[str, Any],
+                 inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """The float16 twin's outputs on the --data sample, rebuilt from the bundle's own fp32 and fp16 files."""
+    if artifact["tolerance"]["kind"] != "float16":
+        return None
+    fp32 = next((a for a in manifest["artifacts"] if a["format"] == "tflite" and a["variant"] == "float32"), None)
+    if fp32 is None:
+        return None
+    from convert.twin import twin_outputs
+
+    return twin_outputs(mf.safe_join(root, fp32["path"]).read_bytes(), mf.safe_join(root, artifact["path"]).read_bytes(),
+                        manifest, inputs)
+
+
+def _declared_unsupported(runners: Runners, runtime: str, artifact: Mapping[str, Any]) -> str:
+    """Why the artifact's own manifest entry says this TFLite runtime cannot run it ('' when it can)."""
+    if runtime not in TFLITE_RUNTIMES:
+        return ""
+    from edge.interpreter import can_run
+
+    worker = runners.workers[runtime]
+    ok, reason = can_run(artifact, worker.interpreter, worker.version)
+    return "" if ok else reason
+
+
+def _verify_artifact(runners: Runners, runtime: str, root: Path, artifact: Mapping[str, Any], manifest: Mapping[str, Any],
+                     golden: _Case, sample: _Case | None, labels: np.ndarray | None, result: Result,
+                     step: Progress) -> None:
+    """Run and judge one artifact in one runtime; fill ``result`` (never raises but for a Ctrl+C)."""
+    declared = _declared_unsupported(runners, runtime, artifact)
+    if declared:
+        result.status, result.note = "unsupported", declared
+        return
+    try:
+        outputs = _run_one(runners, runtime, root, artifact, manifest, golden.inputs, result, step)
+        judged = judge_outputs(manifest, artifact["tolerance"], golden.reference, outputs, golden.twin)
+        result.golden = {k: {kk: vv for kk, vv in v.items() if kk != "per_row_abs"} for k, v in judged["outputs"].items()}
+        rows = [v["per_row_abs"] for v in judged["outputs"].values()]
+        result.per_row_abs = [float(max(col)) for col in zip(*rows)] if rows else []
+        result.failures = list(judged["failures"])
+        result.passed = bool(judged["passed"])
+        if sample is not None:
+            s_out = _run_one(runners, runtime, root, artifact, manifest, sample.inputs, result, step)
+            s_judged = judge_outputs(manifest, artifact["tolerance"], sample.reference, s_out, sample.twin)
+            result.sample = {k: {kk: vv for kk, vv in v.items() if kk != "per_row_abs"}
+                             for k, v in s_judged["outputs"].items()}
+            result.failures += [f"sample: {f}" for f in s_judged["failures"]]
+            result.passed = result.passed and bool(s_judged["passed"])
+            result.task_metric = _task_metric(manifest, s_out, labels)
+    except Exception as exc:  # noqa: BLE001 - one artifact failing must not hide the others
+        interrupt.check()  # but a Ctrl+C (which also stops the workers and the browser) stops the run
+        result.passed = False
+        result.error = " ".join(str(exc).split())[:400] or type(exc).__name__
+    result.status = "passed" if result.passed else "failed"
+    if artifact.get("status") == "rejected":
+        result.status, result.note = "rejected", str(artifact.get("rejection") or "rejected by convert")
+
+
+# TFJS's own words when a backend has no kernel (or no variant of one) for an op of the model
+_TFJS_MISSING_KERNEL = re.compile(r"not registered for backend|only supports|not (yet )?supported|not implemented", re.I)
+
+
+def _unsupported_backends(results: list[Result]) -> None:
+    """A TFJS backend that lacks a kernel the model needs is reported as unsupported, not failed, when
+    another backend ran the same artifact and passed (the page then picks a backend that works)."""
+    passed = {r.artifact for r in results if r.format != "tflite" and r.status == "passed"}
+    for r in results:
+        if (r.format != "tflite" and r.status == "failed" and r.artifact in passed
+                and r.error.startswith("TFJS ") and _TFJS_MISSING_KERNEL.search(r.error)):
+            r.status, r.note = "unsupported", r.error
+
+
 def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes: str | Iterable[str] | None = None,
                   data: str | Path | None = None, target: str | None = None, progress: Progress | None = None,
                   runners: Runners | None = None, save: bool = True) -> ParityReport:
@@ -287,7 +384,7 @@ def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes:
 
     start = time.perf_counter()
     step = progress or (lambda _msg: None)
-    root = Path(bundle)
+    root = Path(bundle).expanduser().resolve()  # workers run in "/", the browser's server elsewhere
     step(f"Checking {root}")
     manifest = mf.load(root)
     mf.check_all_files(root, manifest)
@@ -337,27 +434,13 @@ def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes:
                 step(f"{artifact['path']} on {runtime}")
                 result = Result(artifact=artifact["path"], format=artifact["format"], variant=artifact["variant"],
                                 runtime=runtime, bytes=int(artifact["bytes"]), tolerance=dict(artifact["tolerance"]))
-                try:
-                    outputs = _run_one(runners, runtime, root, artifact, manifest, g_inputs, result, step)
-                    judged = judge_outputs(manifest, artifact["tolerance"], g_reference, outputs)
-                    result.golden = {k: {kk: vv for kk, vv in v.items() if kk != "per_row_abs"} for k, v in judged["outputs"].items()}
-                    rows = [v["per_row_abs"] for v in judged["outputs"].values()]
-                    result.per_row_abs = [float(max(col)) for col in zip(*rows)] if rows else []
-                    result.failures = list(judged["failures"])
-                    result.passed = bool(judged["passed"])
-                    if sample_inputs is not None and sample_reference is not None:
-                        s_out = _run_one(runners, runtime, root, artifact, manifest, sample_inputs, result, step)
-                        s_judged = judge_outputs(manifest, artifact["tolerance"], sample_reference, s_out)
-                        result.sample = {k: {kk: vv for kk, vv in v.items() if kk != "per_row_abs"}
-                                         for k, v in s_judged["outputs"].items()}
-                        result.failures += [f"sample: {f}" for f in s_judged["failures"]]
-                        result.passed = result.passed and bool(s_judged["passed"])
-                        result.task_metric = _task_metric(manifest, s_out, labels)
-                except Exception as exc:  # noqa: BLE001 - one artifact failing must not hide the others
-                    interrupt.check()  # but a Ctrl+C (which also stops the workers and the browser) stops the run
-                    result.passed = False
-                    result.error = " ".join(str(exc).split())[:400] or type(exc).__name__
+                golden_case = _Case(g_inputs, g_reference, _twin(golden, artifact))
+                sample_case = None
+                if sample_inputs is not None and sample_reference is not None:
+                    sample_case = _Case(sample_inputs, sample_reference, _sample_twin(root, manifest, artifact, sample_inputs))
+                _verify_artifact(runners, runtime, root, artifact, manifest, golden_case, sample_case, labels, result, step)
                 results.append(result)
+        _unsupported_backends(results)
         env: dict[str, Any] = {name: w.env.versions for name, w in runners.workers.items()}
         if runners.browser is not None:
             env["chromium"] = {"executable": runners.browser.executable,

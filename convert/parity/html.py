@@ -6,9 +6,11 @@ import html
 import math
 from typing import Any
 
+from edge.tolerance import describe as describe_tolerance
+
 CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}td:not(:last-child){white-space:nowrap}th{background:#f3f3f3}.pass{color:#0a0;font-weight:bold}
-.fail{color:#c00;font-weight:bold}.muted{color:#777}svg{background:#fff;border:1px solid #ddd}code{font-size:12px}"""
+.fail{color:#c00;font-weight:bold}.note{color:#a60;font-weight:bold}.muted{color:#777}svg{background:#fff;border:1px solid #ddd}code{font-size:12px}"""
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
@@ -69,19 +71,21 @@ def render(data: dict[str, Any]) -> str:
     verdict = "<span class='pass'>PASS</span>" if data["passed"] else "<span class='fail'>FAIL</span>"
     rows = []
     for r in data["results"]:
-        tol = r["tolerance"]
-        tol_text = (f"rel ≤ {tol['max_rel']:g}" if tol.get("kind") == "relative"
-                    else f"≤ {tol.get('max_range_fraction', 0):.0%} of range, top-1 ≥ {tol.get('min_top1', 0):.0%}")
-        status = "<span class='pass'>pass</span>" if r["passed"] else "<span class='fail'>fail</span>"
+        tol_text = describe_tolerance(r["tolerance"])
+        state = r.get("status") or ("passed" if r["passed"] else "failed")
+        status = f"<span class='{'pass' if state == 'passed' else 'fail' if state == 'failed' else 'note'}'>{state}</span>"
         why = r["error"] or "; ".join(r["failures"])
+        if state in ("rejected", "unsupported"):
+            why = r.get("note", "") + (f" (measured here: {why})" if why and state == "rejected" else "")
         task = ", ".join(f"{k} {v:.4g}" for k, v in (r.get("task_metric") or {}).items())
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in (
             html.escape(r["artifact"]), html.escape(r["variant"]), html.escape(r["runtime"]),
             html.escape(r.get("runtime_version") or ""), f"{r['bytes']:,} B", html.escape(tol_text),
-            _fmt(_worst(r, "max_abs")), _fmt(_worst(r, "max_rel")), _fmt(_worst(r, "range_fraction")),
-            _fmt(_worst(r, "top1")), html.escape(task) or "-", status, html.escape(why))) + "</tr>")
+            _fmt(_worst(r, "max_abs")), _fmt(_worst(r, "max_scaled")), _fmt(_worst(r, "range_fraction")),
+            _fmt(_worst(r, "twin_scaled")), _fmt(_worst(r, "top1")), html.escape(task) or "-", status, html.escape(why))) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in ("artifact", "variant", "runtime", "version", "size", "tolerance",
-                                                 "max abs", "max rel", "range frac.", "top-1", "task metric (info)",
+                                                 "max abs", "of scale", "of range", "vs twin", "top-1",
+                                                 "task metric (info)",
                                                  "result", "why"))
     env = "".join(f"<li>{html.escape(k)}: <code>{html.escape(str(v))}</code></li>" for k, v in data.get("environment", {}).items())
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>deploykit parity: {html.escape(data['name'])}</title>

@@ -149,3 +149,68 @@ def test_unknown_runtime_name(bundle_copy: Path) -> None:
     line = _one_line_error(run_cli("verify", bundle_copy, "--runtimes", "litert,chromium-gpu"))
     assert line == ("Error: unknown runtime 'chromium-gpu' in --runtimes; choose from litert, tflite-runtime, "
                     "chromium-cpu, chromium-wasm, chromium-webgl")
+
+
+# --------------------------------------------------------------------------- paths and verdicts
+
+
+@pytest.mark.parametrize("where", ["parent", "inside", "symlink"])
+def test_relative_bundle_paths_work_from_any_folder(bundle_copy: Path, where: str) -> None:
+    """`deploykit verify b` (the README's command), `verify .` and a symlinked bundle: every runtime process
+    gets a resolved path (the TFLite workers run in /)."""
+    arg, cwd = {"parent": (bundle_copy.name, bundle_copy.parent), "inside": (".", bundle_copy),
+                "symlink": ("link", bundle_copy.parent)}[where]
+    if where == "symlink":
+        (bundle_copy.parent / "link").symlink_to(bundle_copy, target_is_directory=True)
+    result = run_cli("verify", arg, "--runtimes", "litert,tflite-runtime,chromium-cpu", cwd=cwd)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "FAIL" not in result.stdout
+    data = json.loads((bundle_copy / "parity.json").read_text())
+    assert data["passed"] and len(data["results"]) == 12
+    assert data["bundle"] == str(bundle_copy.resolve())
+
+
+def _edit(bundle: Path, change) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    change(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _tflite(manifest, variant: str) -> dict:
+    return next(a for a in manifest["artifacts"] if a["format"] == "tflite" and a["variant"] == variant)
+
+
+def test_a_rejected_artifact_is_listed_and_does_not_fail_the_run(bundle_copy: Path) -> None:
+    _edit(bundle_copy, lambda m: _tflite(m, "int8").update(
+        status="rejected", rejection="max error 3.100% of the output range > 1% on held-out rows"))
+    result = run_cli("verify", bundle_copy, "--runtimes", "litert")
+    assert result.returncode == 0, result.stderr
+    assert "1 rejected by convert (not served by default): edge/model.int8.tflite on litert" in result.stdout
+    recorded = {r["artifact"]: r for r in mf.load(bundle_copy)["parity"]["results"]}
+    assert recorded["edge/model.int8.tflite"]["status"] == "rejected"
+    assert recorded["edge/model.int8.tflite"]["note"].startswith("max error 3.100%")
+    assert recorded["edge/model.fp32.tflite"]["status"] == "passed"
+
+
+def test_a_runtime_the_artifact_declares_too_old_is_reported_not_failed(bundle_copy: Path) -> None:
+    _edit(bundle_copy, lambda m: _tflite(m, "dynamic")["runtime"].update(min_tflite_runtime="2.17.0"))
+    result = run_cli("verify", bundle_copy, "--runtimes", "litert,tflite-runtime")
+    assert result.returncode == 0, result.stderr
+    assert "1 not run where unsupported: edge/model.dynamic.tflite on tflite-runtime" in result.stdout
+    recorded = {(r["artifact"], r["runtime"]): r for r in mf.load(bundle_copy)["parity"]["results"]}
+    declared = recorded[("edge/model.dynamic.tflite", "tflite-runtime")]
+    assert declared["status"] == "unsupported" and "needs TFLite runtime >= 2.17.0" in declared["note"]
+    assert recorded[("edge/model.dynamic.tflite", "litert")]["status"] == "passed"
+
+
+def test_an_accepted_artifact_that_misses_its_bound_fails_the_run(bundle_copy: Path) -> None:
+    """golden.json (covered by the manifest's sha256 list) is edited and re-hashed: the stored reference moves."""
+    golden = json.loads((bundle_copy / "golden.json").read_text())
+    golden["outputs"]["output_0"][0][0] += 1.0
+    (bundle_copy / "golden.json").write_text(json.dumps(golden))
+    _edit(bundle_copy, lambda m: m["files"].__setitem__("golden.json", mf.sha256_file(bundle_copy / "golden.json"))
+          if "golden.json" in m["files"] else None)
+    result = run_cli("verify", bundle_copy, "--runtimes", "litert")
+    assert result.returncode == 1
+    assert _one_line_error(result).startswith("Error: parity failed for edge/model.fp32.tflite on litert, "
+                                              "edge/model.fp16.tflite on litert, edge/model.dynamic.tflite on litert")

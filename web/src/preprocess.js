@@ -65,15 +65,17 @@ export function rowToInputs(features, values, inputs) {
 }
 
 /**
- * Pick the artifact the page runs: the TFJS graph model.
- * @param {{artifacts: Array<{format: string, path: string}>}} manifest
+ * Pick the artifact the page runs: the TFJS graph model, never one that convert rejected.
+ * @param {{artifacts: Array<{format: string, path: string, status?: string, rejection?: string}>}} manifest
  * @returns {{format: string, path: string, input_transform?: object|null, tolerance?: object}}
- * @throws {Error} when the bundle has no TFJS graph model
+ * @throws {Error} when the bundle has no TFJS graph model, or convert rejected it
  */
 export function graphArtifact(manifest) {
-  const a = (manifest.artifacts || []).find((x) => x.format === 'tfjs_graph');
-  if (!a) throw new Error('The bundle has no TFJS graph model: run deploykit convert again.');
-  return a;
+  const graphs = (manifest.artifacts || []).filter((x) => x.format === 'tfjs_graph');
+  const a = graphs.find((x) => x.status !== 'rejected');
+  if (a) return a;
+  if (graphs.length) throw new Error(`The bundle's TFJS graph model was rejected by deploykit convert (${graphs[0].rejection || 'it missed its tolerance'}).`);
+  throw new Error('The bundle has no TFJS graph model: run deploykit convert again.');
 }
 
 /**

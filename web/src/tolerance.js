@@ -1,11 +1,15 @@
 /**
  * The parity rule of edge/tolerance.py, ported line for line (docs/architecture.md, "Tolerances").
  *
- * relative:  every element |y - ref| / max(|ref|, 0.01 * max|ref|) <= max_rel
- * quantized: max|y - ref| <= max_range_fraction * (range_hi - range_lo), and top-1 >= min_top1 (classifiers)
+ * scaled (float32):   max|y - ref| <= max_scaled * max|ref| over each output
+ * float16:            max|y - ref| <= max_range_fraction * span, and max|y - twin| <= max_twin_scaled * max|twin|
+ * quantized:          max|y - ref| <= max_range_fraction * span, and top-1 >= min_top1 over the decisive rows
+ *                     (reference margin between the two best classes > twice the allowed error)
  *
  * Arrays are nested JS arrays (rows x columns) or flat arrays; all math is float64.
  */
+/** edge.tolerance.FLOAT32: the float32 variants' tolerance */
+export const FLOAT32 = Object.freeze({ kind: 'scaled', max_scaled: 1e-5 });
 
 /** numpy's np.finfo(np.float32).tiny */
 export const FLOAT32_TINY = 1.1754943508222875e-38;
@@ -24,50 +28,82 @@ function flat(a) {
   return Array.isArray(a) || ArrayBuffer.isView(a) ? Array.from(a).flatMap(flat) : [Number(a)];
 }
 
+const maxOf = (xs) => xs.reduce((m, v) => (v > m || Number.isNaN(v) ? v : m), -Infinity);
+const maxOr0 = (xs) => (xs.length ? maxOf(xs) : 0);
+
+function spanOf(valueRange, scale) {
+  const span = Number(valueRange[1]) - Number(valueRange[0]);
+  return span > 0 ? span : Math.max(scale, 1.0);
+}
+
+function absError(ref, act) {
+  return ref.map((r, i) => (Number.isFinite(act[i]) ? Math.abs(act[i] - r) : Infinity));
+}
+
+function sameShape(a, b) {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 /**
  * Error metrics of one output, as edge.tolerance.compare_output computes them.
  * @param {Array} reference nested array of reference values
  * @param {Array} actual nested array of the same shape
  * @param {[number, number]} valueRange the output's reference range on DATA
- * @param {boolean} classifier whether to compute top-1 agreement
- * @returns {{max_abs: number, max_rel: number, range_fraction: number, per_row_abs: number[], top1?: number}}
+ * @param {boolean} classifier whether to compute top-1 agreement (with decisiveMargin)
+ * @param {{decisiveMargin?: number|null, twin?: Array|null}} [options]
+ * @returns {object} max_abs, max_scaled, range_fraction, per_row_abs; top1, decisive_rows, undecided_rows;
+ *   twin_scaled, precision_loss
  * @throws {Error} when the shapes differ
  */
-export function compareOutput(reference, actual, valueRange, classifier) {
+export function compareOutput(reference, actual, valueRange, classifier, { decisiveMargin = null, twin = null } = {}) {
   const rs = shapeOf(reference);
   const as = shapeOf(actual);
-  if (rs.length !== as.length || rs.some((d, i) => d !== as[i])) {
-    throw new Error(`output shape [${as}] differs from the reference shape [${rs}]`);
+  if (!sameShape(rs, as)) {
+    throw new Error(`output shape [${as.join(', ')}] differs from the reference shape [${rs.join(', ')}]`);
   }
   const ref = flat(reference);
   const act = flat(actual);
-  const diff = ref.map((r, i) => (Number.isFinite(act[i]) ? Math.abs(act[i] - r) : Infinity));
-  const scale = ref.length ? Math.max(...ref.map(Math.abs)) : 0;
-  const floor = Math.max(0.01 * scale, FLOAT32_TINY);
-  const rel = diff.map((d, i) => d / Math.max(Math.abs(ref[i]), floor));
-  let span = Number(valueRange[1]) - Number(valueRange[0]);
-  if (!(span > 0)) span = Math.max(scale, 1.0);
-  const maxOf = (xs) => xs.reduce((m, v) => (v > m || Number.isNaN(v) ? v : m), -Infinity);
+  const diff = absError(ref, act);
+  const scale = maxOr0(ref.map(Math.abs));
+  const span = spanOf(valueRange, scale);
+  const worst = maxOr0(diff);
   const rows = rs.length ? rs[0] : 0;
   const perRow = [];
-  if (rows) {
+  if (rows && diff.length) {
     const width = diff.length / rows;
     for (let r = 0; r < rows; r++) perRow.push(maxOf(diff.slice(r * width, (r + 1) * width)));
   }
   const metrics = {
-    max_abs: diff.length ? maxOf(diff) : 0,
-    max_rel: rel.length ? maxOf(rel) : 0,
-    range_fraction: diff.length ? maxOf(diff) / span : 0,
+    max_abs: worst,
+    max_scaled: worst / Math.max(scale, FLOAT32_TINY),
+    range_fraction: worst / span,
     per_row_abs: perRow,
   };
-  if (classifier && rs.length >= 2 && rs[rs.length - 1] > 1) {
+  if (classifier && decisiveMargin !== null && decisiveMargin !== undefined && rs.length >= 2 && rs[rs.length - 1] > 1) {
     const k = rs[rs.length - 1];
     const n = ref.length / k;
+    let decisive = 0;
     let agree = 0;
     for (let r = 0; r < n; r++) {
-      if (argmax(ref.slice(r * k, (r + 1) * k)) === argmax(act.slice(r * k, (r + 1) * k))) agree++;
+      const rowRef = ref.slice(r * k, (r + 1) * k);
+      const sorted = [...rowRef].sort((a, b) => a - b);
+      if (sorted[k - 1] - sorted[k - 2] > decisiveMargin) {
+        decisive++;
+        if (argmax(rowRef) === argmax(act.slice(r * k, (r + 1) * k))) agree++;
+      }
     }
-    metrics.top1 = agree / n;
+    metrics.decisive_rows = decisive;
+    metrics.undecided_rows = n - decisive;
+    metrics.top1 = decisive ? agree / decisive : null;
+  }
+  if (twin !== null && twin !== undefined) {
+    const ts = shapeOf(twin);
+    if (!sameShape(ts, rs)) {
+      throw new Error(`twin output shape [${ts.join(', ')}] differs from the reference shape [${rs.join(', ')}]`);
+    }
+    const tw = flat(twin);
+    metrics.twin_scaled = maxOr0(absError(tw, act)) / Math.max(maxOr0(tw.map(Math.abs)), FLOAT32_TINY);
+    metrics.precision_loss = maxOr0(tw.map((t, i) => Math.abs(t - ref[i]))) / span;
   }
   return metrics;
 }
@@ -95,30 +131,58 @@ export function formatG(x, p = 6) {
 }
 
 /**
+ * A tolerance in words, for the page.
+ * @param {object} tolerance
+ * @returns {string}
+ */
+export function describeTolerance(tolerance) {
+  if (tolerance.kind === 'scaled') return `error ≤ ${formatG(tolerance.max_scaled)} of the output's scale`;
+  const range = `error ≤ ${formatG(tolerance.max_range_fraction * 100)}% of the output range`;
+  if (tolerance.kind === 'float16') return `${range}, and within ${formatG(tolerance.max_twin_scaled)} of the float16 twin`;
+  return `${range}, top-1 ≥ ${formatG(tolerance.min_top1 * 100)}% on decisive rows`;
+}
+
+const percent = (x, digits) => `${(x * 100).toFixed(digits)}%`;
+
+/**
  * Judge one output's metrics against a tolerance, as edge.tolerance.judge does.
- * @param {{kind: string, max_rel?: number, max_range_fraction?: number, min_top1?: number}} tolerance
- * @param {{max_rel: number, range_fraction: number, top1?: number}} metrics
- * @returns {[boolean, string]} passed, and the reason when it failed
+ * @param {{kind: string, max_scaled?: number, max_range_fraction?: number, max_twin_scaled?: number, min_top1?: number}} tolerance
+ * @param {object} metrics what compareOutput returned
+ * @returns {[boolean, string]} passed, and every reason it failed (joined by '; ')
  * @throws {Error} on an unknown tolerance kind
  */
 export function judge(tolerance, metrics) {
-  if (tolerance.kind === 'relative') {
-    const limit = Number(tolerance.max_rel);
-    if (!(metrics.max_rel <= limit)) return [false, `max relative error ${formatG(metrics.max_rel, 3)} > ${formatG(limit)}`];
-    return [true, ''];
-  }
-  if (tolerance.kind === 'quantized') {
+  const kind = tolerance.kind;
+  if (!['scaled', 'float16', 'quantized'].includes(kind)) throw new Error(`unknown tolerance kind '${kind}'`);
+  const reasons = [];
+  if (kind === 'scaled') {
+    const limit = Number(tolerance.max_scaled);
+    if (!(metrics.max_scaled <= limit)) {
+      reasons.push(`max error ${formatG(metrics.max_scaled, 3)} of the output's scale (max|ref|) > ${formatG(limit)}`);
+    }
+  } else {
     const limit = Number(tolerance.max_range_fraction);
     if (!(metrics.range_fraction <= limit)) {
-      return [false, `max error ${(metrics.range_fraction * 100).toFixed(3)}% of the output range > ${(limit * 100).toFixed(0)}%`];
+      reasons.push(`max error ${percent(metrics.range_fraction, 3)} of the output range > ${formatG(limit * 100)}%`);
     }
+  }
+  if (kind === 'float16') {
+    const limit = Number(tolerance.max_twin_scaled);
+    if (!('twin_scaled' in metrics)) {
+      reasons.push("no float16 twin outputs to compare with (golden.json has no 'twins'); re-create the bundle");
+    } else if (!(metrics.twin_scaled <= limit)) {
+      reasons.push(`differs from its float16 precision twin by ${formatG(metrics.twin_scaled, 3)} of the output's `
+        + `scale > ${formatG(limit)} (the converter changed more than the weights' precision)`);
+    }
+  }
+  if (kind === 'quantized') {
     const top1 = metrics.top1;
     if (top1 !== undefined && top1 !== null && top1 < Number(tolerance.min_top1)) {
-      return [false, `top-1 agreement ${(top1 * 100).toFixed(2)}% < ${(Number(tolerance.min_top1) * 100).toFixed(0)}%`];
+      reasons.push(`top-1 agreement ${percent(top1, 2)} < ${percent(Number(tolerance.min_top1), 0)} on `
+        + `${metrics.decisive_rows} decisive rows (${metrics.undecided_rows} closer than twice the bound not counted)`);
     }
-    return [true, ''];
   }
-  throw new Error(`unknown tolerance kind '${tolerance.kind}'`);
+  return [reasons.length === 0, reasons.join('; ')];
 }
 
 /**
@@ -127,10 +191,13 @@ export function judge(tolerance, metrics) {
  * @param {object} tolerance
  * @param {Record<string, Array>} reference reference outputs per key
  * @param {Record<string, Array>} actual outputs per key
+ * @param {Record<string, Array>|null} [twin] the precision twin's outputs per key (float16 tolerances)
  * @returns {{passed: boolean, outputs: Record<string, object>, failures: string[]}}
+ * @throws {Error} on an unknown tolerance kind
  */
-export function judgeOutputs(manifest, tolerance, reference, actual) {
+export function judgeOutputs(manifest, tolerance, reference, actual, twin = null) {
   const classifier = manifest.task === 'classification';
+  const fraction = tolerance.kind === 'quantized' ? Number(tolerance.max_range_fraction) : null;
   const result = { passed: true, outputs: {}, failures: [] };
   for (const out of manifest.outputs) {
     const key = out.key;
@@ -139,7 +206,17 @@ export function judgeOutputs(manifest, tolerance, reference, actual) {
       result.failures.push(`${out.name}: output '${key}' missing`);
       continue;
     }
-    const metrics = compareOutput(reference[key], actual[key], out.range, classifier);
+    let margin = null;
+    if (fraction !== null) margin = 2.0 * fraction * spanOf(out.range, maxOr0(flat(reference[key]).map(Math.abs)));
+    const twinOut = twin && tolerance.kind === 'float16' && key in twin ? twin[key] : null;
+    let metrics;
+    try {
+      metrics = compareOutput(reference[key], actual[key], out.range, classifier, { decisiveMargin: margin, twin: twinOut });
+    } catch (err) {
+      result.passed = false;
+      result.failures.push(`${out.name}: ${err.message}`);
+      continue;
+    }
     const [ok, reason] = judge(tolerance, metrics);
     Object.assign(metrics, { passed: ok, reason });
     result.outputs[out.name] = metrics;

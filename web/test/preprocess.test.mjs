@@ -58,6 +58,9 @@ test('graphArtifact and pageRelativeUrl', () => {
   const m = { artifacts: [{ format: 'tflite', path: 'edge/a.tflite' }, { format: 'tfjs_graph', path: 'web/model/graph/model.json' }] };
   assert.equal(graphArtifact(m).path, 'web/model/graph/model.json');
   assert.throws(() => graphArtifact({ artifacts: [] }), { message: 'The bundle has no TFJS graph model: run deploykit convert again.' });
+  const rejected = { format: 'tfjs_graph', path: 'web/model/graph/model.json', status: 'rejected', rejection: 'max error 2% of the output range > 1%' };
+  assert.throws(() => graphArtifact({ artifacts: [rejected] }),
+    { message: "The bundle's TFJS graph model was rejected by deploykit convert (max error 2% of the output range > 1%)." });
   assert.equal(pageRelativeUrl('web/model/graph/model.json'), './model/graph/model.json');
   for (const bad of ['/etc/passwd', 'web/../manifest.json', 'https://cdn.example/model.json']) {
     assert.throws(() => pageRelativeUrl(bad), { message: `Unsafe artifact path "${bad}" in manifest.json.` });

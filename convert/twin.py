@@ -1,0 +1,77 @@
+"""The float16 precision twin: what a faithful float16 artifact must compute.
+
+The twin is the plain float32 conversion with exactly the constants the float16 artifact stores in half
+precision rounded to float16 (and back), run in float32 by ``tf.lite``. A faithful artifact equals its twin
+to float32 noise; the twin's own distance from the reference is the precision the variant gives up.
+Rounding the Keras model's weights instead would round different numbers wherever the converter folds
+constants (BatchNormalization into kernels, Mul/Add chains), so the twin is built from the converter's
+float graph, matched to the float16 artifact operator by operator (``convert.tflite.half_constants``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from convert.errors import DeployKitError
+
+SIGNATURE = "serving_default"
+
+
+def twin_flatbuffer(fp32: bytes, fp16: bytes) -> bytes:
+    """The float32 model with every constant the float16 model holds in half precision rounded to float16.
+
+    Raises:
+        DeployKitError: the two models' graphs do not line up operator by operator.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from convert.tflite import _serialize, half_constants
+
+    m16 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp16))
+    m32 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp32))
+    pairs = half_constants(m16, m32)
+    if pairs is None:
+        raise DeployKitError("the float16 model's graph does not match the float32 model's operator by operator, "
+                             "so no precision twin can be built")
+    for pair in pairs:
+        tensor = m32.subgraphs[pair.graph].tensors[pair.tensor32]
+        rounded = pair.value.astype(np.float16).astype("<f4")
+        m32.buffers[tensor.buffer].data = np.frombuffer(rounded.tobytes(), dtype=np.uint8)
+    return _serialize(m32)
+
+
+def run_flatbuffer(flatbuffer: bytes, manifest: Mapping[str, Any], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs of a TFLite model (``tf.lite``, float32) on inputs named as in the manifest, keyed by output key.
+
+    Raises:
+        DeployKitError: the model lacks the serving signature, or an input/output of the manifest.
+    """
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    signatures = interpreter.get_signature_list()
+    name = SIGNATURE if SIGNATURE in signatures else next(iter(signatures), None)
+    if name is None:
+        raise DeployKitError("the TFLite model has no signature to run")
+    runner = interpreter.get_signature_runner(name)
+    feeds = {s["name"]: np.asarray(inputs[s["name"]]).astype(s["dtype"]) for s in manifest["inputs"]}
+    try:
+        outputs = runner(**feeds)
+    except (KeyError, ValueError) as exc:
+        raise DeployKitError(f"cannot run the TFLite model on the manifest's inputs ({exc})") from None
+    missing = [o["key"] for o in manifest["outputs"] if o["key"] not in outputs]
+    if missing:
+        raise DeployKitError(f"the TFLite model has no output {missing[0]!r}")
+    return {o["key"]: np.asarray(outputs[o["key"]], dtype=np.float64) for o in manifest["outputs"]}
+
+
+def twin_outputs(fp32: bytes, fp16: bytes, manifest: Mapping[str, Any],
+                 inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The precision twin's outputs on ``inputs``.
+
+    Raises:
+        DeployKitError: no twin can be built, or it cannot run on the inputs.
+    """
+    return run_flatbuffer(twin_flatbuffer(fp32, fp16), manifest, inputs)
