@@ -18,13 +18,18 @@ LiteRT and tflite-runtime 2.14) with ``make zoo``; a case asserts its number wit
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import re
+from typing import Any, NamedTuple
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 ARTIFACTS = {**{v: f"edge/model.{v}.tflite" for v in VARIANTS},
              "graph": "web/model/graph/model.json", "layers": "web/model/layers/model.json"}
 TFLITE_RT = ("litert", "tflite-runtime")
 BROWSER_RT = ("chromium-cpu", "chromium-wasm", "chromium-webgl")
+
+
+# A skip reason names what is missing: a layer class or an op, CamelCase or UPPER_CASE.
+NAMES_A_LAYER_OR_OP = re.compile(r"[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*|[A-Z][A-Z0-9_]{2,}")
 
 
 class Expect(NamedTuple):
@@ -60,3 +65,67 @@ def expected_for(model: str, artifact: str, runtime: str) -> Expect | None:
         if key in EXPECTED:
             return EXPECTED[key]
     return None
+
+
+def first_number(text: str) -> float:
+    """The first number in a message after its output name ("y: max error 3.2% ..." -> 0.032)."""
+    match = re.search(r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)(%?)", text.split(": ", 1)[-1])
+    assert match, f"no number in {text!r}"
+    return float(match.group(1)) / (100 if match.group(2) else 1)
+
+
+def observe(entry: dict[str, Any], short: str, runtime: str) -> tuple[str, str, float | None]:
+    """What happened to one case of a zoo_report.json model entry: (kind, message, number)."""
+    if entry["convert_error"]:
+        return "convert-error", entry["convert_error"], None
+    path = ARTIFACTS[short]
+    artifact = next((a for a in entry["artifacts"] if a["path"] == path), None)
+    if artifact is None:
+        fmt = "tflite" if path.endswith(".tflite") else f"tfjs_{path.split('/')[2]}"
+        variant = artifact_variant(short)
+        skips = [s for s in entry["skipped"] if s["format"] == fmt
+                 and (fmt != "tflite" or s.get("variant") == variant)]
+        assert len(skips) == 1, f"{path} is neither written nor skipped once: {entry['skipped']}"
+        return "skipped", skips[0]["reason"], None
+    if artifact.get("status") == "rejected":
+        why = str(artifact.get("rejection", ""))
+        return "rejected", why, first_number(why)
+    results = [r for r in entry["results"] if r["artifact"] == path and r["runtime"] == runtime]
+    assert len(results) == 1, f"{path} on {runtime}: {len(results)} results"
+    [result] = results
+    if result["passed"]:
+        return "pass", "", None
+    if result.get("status") == "unsupported":
+        return "cannot-run", result.get("note") or result["error"], None
+    if result["error"]:
+        return "error", result["error"], None
+    return "miss", "; ".join(result["failures"]), first_number(result["failures"][0])
+
+
+def artifact_variant(short: str) -> str:
+    return {"fp32": "float32", "fp16": "float16"}.get(short, short)
+
+
+def close(measured: float, recorded: float) -> bool:
+    """Same measurement within a factor of 2 (seeded training on another CPU moves it a little)."""
+    return recorded / 2 <= measured <= recorded * 2
+
+
+def check(entry: dict[str, Any], short: str, runtime: str) -> None:
+    """Assert one case against the table: it passed, or it is the table's outcome with its message/number.
+
+    Raises:
+        AssertionError: naming what happened instead.
+    """
+    kind, message, number = observe(entry, short, runtime)
+    want = expected_for(entry["model"], short, runtime)
+    if want is None:
+        assert kind == "pass", f"{kind}: {message}"
+        return
+    assert kind == want.kind, f"expected {want.kind} ({want.text or want.number}), got {kind}: {message or 'now passes: drop the entry'}"
+    if want.text:
+        assert message.startswith(want.text), message
+    if kind == "skipped":
+        assert NAMES_A_LAYER_OR_OP.search(message), f"the skip reason names no layer or op: {message}"
+    if want.number is not None:
+        assert number is not None and close(number, want.number), f"measured {number:.3g}, recorded {want.number:.3g}: {message}"

@@ -1,6 +1,7 @@
 """Print the zoo's outcome table (models x artifacts x runtimes) as markdown, from test-artifacts/zoo_report.json.
 
-    .venv/bin/python tests/zoo/zoo_table.py [REPORT]
+    .venv/bin/python tests/zoo/zoo_table.py [REPORT]          # the markdown
+    .venv/bin/python tests/zoo/zoo_table.py --check [REPORT]  # every case of the report against zoo_expected
 
 One row per model, one column per artifact. A cell says ``pass`` when the artifact passed in every runtime
 of its kind (TFLite: litert and tflite-runtime 2.14 = ``tr``; TFJS: Chromium cpu, wasm, webgl), else which
@@ -104,12 +105,35 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def check_all(report: dict[str, Any]) -> list[str]:
+    """Every model x artifact x runtime of the report checked against zoo_expected's table; the mismatches."""
+    sys.path.insert(0, str(HERE))
+    from zoo_expected import ARTIFACTS, BROWSER_RT, TFLITE_RT, check
+
+    problems = []
+    for name, model in report["models"].items():
+        for short, path in ARTIFACTS.items():
+            for runtime in (TFLITE_RT if path.endswith(".tflite") else BROWSER_RT):
+                try:
+                    check(model, short, runtime)
+                except AssertionError as exc:
+                    problems.append(f"{name}-{short}-{runtime}: {' '.join(str(exc).split())[:300]}")
+    return problems
+
+
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else REPORT
+    checking = "--check" in argv
+    args = [a for a in argv if a != "--check"]
+    path = Path(args[0]) if args else REPORT
     if not path.is_file():
         print(f"Error: {path} does not exist; run `make zoo` (or pytest tests/zoo) first", file=sys.stderr)
         return 1
-    print(markdown(json.loads(path.read_text())))
+    report = json.loads(path.read_text())
+    if checking:
+        problems = check_all(report)
+        print("\n".join(problems) or "every case is as the table expects")
+        return 1 if problems else 0
+    print(markdown(report))
     return 0
 
 
