@@ -237,7 +237,7 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             source = unrounded_saved_model
         calibration = (representative(folded_inputs if use_fold else raw_inputs, dtypes,
                                       always=folded_golden if use_fold else raw_golden)
-                       if variant.calibrated else None)
+                       if variant.calibrated or variant is Variant.DYNAMIC else None)
         result = convert_variant(source, variant, staging / "edge" / variant.file_name, calibration)
         if result.error:
             skipped.append({"format": "tflite", "variant": variant.value, "reason": result.error})
@@ -255,6 +255,8 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
         shrinks = None if fp32_bytes is None or variant is Variant.FP32 else size < fp32_bytes
         if shrinks is False:
             note = (note + "; " if note else "") + f"quantizing did not shrink the model ({size} vs {fp32_bytes} bytes fp32)"
+        if result.note:
+            note = (note + "; " if note else "") + result.note
         if unroll_note:
             note = (note + "; " if note else "") + unroll_note
         io = {"inputs": {s.name: s.name for s in ref.inputs}, "outputs": {s.key: s.key for s in ref.outputs}}
@@ -422,13 +424,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def _runtime(path: Path, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a TFLite artifact needs: its operators with versions, and the converter's minimum runtime."""
-    from edge.interpreter import tflite_min_runtime
+    """What a TFLite artifact needs: its operators with versions, the minimum TFLite runtime (the converter's,
+    raised by the kit's kernel table) and the kernels of that table it uses (``edge.interpreter.kernel_needs``)."""
+    from edge.interpreter import kernel_needs, tflite_min_runtime
 
     runtime: dict[str, Any] = {"ops": ops, "converter": f"tensorflow {_tf_version()}"}
     minimum = tflite_min_runtime(path)
     if minimum:
         runtime["min_tflite_runtime"] = minimum
+    kernels = kernel_needs(path)
+    if kernels:
+        runtime["kernels"] = kernels
     return runtime
 
 

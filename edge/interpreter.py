@@ -4,16 +4,20 @@ Order: ``ai_edge_litert`` -> ``tflite_runtime`` -> ``tensorflow.lite`` (the last
 here, and only when neither light runtime is installed). ``DEPLOYKIT_EDGE_RUNTIME`` forces one of them
 (tests use it to run the same bundle on both light runtimes).
 
-The runtime check has two stages:
+The runtime check has three stages:
 
-1. before loading, ``can_run`` compares the artifact's ``runtime.min_tflite_runtime`` (the converter
-   writes the model's own ``min_runtime_version`` metadata, see ``tflite_min_runtime``) with the
-   interpreter's TFLite version;
-2. while loading, the interpreter itself is the authority on op versions: its "Didn't find op for
+1. before loading, ``can_run`` compares the artifact's ``runtime.min_tflite_runtime`` (the converter's
+   ``min_runtime_version`` metadata, raised by the kit's kernel table, see ``tflite_min_runtime``) with
+   the interpreter's TFLite version, and each of its ``runtime.kernels`` (``kernel_needs``) with the
+   interpreter's own version;
+2. before loading, ``make_interpreter`` reads the file's kernels (operator x input type) and refuses
+   the ones in ``edge._kernels.KERNEL_NEEDS`` the runtime lacks, so a bundle whose manifest predates
+   the table is refused with the same message;
+3. while loading, the interpreter itself is the authority on op versions: its "Didn't find op for
    builtin opcode" error is turned into ``RuntimeTooOld`` naming the op, the version and the runtime.
 
-No per-runtime table of maximum op versions is kept: it cannot be derived reliably from the installed
-wheels, and stage 2 reports exactly the op the runtime lacks.
+No full per-runtime table of op versions is kept: the kernel table only lists what was measured to
+fail although the converter's op version and metadata allow it.
 """
 
 from __future__ import annotations
@@ -101,7 +105,8 @@ def pick(preferred: str | None = None) -> Runtime:
         except ImportError:
             continue
     raise EdgeError(
-        "no TFLite interpreter is installed; pip install ai-edge-litert (Python 3.12+) or tflite-runtime (3.11)"
+        "no TFLite interpreter is installed; pip install ai-edge-litert (x86_64, aarch64) or tflite-runtime==2.14.0 "
+        "(32-bit ARM, Python <= 3.11)"
     )
 
 
@@ -127,13 +132,54 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _describe_need(need: Mapping[str, Any]) -> str:
+    if need.get("input_type"):
+        return f"{need.get('op')} on {need['input_type']} tensors"
+    return f"{need.get('op')} version {need.get('version')}"
+
+
+def _kernel_refusal(relpath: str, need: Mapping[str, Any], runtime_name: str, runtime_version: str) -> str | None:
+    """Why the runtime cannot run one ``kernel_needs`` entry: one line naming the op, the type and the
+    minimum version; None when it can (or when the versions cannot be compared)."""
+    from edge._kernels import LAST_CHECKED
+
+    litert = runtime_name == "ai_edge_litert"
+    mine = need.get("min_ai_edge_litert") if litert else need.get("min_tflite_runtime")
+    other = need.get("min_tflite_runtime") if litert else need.get("min_ai_edge_litert")
+    if mine:
+        try:
+            if parse_version(runtime_version) >= parse_version(mine):
+                return None
+        except ValueError:
+            return None
+    what = f"{relpath} runs {_describe_need(need)}"
+    if not mine and not other:
+        return f"{what}, which no TFLite runtime has a kernel for (checked {LAST_CHECKED}); use another variant"
+    have = f"the installed interpreter is {runtime_name} {runtime_version}"
+    if mine:
+        line = "ai-edge-litert" if litert else "TFLite runtime"
+        fix = "pip install -U ai-edge-litert" if litert else "use ai-edge-litert (64-bit OS)"
+        return f"{what}, which needs {line} >= {mine}; {have}; {fix} or another variant"
+    if litert:
+        return (f"{what}, which needs TFLite runtime >= {other} (no ai-edge-litert release has that kernel; checked "
+                f"{LAST_CHECKED}); {have}; use another variant")
+    return (f"{what}, which needs ai-edge-litert >= {other} (no TensorFlow Lite release has that kernel; checked "
+            f"{LAST_CHECKED}); {have}; use ai-edge-litert (64-bit OS) or another variant")
+
+
 def can_run(artifact: Mapping[str, Any], runtime_name: str, runtime_version: str) -> tuple[bool, str]:
     """Whether a runtime can run an artifact, judged from the manifest alone; ``(ok, reason)``.
 
-    Missing or unreadable fields are treated leniently (``ok`` with a reason saying what was not
-    checked); the interpreter's own load remains the final op-version check.
+    Checks ``runtime.kernels`` (kernels the kit's table says some runtimes lack, see ``kernel_needs``),
+    then ``runtime.min_tflite_runtime``. Missing or unreadable fields are treated leniently (``ok`` with a
+    reason saying what was not checked); the interpreter's own load remains the final op-version check.
     """
     needs = artifact.get("runtime") or {}
+    relpath = artifact.get("path", "the artifact")
+    for need in needs.get("kernels") or []:
+        refusal = _kernel_refusal(relpath, need, runtime_name, runtime_version)
+        if refusal:
+            return False, refusal
     minimum = needs.get("min_tflite_runtime")
     if not minimum:
         return True, "the manifest records no minimum runtime; not checked"
@@ -149,9 +195,9 @@ def can_run(artifact: Mapping[str, Any], runtime_name: str, runtime_version: str
         return True, f"cannot compare versions {minimum!r} and {have!r}; not checked"
     if have_t < need_t:
         return False, (
-            f"{artifact.get('path', 'the artifact')} needs TFLite runtime >= {minimum}, "
+            f"{relpath} needs TFLite runtime >= {minimum}, "
             f"the installed interpreter is {label}; install a newer one "
-            "(pip install -U ai-edge-litert, or tflite-runtime on Python 3.11) or re-convert with an older TensorFlow"
+            "(pip install -U ai-edge-litert; tflite-runtime stops at 2.14) or use another variant"
         )
     return True, f"needs TFLite runtime >= {minimum}, have {label}"
 
@@ -200,6 +246,10 @@ def make_interpreter(runtime: Runtime, path: Path, relpath: str, num_threads: in
         RuntimeTooOld: the runtime lacks an op (or op version) the model uses.
         EdgeError: the file is not a model the runtime can load.
     """
+    for need in kernel_needs(path):
+        refusal = _kernel_refusal(relpath, need, runtime.name, runtime.version)
+        if refusal:
+            raise RuntimeTooOld(refusal)
     try:
         with _quiet_stderr():
             interpreter = runtime.interpreter_class(model_path=str(path), num_threads=num_threads)
@@ -265,6 +315,14 @@ class _Table:
             out.append(_Table(self.buf, elem + _u32(self.buf, elem)))
         return out
 
+    def ints(self, index: int) -> list[int]:
+        """A vector of int32 (``[int]`` in the schema)."""
+        at = self._indirect(index)
+        if not at:
+            return []
+        count = _u32(self.buf, at)
+        return list(struct.unpack_from(f"<{count}i", self.buf, at + 4))
+
     def bytes_vector(self, index: int) -> bytes:
         at = self._indirect(index)
         if not at:
@@ -286,7 +344,10 @@ def _i32(buf: bytes, at: int) -> int:
 
 
 # Field indices of the TFLite schema (schema.fbs) used here.
-_MODEL_OPERATOR_CODES, _MODEL_BUFFERS, _MODEL_METADATA = 1, 4, 6
+_MODEL_OPERATOR_CODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 1, 2, 4, 6
+_SUBGRAPH_TENSORS, _SUBGRAPH_OPERATORS = 0, 3
+_TENSOR_TYPE = 1
+_OPERATOR_OPCODE_INDEX, _OPERATOR_INPUTS, _OPERATOR_OUTPUTS = 0, 1, 2
 _OPCODE_DEPRECATED, _OPCODE_CUSTOM, _OPCODE_VERSION, _OPCODE_BUILTIN = 0, 1, 2, 3
 _METADATA_NAME, _METADATA_BUFFER = 0, 1
 _BUFFER_DATA = 0
@@ -323,11 +384,24 @@ def op_name(builtin_code: int, custom_code: str | None = None) -> str:
     return f"BUILTIN_{builtin_code}"
 
 
-def tflite_ops(path: str | Path) -> list[dict[str, Any]]:
-    """The operators a .tflite file uses, with their versions, read from the flatbuffer.
+def _op_codes(model: _Table) -> list[tuple[str, int]]:
+    """``(name, version)`` of every operator code, in the file's order (operators index into it).
 
     The code is ``max(builtin_code, deprecated_builtin_code)`` as the schema prescribes (old files
     only set the byte-wide deprecated field; new ones set 127 there and the real code in the int32).
+    """
+    codes = []
+    for code in model.tables(_MODEL_OPERATOR_CODES):
+        deprecated = code.scalar(_OPCODE_DEPRECATED, "b", 0)
+        builtin = code.scalar(_OPCODE_BUILTIN, "i", 0)
+        number = max(builtin, deprecated)
+        custom = code.string(_OPCODE_CUSTOM) if number == _CUSTOM else None
+        codes.append((op_name(number, custom), int(code.scalar(_OPCODE_VERSION, "i", 1))))
+    return codes
+
+
+def tflite_ops(path: str | Path) -> list[dict[str, Any]]:
+    """The operators a .tflite file uses, with their versions, read from the flatbuffer.
 
     Returns:
         sorted, de-duplicated ``[{"name": "FULLY_CONNECTED", "version": 9}, ...]``.
@@ -336,18 +410,53 @@ def tflite_ops(path: str | Path) -> list[dict[str, Any]]:
         EdgeError: the file is not a readable TFLite model.
     """
     model = _model(Path(path))
-    seen: set[tuple[str, int]] = set()
     try:
-        for code in model.tables(_MODEL_OPERATOR_CODES):
-            deprecated = code.scalar(_OPCODE_DEPRECATED, "b", 0)
-            builtin = code.scalar(_OPCODE_BUILTIN, "i", 0)
-            number = max(builtin, deprecated)
-            version = code.scalar(_OPCODE_VERSION, "i", 1)
-            custom = code.string(_OPCODE_CUSTOM) if number == _CUSTOM else None
-            seen.add((op_name(number, custom), int(version)))
+        seen = set(_op_codes(model))
     except (struct.error, IndexError):
         raise EdgeError(f"{path} is a truncated TFLite model; re-create it") from None
     return [{"name": name, "version": version} for name, version in sorted(seen)]
+
+
+# The schema's TensorType enum, indexed by value.
+TENSOR_TYPES: tuple[str, ...] = (
+    "float32", "float16", "int32", "uint8", "int64", "string", "bool", "int16", "complex64", "int8",
+    "float64", "complex128", "uint64", "resource", "variant", "uint32", "uint16", "int4", "bfloat16",
+)
+
+
+def tflite_kernels(path: str | Path) -> list[dict[str, Any]]:
+    """The kernels a .tflite file needs: each operator with the types of its input and output tensors.
+
+    An absent optional input (index -1) is ``None`` in ``inputs``.
+
+    Returns:
+        sorted, de-duplicated ``[{"name": "GELU", "version": 2, "inputs": ["int16"], "outputs": ["int16"]}, ...]``.
+
+    Raises:
+        EdgeError: the file is not a readable TFLite model.
+    """
+    model = _model(Path(path))
+
+    def type_name(tensors: list[_Table], index: int) -> str | None:
+        if index < 0:
+            return None
+        code = tensors[index].scalar(_TENSOR_TYPE, "b", 0)
+        return TENSOR_TYPES[code] if 0 <= code < len(TENSOR_TYPES) else f"type_{code}"
+
+    seen: set[tuple[str, int, tuple[str | None, ...], tuple[str | None, ...]]] = set()
+    try:
+        codes = _op_codes(model)
+        for graph in model.tables(_MODEL_SUBGRAPHS):
+            tensors = graph.tables(_SUBGRAPH_TENSORS)
+            for op in graph.tables(_SUBGRAPH_OPERATORS):
+                name, version = codes[op.scalar(_OPERATOR_OPCODE_INDEX, "I", 0)]
+                inputs = tuple(type_name(tensors, i) for i in op.ints(_OPERATOR_INPUTS))
+                outputs = tuple(type_name(tensors, i) for i in op.ints(_OPERATOR_OUTPUTS))
+                seen.add((name, version, inputs, outputs))
+    except (struct.error, IndexError):
+        raise EdgeError(f"{path} is a truncated TFLite model; re-create it") from None
+    return [{"name": n, "version": v, "inputs": list(i), "outputs": list(o)}
+            for n, v, i, o in sorted(seen, key=lambda k: (k[0], k[1], [t or "" for t in k[2]], [t or "" for t in k[3]]))]
 
 
 def tflite_metadata(path: str | Path) -> dict[str, bytes]:
@@ -369,10 +478,51 @@ def tflite_metadata(path: str | Path) -> dict[str, bytes]:
         raise EdgeError(f"{path} is a truncated TFLite model; re-create it") from None
 
 
+def kernel_needs(path: str | Path) -> list[dict[str, Any]]:
+    """The entries of the kit's kernel table (``edge._kernels.KERNEL_NEEDS``) that a .tflite file needs.
+
+    Returns:
+        ``[{"op": "GELU", "input_type": "int16", "min_tflite_runtime": None, "min_ai_edge_litert": "1.3.0"}]``
+        and the like (``"version"`` instead of ``"input_type"`` for an op-version entry); a ``None`` minimum
+        means no release of that runtime line has the kernel.
+
+    Raises:
+        EdgeError: the file is not a readable TFLite model.
+    """
+    from edge._kernels import KERNEL_NEEDS
+
+    kernels = tflite_kernels(path)
+    out = []
+    for need in KERNEL_NEEDS:
+        if any(k["name"] == need.op
+               and (need.input_type is None or (k["inputs"][:1] == [need.input_type]))
+               and (need.version is None or k["version"] >= need.version) for k in kernels):
+            entry: dict[str, Any] = {"op": need.op}
+            entry.update({"input_type": need.input_type} if need.input_type else {"version": need.version})
+            entry.update({"min_tflite_runtime": need.tflite, "min_ai_edge_litert": need.ai_edge_litert})
+            out.append(entry)
+    return out
+
+
 def tflite_min_runtime(path: str | Path) -> str | None:
-    """The ``min_runtime_version`` the TFLite converter stored in the model (``"1.14.0"``), or None."""
+    """The minimum TFLite runtime a model needs (``"2.15.0"``), or None when nothing says.
+
+    The ``min_runtime_version`` the TFLite converter stored in the model, raised to the minimum of every
+    ``kernel_needs`` entry that some TFLite release has (entries no TFLite release has are refused
+    through ``runtime.kernels`` instead; a version number would be a guess).
+
+    Raises:
+        EdgeError: the file is not a readable TFLite model.
+    """
     raw = tflite_metadata(path).get("min_runtime_version")
-    if not raw:
-        return None
-    text = raw.split(b"\0", 1)[0].decode("ascii", errors="replace").strip()
-    return text or None
+    text = raw.split(b"\0", 1)[0].decode("ascii", errors="replace").strip() if raw else ""
+    found = [text] if text else []
+    found += [n["min_tflite_runtime"] for n in kernel_needs(path) if n["min_tflite_runtime"]]
+    best: str | None = None
+    for version in found:
+        try:
+            if best is None or parse_version(version) > parse_version(best):
+                best = version
+        except ValueError:
+            continue
+    return best if best is not None else (text or None)

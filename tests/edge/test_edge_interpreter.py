@@ -114,3 +114,87 @@ def test_op_version_the_runtime_lacks_is_runtime_too_old(bundle_copy: Path) -> N
     rewrite_manifest(bundle_copy, fix)
     with pytest.raises(RuntimeTooOld, match=r"edge/model.int8.tflite uses op FULLY_CONNECTED version 99, which ai_edge_litert [\d.]+ does not have"):
         Predictor(bundle_copy, "int8")
+
+
+TENSOR_TYPE_NAMES = {"FLOAT32": "float32", "FLOAT16": "float16", "INT32": "int32", "UINT8": "uint8", "INT64": "int64",
+                     "STRING": "string", "BOOL": "bool", "INT16": "int16", "INT8": "int8"}
+
+
+@pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8", "int16x8"])
+def test_tflite_kernels_match_the_schema_reader(bundle: Path, variant: str) -> None:
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    artifact = next(a for a in manifest["artifacts"] if a["format"] == "tflite" and a["variant"] == variant)
+    path = bundle / artifact["path"]
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: TENSOR_TYPE_NAMES.get(k, k.lower()) for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    expected = set()
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = ops[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+            ins = tuple(types[graph.Tensors(i).Type()] if i >= 0 else None for i in op.InputsAsNumpy())
+            outs = tuple(types[graph.Tensors(i).Type()] for i in op.OutputsAsNumpy())
+            expected.add((name, code.Version(), ins, outs))
+    got = {(k["name"], k["version"], tuple(k["inputs"]), tuple(k["outputs"])) for k in it.tflite_kernels(path)}
+    assert got == expected
+    assert len(it.tflite_kernels(path)) == len(expected)
+
+
+def test_the_boston_bundle_needs_no_table_kernel(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["format"] == "tflite":
+            assert it.kernel_needs(bundle / a["path"]) == []
+            assert it.can_run(a, "tflite_runtime", "2.14.0")[0], a["path"]
+
+
+GELU16 = {"op": "GELU", "input_type": "int16", "min_tflite_runtime": None, "min_ai_edge_litert": "1.3.0"}
+RSQRT16 = {"op": "RSQRT", "input_type": "int16", "min_tflite_runtime": "2.15.0", "min_ai_edge_litert": "1.0.0"}
+NOWHERE = {"op": "SQUARED_DIFFERENCE", "input_type": "int16", "min_tflite_runtime": None, "min_ai_edge_litert": None}
+LOG2 = {"op": "LOG", "version": 2, "min_tflite_runtime": "2.15.0", "min_ai_edge_litert": "1.0.0"}
+REL = "edge/model.int16x8.tflite"
+CHECKED = "checked tflite-runtime 2.14, TensorFlow 2.19, ai-edge-litert 2.3.0"
+
+
+@pytest.mark.parametrize(
+    "need, runtime, version, reason",
+    [
+        (GELU16, "tflite_runtime", "2.14.0",
+         f"{REL} runs GELU on int16 tensors, which needs ai-edge-litert >= 1.3.0 (no TensorFlow Lite release has that "
+         f"kernel; {CHECKED}); the installed interpreter is tflite_runtime 2.14.0; use ai-edge-litert (64-bit OS) or "
+         "another variant"),
+        (GELU16, "tensorflow", "2.19.0",
+         f"{REL} runs GELU on int16 tensors, which needs ai-edge-litert >= 1.3.0 (no TensorFlow Lite release has that "
+         f"kernel; {CHECKED}); the installed interpreter is tensorflow 2.19.0; use ai-edge-litert (64-bit OS) or "
+         "another variant"),
+        (GELU16, "ai_edge_litert", "1.2.0",
+         f"{REL} runs GELU on int16 tensors, which needs ai-edge-litert >= 1.3.0; the installed interpreter is "
+         "ai_edge_litert 1.2.0; pip install -U ai-edge-litert or another variant"),
+        (GELU16, "ai_edge_litert", "1.3.0", None),
+        (RSQRT16, "tflite_runtime", "2.14.0",
+         f"{REL} runs RSQRT on int16 tensors, which needs TFLite runtime >= 2.15.0; the installed interpreter is "
+         "tflite_runtime 2.14.0; use ai-edge-litert (64-bit OS) or another variant"),
+        (RSQRT16, "tensorflow", "2.15.0", None),
+        (RSQRT16, "ai_edge_litert", "2.3.0", None),
+        (LOG2, "tflite_runtime", "2.14.0",
+         f"{REL} runs LOG version 2, which needs TFLite runtime >= 2.15.0; the installed interpreter is tflite_runtime "
+         "2.14.0; use ai-edge-litert (64-bit OS) or another variant"),
+        (NOWHERE, "ai_edge_litert", "2.3.0",
+         f"{REL} runs SQUARED_DIFFERENCE on int16 tensors, which no TFLite runtime has a kernel for ({CHECKED}); "
+         "use another variant"),
+        (NOWHERE, "tflite_runtime", "2.14.0",
+         f"{REL} runs SQUARED_DIFFERENCE on int16 tensors, which no TFLite runtime has a kernel for ({CHECKED}); "
+         "use another variant"),
+    ],
+)
+def test_can_run_checks_the_manifests_kernels(need: dict, runtime: str, version: str, reason: str | None) -> None:
+    artifact = {"path": REL, "runtime": {"min_tflite_runtime": "2.3.0", "kernels": [need]}}
+    ok, why = it.can_run(artifact, runtime, version)
+    if reason is None:
+        assert ok, why
+    else:
+        assert (ok, why) == (False, reason)
