@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import zoo_models  # noqa: E402
 
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "TFDF_DISABLE_WELCOME_MESSAGE": "1", "CUDA_VISIBLE_DEVICES": "-1"}
-REPORT = HERE.parents[1] / "test-artifacts" / "zoo_report.json"
+REPORT = Path(os.environ.get("ZOO_REPORT") or HERE.parents[1] / "test-artifacts" / "zoo_report.json")
 
 
 @dataclass
