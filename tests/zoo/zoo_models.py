@@ -130,7 +130,8 @@ FAMILY: dict[str, str] = {
     **{name: "image" for name in ("digits_cnn", *zoo_images.BUILDERS)},
     **{name: "sequence" for name in ("sequence_lstm", *zoo_sequences.BUILDERS)},
 }
-ALL: list[str] = [*BOSTON, *FROM_FIXTURE, *BUILDERS]
+APPLICATIONS = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121")
+ALL: list[str] = [*BOSTON, *FROM_FIXTURE, *(n for n in BUILDERS if n not in APPLICATIONS), *APPLICATIONS]  # slowest last
 # `make test` runs these (the first six are the zoo of issue 3); `make zoo` runs all (marker zoo_full).
 FAST = ("boston_linear", "boston_mlp", "digits_cnn", "two_in_two_out", "sequence_lstm", "bn_dropout",
         "course_export", "layernorm_mlp", "gelu_exact_mlp", "rescaling_resnet", "conv1d_regressor", "series_attention")
