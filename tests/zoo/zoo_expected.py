@@ -46,16 +46,75 @@ def skipped(text: str) -> Expect:
     return Expect("skipped", text)
 
 
-LAYERS_NOT_WRITTEN = "TFJS layers model not written: TFJS 4.22 cannot load "
+LAYERS = "TFJS layers model not written: TFJS 4.22 cannot load "
+SAVED_MODEL_LAYERS = skipped("the source is a SavedModel, which has no Keras layers to write")
 INT16X8 = "the TFLite converter cannot make int16x8: "
-WASM_GRAPH = "TFJS wasm cannot run web/model/graph/model.json: "
+INT16X8_TOKENS = skipped(INT16X8 + "Max and min for dynamic tensors should be recorded during calibration: "
+                         "Failed for tensor serving_default_tokens:0")
+NOT_16X8 = INT16X8 + "Quantization to 16x8-bit not yet supported for op: "
+WASM = "TFJS wasm cannot run web/model/graph/model.json: "
+WASM_RANK3_BIAS = Expect("cannot-run", WASM + "_FusedMatMul only supports rank-1 bias but got rank 3")
+ERFC = Expect("convert-error", "tensorflowjs cannot convert this model to a graph model: "
+                               "Unsupported Ops in the model before optimization Erfc")
 
+# Measured 2026-12-01 on main a20ae81 (tolerances of issue 10; no mixed-precision int8 search yet, so every
+# int8 over 1% is still a "miss": when convert marks them rejected these become rejected(number) entries).
 EXPECTED: dict[tuple[str, str, str], Expect] = {
-    ("bn_dropout", "fp16", "*"): miss(1.12e-3),
-    ("bn_dropout", "int8", "*"): miss(0.012),
+    # the fast set (make test)
+    ("course_export", "int8", "*"): miss(0.384),        # SavedModel: no per-feature fold (rm and tax share a scale)
+    ("course_export", "int16x8", "*"): miss(0.341),
+    ("course_export", "layers", "*"): SAVED_MODEL_LAYERS,
     ("sequence_lstm", "int8", "*"): miss(0.032),
-    ("sequence_lstm", "int16x8", "*"): skipped(INT16X8),
-    ("sequence_lstm", "graph", "chromium-wasm"): Expect("error", WASM_GRAPH),
+    ("sequence_lstm", "int16x8", "*"): INT16X8_TOKENS,
+    ("sequence_lstm", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("bn_dropout", "int8", "*"): miss(0.012),
+    ("layernorm_mlp", "int8", "*"): miss(0.024),
+    ("layernorm_mlp", "int16x8", "*"): skipped(NOT_16X8 + "'NEG'"),
+    ("layernorm_mlp", "layers", "*"): skipped(LAYERS + "LayerNormalization"),
+    ("gelu_exact_mlp", "*", "*"): ERFC,
+    ("rescaling_resnet", "layers", "*"): skipped(LAYERS + "Rescaling"),
+    ("series_attention", "int8", "litert"): miss(0.033),
+    ("series_attention", "int8", "tflite-runtime"): miss(0.042),
+    ("series_attention", "int16x8", "*"): skipped(NOT_16X8 + "'NEG'"),
+    ("series_attention", "graph", "chromium-wasm"): Expect("cannot-run", WASM + "Kernel 'Einsum' not registered for backend 'wasm'"),
+    ("series_attention", "layers", "*"): skipped(LAYERS + "MultiHeadAttention"),
+    # zoo_full (make zoo)
+    ("gelu_tanh_mlp", "int8", "*"): miss(0.0122),
+    ("gelu_tanh_mlp", "int16x8", "tflite-runtime"): Expect("cannot-run", "edge/model.int16x8.tflite runs GELU on int16 tensors, "
+                                                                         "which needs ai-edge-litert >= 1.3.0"),
+    ("gelu_tanh_mlp", "layers", "*"): skipped(LAYERS + "Keras op 'gelu' (Gelu)"),
+    ("prelu_elu_mlp", "int16x8", "*"): skipped(NOT_16X8 + "'PRELU'"),
+    ("prelu_elu_mlp", "layers", "*"): skipped(LAYERS + "PReLU"),
+    ("three_inputs", "layers", "*"): skipped(LAYERS + "Rescaling"),
+    ("keras2_saved_model", "int8", "*"): miss(0.306),   # SavedModel: no fold
+    ("keras2_saved_model", "layers", "*"): SAVED_MODEL_LAYERS,
+    ("separable_cnn", "int8", "litert"): miss(0.0118),
+    ("separable_cnn", "int8", "tflite-runtime"): miss(0.0112),
+    ("separable_cnn", "layers", "*"): skipped(LAYERS + "ZeroPadding2D"),
+    ("conv_autoencoder", "layers", "*"): skipped(LAYERS + "Conv2DTranspose"),
+    ("simple_rnn", "int8", "*"): miss(0.0183),
+    ("gru", "int8", "*"): miss(0.0151),
+    ("gru", "int16x8", "litert"): miss(0.173),
+    ("gru", "int16x8", "tflite-runtime"): miss(0.205),
+    ("gru", "layers", "*"): skipped(LAYERS + "GRU"),
+    ("stacked_lstm", "int8", "*"): miss(0.028),
+    ("stacked_lstm", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("bidirectional_lstm", "int8", "litert"): miss(0.0194),
+    ("bidirectional_lstm", "int8", "tflite-runtime"): miss(0.0175),
+    ("bidirectional_lstm", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("bidirectional_lstm", "layers", "*"): skipped(LAYERS + "Bidirectional"),
+    ("time_distributed", "int8", "*"): miss(0.0183),
+    ("time_distributed", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("time_distributed", "layers", "*"): skipped(LAYERS + "TimeDistributed"),
+    ("dilated_conv1d", "layers", "*"): skipped(LAYERS + "Conv1D"),
+    ("embedding_bag", "int16x8", "*"): INT16X8_TOKENS,
+    ("text_cnn", "int16x8", "*"): INT16X8_TOKENS,
+    # from `deploykit convert` alone (09:50 run); their runtime outcomes, and the four keras.applications, are
+    # not measured yet: the first `make zoo` tells, and its misses belong here
+    ("text_gru", "int16x8", "*"): INT16X8_TOKENS,
+    ("text_gru", "layers", "*"): skipped(LAYERS + "GRU"),
+    ("transformer_block", "*", "*"): ERFC,
+    ("text_and_numbers", "int16x8", "*"): INT16X8_TOKENS,
 }
 
 
