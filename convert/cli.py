@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 from convert import __version__, interrupt
 from convert.data import BOSTON_CSV
 from edge.errors import EdgeError
+from edge.text import printable
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
@@ -42,6 +43,14 @@ def _unraisable(unraisable: Any, previous: Callable[[Any], None] = sys.unraisabl
     previous(unraisable)
 
 
+def safe(value: Any) -> str:
+    """A string for a Rich console: control characters escaped (``edge.text.printable``) and Rich markup
+    escaped, so that text from a bundle or a model (``[/bold]`` in a feature name) prints as itself."""
+    from rich.markup import escape
+
+    return escape(printable(value))
+
+
 @contextlib.contextmanager
 def steps(console) -> Iterator[Callable[[str], None]]:
     """A progress callback: each call closes the previous step (with its time) and starts a new one."""
@@ -51,6 +60,7 @@ def steps(console) -> Iterator[Callable[[str], None]]:
     if not console.is_terminal:  # logs and pipes: plain lines (a spinner would leave a blank line behind)
         def plain(name: str) -> None:
             interrupt.check()
+            name = safe(name)
             now = time.perf_counter()
             if state["name"] is not None:
                 console.print(f"✓ {state['name']} ({now - state['start']:.1f}s)")
@@ -66,6 +76,7 @@ def steps(console) -> Iterator[Callable[[str], None]]:
 
         def step(name: str) -> None:
             interrupt.check()
+            name = safe(name)
             now = time.perf_counter()
             if state["name"] is not None:
                 progress.console.print(f"[green]✓[/] {state['name']} ({now - state['start']:.1f}s)")
@@ -86,12 +97,13 @@ def _size(n: int | None) -> str:
 def print_artifacts(console, rows: list[dict[str, Any]], title: str) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=safe(title), title_justify="left")
     for column in ("artifact", "format", "variant", "size", "fp32 / this"):
         table.add_column(column, no_wrap=True)
     table.add_column("note", overflow="fold")
     for row in rows:
-        table.add_row(row["artifact"], row["format"], row["variant"], _size(row["bytes"]), row.get("ratio", ""), row["note"])
+        table.add_row(safe(row["artifact"]), safe(row["format"]), safe(row["variant"]), _size(row["bytes"]),
+                      safe(row.get("ratio", "")), safe(row["note"]))
     console.print(table)
 
 
@@ -263,12 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("Error: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(exc, EdgeError):
-            print(f"Error: {exc}", file=sys.stderr)
+            print(f"Error: {printable(exc)}", file=sys.stderr)
             return EXIT_ERROR
         if debug:  # the last line of defence: one line, not a traceback
             raise
         keep_log = log is not None
-        text = " ".join(str(exc).split())[:300]
+        text = printable(" ".join(str(exc).split())[:300])
         where = f"; native library output in {log}" if keep_log else ""
         print(f"Error: unexpected {type(exc).__name__}: {text} (rerun with DEPLOYKIT_DEBUG=1 for details and please "
               f"report it{where})", file=sys.stderr)

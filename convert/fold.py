@@ -17,6 +17,10 @@ divide would otherwise be two more int8 roundings.
 The folded model's Dense and Conv2D kernels are then rounded onto their int8 grids with GPTQ on DATA
 (``convert.calibration``), so every quantized variant converts from one model (``Fold.unrounded``
 keeps the folded model before rounding).
+
+A SavedModel source has no Keras layers: :func:`fold_saved_model` finds the first Dense (MatMul + bias)
+in its frozen ``serving_default`` graph, folds into its variables, GPTQ-rounds that kernel and saves the
+SavedModel again; where it cannot, the reason says what reads the input instead.
 """
 
 from __future__ import annotations
@@ -210,3 +214,167 @@ def _round(model: Any, data: dict[str, np.ndarray], transforms: list[dict[str, A
     pick = np.unique(np.linspace(0, total - 1, num=min(ROUNDING_ROWS, total)).round().astype(int))
     fed = apply(transforms, {n: np.asarray(data[n])[pick] for n in names})
     return round_weights(model, [fed[n] for n in names])
+
+
+@dataclass
+class SavedModelFold:
+    """The fold of a SavedModel source: re-exported SavedModels and the input transforms they need."""
+
+    saved_model: Any  # Path of the folded (and GPTQ-rounded) SavedModel
+    transforms: list[dict[str, Any]]
+    note: str
+    unrounded: Any = None  # Path of the folded SavedModel before rounding (for dynamic range)
+    unrounded_note: str = ""
+
+
+_PASS_THROUGH = ("Identity", "IdentityN", "StopGradient", "Snapshot")
+_BIAS_ADDS = ("BiasAdd", "AddV2", "Add")
+
+
+def _data_inputs(node: Any) -> list[str]:
+    return [i.split(":")[0] for i in node.input if not i.startswith("^")]
+
+
+def _dense_after(graph_def: Any, input_name: str) -> tuple[str, str, str] | str:
+    """(MatMul node, kernel constant, bias constant) of the Dense that alone reads ``input_name`` in a frozen
+    graph, following pass-through ops; else the reason there is none."""
+    nodes = {n.name: n for n in graph_def.node}
+    readers: dict[str, list[Any]] = {}
+    for node in graph_def.node:
+        for source in _data_inputs(node):
+            readers.setdefault(source, []).append(node)
+
+    def down(name: str) -> list[Any]:
+        found = readers.get(name, [])
+        while len(found) == 1 and found[0].op in _PASS_THROUGH:
+            found = readers.get(found[0].name, [])
+        return found
+
+    def const_above(name: str) -> str | None:
+        node = nodes.get(name)
+        while node is not None and node.op in _PASS_THROUGH and _data_inputs(node):
+            node = nodes.get(_data_inputs(node)[0])
+        return node.name if node is not None and node.op == "Const" else None
+
+    first = down(input_name)
+    if len(first) != 1:
+        return f"input {input_name!r} is read by {len(first)} operations, not by one Dense"
+    matmul = first[0]
+    if matmul.op != "MatMul" or matmul.attr["transpose_a"].b or matmul.attr["transpose_b"].b:
+        return f"input {input_name!r} is first read by a {matmul.op} ({matmul.name}), not by a Dense (MatMul + bias)"
+    kernel = const_above(_data_inputs(matmul)[1])
+    if kernel is None:
+        return f"the MatMul reading input {input_name!r} ({matmul.name}) has no constant kernel"
+    after = down(matmul.name)
+    if len(after) != 1 or after[0].op not in _BIAS_ADDS:
+        return f"the MatMul reading input {input_name!r} ({matmul.name}) is not followed by one bias add"
+    others = [i for i in _data_inputs(after[0]) if const_above(i) is not None]
+    bias = const_above(others[0]) if len(others) == 1 else None
+    if bias is None:
+        return f"the MatMul reading input {input_name!r} ({matmul.name}) is not followed by a constant bias"
+    for constant in (kernel, bias):
+        chain = [constant]
+        users = 0
+        while chain:
+            for reader in readers.get(chain.pop(), []):
+                if reader.op in _PASS_THROUGH:
+                    chain.append(reader.name)
+                else:
+                    users += 1
+        if users != 1:
+            return f"the Dense reading input {input_name!r} shares its weights with other operations"
+    return matmul.name, kernel, bias
+
+
+def fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
+                     rounding: bool = True) -> tuple[SavedModelFold | None, str]:
+    """:func:`_fold_saved_model`, and ``(None, reason)`` when TensorFlow fails on the way (loading, freezing or
+    saving the SavedModel again); never raises but for a Ctrl+C."""
+    try:
+        return _fold_saved_model(source, data, work, rounding)
+    except Exception as exc:  # TF raises ValueError / TypeError / errors.OpError with long texts
+        interrupt.check()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return None, f"inputs not standardised (TensorFlow could not fold the SavedModel: {first})"
+
+
+def _fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
+                      rounding: bool = True) -> tuple[SavedModelFold | None, str]:
+    """Fold the per-feature input scaling into the first Dense (MatMul + bias) of a SavedModel.
+
+    The ``serving_default`` signature's graph is frozen (variables inlined) to find, for every rank-2 float
+    input, the one MatMul reading it (through Identity ops) and its bias add; their variables are found
+    through the signature's captures, folded as :func:`fold_inputs` folds a Keras Dense, optionally
+    GPTQ-rounded on DATA (the folded inputs are that layer's inputs), and the SavedModel is saved again
+    under ``work``. Returns ``(fold, "")``, or ``(None, reason)`` with the true reason nothing was folded.
+    """
+    from pathlib import Path
+
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from convert.calibration import ROUNDING_ROWS, gptq_round
+
+    loaded = tf.saved_model.load(str(source))
+    signature = loaded.signatures["serving_default"]
+    frozen = convert_variables_to_constants_v2(signature)
+    graph_def = frozen.graph.as_graph_def()
+    captured = {internal.name.split(":")[0]: external for external, internal in signature.graph.captures}
+    variables = {id(v.handle): v for v in loaded.variables}
+    _, specs = signature.structured_input_signature
+    placeholders = {t.name.split(":")[0] for t in frozen.inputs}
+    plans, reasons = [], []
+    for name, spec in sorted(specs.items()):
+        if len(spec.shape) != 2 or not spec.dtype.is_floating or name not in data or not spec.shape[1]:
+            continue
+        if name not in placeholders:
+            reasons.append(f"input {name!r} has no placeholder in the frozen graph")
+            continue
+        found = _dense_after(graph_def, name)
+        if isinstance(found, str):
+            reasons.append(found)
+            continue
+        matmul, kernel_const, bias_const = found
+        kernel, bias = (variables.get(id(captured.get(c))) for c in (kernel_const, bias_const))
+        if kernel is None or bias is None:
+            reasons.append(f"the Dense reading input {name!r} ({matmul}) has weights that are not variables")
+            continue
+        width = int(spec.shape[1])
+        if tuple(kernel.shape) != (width, kernel.shape[-1]) or tuple(bias.shape) != (kernel.shape[-1],):
+            reasons.append(f"the Dense reading input {name!r} ({matmul}) has weights of unexpected shapes")
+            continue
+        centre, half = range_scaling(np.asarray(data[name], dtype=np.float64).reshape(-1, width))
+        plans.append((name, matmul, kernel, bias, centre, half))
+    if not plans:
+        why = "; ".join(reasons) or "no rank-2 float input"
+        return None, f"inputs not standardised ({why})"
+    transforms, targets, rounded = [], [], []
+    for name, matmul, kernel, bias, centre, half in plans:
+        w = np.asarray(kernel.numpy(), dtype=np.float64)
+        b = np.asarray(bias.numpy(), dtype=np.float64)
+        kernel.assign((w * half[:, None]).astype(np.float32))
+        bias.assign((b + centre @ w).astype(np.float32))
+        targets.append(matmul.split("/")[-2] if "/" in matmul else matmul)
+        transforms.append({"kind": "standardize", "input": name,
+                           "mean": [float(v) for v in centre], "std": [float(v) for v in half]})
+    note = f"per-feature input scaling (folded into the SavedModel's {', '.join(targets)})"
+    work = Path(work)
+    folded_dir = work / "saved_model_folded"
+    unrounded_dir = None
+    if rounding:
+        unrounded_dir = work / "saved_model_unrounded"
+        tf.saved_model.save(loaded, str(unrounded_dir), signatures={"serving_default": signature})
+        for (name, _, kernel, _, centre, half), target in zip(plans, targets):
+            values = np.asarray(data[name], dtype=np.float64).reshape(-1, len(centre))
+            pick = np.unique(np.linspace(0, len(values) - 1, num=min(ROUNDING_ROWS, len(values))).round().astype(int))
+            z = ((values[pick] - centre) / half).astype(np.float32)
+            try:
+                kernel.assign(gptq_round(np.asarray(kernel.numpy(), dtype=np.float64), z).astype(np.float32))
+            except np.linalg.LinAlgError:
+                continue
+            rounded.append(target)
+        if not rounded:
+            unrounded_dir = None
+    tf.saved_model.save(loaded, str(folded_dir), signatures={"serving_default": signature})
+    full = note + (f"; int8 weights GPTQ-rounded on DATA ({', '.join(rounded)})" if rounded else "")
+    return SavedModelFold(folded_dir, transforms, full, unrounded_dir, note), ""

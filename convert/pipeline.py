@@ -1,28 +1,35 @@
 """``deploykit convert``: model + DATA -> a bundle, written atomically.
 
-The bundle is built in a temporary folder beside ``--out`` and renamed into place at the end, so a crash
-leaves the old bundle or none. The library raises ``DeployKitError``; the CLI prints it.
+The bundle is built in a fresh private folder beside ``--out`` and swapped into place at the end with one
+atomic exchange, so a crash or a kill -9 leaves the old bundle or the new one; the next convert recovers
+what an interrupted one left (see ``convert``). The library raises ``DeployKitError``; the CLI prints it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as _dt
+import errno
 import json
 import os
 import platform
 import shutil
+import signal
+import stat
 import tempfile
-import uuid
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from convert import __version__
+from convert import __version__, interrupt
 from convert.dataset import load_dataset, tabular_layout
 from convert.errors import DeployKitError
 from convert.golden import feature_columns, feature_stats, golden_inputs, golden_json
+from convert.quiet import NATIVE_LOG_PREFIX
 from convert.reference import Reference, load
 from convert.tflite import Variant, check_calibration_rows, convert_variant, representative
 from edge import manifest as manifest_mod
@@ -83,6 +90,8 @@ def check_output(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
             )
         if source.is_dir() and source in out.parents:
             raise DeployKitError(f"output {str(out)!r} is inside the input folder {str(source)!r}; choose an --out outside it")
+    if os.path.islink(out):
+        raise DeployKitError(f"output {str(out)!r} is a symbolic link; convert does not write through links: pass the real folder")
     if out.exists() and not force:
         raise DeployKitError(f"output {str(out)!r} already exists; pass --force to replace it, or choose another --out")
     if out.exists() and not out.is_dir():
@@ -96,7 +105,7 @@ def check_output(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
     if not parent.is_dir():
         raise DeployKitError(f"cannot write {str(out)!r}: folder {str(parent)!r} does not exist; create it first")
     try:
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
+        probe = tempfile.mkdtemp(prefix=_temp_prefix(out, "probe"), dir=parent)
         os.rmdir(probe)
     except OSError as exc:
         raise DeployKitError(f"cannot write to {str(parent)!r} ({exc.strerror}); choose a writable --out") from None
@@ -105,33 +114,150 @@ def check_output(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
 def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> ConvertResult:
     """Convert MODEL into a bundle at ``options.out``.
 
+    First what an interrupted convert left beside ``--out`` is recovered (``recover_interrupted``): an old
+    bundle moved aside is put back, temporary folders of dead runs are removed, and a progress line says so.
+    The bundle is built in a fresh private folder (``mkdtemp`` beside ``--out``) and swapped into place with
+    one atomic exchange (``renameat2(RENAME_EXCHANGE)``; a rename pair where the system has none), so a
+    kill at any moment leaves the old bundle or the new one at ``--out``. Every temporary folder is removed
+    on any exit Python survives (errors, Ctrl+C, SIGTERM, which stops the run as a Ctrl+C does).
+
     Raises:
         DeployKitError: bad model, bad DATA, existing output without --force, unwritable output, or a
         converter failure that leaves no usable artifact.
     """
     out = Path(os.path.abspath(options.out))
-    check_output(out, options.force, (Path(options.model), Path(options.data)))
-    progress("Loading the model (safe_mode)")
-    ref = load(Path(options.model))
-    progress("Reading DATA")
-    dataset = load_dataset(ref, Path(options.data), options.target, options.features)
-    check_calibration_rows(dataset.rows)
-
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    work: Path | None = None
-    try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging folder behind either
-        work = Path(tempfile.mkdtemp(prefix="deploykit-work-"))
-        _chmod_like_mkdir(staging)
-        result = _build(options, ref, dataset, staging, work, progress)
-        _replace(staging, out)
-        result.bundle = Path(options.out)
-        return result
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    recovered = recover_interrupted(out)
+    try:
+        check_output(out, options.force, (Path(options.model), Path(options.data)))
+    except DeployKitError as exc:
+        if recovered:
+            raise DeployKitError(f"{exc} ({recovered[0].lower() + recovered[1:]})") from None
         raise
+    if recovered:
+        progress(recovered)
+    with _sigterm_as_interrupt():
+        progress("Loading the model (safe_mode)")
+        ref = load(Path(options.model))
+        progress("Reading DATA")
+        dataset = load_dataset(ref, Path(options.data), options.target, options.features)
+        check_calibration_rows(dataset.rows)
+
+        staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
+        work: Path | None = None
+        try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging folder behind either
+            work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
+            result = _build(options, ref, dataset, staging, work, progress)
+            _chmod_like_mkdir(staging)  # private (0700) while it is written, readable like a mkdir'd folder once done
+            _replace(staging, out)
+            result.bundle = Path(options.out)
+            return result
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # after the swap: the old bundle, if it was exchanged
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
+
+
+WORK_PREFIX = "deploykit-work-"
+_KINDS = ("tmp", "old", "probe")
+
+
+def _temp_prefix(out: Path, kind: str) -> str:
+    """``.NAME.KIND-PID-``: hidden, beside ``--out``, and naming the process that made it (for recovery)."""
+    return f".{out.name}.{kind}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this one counts: its folders may be another thread's run)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftovers(folder: Path, prefix: str, kinds: Sequence[str], files: bool = False) -> list[tuple[str, Path]]:
+    """(kind, path) of this user's real folders (or, with ``files``, regular files) ``PREFIX KIND-PID-*`` in
+    ``folder`` whose process is gone."""
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        kind, tail = "", entry.name[len(prefix):]
+        if kinds:
+            kind, _, tail = tail.partition("-")
+            if kind not in kinds:
+                continue
+        pid, dash, _ = tail.partition("-")
+        if not dash or not pid.isdigit():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        wanted = stat.S_ISREG(info.st_mode) if files else stat.S_ISDIR(info.st_mode)
+        if not wanted or info.st_uid != os.getuid() or _alive(int(pid)):
+            continue
+        found.append((kind, Path(entry.path)))
+    return sorted(found, key=lambda item: item[1].name)
+
+
+def recover_interrupted(out: Path) -> str:
+    """Undo what a killed convert left beside ``out`` and in the temporary folder; say what was done.
+
+    A bundle moved aside (``.NAME.old-PID-*``, a rename-pair swap killed between its renames) goes back to
+    ``out`` when ``out`` is missing, else it is the replaced bundle and is removed; staging folders
+    (``.NAME.tmp-PID-*``), work folders (``deploykit-work-PID-*``) and native logs
+    (``deploykit-native-PID-*.log``) of processes that are gone are removed. Folders of a live process, of another user, and symbolic links are never touched.
+
+    Returns:
+        "" when nothing was restored, else one sentence saying which folder was put back.
+    """
+    out = Path(os.path.abspath(out))
+    note = ""
+    leftovers = _leftovers(out.parent, f".{out.name}.", _KINDS)
+    olds = sorted((p for kind, p in leftovers if kind == "old" and (p / manifest_mod.MANIFEST).is_file()),
+                  key=lambda p: p.stat().st_mtime)
+    if olds and not os.path.lexists(out):
+        try:
+            os.rename(olds[-1], out)
+            note = f"Restored the bundle at {str(out)!r}, which an interrupted convert had moved aside to {olds[-1].name}"
+        except OSError:
+            pass
+    for kind, path in leftovers:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+    for _, path in _leftovers(Path(tempfile.gettempdir()), WORK_PREFIX, ()):
+        shutil.rmtree(path, ignore_errors=True)
+    for _, path in _leftovers(Path(tempfile.gettempdir()), NATIVE_LOG_PREFIX, (), files=True):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return note
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """For the block, a SIGTERM stops the run as a Ctrl+C does (so its temporary folders are removed), when
+    Python's default action (death, no clean-up) is in place and this is the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        interrupt.note()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        if signal.getsignal(signal.SIGTERM) is stop:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _chmod_like_mkdir(folder: Path) -> None:
@@ -142,20 +268,49 @@ def _chmod_like_mkdir(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~umask)
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``). False when the system or the file
+    system cannot (another OS, an old libc or kernel, a file system without it); OSError on other failures."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def _replace(staging: Path, out: Path) -> None:
-    """Rename the staging folder into place; an old bundle is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, old)
+    """Put the staging folder at ``out``: a rename when there is nothing there; else one atomic exchange
+    (the old bundle then sits at the staging path, which the caller removes); else, where the system has no
+    exchange, a rename pair: the old bundle is moved aside as ``.NAME.old-PID-*`` first, put back if the
+    second rename fails, removed after. A kill between the two renames leaves it aside, and the next convert
+    puts it back (``recover_interrupted``)."""
+    if not os.path.lexists(out):
+        os.rename(staging, out)
+        return
+    if os.path.islink(out):
+        raise DeployKitError(f"output {str(out)!r} is a symbolic link; convert does not write through links: pass the real folder")
+    if _exchange(staging, out):
+        return
+    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "old"), dir=out.parent))
+    os.rename(out, old)  # onto the empty folder mkdtemp just made: the name is ours
     try:
         os.rename(staging, out)
     except BaseException:  # an OSError, or a Ctrl+C between the two renames: the old bundle goes back
-        if old is not None and not out.exists():
+        if not os.path.lexists(out):
             os.rename(old, out)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _unrolled(ref: Reference) -> tuple[Any, str]:
@@ -207,12 +362,29 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
     (staging / "edge").mkdir()
     fold = None
     quantized = [v for v in options.variants if v.quantized]
+    # quantized variants are judged on DATA rows calibration never saw (convert.acceptance)
+    from convert.acceptance import Rows, split_rows
+
+    calibration_index, held_index = split_rows(dataset.inputs, g_inputs, options.seed)
+    calibration_data = {k: np.asarray(v)[calibration_index] for k, v in dataset.inputs.items()}
+    calibration_rows = Rows.join(Rows(calibration_data, {k: np.asarray(v)[calibration_index] for k, v in ref_on_data.items()}),
+                                 Rows(dict(g_inputs), dict(g_outputs)))
+    held_rows = Rows(dataset.inputs, ref_on_data).take(held_index)
+    fold_reason = "inputs not standardised (first layer is not Normalization/Dense)"
     if quantized and keras_model is not None:
         from convert.fold import fold_inputs
 
-        fold = fold_inputs(keras_model, dataset.inputs)
+        fold = fold_inputs(keras_model, calibration_data)
+    elif quantized:  # a SavedModel source: fold into its graph's first Dense
+        from convert.fold import fold_saved_model
+
+        fold, fold_reason = fold_saved_model(saved_model, calibration_data, work)
     folded_saved_model = unrounded_saved_model = None
-    if fold is not None:
+    if fold is not None and keras_model is None:
+        folded_saved_model = fold.saved_model
+        if Variant.DYNAMIC in quantized:
+            unrounded_saved_model = fold.unrounded
+    elif fold is not None:
         from convert.reference import export
 
         folded_saved_model = export(fold.model, work / "saved_model_folded")
@@ -222,7 +394,7 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             unrounded_saved_model = export(fold.unrounded, work / "saved_model_unrounded")
     dtypes = {s.name: ("float32" if "float" in s.dtype else s.dtype) for s in ref.inputs}
     # calibrate on DATA and on every golden row (the corners of the feature ranges included)
-    raw_inputs = dict(dataset.inputs)
+    raw_inputs = calibration_data
     raw_golden = {k: np.asarray(v, dtype=dataset.inputs[k].dtype) for k, v in g_inputs.items()}
     from edge.transform import apply as apply_transforms
 
@@ -244,12 +416,25 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             rows.append({"artifact": f"edge/{variant.file_name}", "format": "tflite", "variant": variant.value,
                          "bytes": None, "note": "not written: " + result.error})
             continue
+        judged: dict[str, Any] = {"status": "accepted"}
+        if variant.quantized:
+            from convert.mixed_precision import settle
+
+            progress(f"Judging TFLite {variant.value} on calibration and held-out rows")
+            outcome = settle(variant, result.path.read_bytes(), result.calibrated, fold.transforms if use_fold else [],
+                             calibration_rows, held_rows, {"task": task, "outputs": outputs}, dtypes)
+            if outcome.flatbuffer is not None:
+                from convert.tflite import operators
+
+                result.path.write_bytes(outcome.flatbuffer)
+                result.ops = operators(outcome.flatbuffer)
+            judged = outcome.fields()
         size = result.path.stat().st_size
         if variant is Variant.FP32:
             fp32_bytes = size
         note = ""
         if variant.quantized:
-            note = fold.note if use_fold else "inputs not standardised (first layer is not Normalization/Dense)" if layout else ""
+            note = fold.note if use_fold else fold_reason if layout or keras_model is None else ""
             if use_fold and source is unrounded_saved_model:
                 note = fold.unrounded_note
         shrinks = None if fp32_bytes is None or variant is Variant.FP32 else size < fp32_bytes
@@ -259,10 +444,13 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             note = (note + "; " if note else "") + result.note
         if unroll_note:
             note = (note + "; " if note else "") + unroll_note
+        if variant.quantized:
+            note = (note + "; " if note else "") + outcome.note
         io = {"inputs": {s.name: s.name for s in ref.inputs}, "outputs": {s.key: s.key for s in ref.outputs}}
         artifacts.append(_artifact(staging, f"edge/{variant.file_name}", "tflite", variant.value,
                                    transforms=fold.transforms if use_fold else [], io=io,
-                                   runtime=_runtime(result.path, result.ops), shrinks=shrinks, note=note))
+                                   runtime=_runtime(result.path, result.ops), shrinks=shrinks, note=note,
+                                   judged=judged))
         rows.append(_row(artifacts[-1], fp32_bytes))
 
     twin_note = _write_twins(staging, artifacts, ref.outputs, g_inputs, kinds, g_outputs, ref.inputs)
@@ -438,13 +626,15 @@ def _runtime(path: Path, ops: list[dict[str, Any]]) -> dict[str, Any]:
     return runtime
 
 
-def _artifact(staging: Path, rel: str, fmt: str, variant: str, *, transforms, io, runtime, shrinks, note) -> dict[str, Any]:
+def _artifact(staging: Path, rel: str, fmt: str, variant: str, *, transforms, io, runtime, shrinks, note,
+              judged: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One manifest artifact; ``judged`` holds convert's verdict on a TFLite artifact (status, measured, ...)."""
     path = staging / rel
     return {
         "path": rel, "format": fmt, "variant": variant,
         "bytes": path.stat().st_size, "sha256": manifest_mod.sha256_file(path),
         "tolerance": for_variant(variant), "input_transform": list(transforms), "runtime": runtime,
-        "io": io, "shrinks": shrinks, "note": note,
+        "io": io, "shrinks": shrinks, "note": note, **(judged or {}),
     }
 
 

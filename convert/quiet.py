@@ -33,6 +33,9 @@ def silence_environment() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+NATIVE_LOG_PREFIX = "deploykit-native-"
+
+
 @contextlib.contextmanager
 def native_output_to_log() -> Iterator[tuple[TextIO, TextIO, Path]]:
     """Send file descriptors 1 and 2 (where C++ libraries write) to a log file for the block.
@@ -42,9 +45,11 @@ def native_output_to_log() -> Iterator[tuple[TextIO, TextIO, Path]]:
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    log = Path(tempfile.gettempdir()) / f"deploykit-native-{os.getpid()}.log"
+    # mkstemp: an unpredictable name, created exclusively (O_EXCL, O_NOFOLLOW), 0600; never a file planted
+    # in the shared temporary folder. The pid in the name lets the next convert remove a killed run's log.
+    log_fd, name = tempfile.mkstemp(prefix=f"{NATIVE_LOG_PREFIX}{os.getpid()}-", suffix=".log")
+    log = Path(name)
     saved_out, saved_err = os.dup(1), os.dup(2)
-    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     out = io.TextIOWrapper(os.fdopen(saved_out, "wb", buffering=0), encoding="utf-8", line_buffering=True, write_through=True)
     err = io.TextIOWrapper(os.fdopen(saved_err, "wb", buffering=0), encoding="utf-8", line_buffering=True, write_through=True)
     old_stdout, old_stderr = sys.stdout, sys.stderr

@@ -3,7 +3,9 @@
 A ``.keras`` file is loaded with Keras ``safe_mode=True`` (Lambda layers and other arbitrary code are
 refused). A SavedModel directory (Keras 3 ``model.export``, or Keras 2 / TF 2.x ``model.export`` as the
 course did) is loaded with ``tf.saved_model.load`` and run through its ``serving_default`` signature.
-Legacy ``.h5`` files are refused: they cannot be loaded safely.
+Legacy ``.h5`` files are refused: they cannot be loaded safely. Before anything is inflated or run,
+``convert.model_safety`` bounds a ``.keras`` archive's member sizes and refuses a SavedModel whose graph
+holds an op outside its allowlist (file, network, process, Python-callback ops).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from convert import interrupt
 from convert.errors import DeployKitError
+from convert.model_safety import check_keras_archive, check_saved_model_ops
 
 SIGNATURE = "serving_default"
 
@@ -115,16 +118,7 @@ def load(path: Path) -> Reference:
 
 
 def _load_keras(path: Path) -> Reference:
-    if not zipfile.is_zipfile(path):
-        raise DeployKitError(f"model {path.name} is not a valid .keras file (not a zip archive: corrupt or truncated); re-save it")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DeployKitError(f"model {path.name} is a corrupt .keras file ({exc}); re-save it") from None
-    if bad is not None or "config.json" not in names:
-        raise DeployKitError(f"model {path.name} is a corrupt .keras file (damaged member or no config.json); re-save it")
+    check_keras_archive(path)  # sizes from the zip directory, before anything is inflated
     import keras
 
     try:
@@ -132,6 +126,8 @@ def _load_keras(path: Path) -> Reference:
     except Exception as exc:  # Keras raises ValueError/TypeError/OSError with long texts
         interrupt.check()  # a Ctrl+C Keras turned into an error is a Ctrl+C
         text = str(exc)
+        if isinstance(exc, zipfile.BadZipFile):  # a damaged member (bad CRC), found while Keras reads it
+            raise DeployKitError(f"model {path.name} is a corrupt .keras file ({text[:200]}); re-save it") from None
         if "Lambda" in text or "safe_mode" in text or "unsafe" in text.lower():
             raise DeployKitError(
                 f"model {path.name} has a Lambda layer (or other embedded code), which Keras refuses under "
@@ -170,6 +166,7 @@ def _load_saved_model(path: Path) -> Reference:
         raise DeployKitError(
             f"folder {str(path)!r} is not a SavedModel (no saved_model.pb); pass a .keras file or the folder model.export() wrote"
         )
+    check_saved_model_ops(path)  # the graph is read as data: nothing in it has run yet
     import tensorflow as tf
 
     try:
@@ -195,5 +192,6 @@ def _load_saved_model(path: Path) -> Reference:
     ]
     ref = Reference(source=path, inputs=inputs, outputs=outputs, _signature=signature)
     ref._keepalive = loaded  # the signature needs its object graph alive
-    ref.notes.append("source is a SavedModel: no Keras layers, so no TFJS layers model and no int8 input fold")
+    ref.notes.append("source is a SavedModel: no Keras layers, so no TFJS layers model; the int8 input fold works on "
+                     "its graph (convert.fold.fold_saved_model)")
     return ref

@@ -5,7 +5,8 @@ interpreter quantizes at the edges). Quantized variants are converted from the f
 model (``convert.fold``, ``convert.calibration``) and carry the runner's input transform.
 
 Beyond the converter's defaults: int8 runs a softmax / logistic / tanh that produces a model output
-in float32 (:func:`float_heads`), fp16 keeps biases in float32 (:func:`float32_biases`), and
+in float32 (:func:`float_heads`) and can keep more operators in float (:func:`quantize_calibrated`, the
+hook of ``convert.mixed_precision``), fp16 keeps biases in float32 (:func:`float32_biases`), and
 calibration sees every DATA row up to ``CALIBRATION_ROWS`` (a row outside the calibrated ranges
 clips). :func:`unrolled` gives a copy of a model with fixed-length RNNs unrolled, which converts
 to builtins.
@@ -56,6 +57,8 @@ class TFLiteResult:
     ops: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     note: str = ""  # what the conversion chose that the manifest's note should say
+    # int8: the calibrated float model the artifact was quantized from (for the mixed-precision search)
+    calibrated: bytes | None = None
 
 
 def representative(
@@ -128,12 +131,14 @@ def convert_variant(
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
+    calibrated = None
     try:
         flatbuffer = converter.convert()
         note = ""
         if variant is Variant.DYNAMIC and calibration is not None:
             flatbuffer, note = _dynamic_weights(saved_model_dir, flatbuffer, calibration)
         if variant is Variant.INT8:
+            calibrated = flatbuffer
             flatbuffer = _quantize_int8(flatbuffer)
         elif variant is Variant.FP16:
             plain = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert()
@@ -143,7 +148,8 @@ def convert_variant(
         return TFLiteResult(variant=variant, path=out,
                             error=f"the TFLite converter cannot make {variant.value}: {_first_error(str(exc))}")
     out.write_bytes(flatbuffer)
-    return TFLiteResult(variant=variant, path=out, ops=operators(flatbuffer), note=note)
+    return TFLiteResult(variant=variant, path=out, ops=operators(flatbuffer), note=note,
+                        calibrated=calibrated)
 
 
 def _dynamic_weights(saved_model_dir: Path, per_tensor: bytes,
@@ -246,6 +252,25 @@ def _range_fraction(reference: dict[str, np.ndarray], actual: dict[str, np.ndarr
     return worst
 
 
+def quantize_calibrated(calibrated: bytes, float_nodes: list[str] | None = None, numeric_verify: bool = False) -> bytes:
+    """Full-integer int8 from a calibrated model (int8 weights and activations, float32 edges), as
+    ``TFLiteConverter`` makes it, with the :func:`float_heads` and ``float_nodes`` (output tensor names)
+    left in float32.
+
+    ``numeric_verify`` adds TF's NumericVerify operators (the per-layer check of
+    ``convert.mixed_precision.layer_errors``). int16x8 has no such entry: ``mlir_quantize``'s int16 path writes
+    int16 tensors with non-zero zero points, which the TFLite kernels refuse.
+
+    Raises:
+        Exception: whatever ``mlir_quantize`` raises (RuntimeError, often with no text).
+    """
+    from tensorflow.lite.python import convert as tflite_convert
+
+    denylist = float_heads(calibrated) + list(float_nodes or [])
+    return tflite_convert.mlir_quantize(calibrated, denylisted_nodes=denylist or None,
+                                        enable_numeric_verify=numeric_verify)
+
+
 # int8 kernels of these activations have a fixed output scale: softmax and logistic 1/256, tanh 1/128
 FIXED_SCALE_OPS = ("SOFTMAX", "LOGISTIC", "TANH")
 
@@ -278,10 +303,7 @@ def float_heads(flatbuffer: bytes) -> list[str]:
 def _quantize_int8(calibrated: bytes) -> bytes:
     """Full-integer int8 from a calibrated model, as ``TFLiteConverter`` does it (per-channel weights,
     float32 inputs and outputs), except the :func:`float_heads`, which stay float32."""
-    from tensorflow.lite.python import convert as tflite_convert
-
-    heads = float_heads(calibrated)
-    return tflite_convert.mlir_quantize(calibrated, denylisted_nodes=heads or None)
+    return quantize_calibrated(calibrated)
 
 
 def _builtin(model: Any, op: Any) -> int:

@@ -6,6 +6,9 @@ and predict medv. Training is deterministic for a given seed.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,10 +110,19 @@ def save(model, out: Path) -> None:
         raise DeployKitError(f"--out must end in .keras (got {str(out)!r}); Keras 3 saves models as .keras files")
     if not out.parent.is_dir():
         raise DeployKitError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist; create it first")
-    tmp = out.with_name(f".{out.stem}.tmp.keras")
+    if os.path.islink(out):
+        raise DeployKitError(f"cannot write {str(out)!r}: it is a symbolic link, and deploykit does not write through links; "
+                             "remove it or choose another --out")
+    # Keras writes FILE.keras by name: into a private folder made for it (mkdtemp, 0700), never a predictable path
     try:
-        model.save(tmp)
-        tmp.replace(out)
+        private = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DeployKitError(f"cannot write {str(out)!r} ({exc.strerror or exc}); choose a writable path") from None
+    try:
+        tmp = private / out.name
+        model.save(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise DeployKitError(f"cannot write {str(out)!r} ({exc.strerror or exc}); choose a writable path") from None
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

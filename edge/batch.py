@@ -171,7 +171,7 @@ def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchRes
     pred_cols = ["prediction"] if width == 1 else [f"prediction_{k}" for k in range(width)]
     passthrough = [c for c in columns if c not in pred_cols and c != "error"]
     writer = csv.writer(sink, lineterminator="\n")
-    writer.writerow(["row", *passthrough, *pred_cols, "error"])
+    writer.writerow([neutralise(c) for c in ["row", *passthrough, *pred_cols, "error"]])  # headers come from the input
     for i, row in enumerate(rows):
         cells = [] if "__error__" in row else [row.get(c) for c in passthrough]
         cells += [""] * (len(passthrough) - len(cells))

@@ -11,17 +11,26 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
 from edge import __version__
 from edge.errors import EdgeError
+from edge.text import printable
 
 EXIT_ERROR = 1
+
+
+def _print(line: str, file: TextIO | None = None, flush: bool = False) -> None:
+    """Print one line with its control characters escaped: manifest strings (names, labels, units, notes,
+    paths) and input cells are data, not terminal commands, and cannot split the line."""
+    print(printable(line), file=file if file is not None else sys.stdout, flush=flush)
 
 
 def _fmt(value: Any) -> str:
@@ -72,25 +81,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the ASGI app under uvicorn until SIGTERM/SIGINT; exit 0 after a graceful stop."""
     import uvicorn
 
-    from edge.http_protocol import JsonErrorProtocol
+    from edge.http_protocol import EdgeProtocol, configure
     from edge.logs import check_writable
     from edge.runner import Predictor
-    from edge.server import CONFIG_ENV, ServeConfig, build_app
+    from edge.server import CONFIG_ENV, ServeConfig, build_app, limits
 
     if args.workers < 1:
         raise EdgeError("--workers must be at least 1")
     for flag, value in (("--max-body", args.max_body), ("--max-batch", args.max_batch),
                         ("--max-concurrency", args.max_concurrency), ("--drift-window", args.drift_window),
-                        ("--log-max-bytes", args.log_max_bytes)):
+                        ("--log-max-bytes", args.log_max_bytes), ("--max-header-bytes", args.max_header_bytes),
+                        ("--max-headers", args.max_headers), ("--max-connections", args.max_connections)):
         if value < 1:
             raise EdgeError(f"{flag} must be at least 1 (got {value})")
+    for flag, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout),
+                        ("--keep-alive-timeout", args.keep_alive_timeout), ("--graceful-timeout", args.graceful_timeout)):
+        if not value > 0:
+            raise EdgeError(f"{flag} must be a number of seconds above 0 (got {value})")
     config = ServeConfig(bundle=str(args.bundle), variant=args.variant, host=args.host, port=args.port,
                          workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
                          drift_window=args.drift_window, log_max_bytes=args.log_max_bytes,
-                         allow_rejected=args.allow_rejected)
+                         allow_rejected=args.allow_rejected,
+                         forwarded_allow_ips=args.forwarded_allow_ips, max_header_bytes=args.max_header_bytes,
+                         max_headers=args.max_headers, header_timeout=args.header_timeout,
+                         body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout,
+                         max_connections=args.max_connections, graceful_timeout=args.graceful_timeout)
+    configure(limits(config))
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
-                  server_header=False, date_header=False, timeout_graceful_shutdown=30, http=JsonErrorProtocol)
+                  server_header=False, date_header=False, http=EdgeProtocol,
+                  timeout_graceful_shutdown=args.graceful_timeout, timeout_keep_alive=args.keep_alive_timeout,
+                  h11_max_incomplete_event_size=args.max_header_bytes,
+                  # the client column is the socket's peer; X-Forwarded-For only from the proxies named here
+                  proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or None)
     if args.workers == 1:
         app = build_app(config)
         predictor = app.p
@@ -101,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         predictor = Predictor(config.bundle, config.variant, allow_rejected=config.allow_rejected)
         if config.log_dir:
             check_writable(config.log_dir)
+        config.shared_dir = tempfile.mkdtemp(prefix="deploykit-edge-workers-")  # metrics/drift of all workers
         os.environ[CONFIG_ENV] = config.to_json()
     sockets = _listen(args.host, args.port)
     port = sockets[0].getsockname()[1]
@@ -109,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sock.close()
         common["port"] = port
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(
+    _print(
         f"deploykit-edge {__version__}: serving {predictor.bundle.name} {predictor.variant} "
         f"({predictor.artifact['path']}, sha256 {predictor.sha256[:12]}) with {predictor.runtime.describe()} "
         f"on http://{shown}:{port} ({args.workers} worker{'s' if args.workers > 1 else ''})",
@@ -130,8 +154,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise EdgeError(f"the server on {args.host}:{port} did not start (see the log above); "
                             "check the bundle with `deploykit-edge selftest`")
     else:
-        uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
-    print("deploykit-edge: stopped, logs flushed", file=sys.stderr, flush=True)
+        try:
+            uvicorn.run("edge.server:app_from_env", factory=True, workers=args.workers, **common)
+        finally:
+            shutil.rmtree(config.shared_dir, ignore_errors=True)
+    _print("deploykit-edge: stopped", file=sys.stderr, flush=True)
     return 0
 
 
@@ -181,12 +208,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except RecursionError:
             raise EdgeError(f"--input {shown} has a JSON line nested too deeply to read; give one flat object per line") from None
     for message in result.errors:
-        print(f"bad row: {message}", file=sys.stderr)
+        _print(f"bad row: {message}", file=sys.stderr)
     if result.errors:
         rest = {0: "no row was predicted", 1: "the other 1 was written"}.get(
             result.predicted, f"the other {result.predicted} were written")
         raise EdgeError(f"{len(result.errors)} of {result.rows} rows could not be predicted (listed above); {rest}")
-    print(f"predicted {result.predicted} row{'' if result.predicted == 1 else 's'} with {predictor.variant} on "
+    _print(f"predicted {result.predicted} row{'' if result.predicted == 1 else 's'} with {predictor.variant} on "
           f"{predictor.runtime.describe()}", file=sys.stderr)
     return 0
 
@@ -203,18 +230,18 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     result = selftest.run(predictor)
     tol = result["tolerance"]
     tol_text = ", ".join(f"{k}={v}" for k, v in tol.items())
-    print(f"selftest {predictor.bundle.name}: {result['artifact']} ({result['variant']}) on {result['runtime']}, "
+    _print(f"selftest {predictor.bundle.name}: {result['artifact']} ({result['variant']}) on {result['runtime']}, "
           f"{result['rows']} golden rows, tolerance {tol_text}")
     for name, m in result["outputs"].items():
         mark = "ok  " if m["passed"] else "FAIL"
         twin = f" twin_scaled={_fmt(m['twin_scaled'])}" if "twin_scaled" in m else ""
-        print(f"  {mark} {name}: max_abs={_fmt(m['max_abs'])} max_scaled={_fmt(m['max_scaled'])} "
+        _print(f"  {mark} {name}: max_abs={_fmt(m['max_abs'])} max_scaled={_fmt(m['max_scaled'])} "
               f"range_fraction={_fmt(m['range_fraction'])}{twin}" + (f"  ({m['reason']})" if m["reason"] else ""))
     if args.json:
         print(json.dumps(result, default=str))
     if not result["passed"]:
         raise EdgeError(f"selftest failed: {'; '.join(result['failures'])}")
-    print("selftest passed")
+    _print("selftest passed")
     return 0
 
 
@@ -259,29 +286,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
-    print(f"bundle {m['name']} ({m['task']}), created {m['created']}, folder {bundle.root}")
+    _print(f"bundle {m['name']} ({m['task']}), created {m['created']}, folder {bundle.root}")
     for t in m["inputs"]:
-        print(f"  input  {t['name']}: {t['dtype']} {t['shape']}")
+        _print(f"  input  {t['name']}: {t['dtype']} {t['shape']}")
     for o in info["outputs"]:
-        print(f"  output {o['name']} (key {o['key']}): {o['dtype']} {o['shape']}, reference range {o['range']}")
+        _print(f"  output {o['name']} (key {o['key']}): {o['dtype']} {o['shape']}, reference range {o['range']}")
     for f in info["features"]:
         unit = f" {f['unit']}" if f.get("unit") else ""
-        print(f"  feature {f['name']}: {f['label']}{unit}, training range {_fmt(f['min'])} to {_fmt(f['max'])}")
-    print(f"  golden.json: {'present' if info['golden'] else 'MISSING'}")
+        _print(f"  feature {f['name']}: {f['label']}{unit}, training range {_fmt(f['min'])} to {_fmt(f['max'])}")
+    _print(f"  golden.json: {'present' if info['golden'] else 'MISSING'}")
     parity = info["parity"]
-    print(f"  parity: {'not verified' if parity is None else ('passed' if parity['passed'] else 'FAILED')}")
-    print(f"  interpreter here: {info['runtime'] or 'none'}; default variant: {info['default_variant']}")
+    _print(f"  parity: {'not verified' if parity is None else ('passed' if parity['passed'] else 'FAILED')}")
+    _print(f"  interpreter here: {info['runtime'] or 'none'}; default variant: {info['default_variant']}")
     for r in rows:
         ops = ", ".join(f"{o['name']} v{o['version']}" for o in r["ops"] or [])
-        print(f"  {r['variant']:8} {r['path']}  {r['bytes']:,} B  sha256 {r['sha256'][:12]} file {r['file']}"
+        _print(f"  {r['variant']:8} {r['path']}  {r['bytes']:,} B  sha256 {r['sha256'][:12]} file {r['file']}"
               f"  parity {'passed' if r['parity'] else '-'}  runs here: {'yes' if r['runs_here'] else 'NO'}"
               f"  needs TFLite >= {r['min_tflite_runtime'] or '?'}" + (f"  ops: {ops}" if ops else ""))
         if not r["runs_here"]:
-            print(f"           {r['reason']}")
+            _print(f"           {r['reason']}")
         if r["status"] == "rejected":
-            print(f"           REJECTED by convert: {r['rejection'] or 'it missed its tolerance'} (serve needs --allow-rejected)")
+            _print(f"           REJECTED by convert: {r['rejection'] or 'it missed its tolerance'} (serve needs --allow-rejected)")
         if r["note"]:
-            print(f"           note: {r['note']}")
+            _print(f"           note: {r['note']}")
     return 0
 
 
@@ -298,17 +325,17 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"drift of {report['rows']} logged rows ({len(report['files'])} file(s)) against the training sample, "
+    _print(f"drift of {report['rows']} logged rows ({len(report['files'])} file(s)) against the training sample, "
           f"alpha {report['alpha']}:")
     for f in report["features"]:
         if f["statistic"] is None:
-            print(f"  {f['feature']:12} no values")
+            _print(f"  {f['feature']:12} no values")
             continue
         flag = "DRIFT" if f["drifted"] else "ok"
-        print(f"  {f['feature']:12} KS={f['statistic']:.4f} p={f['p_value']:.3g} n={f['n']}  {flag}")
+        _print(f"  {f['feature']:12} KS={f['statistic']:.4f} p={f['p_value']:.3g} n={f['n']}  {flag}")
     if report["skipped_cells"]:
-        print(f"  ({report['skipped_cells']} non-numeric cells skipped)")
-    print("drift detected" if report["drifted"] else "no drift detected")
+        _print(f"  ({report['skipped_cells']} non-numeric cells skipped)")
+    _print("drift detected" if report["drifted"] else "no drift detected")
     return 0
 
 
@@ -340,6 +367,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests in flight per worker before answering 503 (default 64)")
     s.add_argument("--drift-window", type=int, default=500, metavar="ROWS", help="recent rows tested for drift")
     s.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="BYTES", help="rotate logs at this size")
+    s.add_argument("--max-header-bytes", type=int, default=16 * 1024, metavar="BYTES",
+                   help="request line + headers limit, answered 431 (default 16384)")
+    s.add_argument("--max-headers", type=int, default=64, metavar="N", help="header lines per request, 431 over (default 64)")
+    s.add_argument("--header-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="time to receive a request's headers, new connections included; 408 after (default 5)")
+    s.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="time to receive a request's body once its headers are in; 408 after (default 10)")
+    s.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="an idle keep-alive connection is closed after this (default 5)")
+    s.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="open connections per worker; over it the oldest idle one is closed, or the new one "
+                        "answered 503 (default 256)")
+    s.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM, time given to requests in flight; stalled ones are answered 503 (default 30)")
+    s.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are trusted for the "
+                        "logged client address (default: none; the client is the socket's peer)")
     s.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("predict", help="batch predictions from CSV or JSON lines to CSV")
@@ -381,12 +425,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        _print(f"Error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback
-        print(f"Error: unexpected {type(exc).__name__}: {exc}; please report it", file=sys.stderr)
+        _print(f"Error: unexpected {type(exc).__name__}: {exc}; please report it", file=sys.stderr)
         return EXIT_ERROR

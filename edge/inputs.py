@@ -187,14 +187,57 @@ class RowParser:
         return np.asarray([self.row(item, f"row {i}: ") for i, item in enumerate(items, start=1)], dtype=np.float64)
 
 
+_INT_RANGE = {"int8": (-2**7, 2**7 - 1), "uint8": (0, 2**8 - 1), "int16": (-2**15, 2**15 - 1),
+              "int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 1)}
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, bool):
+        return f"boolean {json.dumps(item)}"
+    if isinstance(item, str):
+        return f"str {json.dumps(item)[:40]}"
+    if item is None:
+        return "null"
+    if isinstance(item, (int, float)):
+        return json.dumps(item)[:40]
+    return "an object" if isinstance(item, dict) else type(item).__name__
+
+
+def _check_leaves(value: Any, name: str, dtype: str) -> None:
+    """Every leaf of a nested list is a JSON number of the input's dtype: no string, no boolean (a bool
+    input takes booleans only), and an integer in range for an integer input.
+
+    Raises:
+        InputError: 422 naming the input, its dtype and the first wrong value.
+    """
+    ints = _INT_RANGE.get(dtype)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is list:
+            stack.extend(reversed(item))  # depth first, in order: the message names the first wrong value
+        elif dtype == "bool":
+            if kind is not bool:
+                raise InputError(422, f"input {name!r} must hold booleans (bool), got {_describe(item)}")
+        elif kind is not int and kind is not float:
+            raise InputError(422, f"input {name!r} must hold numbers ({dtype}), got {_describe(item)}")
+        elif ints is not None and ((kind is float and not item.is_integer()) or not ints[0] <= item <= ints[1]):
+            raise InputError(422, f"input {name!r} must hold integers from {ints[0]} to {ints[1]} ({dtype}), "
+                                  f"got {_describe(item)}")
+
+
 def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str,
                  model_dtype: str | None = None) -> np.ndarray:
     """A nested list for a non-tabular input (TF Serving shape), checked for shape and finiteness (and the
-    float32 range when the model input, ``model_dtype`` or else ``dtype``, is float32).
+    float32 range when the model input, ``model_dtype`` or else ``dtype``, is float32); its leaves must be
+    JSON numbers of the model input's dtype (``_check_leaves``).
 
     Raises:
-        InputError: 422 for ragged, non-numeric, non-finite or wrongly shaped values.
+        InputError: 422 for ragged, non-numeric (strings and booleans included), non-finite, out-of-range
+        or wrongly shaped values.
     """
+    _check_leaves(value, name, model_dtype or dtype)
     try:
         arr = np.asarray(value, dtype=np.float64)
     except OverflowError:

@@ -142,7 +142,8 @@ def check_all_files(bundle: Path, manifest: dict[str, Any], only_prefix: str | N
     ``only_prefix`` limits the check to paths under it (``"edge/"`` on a Pi holding only that part).
 
     Raises:
-        BundleError: on the first file that is missing or does not match (the message names it).
+        BundleError: on the first file that is missing or does not match (the message names it), or a
+        ``web/manifest.json`` that is not a copy of ``manifest.json``.
     """
     for artifact in manifest["artifacts"]:
         if only_prefix is None or artifact["path"].startswith(only_prefix):
@@ -150,6 +151,11 @@ def check_all_files(bundle: Path, manifest: dict[str, Any], only_prefix: str | N
     for relpath, digest in sorted(manifest.get("files", {}).items()):
         if only_prefix is None or relpath.startswith(only_prefix):
             check_file(bundle, relpath, digest)
+    copy = Path(bundle) / "web" / MANIFEST
+    # the page's copy of the manifest cannot list its own sha256: it must be the same bytes as manifest.json
+    if only_prefix is None and copy.is_file() and copy.read_bytes() != (Path(bundle) / MANIFEST).read_bytes():
+        raise BundleError("bundle file web/manifest.json differs from manifest.json (tampered or stale); "
+                          "copy the bundle again or re-create it")
 
 
 def load_golden(bundle: Path) -> dict[str, Any]:

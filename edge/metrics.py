@@ -101,8 +101,19 @@ class Metrics:
             for route, seconds in by_route.items():
                 self._histogram(route, seconds)
 
-    def render(self, info: dict[str, str], drift: list[dict[str, Any]], log_errors: int = 0) -> str:
-        """The ``/metrics`` body."""
+    def state(self, log_errors: int = 0) -> dict[str, Any]:
+        """The counters as plain data (JSON-safe): what ``render`` shows, what a worker shares (``edge.workers``)."""
+        self.flush()
+        with self._lock:
+            return {"requests": [[route, status, n] for (route, status), n in sorted(self.requests.items())],
+                    "hist": {k: list(v) for k, v in self.hist.items()}, "hist_sum": dict(self.hist_sum),
+                    "predictions": self.predictions, "out_of_range": dict(self.out_of_range),
+                    "inflight": self.inflight, "rejected_busy": self.rejected_busy, "log_errors": log_errors}
+
+    def render(self, info: dict[str, str], drift: list[dict[str, Any]], log_errors: int = 0,
+               state: dict[str, Any] | None = None) -> str:
+        """The ``/metrics`` body: this process's counters, or ``state`` (several workers' merged ``state()``)."""
+        state = self.state(log_errors) if state is None else state
         lines: list[str] = []
         add = lines.append
         add("# HELP deploykit_model_info The loaded model artifact.")
@@ -110,13 +121,9 @@ class Metrics:
         add(f"deploykit_model_info{_labels(**info)} 1")
         add("# HELP deploykit_requests_total HTTP requests by route and status.")
         add("# TYPE deploykit_requests_total counter")
-        self.flush()
-        with self._lock:
-            requests = sorted(self.requests.items())
-            hist = {k: list(v) for k, v in self.hist.items()}
-            sums = dict(self.hist_sum)
-            predictions = self.predictions
-            out_of_range = dict(self.out_of_range)
+        requests = [((r, s), n) for r, s, n in state["requests"]]
+        hist, sums = state["hist"], state["hist_sum"]
+        predictions, out_of_range = state["predictions"], state["out_of_range"]
         for (route, status), n in requests:
             add(f"deploykit_requests_total{_labels(route=route, status=status)} {n}")
         add("# HELP deploykit_request_duration_seconds Request latency by route.")
@@ -136,16 +143,16 @@ class Metrics:
         add("# HELP deploykit_input_out_of_range_total Input values outside the training range, per feature.")
         add("# TYPE deploykit_input_out_of_range_total counter")
         for name in self.feature_names:
-            add(f"deploykit_input_out_of_range_total{_labels(feature=name)} {out_of_range[name]}")
+            add(f"deploykit_input_out_of_range_total{_labels(feature=name)} {out_of_range.get(name, 0)}")
         add("# HELP deploykit_inflight_requests Requests being served now.")
         add("# TYPE deploykit_inflight_requests gauge")
-        add(f"deploykit_inflight_requests {self.inflight}")
+        add(f"deploykit_inflight_requests {state['inflight']}")
         add("# HELP deploykit_rejected_busy_total Requests answered 503 over the concurrency limit.")
         add("# TYPE deploykit_rejected_busy_total counter")
-        add(f"deploykit_rejected_busy_total {self.rejected_busy}")
-        add("# HELP deploykit_log_write_errors_total Log lines that could not be written.")
-        add("# TYPE deploykit_log_write_errors_total counter")
-        add(f"deploykit_log_write_errors_total {log_errors}")
+        add(f"deploykit_rejected_busy_total {state['rejected_busy']}")
+        add("# HELP deploykit_log_lines_dropped_total Log lines that could not be written (full disk, removed folder).")
+        add("# TYPE deploykit_log_lines_dropped_total counter")
+        add(f"deploykit_log_lines_dropped_total {state['log_errors']}")
         add("# HELP deploykit_drift_ks_statistic Two-sample KS statistic, recent inputs vs training sample.")
         add("# TYPE deploykit_drift_ks_statistic gauge")
         for d in drift:
@@ -164,3 +171,28 @@ class Metrics:
         add("# TYPE deploykit_drift_window_rows gauge")
         add(f"deploykit_drift_window_rows {drift[0]['n'] if drift else 0}")
         return "\n".join(lines) + "\n"
+
+
+def merge_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several workers' ``Metrics.state()`` summed into one (counters and histograms add up; so do the
+    in-flight gauges of the workers given)."""
+    requests: dict[tuple[str, int], int] = defaultdict(int)
+    hist: dict[str, list[int]] = {}
+    sums: dict[str, float] = defaultdict(float)
+    out_of_range: dict[str, int] = defaultdict(int)
+    total = {"predictions": 0, "inflight": 0, "rejected_busy": 0, "log_errors": 0}
+    for st in states:
+        for route, status, n in st["requests"]:
+            requests[(route, status)] += n
+        for route, counts in st["hist"].items():
+            into = hist.setdefault(route, [0] * len(counts))
+            for i, k in enumerate(counts):
+                into[i] += k
+        for route, v in st["hist_sum"].items():
+            sums[route] += v
+        for name, k in st["out_of_range"].items():
+            out_of_range[name] += k
+        for key in total:
+            total[key] += st[key]
+    return {"requests": [[r, s, n] for (r, s), n in sorted(requests.items())], "hist": hist, "hist_sum": dict(sums),
+            "out_of_range": dict(out_of_range), **total}

@@ -13,11 +13,13 @@ than a thread hand-off costs. Each worker process has its own interpreter.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import itertools
 import json
 import math
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,9 +32,10 @@ from edge import __version__
 from edge import selftest as selftest_mod
 from edge.drift import DriftMonitor
 from edge.errors import EdgeError
-from edge.inputs import InputError, RowParser, check_tensor, parse_json
+from edge.inputs import FLOAT32_MAX, InputError, RowParser, check_tensor, parse_json
 from edge.logs import CsvLogs
-from edge.metrics import Metrics
+from edge import workers
+from edge.metrics import Metrics, merge_states
 from edge.runner import Predictor
 
 try:  # optional (serve extra): formats a float faster than repr
@@ -65,6 +68,16 @@ class ServeConfig:
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
     allow_rejected: bool = False
+    forwarded_allow_ips: Optional[str] = None
+    shared_dir: Optional[str] = None  # --workers N: where workers share metrics and drift (edge.workers)
+    # HTTP limits, enforced by edge.http_protocol (defaults: edge.http_protocol.Limits)
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 64
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 256
+    graceful_timeout: float = 30.0
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -121,6 +134,7 @@ class EdgeApp:
     }
     UNLIMITED = {"healthz", "readyz", "metrics"}
     TALLY_EVERY = 512
+    METRICS_DRIFT_MAX_AGE = 1.0  # seconds: a scrape may see drift results this old (``/drift`` never does)
 
     def __init__(self, predictor: Predictor, config: ServeConfig, logs: CsvLogs | None = None) -> None:
         self.p = predictor
@@ -142,6 +156,8 @@ class EdgeApp:
         self.info = {"model": self.name, "variant": predictor.variant, "sha256": predictor.sha256,
                      "runtime": predictor.runtime.describe(), "artifact": predictor.artifact["path"]}
         self._openapi: bytes | None = None
+        self.shared = workers.Shared(config.shared_dir) if config.shared_dir else None  # --workers N
+        self._snapshot_handle: asyncio.TimerHandle | None = None
         self._handlers = {name[3:]: getattr(self, name) for name in dir(type(self)) if name.startswith("_h_")}
 
     # ------------------------------------------------------------------ lifecycle
@@ -157,9 +173,14 @@ class EdgeApp:
         self.ready_error = "" if self.ready else "self-test failed: " + "; ".join(result["failures"])
 
     def shutdown(self) -> None:
-        """Flush and close the logs."""
+        """Close the logs (fsync) and say on stderr what was written and what, if anything, was lost."""
+        if self.shared is not None:
+            if self._snapshot_handle is not None:
+                self._snapshot_handle.cancel()
+            self._snapshot()
         if self.logs is not None:
             self.logs.close()
+            print(f"deploykit-edge: {self.logs.summary()}", file=sys.stderr, flush=True)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -173,6 +194,8 @@ class EdgeApp:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     self.startup()
+                    if self.shared is not None:
+                        self._snapshot_every(asyncio.get_running_loop())
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     self.shutdown()
@@ -256,6 +279,7 @@ class EdgeApp:
         status = 500
         error = ""
         counted = False
+        logged = self.logs is None
         log_rows: list[list[Any]] = []
         try:
             try:
@@ -292,6 +316,9 @@ class EdgeApp:
                 content_type, body = b"text/html; charset=utf-8", self._result_page(None, error).encode()
             response_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
             response_headers += extra + cors
+            if not logged:  # before the answer leaves: a client holding a 200 has its line in the log
+                logged = True
+                self._log(scope, request_id, method, path, status, error, time.perf_counter() - start, log_rows)
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         finally:
@@ -299,14 +326,22 @@ class EdgeApp:
                 self.metrics.inflight -= 1
             elapsed = time.perf_counter() - start
             self.metrics.observe(route or "unknown", status, elapsed)
-            if self.logs is not None:
-                now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
-                client = scope.get("client")
-                client_text = f"{client[0]}:{client[1]}" if client else ""
-                latency_ms = round(elapsed * 1000, 3)
-                self.logs.request([now, request_id, client_text, method, path[:200], status, latency_ms, error[:300]])
-                for cells in log_rows:
-                    self.logs.prediction([now, request_id, client_text, *cells, self.p.variant, self.p.sha256, latency_ms])
+            if not logged:
+                self._log(scope, request_id, method, path, status, error, elapsed, log_rows)
+
+    def _log(self, scope: dict, request_id: str, method: str, path: str, status: int, error: str, elapsed: float,
+             log_rows: list[list[Any]]) -> None:
+        """The request's line and its predictions' lines (each written to the OS before this returns)."""
+        logs = self.logs
+        assert logs is not None
+        wall = time.time()
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+        client = scope.get("client")
+        client_text = f"{client[0]}:{client[1]}" if client else ""
+        latency_ms = round(elapsed * 1000, 3)
+        for cells in log_rows:
+            logs.prediction([now, request_id, client_text, *cells, self.p.variant, self.p.sha256, latency_ms])
+        logs.request([now, request_id, client_text, method, path[:200], status, latency_ms, error[:300]])
 
     async def _preflight(self, headers: dict, methods: tuple[str, ...], cors: list, send: Send) -> int:
         if not cors:
@@ -323,7 +358,7 @@ class EdgeApp:
         await send({"type": "http.response.body", "body": b""})
         return 204
 
-    async def _body(self, receive: Receive, headers: dict, accept: tuple[bytes, ...]) -> bytes:
+    async def _body(self, receive: Receive, headers: dict, accept: tuple[bytes, ...], scope: dict | None = None) -> bytes:
         """The request body, after the content-type and size checks.
 
         Raises:
@@ -353,7 +388,8 @@ class EdgeApp:
         size = 0
         while True:
             if message["type"] == "http.disconnect":
-                raise _Reply(400, "client disconnected")
+                refused = (scope or {}).get("edge.refused")  # the protocol answered it (408 body timeout, 503)
+                raise _Reply(*refused) if refused else _Reply(400, "client disconnected")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -401,8 +437,8 @@ class EdgeApp:
                 raise _Reply(422, f"the model produced a non-finite output {key!r} for these inputs; "
                                   "send values nearer the training range")
 
-    async def _h_predict_json(self, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
-        body = await self._body(receive, headers, (JSON_TYPE,))
+    async def _h_predict_json(self, scope: dict, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
+        body = await self._body(receive, headers, (JSON_TYPE,), scope)
         data = parse_json(body)
         if self.rows is None:
             raise InputError(422, f"this model has no tabular features; POST to /v1/models/{self.name}:predict")
@@ -436,9 +472,9 @@ class EdgeApp:
             log_rows.append([*row, json.dumps(value)])
         return body
 
-    async def _h_tfs_predict(self, receive: Receive, headers: dict, model_name: str, log_rows: list, **_: Any) -> tuple:
+    async def _h_tfs_predict(self, scope: dict, receive: Receive, headers: dict, model_name: str, log_rows: list, **_: Any) -> tuple:
         self._check_model(model_name)
-        body = await self._body(receive, headers, (JSON_TYPE,))
+        body = await self._body(receive, headers, (JSON_TYPE,), scope)
         data = parse_json(body)
         if not isinstance(data, dict) or ("instances" in data) == ("inputs" in data):
             raise InputError(422, 'the body must be an object with either "instances" (row format) or "inputs" (columnar)')
@@ -567,8 +603,8 @@ class EdgeApp:
                      f'<form method="post" action="/predict_form">{"".join(fields)}<p><button type="submit">Predict</button></p></form>')
         return 200, b"text/html; charset=utf-8", page.encode(), []
 
-    async def _h_predict_form(self, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
-        body = await self._body(receive, headers, (b"application/x-www-form-urlencoded",))
+    async def _h_predict_form(self, scope: dict, receive: Receive, headers: dict, log_rows: list, **_: Any) -> tuple:
+        body = await self._body(receive, headers, (b"application/x-www-form-urlencoded",), scope)
         if self.rows is None:
             raise InputError(422, "this model has no tabular features")
         try:
@@ -606,15 +642,46 @@ class EdgeApp:
             return 200, JSON_TYPE, _json({"ready": True, **self.info}), []
         return 503, JSON_TYPE, _json({"ready": False, "success": False, "error": self.ready_error}), []
 
-    async def _h_metrics(self, **_: Any) -> tuple:
+    async def _drift_results(self, max_age: float) -> tuple[list, dict[str, Any] | None]:
+        """The drift results and, with several workers, their merged metrics state (else None). Computed in
+        a worker thread when the window changed (an exact p-value is a lattice-path count: milliseconds per
+        feature that must not stall the event loop)."""
         self._tally()
-        drift = [r.as_dict() for r in self.drift.results()]
-        text = self.metrics.render(self.info, drift, self.logs.errors if self.logs else 0)
+        if self.shared is not None:
+            self._snapshot()
+            return await asyncio.to_thread(self._merged, max_age)
+        results = self.drift.cached(max_age)
+        if results is None:
+            results = await asyncio.to_thread(self.drift.results, max_age)
+        return results, None
+
+    def _merged(self, max_age: float) -> tuple[list, dict[str, Any]]:
+        """Every worker's snapshot merged (``edge.workers``): drift of the joint window, summed counters."""
+        states, key, rows = workers.merge(self.shared.read_all(), self.drift.window)  # type: ignore[union-attr]
+        return self.drift.results(max_age, merged=(key, rows)), merge_states(states)
+
+    def _snapshot(self) -> None:
+        """Write this worker's counters and window for the others' scrapes (errors are left for the next)."""
+        self._tally()
+        rows, times = self.drift.window_rows_and_times()
+        try:
+            self.shared.write(self.metrics.state(self.logs.errors if self.logs else 0), rows, times,  # type: ignore[union-attr]
+                              self.drift.count)
+        except OSError:
+            pass
+
+    def _snapshot_every(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._snapshot()
+        self._snapshot_handle = loop.call_later(workers.SNAPSHOT_SECONDS, self._snapshot_every, loop)
+
+    async def _h_metrics(self, **_: Any) -> tuple:
+        results, state = await self._drift_results(self.METRICS_DRIFT_MAX_AGE)
+        text = self.metrics.render(self.info, [r.as_dict() for r in results], self.logs.errors if self.logs else 0,
+                                   state=state)
         return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode(), []
 
     async def _h_drift(self, **_: Any) -> tuple:
-        self._tally()
-        return 200, JSON_TYPE, _json(self.drift.report()), []
+        return 200, JSON_TYPE, _json(self.drift.report((await self._drift_results(0.0))[0])), []
 
     async def _h_index(self, **_: Any) -> tuple:
         body = {"name": self.name, "deploykit_edge": __version__, **self.info, "ready": self.ready,
@@ -644,22 +711,90 @@ def _page(title: str, inner: str) -> str:
             f"<body><h1>{title}</h1>{inner}</body></html>")
 
 
+def _tensor_schema(spec: dict[str, Any], max_batch: int) -> dict[str, Any]:
+    """JSON schema of one input tensor (batch dimension first) as TF Serving's columnar ``inputs`` take it."""
+    dtype = spec["dtype"]
+    if dtype == "bool":
+        leaf: dict[str, Any] = {"type": "boolean"}
+    elif dtype in ("int8", "uint8", "int16", "int32", "int64"):
+        bits = int(dtype.lstrip("uint"))
+        lo, hi = (0, 2**bits - 1) if dtype.startswith("u") else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        leaf = {"type": "integer", "minimum": lo, "maximum": hi}
+    else:
+        leaf = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    schema = leaf
+    dims = list(spec["shape"])
+    for i, d in enumerate(reversed(dims)):
+        batch = i == len(dims) - 1
+        schema = {"type": "array", "items": schema, "minItems": 1 if d is None else int(d),
+                  **({"maxItems": max_batch} if batch else {} if d is None else {"maxItems": int(d)})}
+    return schema
+
+
 def openapi(predictor: Predictor, config: ServeConfig) -> dict[str, Any]:
-    """The OpenAPI 3.1 description of the server's routes for this bundle."""
+    """The OpenAPI 3.1 description of the server's routes for this bundle: every status each route can
+    answer, with its body (the HTTP layer's own refusals, ``edge.http_protocol``, included)."""
     name = predictor.bundle.name
     features = predictor.manifest.get("features") or []
-    row = {"type": "array", "items": {"type": "number"}, "minItems": len(features), "maxItems": len(features),
+    specs = predictor.manifest["inputs"]
+    number = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    row = {"type": "array", "items": number, "minItems": len(features), "maxItems": len(features),
            "description": "values in this order: " + ", ".join(f["name"] for f in features)}
     obj = {"type": "object", "required": [f["name"] for f in features],
-           "properties": {f["name"]: {"type": "number", "description": f.get("label", "")} for f in features}}
-    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    errors = {str(s): {**error, "description": d} for s, d in [
-        (400, "malformed JSON"), (413, f"body over {config.max_body} bytes or batch over {config.max_batch} rows"),
-        (415, "wrong content type"), (422, "wrong count, type or non-finite values"), (503, "busy")]}
+           "properties": {f["name"]: {**number, "description": f.get("label", "")} for f in features}}
+    form = {"type": "object", "required": [f["name"] for f in features], "maxProperties": len(features) + 20,
+            "properties": {f["name"]: {"type": "string", "pattern": r"^[-+]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})$"}
+                           for f in features}}
+    ref = {"$ref": "#/components/schemas/Error"}
+    json_error = {"application/json": {"schema": ref}}
+    html = {"text/html": {"schema": {"type": "string"}}}
 
-    def get(summary: str, ctype: str = "application/json") -> dict:
-        return {"get": {"summary": summary, "responses": {"200": {"description": "OK", "content": {ctype: {}}}}}}
+    def errors(statuses: list[tuple[int, str]], content: dict = json_error) -> dict[str, Any]:
+        return {str(s): {"description": d, "content": content} for s, d in statuses}
 
+    http_layer = [(400, "malformed HTTP request"), (408, "headers or body not received in time"),
+                  (431, "request line and headers too large"), (503, "too many connections, or shutting down")]
+    with_body = http_layer + [(413, f"body over {config.max_body} bytes (Content-Length or Expect: 100-continue)"),
+                              (417, "an Expect other than 100-continue")]
+    predict_errors = with_body + [
+        (400, "malformed JSON or body"), (413, f"body over {config.max_body} bytes or batch over {config.max_batch} rows"),
+        (415, "wrong content type"), (422, "wrong count, type or non-finite values"), (500, "internal error"),
+        (503, "busy: too many requests in flight, or too many connections, or shutting down")]
+
+    def get(summary: str, schema: dict | None = None, ctype: str = "application/json",
+            more: list[tuple[int, str]] | None = None, more_content: dict | None = None) -> dict:
+        responses = {"200": {"description": "OK", "content": {ctype: {"schema": schema or {}}}},
+                     **errors(http_layer), **errors(more or [], more_content or json_error)}
+        return {"get": {"summary": summary, "responses": responses}}
+
+    ok = {"type": "object", "required": ["success"], "properties": {"success": {"const": True}}}
+    prediction_ok = {"oneOf": [
+        {**ok, "required": ["success", "prediction"], "properties": {"success": {"const": True}, "prediction": {}}},
+        {**ok, "required": ["success", "predictions"], "properties": {"success": {"const": True},
+                                                                      "predictions": {"type": "array"}}}]}
+    tensors = {s["name"]: _tensor_schema(s, config.max_batch) for s in specs}
+    if features:
+        keyed = {"type": "object", "required": [s["name"] for s in specs],
+                 "properties": {s["name"]: tensors[s["name"]]["items"] for s in specs}}
+        # an object naming an input is taken as keyed by inputs, so the by-feature object names none
+        by_feature = {**obj, "not": {"anyOf": [{"required": [s["name"]]} for s in specs]}}
+        instance = {"oneOf": [row, by_feature, keyed]} if len(specs) == 1 else {"oneOf": [by_feature, keyed]}
+    else:
+        keyed = {"type": "object", "required": [s["name"] for s in specs],
+                 "properties": {s["name"]: tensors[s["name"]]["items"] for s in specs}}
+        instance = tensors[specs[0]["name"]]["items"] if len(specs) == 1 else keyed
+    columns = {"type": "object", "required": [s["name"] for s in specs], "properties": tensors}
+    if len(specs) == 1:
+        columns = {"oneOf": [tensors[specs[0]["name"]], columns]}
+    signature = {"type": "string", "const": "serving_default"}
+    tfs_body = {"oneOf": [  # exactly one of "instances" and "inputs"; other keys are ignored
+        {"type": "object", "required": ["instances"], "not": {"required": ["inputs"]},
+         "properties": {"instances": {"type": "array", "items": instance, "minItems": 1, "maxItems": config.max_batch},
+                        "signature_name": signature}},
+        {"type": "object", "required": ["inputs"], "not": {"required": ["instances"]},
+         "properties": {"inputs": columns, "signature_name": signature}}]}
+    tfs_ok = {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}}
+    not_found = [(404, f"no such model or version (this server serves {name!r}, version 1)")]
     return {
         "openapi": "3.1.0",
         "info": {"title": f"deploykit-edge: {name}", "version": __version__,
@@ -668,26 +803,32 @@ def openapi(predictor: Predictor, config: ServeConfig) -> dict[str, Any]:
             "/predict_json": {"post": {
                 "summary": "Predict one row or a list of rows (the course's contract).",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                    row, obj, {"type": "array", "maxItems": config.max_batch, "items": {"oneOf": [row, obj]}}]}}}},
-                "responses": {"200": {"description": "prediction", "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"success": {"const": True}, "prediction": {},
-                                                     "predictions": {"type": "array"}}}}}}, **errors}}},
-            "/form": get("The HTML form.", "text/html"),
+                    row, obj, {"type": "array", "minItems": 1, "maxItems": config.max_batch,
+                               "items": {"oneOf": [row, obj]}}]}}}},
+                "responses": {"200": {"description": "prediction", "content": {"application/json": {"schema": prediction_ok}}},
+                              **errors(predict_errors)}}},
+            "/form": get("The HTML form.", {"type": "string"}, "text/html"),
             "/predict_form": {"post": {"summary": "Predict from the HTML form.",
-                                       "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": obj}}},
-                                       "responses": {"200": {"description": "result page", "content": {"text/html": {}}}}}},
+                                       "requestBody": {"required": True,
+                                                       "content": {"application/x-www-form-urlencoded": {"schema": form}}},
+                                       "responses": {"200": {"description": "result page", "content": html},
+                                                     # the app's errors are pages, the HTTP layer's JSON
+                                                     **errors(predict_errors, {**html, **json_error})}}},
             f"/v1/models/{name}:predict": {"post": {
                 "summary": "TensorFlow Serving REST predict (row format `instances` or columnar `inputs`).",
-                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
-                    "instances": {"type": "array"}, "inputs": {}, "signature_name": {"type": "string"}}}}}},
-                "responses": {"200": {"description": "predictions", "content": {"application/json": {}}}, **errors}}},
-            f"/v1/models/{name}": get("TensorFlow Serving model status."),
-            f"/v1/models/{name}/metadata": get("TensorFlow Serving model metadata (signature)."),
-            "/healthz": get("Alive."),
-            "/readyz": get("Model loaded and self-test passed (503 otherwise)."),
-            "/metrics": get("Prometheus metrics.", "text/plain"),
-            "/drift": get("Per-feature KS drift of the recent input window."),
-            "/openapi.json": get("This document."),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": tfs_body}}},
+                "responses": {"200": {"description": "predictions", "content": {"application/json": {"schema": tfs_ok}}},
+                              **errors(predict_errors + not_found)}}},
+            f"/v1/models/{name}": get("TensorFlow Serving model status.", {"type": "object"}, more=not_found),
+            f"/v1/models/{name}/metadata": get("TensorFlow Serving model metadata (signature).", {"type": "object"},
+                                                more=not_found),
+            "/healthz": get("Alive.", {"type": "object", "properties": {"status": {"const": "ok"}}}),
+            "/readyz": get("Model loaded and self-test passed (503 otherwise).", {"type": "object"},
+                           more=[(503, "not ready (the self-test failed), or the HTTP layer's 503")]),
+            "/metrics": get("Prometheus metrics.", {"type": "string"}, "text/plain"),
+            "/drift": get("Per-feature KS drift of the recent input window.", {"type": "object"}),
+            "/openapi.json": get("This document.", {"type": "object"}),
+            "/": get("What this server serves.", {"type": "object"}),
         },
         "components": {"schemas": {"Error": {"type": "object", "required": ["success", "error"], "properties": {
             "success": {"const": False}, "error": {"type": "string"}}}}},
@@ -708,7 +849,21 @@ def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
     return EdgeApp(predictor, config, logs)
 
 
+def limits(config: ServeConfig) -> Any:
+    """The ``edge.http_protocol.Limits`` of a config (imports uvicorn)."""
+    from edge.http_protocol import Limits
+
+    return Limits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
+                  header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+                  keep_alive_timeout=config.keep_alive_timeout, max_connections=config.max_connections,
+                  max_body=config.max_body, graceful_timeout=config.graceful_timeout)
+
+
 def app_from_env() -> EdgeApp:
-    """Factory for ``--workers N``: each worker process loads its own interpreter and log files."""
+    """Factory for ``--workers N``: each worker process loads its own interpreter and log files, and sets
+    its connections' limits."""
+    from edge.http_protocol import configure
+
     config = ServeConfig.from_json(os.environ[CONFIG_ENV])
+    configure(limits(config))
     return build_app(config, log_suffix=f".{os.getpid()}")

@@ -30,10 +30,11 @@ RESULT_STYLE = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]", "rejected"
 
 def print_report(console: Any, report: ParityReport) -> None:
     """The artifact x runtime table (the same one report.html shows)."""
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(f"Parity of {report.bundle} against {report.reference} ({report.seconds:.1f}s)"),
+    from convert.cli import safe
+
+    table = Table(title=safe(f"Parity of {report.bundle} against {report.reference} ({report.seconds:.1f}s)"),
                   title_justify="left")
     for column in ("artifact", "variant", "runtime", "version", "size", "max abs", "of scale", "of range", "vs twin",
                    "top-1", "result"):
@@ -41,10 +42,10 @@ def print_report(console: Any, report: ParityReport) -> None:
     table.add_column("why", overflow="fold")
     for r in report.results:
         top1 = r.worst("top1")
-        table.add_row(*(escape(str(c)) for c in (
+        table.add_row(*(safe(str(c)) for c in (
             r.artifact, r.variant, r.runtime, r.runtime_version, f"{r.bytes:,} B", _num(r.worst("max_abs")),
             _num(r.worst("max_scaled")), _num(r.worst("range_fraction")), _num(r.worst("twin_scaled")),
-            "-" if top1 is None else f"{top1:.2%}")), RESULT_STYLE[r.status], escape(_why(r)))
+            "-" if top1 is None else f"{top1:.2%}")), RESULT_STYLE[r.status], safe(_why(r)))
     console.print(table)
 
 
@@ -70,6 +71,9 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not report.passed:
         failed = [f"{r.artifact} on {r.runtime}" for r in report.by_status("failed")]
         more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
-        print(f"Error: parity failed for {', '.join(failed[:3])}{more}; see {report.bundle / 'report.html'}", file=err)
+        from edge.text import printable
+
+        print(printable(f"Error: parity failed for {', '.join(failed[:3])}{more}; see {report.bundle / 'report.html'}"),
+              file=err)
         return 1
     return 0

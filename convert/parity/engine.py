@@ -235,9 +235,14 @@ def _finite(obj: Any) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Replace ``path`` atomically through a private temporary file, never through a symbolic link.
+
+    Raises:
+        DeployKitError: ``path`` or its folder is a symbolic link, or it cannot be written.
+    """
+    from convert.files import replace_file
+
+    replace_file(path, text)
 
 
 # --------------------------------------------------------------------------- engine

@@ -80,3 +80,17 @@ def test_one_row_and_batch_requests_land_in_the_window_in_order(app_factory, bat
         out = int(((x[:, i] < f["min"]) | (x[:, i] > f["max"])).sum())
         assert f'deploykit_input_out_of_range_total{{feature="{f["name"]}"}} {out}\n' in text
     assert singles == batches.count(0) + app.TALLY_EVERY + 3
+
+
+def test_far_drift_is_reported_not_a_500(app_factory) -> None:
+    """Inputs a million away from the training sample: `/metrics` and `/drift` answered 500
+    (OverflowError: math range error) before the p-values were computed as an outside count."""
+    app = app_factory(200)
+    rows = [[6.0 + i * 1e-3, 1e6 + i, 66.5] for i in range(200)]
+    assert call(app, "POST", "/predict_json", json.dumps(rows).encode())[0] == 200
+    status, body = call(app, "GET", "/drift")
+    assert status == 200, body
+    tax = {f["feature"]: f for f in json.loads(body)["features"]}["tax"]
+    assert tax["statistic"] == 1.0 and tax["drifted"] is True and 0.0 < tax["p_value"] < 1e-100
+    status, body = call(app, "GET", "/metrics")
+    assert status == 200 and 'deploykit_drift_detected{feature="tax"} 1\n' in body.decode()

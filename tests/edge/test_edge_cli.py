@@ -246,3 +246,17 @@ def test_predict_all_rows_bad_and_one_row_good_messages(bundle: Path, tmp_path: 
     r = run(EDGE + ["predict", str(bundle), "--input", str(good), "--output", str(tmp_path / "o2.csv")])
     assert r.returncode == 0
     assert r.stderr.splitlines()[-1].startswith("predicted 1 row with float32 on ")
+
+
+def test_predict_output_neutralises_headers_and_carriage_returns(bundle: Path, tmp_path: Path) -> None:
+    """Header cells of the output were written raw, and a CR inside a quoted cell came out unquoted."""
+    src = tmp_path / "in.csv"
+    src.write_text('rm,tax,age,"=HYPERLINK(""http://x"")","@note"\n6,250,66.5,"a\rb","+1+cmd"\n', newline="")
+    out = tmp_path / "out.csv"
+    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(out)])
+    assert r.returncode == 0, r.stderr
+    raw = out.read_bytes()
+    assert b"\r" not in raw and raw.count(b"\n") == 2
+    header, row = list(csv.reader(out.open(newline="")))
+    assert header == ["row", "rm", "tax", "age", "'=HYPERLINK(\"http://x\")", "'@note", "prediction", "error"]
+    assert row[4:6] == ["a\\rb", "'+1+cmd"]

@@ -104,3 +104,54 @@ def test_metrics_count_exactly_what_was_observed() -> None:
     assert f"deploykit_predictions_total {len(rows)}\n" in text
     out_a = int(((rows[:, 0] < 0) | (rows[:, 0] > 1)).sum())
     assert f'deploykit_input_out_of_range_total{{feature="a"}} {out_a}\n' in text
+
+
+@pytest.mark.parametrize("n1, n2, shift", [(500, 506, 10.0), (500, 506, 3.0), (500, 506, 2.0), (50, 506, 100.0),
+                                           (500, 500, 1e6), (1000, 1000, 0.7), (3, 2000, 5.0), (506, 500, 1e9)])
+def test_ks_far_shifts_match_scipy(n1: int, n2: int, shift: float) -> None:
+    """Far shifts gave OverflowError (math range error) or a p-value of 0 from `1 - inside`; the outside
+    count keeps its digits down to scipy's 1e-301."""
+    rng = np.random.default_rng(n1 + n2)
+    a, b = rng.normal(shift, 1, n1), rng.normal(0, 1, n2)
+    d, p = ks_2samp(a, b)
+    ref = scipy_stats.ks_2samp(a, b)
+    assert d == pytest.approx(float(ref.statistic), abs=1e-12)
+    assert float(ref.pvalue) > 0 and abs(p - float(ref.pvalue)) <= 1e-9 * float(ref.pvalue), (p, float(ref.pvalue))
+
+
+def test_ks_total_separation_is_two_paths() -> None:
+    """D = 1: only the two extreme lattice paths reach it, p = 2 / C(n1 + n2, n1)."""
+    import math
+
+    d, p = ks_2samp(np.arange(300.0), np.arange(300.0) + 1000)
+    assert d == 1.0
+    want = math.exp(math.log(2) - (math.lgamma(601) - 2 * math.lgamma(301)))
+    assert p == pytest.approx(want, rel=1e-11)
+
+
+def test_monitor_far_drift_and_memo() -> None:
+    """A window far from the training sample is flagged (no exception), and a p-value asked again for the
+    same (n, n_reference, statistic) comes from the memo."""
+    rng = np.random.default_rng(3)
+    monitor = DriftMonitor(_features(rng), window=200, min_samples=50)
+    monitor.add(np.stack([rng.normal(1e6, 1, 200), rng.normal(408, 168, 200)], axis=1))
+    first = monitor.report()
+    assert {f["feature"]: f["drifted"] for f in first["features"]} == {"rm": True, "tax": False}
+    rm = first["features"][0]
+    assert rm["statistic"] == 1.0 and 0 < rm["p_value"] < 1e-100
+    memo = dict(monitor._pmemo)
+    monitor.add(monitor.window_rows()[:1])  # the same values again: the same statistics, new window
+    assert monitor.cached() is None
+    again = monitor.report()
+    assert again["features"] == first["features"] and monitor._pmemo == memo
+
+
+def test_monitor_max_age_serves_the_last_results() -> None:
+    rng = np.random.default_rng(4)
+    monitor = DriftMonitor(_features(rng), window=100, min_samples=10)
+    monitor.add(np.stack([rng.normal(6.3, 0.7, 100), rng.normal(408, 168, 100)], axis=1))
+    before = monitor.results()
+    monitor.add(np.array([[6.3, 408.0]]))
+    assert monitor.cached(max_age=60.0) is before  # a scrape may take results up to max_age old
+    assert monitor.cached(max_age=0.0) is None
+    assert monitor.results() is not before

@@ -83,6 +83,13 @@ def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: 
      {"Content-Type": "application/json"}, 422, f"instance 2: tax must be a number, got boolean true; {EXPECTED}"),
     ("POST", "/predict_json", b'[[6, 250, 1], [6, "x", 1]]', {"Content-Type": "application/json"}, 422,
      f'row 2: tax must be a number, got str "x"; {EXPECTED}'),
+    # TF Serving inputs answered 200 with strings or booleans in them
+    ("POST", "/v1/models/boston_mlp:predict", b'{"inputs": [[6, 250, 1], ["6", "x", 1]]}',
+     {"Content-Type": "application/json"}, 422, 'input \'features\' must hold numbers (float32), got str "6"'),
+    ("POST", "/v1/models/boston_mlp:predict", b'{"inputs": {"features": [[6, false, 1]]}}',
+     {"Content-Type": "application/json"}, 422, "input 'features' must hold numbers (float32), got boolean false"),
+    ("POST", "/v1/models/boston_mlp:predict", b'{"instances": [{"features": [6, 250, null]}]}',
+     {"Content-Type": "application/json"}, 422, "input 'features' must hold numbers (float32), got null"),
 ])
 def test_error_table(module_server: Server, method, path, body, headers, status, error) -> None:
     got, hdrs, data = module_server.request(method, path, body, headers)
@@ -310,7 +317,7 @@ def test_sigterm_finishes_in_flight_flushes_logs_and_exits_0(bundle: Path, serve
     assert reply.startswith(b"HTTP/1.1 200 "), reply
     code, err = server.stop()
     assert code == 0, err
-    assert "deploykit-edge: stopped, logs flushed" in err
+    assert "deploykit-edge: stopped" in err and " log lines written to " in err
     predictions = list(csv.DictReader((logs / "predictions.csv").open(newline="")))
     assert len(predictions) == 6
     assert {p["rm"] for p in predictions} == {"6.0"}
@@ -356,3 +363,100 @@ def test_two_workers(bundle: Path, server_factory, tmp_path: Path) -> None:
     files = list((tmp_path / "logs").glob("predictions.*.csv"))
     assert 1 <= len(files) <= 2
     assert sum(len(f.read_text().splitlines()) - 1 for f in files) == 40
+
+
+def _hammer(port: int, first: int, answered: list[float], stop: "threading.Event") -> None:
+    """POST one-row predictions with distinct tax values until stopped or refused; record each 200."""
+    k = first
+    while not stop.is_set():
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("POST", "/predict_json", body=json.dumps([6, k, 66.5]),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status == 200 and json.loads(resp.read())["success"]:
+                answered.append(float(k))
+            conn.close()
+        except (OSError, http.client.HTTPException, ValueError):
+            return
+        k += 1
+
+
+def test_kill_9_under_load_loses_no_answered_prediction(bundle: Path, server_factory, tmp_path: Path) -> None:
+    """Three times: 6 clients, kill -9 after ~0.6 s. Every prediction a client got a 200 for is in the log
+    (the writer thread lagged the answers and lost up to 6; now the line is written before the answer)."""
+    import threading
+
+    for trial in range(3):
+        logs = tmp_path / f"logs{trial}"
+        server = server_factory(bundle, log_dir=logs)
+        answered: list[list[float]] = [[] for _ in range(6)]
+        stop = threading.Event()
+        threads = [threading.Thread(target=_hammer, args=(server.port, 200 + 100000 * t, answered[t], stop))
+                   for t in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.6 + 0.1 * trial)
+        server.proc.kill()
+        server.proc.wait(10)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        got = sorted(v for a in answered for v in a)
+        assert len(got) > 20, len(got)  # it was under load
+        text = (logs / "predictions.csv").read_text()
+        complete = text[: text.rfind("\n") + 1]
+        logged = [float(r["tax"]) for r in csv.DictReader(complete.splitlines())]
+        assert not set(got) - set(logged), f"trial {trial}: {len(set(got) - set(logged))} answered but not logged"
+        assert len(logged) <= len(got) + 6  # at most the in-flight ones were logged but not received
+
+
+def test_client_column_is_the_peer_unless_the_proxy_is_trusted(bundle: Path, server_factory, tmp_path: Path) -> None:
+    """X-Forwarded-For from any local peer was trusted (uvicorn's proxy_headers default)."""
+    for args, want in (((), "127.0.0.1:"), (("--forwarded-allow-ips", "127.0.0.1"), "203.0.113.9:")):
+        logs = tmp_path / f"logs{len(args)}"
+        server = server_factory(bundle, *args, log_dir=logs)
+        assert server.json("POST", "/predict_json", [6, 250, 66.5], {"X-Forwarded-For": "203.0.113.9"})[0] == 200
+        server.stop()
+        (row,) = list(csv.DictReader((logs / "predictions.csv").open(newline="")))
+        assert row["client"].startswith(want), (args, row["client"])
+
+
+def test_exit_message_says_what_the_logs_lost(bundle: Path, server_factory, tmp_path: Path) -> None:
+    """The log folder replaced by a file while serving: answers go on, /metrics counts the dropped lines,
+    logging resumes when the folder can be made again, and the exit line says what was lost."""
+    import shutil
+
+    logs = tmp_path / "logs"
+    server = server_factory(bundle, log_dir=logs)
+    assert server.json("POST", "/predict_json", [6, 250, 66.5])[0] == 200
+    shutil.rmtree(logs)
+    logs.write_text("")
+    assert server.json("POST", "/predict_json", [6, 251, 66.5])[0] == 200  # 2 lines dropped: prediction, request
+    metrics = server.request("GET", "/metrics")[2].decode()
+    assert "deploykit_log_lines_dropped_total 2\n" in metrics  # (the /metrics request's line is written after)
+    logs.unlink()
+    assert server.json("POST", "/predict_json", [6, 252, 66.5])[0] == 200
+    code, err = server.stop()
+    assert code == 0, err
+    assert [r["tax"] for r in csv.DictReader((logs / "predictions.csv").open(newline=""))] == ["252.0"]
+    assert (f"deploykit-edge: 5 log lines written to {logs}; 3 lines could not be written "
+            f"(last error: requests.csv: File exists) and are lost\n") in err
+
+
+def test_two_workers_share_metrics_and_drift(bundle: Path, server_factory) -> None:
+    """With --workers 2 each worker kept its own counters and drift window, and a scrape saw one worker at
+    random; now every scrape sums both workers and tests their joint window."""
+    server = server_factory(bundle, "--workers", "2", "--drift-window", "100")
+    rows = [[6 + i / 100, 250 + i, 66.5] for i in range(60)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda r: server.json("POST", "/predict_json", r)[0], rows))
+    assert statuses == [200] * 60
+    time.sleep(1.6)  # every worker has written a snapshot since
+    for _ in range(6):  # each scrape lands on one worker or the other
+        text = server.request("GET", "/metrics")[2].decode()
+        assert "deploykit_predictions_total 60\n" in text, text
+        assert 'deploykit_requests_total{route="predict_json",status="200"} 60\n' in text
+        assert "deploykit_drift_window_rows 60\n" in text
+        report = server.json("GET", "/drift")[1]
+        assert report["n"] == 60

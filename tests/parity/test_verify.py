@@ -113,6 +113,14 @@ def test_corrupted_artifact_fails_and_names_the_file(bundle_copy: Path) -> None:
     assert not (bundle_copy / "parity.json").exists()
 
 
+def test_a_changed_page_manifest_fails(bundle_copy: Path) -> None:
+    page_copy = bundle_copy / "web" / "manifest.json"
+    page_copy.write_text(page_copy.read_text().replace('"boston', '"evil', 1))
+    line = _one_line_error(run_cli("verify", bundle_copy, "--runtimes", "litert"))
+    assert line == ("Error: bundle file web/manifest.json differs from manifest.json (tampered or stale); "
+                    "copy the bundle again or re-create it")
+
+
 def test_truncated_web_file_fails_and_names_it(bundle_copy: Path) -> None:
     shard = bundle_copy / "web" / "model" / "graph" / "group1-shard1of1.bin"
     shard.write_bytes(shard.read_bytes()[:-8])
@@ -173,7 +181,8 @@ def test_relative_bundle_paths_work_from_any_folder(bundle_copy: Path, where: st
 def _edit(bundle: Path, change) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     change(manifest)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    for path in (bundle / "manifest.json", bundle / "web" / "manifest.json"):
+        path.write_text(json.dumps(manifest))
 
 
 def _tflite(manifest, variant: str) -> dict:

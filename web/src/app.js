@@ -6,6 +6,7 @@ import { validateFeatures, parseJsonInputs, formatNumber } from './validate.js';
 import { applyInputTransforms, rowToInputs, graphArtifact, pageRelativeUrl } from './preprocess.js';
 import { judgeOutputs, formatG, describeTolerance, FLOAT32 } from './tolerance.js';
 import { executeGraph } from './execute.js';
+import { bundleFile, fetchChecked } from './integrity.js';
 
 const BACKENDS = ['wasm', 'cpu', 'webgl'];
 const LAZY_BACKENDS = {
@@ -13,6 +14,7 @@ const LAZY_BACKENDS = {
   webgl: () => import('./vendor/backend-webgl.js'),
 };
 const here = (rel) => new URL(rel, import.meta.url).href;
+const pageFolder = here('./'); // BUNDLE/web/: every file the page uses is in it, listed in manifest.json
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -201,14 +203,29 @@ function warmUpInputs() {
 }
 
 /**
- * The graph model's artifacts: the copy boot.js already fetched when it is the same URL, else tf.io.http.
- * @param {string} url absolute URL of model.json
- * @param {{url: string, artifacts: Promise<{json: object, buffers: ArrayBuffer[]}>}} [early] from boot.js
+ * The graph model's artifacts, every file checked against manifest.json's sha256 (web/src/integrity.js):
+ * the copy boot.js already fetched when it is the same URL, else fetched here.
+ * @param {object} manifest
+ * @param {{path: string}} artifact the manifest's tfjs_graph artifact
+ * @param {{url: string, artifacts: Promise<{bytes: ArrayBuffer, buffers: ArrayBuffer[]}>}} [early] from boot.js
+ * @throws {IntegrityError} a file on another origin, outside the page's folder, unlisted or changed
  */
-async function loadArtifacts(url, early) {
-  const got = early && early.url === url ? await early.artifacts.catch(() => null) : null;
-  if (got) return tf.io.getModelArtifactsForJSON(got.json, async (wm) => [tf.io.getWeightSpecs(wm), got.buffers]);
-  return tf.io.http(url).load();
+async function loadArtifacts(manifest, artifact, early) {
+  const model = bundleFile(pageRelativeUrl(artifact.path), pageFolder, pageFolder);
+  const got = early && early.url === model.url ? await early.artifacts.catch(() => null) : null;
+  const bytes = await fetchChecked(manifest, model, got ? Promise.resolve(got.bytes) : undefined);
+  let json;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new Error(`${model.path} is not valid JSON: ${e.message}`);
+  }
+  const files = [];
+  for (const group of json.weightsManifest || []) for (const p of group.paths) files.push(bundleFile(p, model.url, pageFolder));
+  const buffers = await Promise.all(
+    files.map((file, i) => fetchChecked(manifest, file, got ? Promise.resolve(got.buffers[i]) : undefined)),
+  );
+  return tf.io.getModelArtifactsForJSON(json, async (wm) => [tf.io.getWeightSpecs(wm), buffers]);
 }
 
 /** Switch to a backend (loading its code on first use) and warm the model up once on it. */
@@ -318,7 +335,14 @@ function shapeOfNested(a) {
 async function checkDevice() {
   const out = $('check-result');
   out.textContent = 'Running the golden inputs…';
-  const golden = await fetchJson('./golden.json');
+  const goldenFile = bundleFile('./golden.json', pageFolder, pageFolder);
+  let golden;
+  const goldenBytes = await fetchChecked(state.manifest, goldenFile);
+  try {
+    golden = JSON.parse(new TextDecoder().decode(goldenBytes));
+  } catch (e) {
+    throw new Error(`golden.json is not valid JSON: ${e.message}`);
+  }
   const inputs = {};
   for (const inp of state.manifest.inputs) {
     const rows = golden.inputs?.[inp.name];
@@ -511,16 +535,31 @@ function prefillFromQuery() {
   return all;
 }
 
-/** Start the wanted backend, using the wasm module boot.js compiled when there is one; falls back to cpu. */
-async function startBackend(want, early) {
+/**
+ * The wasm binary TFJS will ask for (SIMD or not, by its own flag), checked against manifest.json's sha256,
+ * compiled: boot.js's module when it compiled that binary, else compiled here.
+ * @throws {IntegrityError} the binary is unlisted or changed
+ */
+async function checkedWasm(early, manifestReady) {
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+  const file = bundleFile(`./vendor/${simd ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm'}`, pageFolder, pageFolder);
+  const fromBoot = Boolean(early && early.url === file.url && early.bytes);
+  const bytes = await fetchChecked(await manifestReady, file, fromBoot ? early.bytes : undefined);
+  const module = (fromBoot && (await early.module.catch(() => null))) || (await WebAssembly.compile(bytes));
+  return { url: file.url, module };
+}
+
+/** Start the wanted backend (wasm: from the checked binary); falls back to cpu, except on an integrity error. */
+async function startBackend(want, early, manifestReady) {
   try {
-    if (want === 'wasm' && early && typeof tf.useCompiledWasm === 'function') {
-      const module = await early.module.catch(() => null);
-      if (module) tf.useCompiledWasm(early.url, module);
+    if (want === 'wasm' && typeof tf.useCompiledWasm === 'function') {
+      const wasm = await checkedWasm(early, manifestReady);
+      tf.useCompiledWasm(wasm.url, wasm.module);
     }
     await useBackend(want);
     return '';
   } catch (e) {
+    if (e.integrity) throw e; // a changed file is an error, not a reason to try another backend
     await useBackend('cpu');
     return `${e.message} Using cpu instead.`;
   }
@@ -538,11 +577,15 @@ async function start() {
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
   // All at once: the backend (wasm instantiation) and the manifest, then the model files (which boot.js
   // has usually fetched already).
-  const backend = startBackend(wantBackend, boot.wasm);
-  const manifest = await fetchJson('./manifest.json', boot.manifest);
+  // manifest.json is the root of the checks: every other file is checked against its sha256.
+  const manifestReady = fetchJson('./manifest.json', boot.manifest);
+  manifestReady.catch(() => {}); // awaited just below; an error surfaces there
+  const backend = startBackend(wantBackend, boot.wasm, manifestReady);
+  backend.catch(() => {}); // awaited below, after the form is built
+  const manifest = await manifestReady;
   state.manifest = manifest;
   state.artifact = graphArtifact(manifest);
-  const artifacts = loadArtifacts(here(pageRelativeUrl(state.artifact.path)), boot.model);
+  const artifacts = loadArtifacts(manifest, state.artifact, boot.model);
   artifacts.catch(() => {}); // awaited below, after the backend; an error surfaces there
   delete boot.model; // its weight buffers are not kept alive twice when the manifest pointed elsewhere
   $('title').textContent = `Predict ${manifest.target || manifest.outputs[0].name} in your browser`;

@@ -3,12 +3,13 @@
 // everything the first prediction needs, all at once:
 //   * manifest.json;
 //   * the graph model at its fixed bundle path (web/model/graph/model.json), then its weight files as soon
-//     as model.json names them;
+//     as model.json names them (only files in the page's own folder, on its own origin);
 //   * the wasm binary (SIMD build when the browser has SIMD, the same test TFJS uses), compiled while it
 //     streams in (WebAssembly.compileStreaming, which needs the server to send application/wasm). Skipped
 //     when the page was asked for ?backend=cpu or ?backend=webgl: then that backend's code is preloaded
 //     instead (app.js imports it only after vendor/tfjs.js has run).
-// It only starts work: app.js (window.deploykitBoot) decides whether to use each result. A fetch that fails,
+// It only starts work: app.js (window.deploykitBoot) decides whether to use each result, and checks each
+// file's sha256 against manifest.json before it does. A fetch that fails,
 // a model that lives elsewhere, or a wasm that cannot compile here makes app.js take the ordinary path
 // (tf.io.http, TFJS's own wasm loader), which then reports the error as before. Promises are pre-caught so a
 // failure here never shows as an unhandled rejection.
@@ -29,15 +30,21 @@
   boot.manifest = quiet(get(abs('./manifest.json')));
 
   const modelUrl = abs('./model/graph/model.json');
+  // Only files of the page's own folder on its own origin are fetched early; app.js checks every one against
+  // the sha256 manifest.json lists (web/src/integrity.js) before it is used, and refuses the rest itself.
+  const folder = new URL(abs('./'));
+  const inside = (u) => u.origin === folder.origin && u.pathname.startsWith(folder.pathname) && !u.search && !u.hash;
   boot.model = {
     url: modelUrl,
     artifacts: quiet(
       get(modelUrl)
-        .then((r) => ok(r).json())
-        .then((json) => {
+        .then((r) => ok(r).arrayBuffer())
+        .then((bytes) => {
+          const json = JSON.parse(new TextDecoder().decode(bytes));
           const urls = [];
-          for (const group of json.weightsManifest || []) for (const p of group.paths) urls.push(abs(p, modelUrl));
-          return Promise.all(urls.map((u) => get(u).then((r) => ok(r).arrayBuffer()))).then((buffers) => ({ json, buffers }));
+          for (const group of json.weightsManifest || []) for (const p of group.paths) urls.push(new URL(p, modelUrl));
+          if (!urls.every(inside)) throw new Error('a weight file outside the page folder');
+          return Promise.all(urls.map((u) => get(u.href).then((r) => ok(r).arrayBuffer()))).then((buffers) => ({ bytes, json, buffers }));
         }),
     ),
   };
@@ -64,8 +71,11 @@
     }
     const wasmUrl = abs(`./vendor/${simd ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm'}`);
     const response = get(wasmUrl);
+    // A copy of the bytes for app.js's sha256 check (cloned before the streaming compile reads the body).
+    const bytes = quiet(response.then((r) => ok(r.clone()).arrayBuffer()));
     boot.wasm = {
       url: wasmUrl,
+      bytes,
       module: quiet(
         typeof WebAssembly.compileStreaming === 'function'
           ? WebAssembly.compileStreaming(response)

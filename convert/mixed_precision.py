@@ -1,0 +1,309 @@
+"""Mixed precision for the calibrated variants: keep the fewest operators in float until the bound holds.
+
+When a full-integer variant misses its bound (``convert.acceptance``), the operators that cause the error
+are found with TF's own per-layer check: the model quantized with NumericVerify operators
+(``mlir_quantize(enable_numeric_verify=True)``), run by ``tf.lite.experimental.QuantizationDebugger`` on
+calibration rows, gives each quantized operator's error against the same operator in float on the same
+(dequantized) inputs, in units of its own quantization step (``rmse / scale``; 0.29 is rounding alone).
+That error orders the candidates; :func:`rank` then orders them by the model's output error with each one
+alone in float. Then (:func:`search`):
+
+1. keep the 1, 2, 4, ... worst-ranked operators in float (``mlir_quantize(denylisted_nodes=...)``) until the
+   variant passes on the calibration rows and on the held-out rows;
+2. binary-search the shortest passing prefix of the ranking;
+3. try dropping each operator of that prefix, the least suspect first, keeping a drop when it still passes.
+
+The ranking probes the ``MAX_PROBES`` most suspect operators (one quantization and a run on ``RANK_ROWS``
+calibration rows each, within half of ``MAX_SECONDS``). The search is bounded: at most ``MAX_TRIALS`` quantizations
+(each measured on both row sets) and ``MAX_SECONDS`` of wall time for the whole variant, ranking included;
+when the budget runs out the best passing set found so far is kept, and when none passed the variant stays
+as the converter made it and is rejected with its numbers. Only int8 is searched: TF's int16x8 quantizer
+takes no list of operators to keep in float (and its MLIR int16 path writes models the kernels refuse);
+dynamic range has no calibrated model, the converter makes it in one step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
+
+from convert import interrupt
+from convert.acceptance import Verdict
+
+if TYPE_CHECKING:
+    from convert.acceptance import Rows
+    from convert.tflite import Variant
+
+MAX_TRIALS = 32  # quantize + measure rounds per variant, after the ranking
+MAX_PROBES = 64  # operators probed one at a time for the ranking
+MAX_SECONDS = 300.0  # wall time per variant
+DEBUG_ROWS = 200  # calibration rows the per-layer check runs on (one invoke each)
+RANK_ROWS = 300  # calibration rows each ranking probe is measured on
+NUMERIC_VERIFY = "NumericVerify/"
+
+
+@dataclass
+class SearchResult:
+    """What the search kept: the flatbuffer, the operators in float, its verdict, and what it cost."""
+
+    flatbuffer: bytes
+    float_ops: list[str]
+    verdict: Verdict
+    trials: int
+    seconds: float
+    ranked: list[str] = field(default_factory=list)
+    # the best verdict seen when nothing passed (the all-float end of the ranking, usually)
+    best_failure: Verdict | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+
+def layer_errors(debug_model: bytes, inputs: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
+                 rows: int = DEBUG_ROWS) -> dict[str, float]:
+    """``{node name: rmse / scale}`` of every operator a NumericVerify operator checks in ``debug_model``.
+
+    ``inputs`` are fed as the model takes them (transformed), keyed by signature input name. The node name
+    is the calibrated model's output tensor name of the operator, the name ``denylisted_nodes`` takes.
+
+    Raises:
+        ValueError: the model has no NumericVerify operator (the debugger's own error).
+    """
+    import tensorflow as tf
+
+    probe = tf.lite.Interpreter(model_content=bytes(debug_model))
+    signature = probe.get_signature_runner("serving_default").get_input_details()
+    by_index = {int(d["index"]): name for name, d in signature.items()}
+    order = [by_index[int(d["index"])] for d in probe.get_input_details()]
+    total = int(next(iter(inputs.values())).shape[0])
+    picks = np.unique(np.linspace(0, total - 1, num=min(rows, total)).round().astype(int))
+
+    def dataset():
+        for i in picks:
+            yield [np.asarray(inputs[name][i:i + 1], dtype=dtypes[name]) for name in order]
+
+    debugger = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=bytes(debug_model),
+                                                         debug_dataset=dataset)
+    debugger.run()
+    details = {d["name"]: d for d in probe.get_tensor_details()}
+    scores = {}
+    for name, stats in debugger.layer_statistics.items():
+        quantized = name[len(NUMERIC_VERIFY):].rsplit(":", 1)[0]  # the checked (quantized) tensor
+        node = quantized[:-1]  # the verifier names its copy after the float tensor plus one digit
+        scale = (details.get(quantized, {}).get("quantization") or (0.0, 0))[0]
+        rmse = float(np.sqrt(stats["mean_squared_error"]))
+        scores[node] = rmse / scale if scale > 0 else rmse
+    return scores
+
+
+def rank(candidates: Sequence[str], quantize: Callable[[list[str]], bytes], error: Callable[[bytes], float],
+         max_probes: int = MAX_PROBES, max_seconds: float = MAX_SECONDS / 2) -> list[str]:
+    """``candidates`` (most suspect first) ordered by the model's error with each one alone in float.
+
+    The first ``max_probes`` candidates (within ``max_seconds``) are probed, one quantization each; the
+    rest keep their order after them. A candidate the quantizer refuses to keep in float is dropped.
+    """
+    start = time.monotonic()
+    scores: dict[str, float] = {}
+    for node in candidates[:max_probes]:
+        if time.monotonic() - start > max_seconds:
+            break
+        try:
+            scores[node] = error(quantize([node]))
+        except Exception:  # mlir_quantize raises RuntimeError with no text for a node it cannot split off
+            interrupt.check()
+            scores[node] = float("inf")
+    probed = sorted((n for n in scores if np.isfinite(scores[n])), key=lambda n: scores[n])
+    return probed + [n for n in candidates if n not in scores]
+
+
+def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept: Callable[[bytes], Verdict],
+           plain: bytes, plain_verdict: Verdict, max_trials: int = MAX_TRIALS,
+           max_seconds: float = MAX_SECONDS) -> SearchResult:
+    """The fewest operators of ``ranked`` (worst first) to keep in float so that ``accept`` passes.
+
+    ``quantize(nodes)`` makes the variant with ``nodes`` in float; ``plain`` is the all-integer variant and
+    ``plain_verdict`` its (failing) verdict. Bounded by ``max_trials`` calls of ``quantize`` + ``accept`` and
+    ``max_seconds``; returns the plain variant (with the best failing verdict seen) when nothing passed.
+    """
+    start = time.monotonic()
+    trials = 0
+    tried: dict[tuple[str, ...], tuple[bytes, Verdict]] = {}
+    best_failure = plain_verdict
+
+    def budget() -> bool:
+        return trials < max_trials and time.monotonic() - start < max_seconds
+
+    def trial(nodes: list[str]) -> Verdict:
+        nonlocal trials, best_failure
+        key = tuple(nodes)
+        if key not in tried:
+            trials += 1
+            flatbuffer = quantize(list(nodes))
+            tried[key] = (flatbuffer, accept(flatbuffer))
+        verdict = tried[key][1]
+        if not verdict.passed and verdict.error < best_failure.error:
+            best_failure = verdict
+        return verdict
+
+    ranked = list(ranked)
+    lo, hi, k = 0, None, 1
+    while ranked and budget():  # 1, 2, 4, ... worst operators in float
+        k = min(k, len(ranked))
+        if trial(ranked[:k]).passed:
+            hi = k
+            break
+        lo = k
+        if k == len(ranked):
+            break
+        k *= 2
+    if hi is None:
+        return SearchResult(plain, [], plain_verdict, trials, time.monotonic() - start, ranked, best_failure)
+    while hi - lo > 1 and budget():  # the shortest passing prefix
+        mid = (lo + hi) // 2
+        if trial(ranked[:mid]).passed:
+            hi = mid
+        else:
+            lo = mid
+    chosen = ranked[:hi]
+    for node in list(reversed(chosen)):  # drop what is not needed, the least suspect first
+        if len(chosen) == 1 or not budget():
+            break
+        fewer = [n for n in chosen if n != node]
+        if trial(fewer).passed:
+            chosen = fewer
+    flatbuffer, verdict = tried[tuple(chosen)]
+    return SearchResult(flatbuffer, chosen, verdict, trials, time.monotonic() - start, ranked, None)
+
+
+def integer_only(flatbuffer: bytes) -> bool:
+    """True when every operator but the QUANTIZE / DEQUANTIZE at the float edges computes on integers."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    edges = {schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE}
+    floats = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16}
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(int(code.builtinCode), int(code.deprecatedBuiltinCode)) in edges:
+                continue
+            tensors = [int(i) for i in list(op.inputs) + list(op.outputs) if int(i) >= 0]
+            if any(graph.tensors[i].type in floats for i in tensors):
+                return False
+    return True
+
+
+def describe(result: SearchResult, plain_bytes: int) -> str:
+    """The note's clause for a search that passed, e.g. ``2 of 21 operators kept in float (+1,204 bytes)``."""
+    extra = len(result.flatbuffer) - plain_bytes
+    return (f"{len(result.float_ops)} of {len(result.ranked)} operators kept in float by the mixed-precision search "
+            f"({extra:+,} bytes vs all-integer; {result.verdict.summary()})")
+
+
+@dataclass
+class Outcome:
+    """The convert-time verdict of one quantized artifact, as the manifest records it."""
+
+    status: str  # "accepted" | "rejected"
+    verdict: Verdict
+    note: str  # the clause for the artifact's note (numbers included)
+    flatbuffer: bytes | None = None  # the mixed-precision artifact that replaces the converter's, if any
+    float_ops: list[str] | None = None  # calibrated variants only
+    integer_only: bool | None = None
+    float_ops_bytes: int | None = None
+    rejection: str | None = None
+
+    def fields(self) -> dict[str, object]:
+        """The artifact's optional manifest properties."""
+        out: dict[str, object] = {"status": self.status, "measured": self.verdict.measured()}
+        if self.float_ops is not None:
+            out.update(float_ops=list(self.float_ops), float_ops_bytes=int(self.float_ops_bytes or 0))
+        if self.integer_only is not None:
+            out["integer_only"] = bool(self.integer_only)
+        if self.rejection:
+            out["rejection"] = self.rejection
+        return out
+
+
+def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, transforms: Sequence[Mapping[str, object]],
+           calibration: "Rows", held_out: "Rows", manifest_like: Mapping[str, object],
+           dtypes: Mapping[str, str]) -> Outcome:
+    """Judge a converted quantized variant; for int8 that misses its bound, run the mixed-precision search.
+
+    Never raises for a model the search cannot help: the outcome is then ``rejected`` with its numbers.
+    """
+    from convert.acceptance import judge, measure
+    from convert.tflite import Variant, quantize_calibrated
+    from edge.tolerance import for_variant
+    from edge.transform import apply
+
+    def accept(candidate: bytes) -> Verdict:
+        return judge(candidate, transforms, calibration, held_out, manifest_like, variant.value, dtypes)
+
+    verdict = accept(flatbuffer)
+    calibrated_variant = variant.calibrated
+    integer = integer_only(flatbuffer)
+    if verdict.passed:
+        return Outcome("accepted", verdict, f"accepted: {verdict.summary()}", None,
+                       [] if calibrated_variant else None, integer, 0 if calibrated_variant else None)
+    reason = verdict.rejection()
+    if variant is not Variant.INT8 or calibrated is None:
+        why = ("the mixed-precision search covers int8 only: TF's int16x8 quantizer takes no list of operators to "
+               "keep in float" if variant is Variant.INT16X8 else
+               "the mixed-precision search covers int8 only" if variant is Variant.DYNAMIC else
+               "no calibrated model to search")
+        return Outcome("rejected", verdict, f"rejected: {reason} ({why})", None,
+                       [] if calibrated_variant else None, integer, 0 if calibrated_variant else None, f"{reason} ({why})")
+
+    started = time.monotonic()
+
+    def quantize(nodes: list[str]) -> bytes:
+        return quantize_calibrated(calibrated, nodes)
+
+    fed = apply(list(transforms), calibration.inputs)
+    try:
+        scores = layer_errors(quantize_calibrated(calibrated, numeric_verify=True), fed, dtypes)
+    except Exception:  # the debugger or the verify quantization fails on this model: probe in graph order
+        interrupt.check()
+        scores = {}
+    candidates = sorted(scores, key=lambda n: -scores[n]) or _operator_outputs(calibrated)
+    probe_rows = calibration.spread(RANK_ROWS)
+    tolerance = for_variant(variant.value)
+
+    def error(candidate: bytes) -> float:
+        return float(measure(candidate, transforms, probe_rows, manifest_like, tolerance, dtypes)["range_fraction"])
+
+    def safe_quantize(nodes: list[str]) -> bytes:
+        try:
+            return quantize(nodes)
+        except Exception:
+            interrupt.check()
+            return flatbuffer  # a node the quantizer cannot keep in float: this trial is the plain model
+
+    ranked = rank(candidates, quantize, error, MAX_PROBES, MAX_SECONDS / 2)
+    left = max(0.0, MAX_SECONDS - (time.monotonic() - started))
+    result = search(ranked, safe_quantize, accept, flatbuffer, verdict, MAX_TRIALS, left)
+    if result.passed:
+        extra = len(result.flatbuffer) - len(flatbuffer)
+        return Outcome("accepted", result.verdict, f"accepted after {describe(result, len(flatbuffer))}",
+                       result.flatbuffer, result.float_ops, integer_only(result.flatbuffer), extra)
+    best = result.best_failure or verdict
+    tail = (f"with up to {len(ranked)} operators in float the mixed-precision search measured at best "
+            f"{best.error:.3%} ({result.trials} trials, {result.seconds:.0f} s)")
+    return Outcome("rejected", verdict, f"rejected: {reason}; {tail}", None, [], integer, 0, f"{reason}; {tail}")
+
+
+def _operator_outputs(calibrated: bytes) -> list[str]:
+    """Every operator's first output tensor name, in graph order (the ranking when the debugger fails)."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=bytes(calibrated))
+    names = {int(d["index"]): d["name"] for d in interpreter.get_tensor_details()}
+    return [names[int(op["outputs"][0])] for op in interpreter._get_ops_details()  # noqa: SLF001 - TF's own op table
+            if len(op["outputs"]) and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
