@@ -109,12 +109,25 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     ("dilated_conv1d", "layers", "*"): skipped(LAYERS + "Conv1D"),
     ("embedding_bag", "int16x8", "*"): INT16X8_TOKENS,
     ("text_cnn", "int16x8", "*"): INT16X8_TOKENS,
-    # from `deploykit convert` alone (09:50 run); their runtime outcomes, and the four keras.applications, are
-    # not measured yet: the first `make zoo` tells, and its misses belong here
     ("text_gru", "int16x8", "*"): INT16X8_TOKENS,
     ("text_gru", "layers", "*"): skipped(LAYERS + "GRU"),
     ("transformer_block", "*", "*"): ERFC,
+    ("text_and_numbers", "int8", "*"): miss(0.0125),
     ("text_and_numbers", "int16x8", "*"): INT16X8_TOKENS,
+    # MobileNetV2 (alpha 0.35, 32x32): even fp32 misses, at 1.6e-5 (TFLite) and 2.2-2.6e-5 (TFJS) of the scale.
+    # Suspect: settle_batch_norm's statistics from 64 images leave near-zero variances on dead ReLU6
+    # channels, which amplify float noise (to be checked before calling it a kit defect)
+    ("mobilenet_v2", "fp32", "*"): miss(1.6e-5),
+    ("mobilenet_v2", "fp16", "*"): miss(0.0272),
+    ("mobilenet_v2", "dynamic", "litert"): miss(0.132),
+    ("mobilenet_v2", "dynamic", "tflite-runtime"): miss(0.185),
+    ("mobilenet_v2", "int8", "litert"): miss(0.532),
+    ("mobilenet_v2", "int8", "tflite-runtime"): miss(0.395),
+    ("mobilenet_v2", "int16x8", "*"): miss(0.258),
+    ("mobilenet_v2", "graph", "*"): miss(2.4e-5),
+    ("mobilenet_v2", "layers", "*"): skipped(LAYERS + "DepthwiseConv2D"),
+    # mobilenet_v3_small, efficientnet_b0, densenet121: not measured yet (the 11:00 run had not reached them by
+    # the deadline); the first `make zoo` tells, and their non-pass outcomes belong here
 }
 
 
