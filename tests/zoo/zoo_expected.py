@@ -126,7 +126,14 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     ("mobilenet_v2", "int16x8", "*"): miss(0.258),
     ("mobilenet_v2", "graph", "*"): miss(2.4e-5),
     ("mobilenet_v2", "layers", "*"): skipped(LAYERS + "DepthwiseConv2D"),
-    # mobilenet_v3_small, efficientnet_b0, densenet121: not measured yet (the 11:00 run had not reached them by
+    # MobileNetV3Small (32x32): fp32 and the graph model pass; the same near-zero settled variances are suspected
+    ("mobilenet_v3_small", "fp16", "*"): miss(0.0093),
+    ("mobilenet_v3_small", "dynamic", "*"): miss(0.045),
+    ("mobilenet_v3_small", "int8", "litert"): miss(0.281),
+    ("mobilenet_v3_small", "int8", "tflite-runtime"): miss(0.614),
+    ("mobilenet_v3_small", "int16x8", "*"): skipped(NOT_16X8 + "'HARD_SWISH'"),
+    ("mobilenet_v3_small", "layers", "*"): skipped(LAYERS + "Rescaling"),
+    # efficientnet_b0, densenet121: not measured yet (the 11:00 run had not reached them by
     # the deadline); the first `make zoo` tells, and their non-pass outcomes belong here
 }
 
