@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo chromium web clean
+.PHONY: setup test zoo demo chromium web clean
 
 setup: $(VENV)/.installed web chromium
 
@@ -30,6 +30,11 @@ chromium:
 test: setup
 	@if [ -f web/package.json ]; then npm --prefix web test --silent; fi
 	$(PY) -m pytest -q
+
+# The whole model zoo (tests/zoo: the fast set of `make test` plus the zoo_full set), then its table.
+zoo: setup
+	$(PY) -m pytest -q tests/zoo -m "zoo_full or not zoo_full"
+	$(PY) tests/zoo/zoo_table.py
 
 demo: setup
 	$(VENV)/bin/deploykit demo

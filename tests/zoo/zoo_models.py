@@ -1,9 +1,10 @@
-"""The model zoo of issue 3, built and trained (a few epochs) by code at test time; no binaries in git.
+"""The model zoo (issues 3 and 10), built and trained (a few epochs) by code at test time; no binaries in git.
 
-Each builder writes ``<dir>/<name>.keras`` and its DATA (CSV for tabular models, .npz otherwise) and
-returns ``(model_path, data_path, target)``. Digits come from scikit-learn's bundled 8x8 set (no
-download); the rest is generated with fixed seeds. The Boston models come from ``deploykit train``
-(tests/conftest.py fixtures).
+Each builder writes ``<dir>/<name>.keras`` (or a SavedModel folder) and its DATA (CSV for tabular models,
+.npz otherwise) and returns ``(model_path, data_path, target)``. Digits come from scikit-learn's bundled 8x8
+set (no download); the rest is generated with fixed seeds. The Boston models come from ``deploykit train``
+(tests/conftest.py fixtures). The families live in zoo_tabular.py, zoo_images.py and zoo_sequences.py;
+this module keeps the zoo of issue 3 and the registry.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from typing import Callable
 
 import numpy as np
 
-Built = tuple[Path, Path, str]
+import zoo_images
+import zoo_sequences
+import zoo_tabular
+from zoo_common import Built, keras_seeded
 
 
 def _keras():
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return keras
+    return keras_seeded(0)
 
 
 def digits_cnn(out: Path) -> Built:
@@ -112,4 +113,27 @@ BUILDERS: dict[str, Callable[[Path], Built]] = {
     "two_in_two_out": two_in_two_out,
     "sequence_lstm": sequence_lstm,
     "bn_dropout": bn_dropout_classifier,
+    **zoo_tabular.BUILDERS,
+    **zoo_images.BUILDERS,
+    **zoo_sequences.BUILDERS,
 }
+
+# Models built from a model another fixture trained (``tests/conftest.py``): name -> (builder, fixture).
+FROM_FIXTURE: dict[str, tuple[Callable[[Path, Path], Built], str]] = {
+    "course_export": (zoo_tabular.course_export, "boston_linear"),
+}
+# Built by ``deploykit train`` in tests/conftest.py and converted there; the zoo copies their bundles.
+BOSTON = ("boston_linear", "boston_mlp")
+
+FAMILY: dict[str, str] = {
+    **{name: "tabular" for name in (*BOSTON, *FROM_FIXTURE, "two_in_two_out", "bn_dropout", *zoo_tabular.BUILDERS)},
+    **{name: "image" for name in ("digits_cnn", *zoo_images.BUILDERS)},
+    **{name: "sequence" for name in ("sequence_lstm", *zoo_sequences.BUILDERS)},
+}
+APPLICATIONS = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121")
+ALL: list[str] = [*BOSTON, *FROM_FIXTURE, *(n for n in BUILDERS if n not in APPLICATIONS), *APPLICATIONS]  # slowest last
+# `make test` runs these (the first six are the zoo of issue 3); `make zoo` runs all (marker zoo_full).
+FAST = ("boston_linear", "boston_mlp", "digits_cnn", "two_in_two_out", "sequence_lstm", "bn_dropout",
+        "course_export", "layernorm_mlp", "gelu_exact_mlp", "rescaling_resnet", "conv1d_regressor", "series_attention")
+SET: dict[str, str] = {name: "fast" if name in FAST else "full" for name in ALL}
+assert set(FAMILY) == set(ALL) and set(FAST) <= set(ALL)

@@ -1,0 +1,210 @@
+"""The one table of the zoo's expected non-pass outcomes, each with the kit's message prefix or a measured number.
+
+Keys are ``(model, artifact, runtime)``; ``"*"`` matches any artifact or runtime (the most specific key
+wins). Artifacts: fp32, fp16, dynamic, int8, int16x8 (``edge/model.<v>.tflite``), graph, layers (TFJS).
+Kinds:
+
+* ``convert-error``: ``deploykit convert`` failed for the whole model; ``text`` is its message prefix.
+* ``skipped``: the artifact was not written; ``text`` is the manifest's reason prefix (naming the layer/op).
+* ``rejected``: convert wrote it marked ``"status": "rejected"``; ``number`` is its measured error.
+* ``cannot-run``: the runtime declares it cannot run the artifact; ``text`` is the message prefix.
+* ``error``: the runtime failed to run it; ``text`` is the error prefix.
+* ``miss``: accepted, ran, and missed its bound; ``number`` is the measured error (first number of the
+  failure) - a kit defect recorded until it is fixed.
+
+Any case not in the table must pass. Numbers are measured on this machine (2-core x86_64, TF 2.19, TFJS 4.22,
+LiteRT and tflite-runtime 2.14) with ``make zoo``; a case asserts its number within a factor of 2.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+ARTIFACTS = {**{v: f"edge/model.{v}.tflite" for v in VARIANTS},
+             "graph": "web/model/graph/model.json", "layers": "web/model/layers/model.json"}
+TFLITE_RT = ("litert", "tflite-runtime")
+BROWSER_RT = ("chromium-cpu", "chromium-wasm", "chromium-webgl")
+
+
+# A skip reason names what is missing: a layer class or an op, CamelCase or UPPER_CASE.
+NAMES_A_LAYER_OR_OP = re.compile(r"[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*|[A-Z][A-Z0-9_]{2,}")
+
+
+class Expect(NamedTuple):
+    kind: str
+    text: str = ""
+    number: float | None = None
+
+
+def miss(number: float) -> Expect:
+    return Expect("miss", "", number)
+
+
+def skipped(text: str) -> Expect:
+    return Expect("skipped", text)
+
+
+LAYERS = "TFJS layers model not written: TFJS 4.22 cannot load "
+SAVED_MODEL_LAYERS = skipped("the source is a SavedModel, which has no Keras layers to write")
+INT16X8 = "the TFLite converter cannot make int16x8: "
+INT16X8_TOKENS = skipped(INT16X8 + "Max and min for dynamic tensors should be recorded during calibration: "
+                         "Failed for tensor serving_default_tokens:0")
+NOT_16X8 = INT16X8 + "Quantization to 16x8-bit not yet supported for op: "
+WASM = "TFJS wasm cannot run web/model/graph/model.json: "
+WASM_RANK3_BIAS = Expect("cannot-run", WASM + "_FusedMatMul only supports rank-1 bias but got rank 3")
+ERFC = Expect("convert-error", "tensorflowjs cannot convert this model to a graph model: "
+                               "Unsupported Ops in the model before optimization Erfc")
+
+# Measured 2026-12-01 on main a20ae81 (tolerances of issue 10; no mixed-precision int8 search yet, so every
+# int8 over 1% is still a "miss": when convert marks them rejected these become rejected(number) entries).
+EXPECTED: dict[tuple[str, str, str], Expect] = {
+    # the fast set (make test)
+    ("course_export", "int8", "*"): miss(0.384),        # SavedModel: no per-feature fold (rm and tax share a scale)
+    ("course_export", "int16x8", "*"): miss(0.341),
+    ("course_export", "layers", "*"): SAVED_MODEL_LAYERS,
+    ("sequence_lstm", "int8", "*"): miss(0.032),
+    ("sequence_lstm", "int16x8", "*"): INT16X8_TOKENS,
+    ("sequence_lstm", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("bn_dropout", "int8", "*"): miss(0.012),
+    ("layernorm_mlp", "int8", "*"): miss(0.024),
+    ("layernorm_mlp", "int16x8", "*"): skipped(NOT_16X8 + "'NEG'"),
+    ("layernorm_mlp", "layers", "*"): skipped(LAYERS + "LayerNormalization"),
+    ("gelu_exact_mlp", "*", "*"): ERFC,
+    ("rescaling_resnet", "layers", "*"): skipped(LAYERS + "Rescaling"),
+    ("series_attention", "int8", "litert"): miss(0.033),
+    ("series_attention", "int8", "tflite-runtime"): miss(0.042),
+    ("series_attention", "int16x8", "*"): skipped(NOT_16X8 + "'NEG'"),
+    ("series_attention", "graph", "chromium-wasm"): Expect("cannot-run", WASM + "Kernel 'Einsum' not registered for backend 'wasm'"),
+    ("series_attention", "layers", "*"): skipped(LAYERS + "MultiHeadAttention"),
+    # zoo_full (make zoo)
+    ("gelu_tanh_mlp", "int8", "*"): miss(0.0122),
+    ("gelu_tanh_mlp", "int16x8", "tflite-runtime"): Expect("cannot-run", "edge/model.int16x8.tflite runs GELU on int16 tensors, "
+                                                                         "which needs ai-edge-litert >= 1.3.0"),
+    ("gelu_tanh_mlp", "layers", "*"): skipped(LAYERS + "Keras op 'gelu' (Gelu)"),
+    ("prelu_elu_mlp", "int16x8", "*"): skipped(NOT_16X8 + "'PRELU'"),
+    ("prelu_elu_mlp", "layers", "*"): skipped(LAYERS + "PReLU"),
+    ("three_inputs", "layers", "*"): skipped(LAYERS + "Rescaling"),
+    ("keras2_saved_model", "int8", "*"): miss(0.306),   # SavedModel: no fold
+    ("keras2_saved_model", "layers", "*"): SAVED_MODEL_LAYERS,
+    ("separable_cnn", "int8", "litert"): miss(0.0118),
+    ("separable_cnn", "int8", "tflite-runtime"): miss(0.0112),
+    ("separable_cnn", "layers", "*"): skipped(LAYERS + "ZeroPadding2D"),
+    ("conv_autoencoder", "layers", "*"): skipped(LAYERS + "Conv2DTranspose"),
+    ("simple_rnn", "int8", "*"): miss(0.0183),
+    ("gru", "int8", "*"): miss(0.0151),
+    ("gru", "int16x8", "litert"): miss(0.173),
+    ("gru", "int16x8", "tflite-runtime"): miss(0.205),
+    ("gru", "layers", "*"): skipped(LAYERS + "GRU"),
+    ("stacked_lstm", "int8", "*"): miss(0.028),
+    ("stacked_lstm", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("bidirectional_lstm", "int8", "litert"): miss(0.0194),
+    ("bidirectional_lstm", "int8", "tflite-runtime"): miss(0.0175),
+    ("bidirectional_lstm", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("bidirectional_lstm", "layers", "*"): skipped(LAYERS + "Bidirectional"),
+    ("time_distributed", "int8", "*"): miss(0.0183),
+    ("time_distributed", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
+    ("time_distributed", "layers", "*"): skipped(LAYERS + "TimeDistributed"),
+    ("dilated_conv1d", "layers", "*"): skipped(LAYERS + "Conv1D"),
+    ("embedding_bag", "int16x8", "*"): INT16X8_TOKENS,
+    ("text_cnn", "int16x8", "*"): INT16X8_TOKENS,
+    ("text_gru", "int16x8", "*"): INT16X8_TOKENS,
+    ("text_gru", "layers", "*"): skipped(LAYERS + "GRU"),
+    ("transformer_block", "*", "*"): ERFC,
+    ("text_and_numbers", "int8", "*"): miss(0.0125),
+    ("text_and_numbers", "int16x8", "*"): INT16X8_TOKENS,
+    # MobileNetV2 (alpha 0.35, 32x32): even fp32 misses, at 1.6e-5 (TFLite) and 2.2-2.6e-5 (TFJS) of the scale.
+    # Suspect: settle_batch_norm's statistics from 64 images leave near-zero variances on dead ReLU6
+    # channels, which amplify float noise (to be checked before calling it a kit defect)
+    ("mobilenet_v2", "fp32", "*"): miss(1.6e-5),
+    ("mobilenet_v2", "fp16", "*"): miss(0.0272),
+    ("mobilenet_v2", "dynamic", "litert"): miss(0.132),
+    ("mobilenet_v2", "dynamic", "tflite-runtime"): miss(0.185),
+    ("mobilenet_v2", "int8", "litert"): miss(0.532),
+    ("mobilenet_v2", "int8", "tflite-runtime"): miss(0.395),
+    ("mobilenet_v2", "int16x8", "*"): miss(0.258),
+    ("mobilenet_v2", "graph", "*"): miss(2.4e-5),
+    ("mobilenet_v2", "layers", "*"): skipped(LAYERS + "DepthwiseConv2D"),
+    # MobileNetV3Small (32x32): fp32 and the graph model pass; the same near-zero settled variances are suspected
+    ("mobilenet_v3_small", "fp16", "*"): miss(0.0093),
+    ("mobilenet_v3_small", "dynamic", "*"): miss(0.045),
+    ("mobilenet_v3_small", "int8", "litert"): miss(0.281),
+    ("mobilenet_v3_small", "int8", "tflite-runtime"): miss(0.614),
+    ("mobilenet_v3_small", "int16x8", "*"): skipped(NOT_16X8 + "'HARD_SWISH'"),
+    ("mobilenet_v3_small", "layers", "*"): skipped(LAYERS + "Rescaling"),
+    # efficientnet_b0, densenet121: not measured yet (the 11:00 run had not reached them by
+    # the deadline); the first `make zoo` tells, and their non-pass outcomes belong here
+}
+
+
+def expected_for(model: str, artifact: str, runtime: str) -> Expect | None:
+    """The table's entry for a case (most specific key first), or None: the case must pass."""
+    for key in ((model, artifact, runtime), (model, artifact, "*"), (model, "*", runtime), (model, "*", "*")):
+        if key in EXPECTED:
+            return EXPECTED[key]
+    return None
+
+
+def first_number(text: str) -> float:
+    """The first number in a message after its output name ("y: max error 3.2% ..." -> 0.032)."""
+    match = re.search(r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)(%?)", text.split(": ", 1)[-1])
+    assert match, f"no number in {text!r}"
+    return float(match.group(1)) / (100 if match.group(2) else 1)
+
+
+def observe(entry: dict[str, Any], short: str, runtime: str) -> tuple[str, str, float | None]:
+    """What happened to one case of a zoo_report.json model entry: (kind, message, number)."""
+    if entry["convert_error"]:
+        return "convert-error", entry["convert_error"], None
+    path = ARTIFACTS[short]
+    artifact = next((a for a in entry["artifacts"] if a["path"] == path), None)
+    if artifact is None:
+        fmt = "tflite" if path.endswith(".tflite") else f"tfjs_{path.split('/')[2]}"
+        variant = artifact_variant(short)
+        skips = [s for s in entry["skipped"] if s["format"] == fmt
+                 and (fmt != "tflite" or s.get("variant") == variant)]
+        assert len(skips) == 1, f"{path} is neither written nor skipped once: {entry['skipped']}"
+        return "skipped", skips[0]["reason"], None
+    if artifact.get("status") == "rejected":
+        why = str(artifact.get("rejection", ""))
+        return "rejected", why, first_number(why)
+    results = [r for r in entry["results"] if r["artifact"] == path and r["runtime"] == runtime]
+    assert len(results) == 1, f"{path} on {runtime}: {len(results)} results"
+    [result] = results
+    if result["passed"]:
+        return "pass", "", None
+    if result.get("status") == "unsupported":
+        return "cannot-run", result.get("note") or result["error"], None
+    if result["error"]:
+        return "error", result["error"], None
+    return "miss", "; ".join(result["failures"]), first_number(result["failures"][0])
+
+
+def artifact_variant(short: str) -> str:
+    return {"fp32": "float32", "fp16": "float16"}.get(short, short)
+
+
+def close(measured: float, recorded: float) -> bool:
+    """Same measurement within a factor of 2 (seeded training on another CPU moves it a little)."""
+    return recorded / 2 <= measured <= recorded * 2
+
+
+def check(entry: dict[str, Any], short: str, runtime: str) -> None:
+    """Assert one case against the table: it passed, or it is the table's outcome with its message/number.
+
+    Raises:
+        AssertionError: naming what happened instead.
+    """
+    kind, message, number = observe(entry, short, runtime)
+    want = expected_for(entry["model"], short, runtime)
+    if want is None:
+        assert kind == "pass", f"{kind}: {message}"
+        return
+    assert kind == want.kind, f"expected {want.kind} ({want.text or want.number}), got {kind}: {message or 'now passes: drop the entry'}"
+    if want.text:
+        assert message.startswith(want.text), message
+    if kind == "skipped":
+        assert NAMES_A_LAYER_OR_OP.search(message), f"the skip reason names no layer or op: {message}"
+    if want.number is not None:
+        assert number is not None and close(number, want.number), f"measured {number:.3g}, recorded {want.number:.3g}: {message}"
