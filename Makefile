@@ -31,9 +31,11 @@ test: setup
 	@if [ -f web/package.json ]; then npm --prefix web test --silent; fi
 	$(PY) -m pytest -q
 
-# The whole model zoo (tests/zoo: the fast set of `make test` plus the zoo_full set), then its table.
+# The whole model zoo (tests/zoo: the fast set of `make test` plus the zoo_full set), then its table; also the
+# random-SIGKILL convert test at the 20 trials of issue 13 (make test runs 8).
 zoo: setup
 	$(PY) -m pytest -q tests/zoo -m "zoo_full or not zoo_full"
+	DEPLOYKIT_KILL_TRIALS=20 $(PY) -m pytest -q tests/test_atomic_output.py -k random
 	$(PY) tests/zoo/zoo_table.py
 
 demo: setup

@@ -28,7 +28,7 @@ from convert.pipeline import recover_interrupted
 from edge import manifest as manifest_mod
 from tests.conftest import BOSTON_CSV, QUIET_ENV
 
-TRIALS = int(os.environ.get("DEPLOYKIT_KILL_TRIALS", "8"))  # `make zoo` (the full run) sets 20
+TRIALS = int(os.environ.get("DEPLOYKIT_KILL_TRIALS", "8"))  # `make zoo` runs the 20 trials
 
 DRIVER = r'''
 import json, os, shutil, signal, sys, time, types
