@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
                          drift_window=args.drift_window, log_max_bytes=args.log_max_bytes,
-                         allow_rejected=args.allow_rejected,
+                         allow_rejected=args.allow_rejected, serve_unready=args.serve_unready,
                          forwarded_allow_ips=args.forwarded_allow_ips, max_header_bytes=args.max_header_bytes,
                          max_headers=args.max_headers, header_timeout=args.header_timeout,
                          body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout,
@@ -358,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--variant", help=variant_help)
     s.add_argument("--allow-rejected", action="store_true", help=rejected_help)
+    s.add_argument("--serve-unready", action="store_true",
+                   help="answer predictions even when the start-up self-test failed (/readyz still says 503)")
     s.add_argument("--workers", type=int, default=1, help="worker processes, each with its own interpreter")
     s.add_argument("--allow-origin", action="append", metavar="URL", help="allow CORS from this origin (repeatable)")
     s.add_argument("--log-dir", metavar="DIR", help="write requests.csv and predictions.csv here")

@@ -68,6 +68,7 @@ class ServeConfig:
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
     allow_rejected: bool = False
+    serve_unready: bool = False
     forwarded_allow_ips: Optional[str] = None
     shared_dir: Optional[str] = None  # --workers N: where workers share metrics and drift (edge.workers)
     # HTTP limits, enforced by edge.http_protocol (defaults: edge.http_protocol.Limits)
@@ -133,6 +134,7 @@ class EdgeApp:
         "/": ("index", ("GET", "HEAD")),
     }
     UNLIMITED = {"healthz", "readyz", "metrics"}
+    PREDICTING = {"predict_json", "predict_form", "tfs_predict"}
     TALLY_EVERY = 512
     METRICS_DRIFT_MAX_AGE = 1.0  # seconds: a scrape may see drift results this old (``/drift`` never does)
 
@@ -185,7 +187,7 @@ class EdgeApp:
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] == "/predict_json" and scope["method"] == "POST" and self.logs is None:
+            if scope["path"] == "/predict_json" and scope["method"] == "POST" and self.logs is None and self.ready:
                 await self._course_request(scope, receive, send)
             else:
                 await self._http(scope, receive, send)
@@ -299,6 +301,9 @@ class EdgeApp:
                                      [(b"retry-after", b"1")])
                     self.metrics.inflight += 1
                     counted = True
+                if route in self.PREDICTING and not self.ready and not self.config.serve_unready:
+                    raise _Reply(503, f"not ready ({self.ready_error}): predictions are refused until the self-test "
+                                      "passes (see /readyz); start with --serve-unready to answer anyway")
                 handler = self._handlers[route]
                 status, content_type, body, extra = await handler(
                     scope=scope, receive=receive, headers=headers, model_name=model_name, log_rows=log_rows
@@ -759,7 +764,8 @@ def openapi(predictor: Predictor, config: ServeConfig) -> dict[str, Any]:
     predict_errors = with_body + [
         (400, "malformed JSON or body"), (413, f"body over {config.max_body} bytes or batch over {config.max_batch} rows"),
         (415, "wrong content type"), (422, "wrong count, type or non-finite values"), (500, "internal error"),
-        (503, "busy: too many requests in flight, or too many connections, or shutting down")]
+        (503, "busy: too many requests in flight, too many connections, shutting down, or not ready (the self-test "
+              "failed, see /readyz)")]
 
     def get(summary: str, schema: dict | None = None, ctype: str = "application/json",
             more: list[tuple[int, str]] | None = None, more_content: dict | None = None) -> dict:

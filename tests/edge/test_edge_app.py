@@ -38,7 +38,9 @@ def call(app: EdgeApp, method: str, path: str, body: bytes = b"") -> tuple[int, 
 @pytest.fixture(scope="module")
 def app_factory(bundle: Path):
     def make(window: int) -> EdgeApp:
-        return build_app(ServeConfig(bundle=str(bundle), drift_window=window))
+        app = build_app(ServeConfig(bundle=str(bundle), drift_window=window))
+        app.startup()  # what uvicorn's lifespan does: the self-test, then predictions are answered
+        return app
     return make
 
 
