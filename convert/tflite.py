@@ -416,11 +416,12 @@ def _serialize(model: Any) -> bytes:
 
 
 def _first_error(text: str) -> str:
-    """The converter's first ``error:`` line (its messages are long MLIR dumps), cut to one short line."""
-    for line in text.splitlines():
-        if "error:" in line:
-            return " ".join(line.split("error:", 1)[1].split())[:240]
-    return " ".join(text.split())[:240]
+    """The converter's first ``error:`` line (its messages are long MLIR dumps), each sentence once, cut to one
+    short line."""
+    line = next((ln.split("error:", 1)[1] for ln in text.splitlines() if "error:" in ln), text)
+    sentences = [s.strip() for s in " ".join(line.split()).split(". ") if s.strip()]
+    unique = list(dict.fromkeys(s.rstrip(".") for s in sentences))
+    return (". ".join(unique) + ("." if line.strip().endswith(".") else ""))[:240]
 
 
 def operators(flatbuffer: bytes) -> list[dict[str, Any]]:

@@ -398,3 +398,13 @@ def test_recurrent_layers_unroll_to_tflite_builtins(tmp_path):
     np.testing.assert_allclose(actual, model.predict(x, verbose=0), atol=1e-6)
     variable = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4)])
     assert unrolled(variable) is None  # no fixed number of steps to unroll
+
+
+def test_converter_errors_are_one_short_line_each_sentence_once():
+    from convert.tflite import _first_error
+
+    dump = ("loc(fused[...]): error: Quantization to 16x8-bit not yet supported for op: 'NEG'. "
+            "Quantization to 16x8-bit not yet supported for op: 'NEG'.\nnote: see current operation ...")
+    assert _first_error(dump) == "Quantization to 16x8-bit not yet supported for op: 'NEG'."
+    assert _first_error("error: Empty min/max for tensor serving_default_tokens") == (
+        "Empty min/max for tensor serving_default_tokens")
