@@ -90,7 +90,7 @@ class ZooReport:
 
 def _entry(entry: ZooModel) -> dict[str, Any]:
     manifest = entry.manifest
-    keep = ("path", "format", "variant", "bytes", "status", "rejection", "note", "tolerance", "runtime")
+    keep = ("path", "format", "variant", "bytes", "status", "rejection", "measured", "float_ops", "integer_only", "note", "tolerance", "runtime")
     results = []
     for r in entry.report.results if entry.report else []:
         results.append({"artifact": r.artifact, "runtime": r.runtime, "passed": r.passed, "error": r.error,
