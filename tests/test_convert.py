@@ -291,8 +291,8 @@ def test_fold_drops_a_normalization_into_the_next_dense(tmp_path):
 
     keras.utils.set_random_seed(0)
     a = keras.Input((3,), name="b")
-    normalized = keras.layers.Normalization(mean=5.0, variance=4.0)(a)
-    out = keras.layers.Dense(2)(keras.layers.Dense(4, activation="relu")(normalized))
+    normalized = keras.layers.Normalization(mean=5.0, variance=4.0, name="normalization")(a)
+    out = keras.layers.Dense(2, name="head")(keras.layers.Dense(4, activation="relu", name="dense")(normalized))
     model = keras.Model(a, out)
     x = np.random.default_rng(1).normal(5, 2, (200, 3)).astype(np.float32)
     fold = fold_inputs(model, {"b": x}, rounding=False)

@@ -345,6 +345,7 @@ def test_ctrl_c_that_python_ignored_in_a_finalizer_stops_at_the_next_step() -> N
 # and falls back to the TF1 route: the Ctrl+C a user presses during "Converting the TFJS graph model".
 CTRL_C_IN_TFJS_FREEZE = """
 import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also when started with SIGINT ignored
 import tensorflowjs.converters.tf_saved_model_conversion_v2 as v2
 real = v2._freeze_saved_model_v2
 def interrupted(*args, **kwargs):
