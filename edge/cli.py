@@ -342,7 +342,17 @@ def cmd_drift(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _serve_defaults() -> dict[str, Any]:
+    """``ServeConfig``'s defaults: the one place the HTTP limits' defaults are written."""
+    import dataclasses
+
+    from edge.server import ServeConfig
+
+    return {f.name: f.default for f in dataclasses.fields(ServeConfig)}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _SERVE_DEFAULTS = _serve_defaults()
     parser = argparse.ArgumentParser(
         prog="deploykit-edge",
         description="Serve and check a deploykit bundle's TFLite model on a device, without TensorFlow.")
@@ -369,19 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests in flight per worker before answering 503 (default 64)")
     s.add_argument("--drift-window", type=int, default=500, metavar="ROWS", help="recent rows tested for drift")
     s.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="BYTES", help="rotate logs at this size")
-    s.add_argument("--max-header-bytes", type=int, default=16 * 1024, metavar="BYTES",
+    s.add_argument("--max-header-bytes", type=int, default=_SERVE_DEFAULTS["max_header_bytes"], metavar="BYTES",
                    help="request line + headers limit, answered 431 (default 16384)")
-    s.add_argument("--max-headers", type=int, default=64, metavar="N", help="header lines per request, 431 over (default 64)")
-    s.add_argument("--header-timeout", type=float, default=5.0, metavar="SECONDS",
+    s.add_argument("--max-headers", type=int, default=_SERVE_DEFAULTS["max_headers"], metavar="N", help="header lines per request, 431 over (default 64)")
+    s.add_argument("--header-timeout", type=float, default=_SERVE_DEFAULTS["header_timeout"], metavar="SECONDS",
                    help="time to receive a request's headers, new connections included; 408 after (default 5)")
-    s.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
+    s.add_argument("--body-timeout", type=float, default=_SERVE_DEFAULTS["body_timeout"], metavar="SECONDS",
                    help="time to receive a request's body once its headers are in; 408 after (default 10)")
-    s.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+    s.add_argument("--keep-alive-timeout", type=float, default=_SERVE_DEFAULTS["keep_alive_timeout"], metavar="SECONDS",
                    help="an idle keep-alive connection is closed after this (default 5)")
-    s.add_argument("--max-connections", type=int, default=256, metavar="N",
+    s.add_argument("--max-connections", type=int, default=_SERVE_DEFAULTS["max_connections"], metavar="N",
                    help="open connections per worker; over it the oldest idle one is closed, or the new one "
                         "answered 503 (default 256)")
-    s.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+    s.add_argument("--graceful-timeout", type=float, default=_SERVE_DEFAULTS["graceful_timeout"], metavar="SECONDS",
                    help="on SIGTERM, time given to requests in flight; stalled ones are answered 503 (default 30)")
     s.add_argument("--forwarded-allow-ips", metavar="IPS",
                    help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are trusted for the "
