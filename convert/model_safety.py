@@ -58,7 +58,11 @@ TensorArrayV3 TensorArrayReadV3 TensorArrayWriteV3 TensorArrayGatherV3 TensorArr
 TensorArraySizeV3 TensorArrayConcatV3 TensorArraySplitV3
 VarHandleOp ReadVariableOp AssignVariableOp AssignAddVariableOp AssignSubVariableOp VarIsInitializedOp
 ResourceGather DestroyResourceOp VariableV2 Variable Assign IsVariableInitialized
+IteratorGetNext IteratorGetNextSync IteratorGetNextAsOptional OptionalGetValue OptionalHasValue OptionalNone
 """
+# The iterator ops above only take the next element of an iterator handed to the function (a Keras 2
+# Normalization's adapt_step holds one); every op that makes a dataset from files (TFRecordDataset, ...) stays
+# refused.
 ALLOWED_OPS = frozenset((_NUMERIC + _ARRAY_AND_CONTROL).split())
 # The saver graph named by MetaGraphDef.saver_def (``__inference__traced_save_N`` /
 # ``__inference__traced_restore_N`` in TF2, the ``save/`` scope in TF1): its own ops, there only.

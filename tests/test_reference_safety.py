@@ -283,3 +283,12 @@ def test_real_models_pass_the_archive_check(boston_mlp, monkeypatch):
     assert MAX_JSON_BYTES == 64 * 1024 * 1024
     _no_inflating(monkeypatch)
     check_keras_archive(boston_mlp)
+
+
+def test_taking_from_an_iterator_is_allowed_making_one_from_files_is_not():
+    """A Keras 2 Normalization's adapt_step (in a tf_keras model.save SavedModel) takes from an iterator it is given;
+    datasets that read files stay refused."""
+    from convert.model_safety import ALLOWED_OPS
+
+    assert {"IteratorGetNext", "OptionalGetValue"} <= ALLOWED_OPS
+    assert not {"TFRecordDatasetV2", "FixedLengthRecordDatasetV2", "TextLineDatasetV2", "MakeIterator"} & ALLOWED_OPS
