@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="worker processes, each with its own interpreter")
     s.add_argument("--allow-origin", action="append", metavar="URL", help="allow CORS from this origin (repeatable)")
     s.add_argument("--log-dir", metavar="DIR", help="write requests.csv and predictions.csv here")
-    s.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="request body limit (default 1 MB)")
+    s.add_argument("--max-body", type=int, default=_SERVE_DEFAULTS["max_body"], metavar="BYTES", help="request body limit (default 1 MB)")
     s.add_argument("--max-batch", type=int, default=1000, metavar="ROWS", help="rows per request (default 1000)")
     s.add_argument("--max-concurrency", type=int, default=64, metavar="N",
                    help="requests in flight per worker before answering 503 (default 64)")

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
+
+from edge.limits import Limits
 
 try:  # uvicorn's fast parser (uvicorn's "auto" choice when httptools is installed)
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
@@ -45,20 +46,6 @@ STALL_MARGIN = 2.0
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large", 417: b"Expectation Failed",
             431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
-
-
-@dataclass
-class Limits:
-    """The HTTP limits of ``deploykit-edge serve`` (the flag of each is named in ``edge.cli``)."""
-
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 64
-    header_timeout: float = 5.0
-    body_timeout: float = 10.0
-    keep_alive_timeout: float = 5.0
-    max_connections: int = 256
-    max_body: int = 1024 * 1024
-    graceful_timeout: float = 30.0
 
 
 LIMITS = Limits()

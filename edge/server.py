@@ -33,6 +33,7 @@ from edge import selftest as selftest_mod
 from edge.drift import DriftMonitor
 from edge.errors import EdgeError
 from edge.inputs import FLOAT32_MAX, InputError, RowParser, check_tensor, parse_json
+from edge.limits import DEFAULTS as LIMIT_DEFAULTS, Limits
 from edge.logs import CsvLogs
 from edge import workers
 from edge.metrics import Metrics, merge_states
@@ -61,7 +62,7 @@ class ServeConfig:
     workers: int = 1
     allow_origins: list[str] = field(default_factory=list)
     log_dir: Optional[str] = None
-    max_body: int = 1024 * 1024
+    max_body: int = LIMIT_DEFAULTS.max_body
     max_batch: int = 1000
     max_concurrency: int = 64
     drift_window: int = 500
@@ -71,14 +72,14 @@ class ServeConfig:
     serve_unready: bool = False
     forwarded_allow_ips: Optional[str] = None
     shared_dir: Optional[str] = None  # --workers N: where workers share metrics and drift (edge.workers)
-    # HTTP limits, enforced by edge.http_protocol (defaults: edge.http_protocol.Limits)
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 64
-    header_timeout: float = 5.0
-    body_timeout: float = 10.0
-    keep_alive_timeout: float = 5.0
-    max_connections: int = 256
-    graceful_timeout: float = 30.0
+    # HTTP limits, enforced by edge.http_protocol; defaults in edge.limits
+    max_header_bytes: int = LIMIT_DEFAULTS.max_header_bytes
+    max_headers: int = LIMIT_DEFAULTS.max_headers
+    header_timeout: float = LIMIT_DEFAULTS.header_timeout
+    body_timeout: float = LIMIT_DEFAULTS.body_timeout
+    keep_alive_timeout: float = LIMIT_DEFAULTS.keep_alive_timeout
+    max_connections: int = LIMIT_DEFAULTS.max_connections
+    graceful_timeout: float = LIMIT_DEFAULTS.graceful_timeout
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -856,9 +857,7 @@ def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
 
 
 def limits(config: ServeConfig) -> Any:
-    """The ``edge.http_protocol.Limits`` of a config (imports uvicorn)."""
-    from edge.http_protocol import Limits
-
+    """The ``edge.limits.Limits`` of a config."""
     return Limits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
                   header_timeout=config.header_timeout, body_timeout=config.body_timeout,
                   keep_alive_timeout=config.keep_alive_timeout, max_connections=config.max_connections,

@@ -153,13 +153,11 @@ def test_full_disk_drops_whole_lines_and_resumes(tmp_path: Path) -> None:
 
     from edge_helpers import ENV, REPO
 
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare(1) to mount a tmpfs in a private namespace")
+    assert shutil.which("unshare"), "util-linux's unshare(1) mounts the private tmpfs this test fills"
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare -rm refused here (exit {probe.returncode}): no private tmpfs to fill")
+    assert probe.returncode == 0, f"unshare -rm refused (exit {probe.returncode}): no private tmpfs to fill"
     r = subprocess.run(["unshare", "-rm", sys.executable, "-c", FULL_DISK_SCRIPT, str(mnt)], cwd=REPO, env=ENV,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
