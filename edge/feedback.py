@@ -1,0 +1,248 @@
+"""Ground truth that arrives later: prediction ids, the recent predictions by id, and online metrics.
+
+* Every prediction gets an id from ``PredictionIds.new`` (returned to the caller and logged): a random
+  token per store (8 hex digits, new at every start) followed by a hex counter, so ids are unique across
+  restarts and models, and the store can tell an id it issued and forgot (*expired*) from one it never
+  issued (*unknown*).
+* ``FeedbackStore`` keeps the ``max_ids`` most recent predictions for ``id_expiry_seconds``.
+  ``join`` takes ``{"id": ..., "truth": ...}`` (``join_body``: one object or a list of them), joins the
+  truth to the prediction and counts it into the version's metrics exactly once: a retry with the same
+  truth answers *duplicate* and counts nothing (idempotent by id); another truth for a joined id is a
+  conflict (409), the first one stays.
+* Metrics per version over the last N joined predictions for each configured window N, and over all
+  of them since the start: MAE and RMSE (over every value of the answer) for regression; accuracy and a
+  confusion count (``[truth, predicted, count]`` triples) for classification, where the truth is a class
+  index (0/1 for one probability per row).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.inputs import InputError
+from edge.rollout import predicted_class
+from edge.rollout_config import FeedbackConfig
+
+MAX_ITEMS = 1000
+"""The most feedback items one request may carry."""
+
+
+class PredictionIds:
+    """Unique prediction ids: ``<8 hex token><hex counter>`` (``3f9a0c1e1``, ``3f9a0c1e2``, ...)."""
+
+    def __init__(self, token: Optional[str] = None) -> None:
+        self.token = token or secrets.token_hex(4)
+        self._count = itertools.count(1)
+        self.issued = 0
+
+    def new(self) -> str:
+        """The next id."""
+        self.issued = n = next(self._count)
+        return f"{self.token}{n:x}"
+
+    def number(self, pid: str) -> Optional[int]:
+        """The counter of an id this generator issued, else None."""
+        if not pid.startswith(self.token):
+            return None
+        tail = pid[len(self.token):]
+        try:
+            n = int(tail, 16)
+        except ValueError:
+            return None
+        return n if 1 <= n <= self.issued and f"{n:x}" == tail else None
+
+
+@dataclass
+class _Prediction:
+    version: int
+    value: Any  # regression: float64 array of the values; classification: the predicted class (int)
+    at: float
+    truth: Any = None
+    joined: bool = False
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    """One feedback item's outcome: ``status`` is the HTTP status it would answer alone."""
+
+    id: str
+    status: int
+    outcome: str  # joined | duplicate | conflict | unknown | expired | invalid
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "outcome": self.outcome, "message": self.message}
+
+
+class _Window:
+    """One version's joined outcomes: the last ``size`` items and the totals since the start."""
+
+    def __init__(self, size: int) -> None:
+        self.items: deque[tuple] = deque(maxlen=size)
+        self.total = [0, 0.0, 0.0, 0]  # joined, sum |e| or correct, sum e^2, values
+        self.confusion: dict[tuple[int, int], int] = {}  # classification, since the start
+
+    def add(self, item: tuple) -> None:
+        self.items.append(item)
+
+
+class FeedbackStore:
+    """Recent predictions of one model by id, joined to their truth; per-version online metrics.
+
+    Args:
+        task: the manifest's ``task`` (``regression`` or ``classification``).
+        classes: the number of classes (classification; 2 for one probability per row).
+        config: windows, expiry and size (``edge.rollout_config.FeedbackConfig``).
+        clock: seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(self, task: str, config: FeedbackConfig = FeedbackConfig(), classes: int = 0,
+                 clock: Callable[[], float] = time.monotonic, ids: Optional[PredictionIds] = None) -> None:
+        if task not in ("regression", "classification"):
+            raise EdgeError(f"unknown task {task!r}; the manifest's task is regression or classification")
+        self.task = task
+        self.classes = classes
+        self.config = config
+        self.clock = clock
+        self.ids = ids or PredictionIds()
+        self._recent: OrderedDict[str, _Prediction] = OrderedDict()
+        self._windows: dict[int, _Window] = {}
+        self._size = max(config.windows)
+
+    def remember(self, version: int, prediction: Any, pid: Optional[str] = None) -> str:
+        """Keep a prediction (one row's answer) under a new id (or ``pid``, one of ``ids``'); return the id."""
+        pid = pid or self.ids.new()
+        if self.task == "classification":
+            value: Any = int(predicted_class(np.asarray(prediction, dtype=np.float64).reshape(1, -1))[0])
+        else:
+            value = np.asarray(prediction, dtype=np.float64).reshape(-1)
+        recent = self._recent
+        recent[pid] = _Prediction(version, value, self.clock())
+        if len(recent) > self.config.max_ids:
+            recent.popitem(last=False)
+        return pid
+
+    def _prune(self) -> None:
+        cutoff = self.clock() - self.config.id_expiry_seconds
+        recent = self._recent
+        while recent:
+            first = next(iter(recent.values()))
+            if first.at >= cutoff:
+                break
+            recent.popitem(last=False)
+
+    def _truth(self, truth: Any, entry: _Prediction) -> Any:
+        """The truth as the metrics take it.
+
+        Raises:
+            InputError: 422 for a truth of the wrong type, count or class.
+        """
+        if self.task == "classification":
+            if isinstance(truth, bool) or not isinstance(truth, int) or not 0 <= truth < max(self.classes, 2):
+                raise InputError(422, f"truth must be a class index from 0 to {max(self.classes, 2) - 1}, got {str(truth)[:40]}")
+            return truth
+        values = truth if isinstance(truth, list) else [truth]
+        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise InputError(422, f"truth must be a number or a list of {entry.value.size} numbers, got {str(truth)[:40]}")
+        arr = np.asarray(values, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise InputError(422, "truth must be finite")
+        if arr.size != entry.value.size:
+            raise InputError(422, f"truth has {arr.size} values, the prediction has {entry.value.size}")
+        return arr
+
+    def join(self, pid: Any, truth: Any) -> JoinResult:
+        """Join one truth to the prediction with this id (see the module's rules)."""
+        if not isinstance(pid, str) or not pid or len(pid) > 64:
+            return JoinResult(str(pid)[:64], 422, "invalid", "id must be the prediction's id, a string")
+        self._prune()
+        entry = self._recent.get(pid)
+        if entry is None:
+            if self.ids.number(pid) is not None:
+                return JoinResult(pid, 404, "expired", f"prediction {pid} has expired (this server keeps the last "
+                                  f"{self.config.max_ids} predictions for {self.config.id_expiry_seconds:g} s)")
+            return JoinResult(pid, 404, "unknown", f"prediction {pid} is unknown (not issued by this server since it started)")
+        try:
+            value = self._truth(truth, entry)
+        except InputError as exc:
+            return JoinResult(pid, exc.status, "invalid", str(exc))
+        if entry.joined:
+            same = entry.truth == value if self.task == "classification" else np.array_equal(entry.truth, value)
+            if same:
+                return JoinResult(pid, 200, "duplicate", f"prediction {pid} was already joined; not counted again")
+            return JoinResult(pid, 409, "conflict", f"prediction {pid} was already joined with another truth; the first is kept")
+        entry.truth, entry.joined = value, True
+        window = self._windows.get(entry.version)
+        if window is None:
+            window = self._windows[entry.version] = _Window(self._size)
+        if self.task == "classification":
+            item: tuple = (value, entry.value)
+            window.total[1] += value == entry.value
+            window.total[3] += 1
+            window.confusion[item] = window.confusion.get(item, 0) + 1
+        else:
+            err = entry.value - value
+            item = (float(np.abs(err).sum()), float((err * err).sum()), int(err.size))
+            window.total[1] += item[0]
+            window.total[2] += item[1]
+            window.total[3] += item[2]
+        window.total[0] += 1
+        window.add(item)
+        return JoinResult(pid, 200, "joined", "")
+
+    def join_body(self, data: Any) -> list[JoinResult]:
+        """Join a parsed ``POST .../feedback`` body: one ``{"id", "truth"}`` object or a list of them.
+
+        Raises:
+            InputError: 422 for a body of another shape, 413 over ``MAX_ITEMS`` items.
+        """
+        items = data if isinstance(data, list) else [data]
+        if not items:
+            raise InputError(422, 'the body must be {"id": ..., "truth": ...} or a non-empty list of them')
+        if len(items) > MAX_ITEMS:
+            raise InputError(413, f"{len(items)} feedback items are over the limit of {MAX_ITEMS}")
+        for i, item in enumerate(items, start=1):
+            if not isinstance(item, dict) or set(item) != {"id", "truth"}:
+                where = f"item {i}: " if isinstance(data, list) else ""
+                raise InputError(422, f'{where}feedback must be an object with exactly "id" and "truth"')
+        return [self.join(item["id"], item["truth"]) for item in items]
+
+    def metrics(self) -> dict[int, dict[str, Any]]:
+        """Per version: ``{"all": stats, "last_100": stats, ...}``; stats are ``{"joined", "mae", "rmse"}``
+        or ``{"joined", "accuracy", "confusion"}`` (None where nothing was joined)."""
+        out: dict[int, dict[str, Any]] = {}
+        for version, window in sorted(self._windows.items()):
+            items = list(window.items)
+            per = {"all": self._stats_total(window)}
+            for size in self.config.windows:
+                per[f"last_{size}"] = self._stats(items[-size:])
+            out[version] = per
+        return out
+
+    def _stats_total(self, window: _Window) -> dict[str, Any]:
+        joined, a, b, n = window.total
+        if self.task == "classification":
+            confusion = [[t, p, c] for (t, p), c in sorted(window.confusion.items())]
+            return {"joined": joined, "accuracy": a / n if n else None, "confusion": confusion}
+        return {"joined": joined, "mae": a / n if n else None, "rmse": math.sqrt(b / n) if n else None}
+
+    def _stats(self, items: list[tuple]) -> dict[str, Any]:
+        if self.task == "classification":
+            counts: dict[tuple[int, int], int] = {}
+            for truth, pred in items:
+                counts[(truth, pred)] = counts.get((truth, pred), 0) + 1
+            correct = sum(c for (t, p), c in counts.items() if t == p)
+            return {"joined": len(items), "accuracy": correct / len(items) if items else None,
+                    "confusion": [[t, p, c] for (t, p), c in sorted(counts.items())]}
+        n = sum(i[2] for i in items)
+        return {"joined": len(items), "mae": sum(i[0] for i in items) / n if n else None,
+                "rmse": math.sqrt(sum(i[1] for i in items) / n) if n else None}
