@@ -1,0 +1,126 @@
+"""Ground truth joined to predictions by id, and the online metrics (edge/feedback.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edge.feedback import MAX_ITEMS, FeedbackStore, PredictionIds
+from edge.inputs import InputError
+from edge.rollout_config import FeedbackConfig
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ids_are_unique_and_recognised() -> None:
+    ids = PredictionIds("abcd0123")
+    issued = [ids.new() for _ in range(1000)]
+    assert len(set(issued)) == 1000 and issued[:2] == ["abcd01231", "abcd01232"]
+    assert ids.number("abcd01231") == 1 and ids.number(issued[-1]) == 1000
+    assert ids.number("abcd0123" + "3e9") is None  # never issued (1001)
+    assert ids.number("abcd01230") is None and ids.number("ffff00001") is None and ids.number("abcd0123zz") is None
+    assert PredictionIds().token != PredictionIds().token
+
+
+def test_regression_metrics_equal_the_offline_ones() -> None:
+    rng = np.random.default_rng(7)
+    pred, truth = rng.normal(22, 9, 700), rng.normal(22, 9, 700)
+    store = FeedbackStore("regression", FeedbackConfig(windows=(100, 500)))
+    ids = [store.remember(2, float(p)) for p in pred]
+    results = [store.join(i, float(t)) for i, t in zip(ids, truth)]
+    assert {r.outcome for r in results} == {"joined"}
+    got = store.metrics()[2]
+    err = pred - truth
+    for key, part in (("all", err), ("last_100", err[-100:]), ("last_500", err[-500:])):
+        assert got[key]["joined"] == part.size
+        assert got[key]["mae"] == pytest.approx(float(np.mean(np.abs(part))), rel=1e-12)
+        assert got[key]["rmse"] == pytest.approx(float(np.sqrt(np.mean(part ** 2))), rel=1e-12)
+
+
+def test_a_retry_is_not_counted_twice_and_another_truth_conflicts() -> None:
+    store = FeedbackStore("regression")
+    pid = store.remember(1, [23.5])
+    assert store.join(pid, 20.0).as_dict() == {"id": pid, "status": 200, "outcome": "joined", "message": ""}
+    again = store.join(pid, 20.0)
+    assert (again.status, again.outcome, again.message) == (200, "duplicate",
+                                                            f"prediction {pid} was already joined; not counted again")
+    other = store.join(pid, 21.0)
+    assert (other.status, other.outcome, other.message) == (
+        409, "conflict", f"prediction {pid} was already joined with another truth; the first is kept")
+    assert store.metrics()[1]["all"] == {"joined": 1, "mae": 3.5, "rmse": 3.5}
+
+
+def test_unknown_and_expired_ids_answer_404_with_the_reason() -> None:
+    clock = Clock()
+    store = FeedbackStore("regression", FeedbackConfig(windows=(10,), id_expiry_seconds=60, max_ids=3), clock=clock)
+    first = store.remember(1, 10.0)
+    kept = [store.remember(1, 10.0) for _ in range(3)]  # the first is pushed out by the fourth
+    result = store.join(first, 9.0)
+    assert (result.status, result.outcome, result.message) == (
+        404, "expired", f"prediction {first} has expired (this server keeps the last 3 predictions for 60 s)")
+    clock.now += 61
+    assert store.join(kept[0], 9.0).outcome == "expired"
+    unknown = store.join("0000000042", 9.0)
+    assert (unknown.status, unknown.outcome, unknown.message) == (
+        404, "unknown", "prediction 0000000042 is unknown (not issued by this server since it started)")
+    bad = store.join(42, 9.0)
+    assert (bad.status, bad.outcome, bad.message) == (422, "invalid", "id must be the prediction's id, a string")
+    assert store.metrics() == {}
+
+
+def test_truths_of_the_wrong_kind_are_refused() -> None:
+    store = FeedbackStore("regression")
+    one, two = store.remember(1, 5.0), store.remember(1, [5.0, 6.0])
+    cases = [(one, "5", "truth must be a number or a list of 1 numbers, got 5"),
+             (one, True, "truth must be a number or a list of 1 numbers, got True"),
+             (one, [1.0, 2.0], "truth has 2 values, the prediction has 1"),
+             (two, [1.0, float("inf")], "truth must be finite")]
+    for pid, truth, message in cases:
+        result = store.join(pid, truth)
+        assert (result.status, result.outcome, result.message) == (422, "invalid", message)
+    assert store.join(two, [4.0, 8.0]).outcome == "joined"
+    assert store.metrics()[1]["all"] == {"joined": 1, "mae": 1.5, "rmse": math.sqrt(2.5)}
+    classes = FeedbackStore("classification", classes=3)
+    pid = classes.remember(1, [0.1, 0.7, 0.2])
+    for truth in (3, -1, 1.0, True):
+        assert classes.join(pid, truth).message == f"truth must be a class index from 0 to 2, got {truth}"
+
+
+def test_classification_accuracy_and_confusion_per_version() -> None:
+    store = FeedbackStore("classification", FeedbackConfig(windows=(3,)), classes=3)
+    rows = [(1, [0.8, 0.1, 0.1], 0), (1, [0.1, 0.8, 0.1], 1), (1, [0.1, 0.1, 0.8], 1), (1, [0.2, 0.7, 0.1], 1),
+            (2, [0.6, 0.3, 0.1], 2)]
+    for version, probs, truth in rows:
+        assert store.join(store.remember(version, probs), truth).outcome == "joined"
+    got = store.metrics()
+    assert got[1]["all"] == {"joined": 4, "accuracy": 0.75, "confusion": [[0, 0, 1], [1, 1, 2], [1, 2, 1]]}
+    assert got[1]["last_3"] == {"joined": 3, "accuracy": 2 / 3, "confusion": [[1, 1, 2], [1, 2, 1]]}
+    assert got[2]["all"] == {"joined": 1, "accuracy": 0.0, "confusion": [[2, 0, 1]]}
+    binary = FeedbackStore("classification", classes=2)
+    assert binary.join(binary.remember(1, [0.9]), 1).outcome == "joined"
+    assert binary.metrics()[1]["all"]["accuracy"] == 1.0
+
+
+def test_feedback_bodies() -> None:
+    store = FeedbackStore("regression")
+    a, b = store.remember(1, 1.0), store.remember(1, 2.0)
+    results = store.join_body([{"id": a, "truth": 1.5}, {"id": b, "truth": 2.0}, {"id": a, "truth": 1.5}])
+    assert [r.outcome for r in results] == ["joined", "joined", "duplicate"]
+    assert store.join_body({"id": b, "truth": 2.0})[0].outcome == "duplicate"
+    for body, status, message in [
+        ([], 422, 'the body must be {"id": ..., "truth": ...} or a non-empty list of them'),
+        ({"id": a}, 422, 'feedback must be an object with exactly "id" and "truth"'),
+        ([{"id": a, "truth": 1.0}, 5], 422, 'item 2: feedback must be an object with exactly "id" and "truth"'),
+        ([{"id": a, "truth": 1}] * (MAX_ITEMS + 1), 413, f"{MAX_ITEMS + 1} feedback items are over the limit of {MAX_ITEMS}"),
+    ]:
+        with pytest.raises(InputError) as err:
+            store.join_body(body)
+        assert (err.value.status, str(err.value)) == (status, message)
