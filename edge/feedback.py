@@ -47,7 +47,7 @@ class PredictionIds:
     def new(self) -> str:
         """The next id."""
         self.issued = n = next(self._count)
-        return f"{self.token}{n:x}"
+        return self.token + hex(n)[2:]
 
     def number(self, pid: str) -> Optional[int]:
         """The counter of an id this generator issued, else None."""
@@ -64,7 +64,7 @@ class PredictionIds:
 @dataclass
 class _Prediction:
     version: int
-    value: Any  # regression: float64 array of the values; classification: the predicted class (int)
+    value: Any  # float64 values (regression) or the predicted class (classification)
     at: float
     truth: Any = None
     joined: bool = False
@@ -114,20 +114,19 @@ class FeedbackStore:
         self.config = config
         self.clock = clock
         self.ids = ids or PredictionIds()
-        self._recent: OrderedDict[str, _Prediction] = OrderedDict()
+        # id -> (version, answer, time) as remembered; replaced by a _Prediction (same place) once touched
+        self._recent: OrderedDict[str, Any] = OrderedDict()
+        self.max_ids = config.max_ids
         self._windows: dict[int, _Window] = {}
         self._size = max(config.windows)
 
     def remember(self, version: int, prediction: Any, pid: Optional[str] = None) -> str:
-        """Keep a prediction (one row's answer) under a new id (or ``pid``, one of ``ids``'); return the id."""
+        """Keep a prediction (one row's answer: a float or an array) under a new id (or ``pid``, one of
+        ``ids``'); return the id. On the request's path: a tuple into an ordered dict, nothing converted."""
         pid = pid or self.ids.new()
-        if self.task == "classification":
-            value: Any = int(predicted_class(np.asarray(prediction, dtype=np.float64).reshape(1, -1))[0])
-        else:
-            value = np.asarray(prediction, dtype=np.float64).reshape(-1)
         recent = self._recent
-        recent[pid] = _Prediction(version, value, self.clock())
-        if len(recent) > self.config.max_ids:
+        recent[pid] = (version, prediction, self.clock())
+        if len(recent) > self.max_ids:
             recent.popitem(last=False)
         return pid
 
@@ -136,7 +135,7 @@ class FeedbackStore:
         recent = self._recent
         while recent:
             first = next(iter(recent.values()))
-            if first.at >= cutoff:
+            if (first[2] if type(first) is tuple else first.at) >= cutoff:
                 break
             recent.popitem(last=False)
 
@@ -171,26 +170,33 @@ class FeedbackStore:
                 return JoinResult(pid, 404, "expired", f"prediction {pid} has expired (this server keeps the last "
                                   f"{self.config.max_ids} predictions for {self.config.id_expiry_seconds:g} s)")
             return JoinResult(pid, 404, "unknown", f"prediction {pid} is unknown (not issued by this server since it started)")
+        if type(entry) is tuple:  # the answer as the metrics take it (here: remember is on the request's path)
+            version, answer, at = entry
+            if self.task == "classification":
+                value: Any = int(predicted_class(np.asarray(answer, dtype=np.float64).reshape(1, -1))[0])
+            else:
+                value = np.asarray(answer, dtype=np.float64).reshape(-1)
+            entry = self._recent[pid] = _Prediction(version, value, at)
         try:
-            value = self._truth(truth, entry)
+            truth_value = self._truth(truth, entry)
         except InputError as exc:
             return JoinResult(pid, exc.status, "invalid", str(exc))
         if entry.joined:
-            same = entry.truth == value if self.task == "classification" else np.array_equal(entry.truth, value)
+            same = entry.truth == truth_value if self.task == "classification" else np.array_equal(entry.truth, truth_value)
             if same:
                 return JoinResult(pid, 200, "duplicate", f"prediction {pid} was already joined; not counted again")
             return JoinResult(pid, 409, "conflict", f"prediction {pid} was already joined with another truth; the first is kept")
-        entry.truth, entry.joined = value, True
+        entry.truth, entry.joined = truth_value, True
         window = self._windows.get(entry.version)
         if window is None:
             window = self._windows[entry.version] = _Window(self._size)
         if self.task == "classification":
-            item: tuple = (value, entry.value)
-            window.total[1] += value == entry.value
+            item: tuple = (truth_value, entry.value)
+            window.total[1] += truth_value == entry.value
             window.total[3] += 1
             window.confusion[item] = window.confusion.get(item, 0) + 1
         else:
-            err = entry.value - value
+            err = entry.value - truth_value
             item = (float(np.abs(err).sum()), float((err * err).sum()), int(err.size))
             window.total[1] += item[0]
             window.total[2] += item[1]

@@ -124,3 +124,11 @@ def test_feedback_bodies() -> None:
         with pytest.raises(InputError) as err:
             store.join_body(body)
         assert (err.value.status, str(err.value)) == (status, message)
+
+
+def test_a_refused_truth_leaves_the_prediction_joinable() -> None:
+    store = FeedbackStore("classification", classes=3)
+    pid = store.remember(4, np.array([0.1, 0.2, 0.7], dtype=np.float32))
+    assert store.join(pid, 5).outcome == "invalid"
+    assert store.join(pid, 2).outcome == "joined"
+    assert store.metrics()[4]["all"] == {"joined": 1, "accuracy": 1.0, "confusion": [[2, 2, 1]]}

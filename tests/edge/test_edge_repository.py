@@ -291,3 +291,14 @@ def test_real_versions_are_checked_and_self_tested(bundle: Path, tmp_path: Path)
     assert changes[2] == (f"boston 3: END (bundle file {artifact['path']} does not match its sha256 in manifest.json "
                           "(tampered or corrupted); copy the bundle again or re-create it)")
     assert r.resolve("boston").number == 2
+
+
+def test_the_rollout_modules_import_no_tensorflow_pandas_or_convert() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import edge.repository, edge.rollout, edge.rollout_config, edge.feedback, edge.oip; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'pandas', 'convert', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert (out.returncode, out.stdout.strip(), out.stderr) == (0, "[]", "")
