@@ -1,0 +1,342 @@
+"""One model's request routing: which version answers, the output checks and failover, the canary's
+rollback, the shadow's comparison and the prediction ids. No HTTP here: the server calls ``Router``.
+
+Per request (``Router.predict_value`` for the one-value row path, ``Router.predict`` for batches):
+
+1. *Pick.* ``versions/N`` and ``labels/L`` reach that version. Otherwise the ``canary`` label's version
+   answers when ``CanaryChooser`` says so (sticky by the client key header), else the ``stable`` label's
+   (else the newest AVAILABLE version).
+2. *Answer and check.* The picked version predicts; ``OutputChecker`` judges the answer. When the
+   interpreter raised or the check failed and a ``fallback`` version is configured (and AVAILABLE, and not
+   the picked one), the fallback answers instead: ``Answer.fallback`` is true and ``Answer.reason`` says
+   why; the event is counted. Requests that named a version or label get no fallback (they asked for
+   that version): their failure is an error, as without a fallback. Without a fallback, a non-finite
+   answer is an error (``RouteError`` 422) and an out-of-range one is answered and counted.
+3. *Canary health.* A canary request's outcome (error, failed check, and, when a disagreement limit is
+   configured, its disagreement with ``stable`` on the same input, computed inline) goes to the
+   ``RollbackMonitor``; when it fires, the repository takes the canary label out (``take_out``).
+4. *Shadow.* When a shadow version is configured and AVAILABLE, a sampled share of requests returns a
+   ``shadow`` job with the answer: the server runs it after the answer is sent; it predicts on the shadow
+   version and records the disagreement (``ShadowStats``), never touching the answer.
+5. *Ids.* Each answered row gets an id from the model's ``FeedbackStore`` (remembered for feedback).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from edge import rollout_config as rc
+from edge.errors import EdgeError
+from edge.feedback import FeedbackStore
+from edge.repository import NotServed, Repository, State, Version
+from edge.rollout import CanaryChooser, Disagreement, OutputChecker, RollbackMonitor, disagreement
+
+ABS_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
+REL_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1.0)
+
+
+class RouteError(EdgeError):
+    """A request no version could answer; ``status`` is the HTTP status (422, 500 or 503)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Histogram:
+    """Counts of observations at or below each bucket's upper bound (Prometheus' cumulative buckets are
+    the running sums of ``counts``), with their sum and count; +Inf is the last bucket."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.sum += value if math.isfinite(value) else 0.0
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``[(upper bound, observations <= it), ..., (inf, count)]``."""
+        out, running = [], 0
+        for bound, n in zip(self.bounds + (math.inf,), self.counts):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+@dataclass
+class ShadowStats:
+    """The shadow version's disagreement with the live answers it copied."""
+
+    version: Optional[int] = None
+    compared: int = 0
+    errors: int = 0
+    top1_differs: int = 0
+    absolute: Histogram = field(default_factory=lambda: Histogram(ABS_BUCKETS))
+    relative: Histogram = field(default_factory=lambda: Histogram(REL_BUCKETS))
+    last: Optional[Disagreement] = None
+
+    def record(self, d: Disagreement) -> None:
+        self.compared += 1
+        self.absolute.observe(d.absolute)
+        self.relative.observe(d.relative)
+        if d.top1:
+            self.top1_differs += 1
+        self.last = d
+
+
+@dataclass
+class Answer:
+    """What answered a request: the version, the outputs (a float on the one-value path), the ids."""
+
+    version: int
+    outputs: Any
+    ids: list[str]
+    canary: bool = False
+    fallback: bool = False
+    reason: str = ""
+    shadow: Optional[Callable[[], Optional[Disagreement]]] = None
+
+
+@dataclass
+class RouterStats:
+    """Counters for ``/metrics``: answers per version, fallbacks, failed checks, rollbacks."""
+
+    answers: dict[int, int] = field(default_factory=dict)
+    fallbacks: int = 0
+    check_failures: dict[int, int] = field(default_factory=dict)
+    errors: dict[int, int] = field(default_factory=dict)
+    rollbacks: int = 0
+    rollback_events: list[Any] = field(default_factory=list)
+
+
+class Router:
+    """Routes one model's requests over the repository's versions (see the module's steps).
+
+    Args:
+        repo: the repository (its labels and config are read at every request; both are replaced whole).
+        name: the model.
+        seed: seeds the keyless canary draw and the shadow sample (tests).
+        log: where rollback lines go (default stderr).
+    """
+
+    def __init__(self, repo: Repository, name: str, seed: Optional[int] = None,
+                 log: Optional[Callable[[str], None]] = None) -> None:
+        self.repo, self.name = repo, name
+        self.seed = seed
+        self.log = log
+        self.stats = RouterStats()
+        self.shadow_stats = ShadowStats()
+        self._sample = random.Random(None if seed is None else seed + 1).random
+        self._config: Optional[rc.RolloutConfig] = None
+        self.config = rc.ModelConfig()
+        self.chooser = CanaryChooser(0.0)
+        self.monitor: Optional[RollbackMonitor] = None
+        self.feedback: Optional[FeedbackStore] = None
+        self._checkers: dict[int, OutputChecker] = {}
+        self.repo.model(name)  # NotServed for an unknown model
+
+    # ------------------------------------------------------------------ configuration
+
+    def _refresh(self) -> None:
+        """Take the repository's current config (cheap identity check per request)."""
+        config = self.repo.config
+        if config is self._config:
+            return
+        self._config = config
+        self.config = m = config.model(self.name)
+        self.chooser = CanaryChooser(m.canary_share, salt=self.name, seed=self.seed)
+        self.monitor = None
+        self._checkers = {}
+
+    def _checker(self, version: Version) -> OutputChecker:
+        checker = self._checkers.get(version.number)
+        if checker is None:
+            checker = self._checkers[version.number] = OutputChecker(version.predictor.manifest, self.config.output_margin)
+        return checker
+
+    def _store(self, version: Version) -> FeedbackStore:
+        if self.feedback is None:
+            manifest = version.predictor.manifest
+            width = manifest["outputs"][0]["shape"][-1] or 1
+            classes = (2 if width == 1 else int(width)) if manifest["task"] == "classification" else 0
+            self.feedback = FeedbackStore(manifest["task"], self.config.feedback, classes=classes)
+        return self.feedback
+
+    def _available(self, number: Optional[int]) -> Optional[Version]:
+        if number is None:
+            return None
+        version = self.repo.models[self.name].versions.get(number)
+        return version if version is not None and version.state is State.AVAILABLE else None
+
+    # ------------------------------------------------------------------ picking
+
+    def pick(self, version: Optional[int] = None, label: Optional[str] = None,
+             key: Optional[str] = None) -> tuple[Version, bool]:
+        """The version a request goes to and whether it is the canary.
+
+        Raises:
+            NotServed: see ``Repository.resolve``.
+        """
+        self._refresh()
+        if version is not None or label is not None:
+            return self.repo.resolve(self.name, version, label), False
+        model = self.repo.models[self.name]
+        canary = model.labels.get("canary")
+        if canary is not None and canary != model.labels.get("stable") and self.chooser.canary(key):
+            found = self._available(canary)
+            if found is not None:
+                return found, True
+        return self.repo.resolve(self.name), False
+
+    # ------------------------------------------------------------------ answering
+
+    def predict_value(self, row: Sequence[float], version: Optional[int] = None, label: Optional[str] = None,
+                      key: Optional[str] = None) -> Answer:
+        """One tabular row -> one value (``Predictor.predict_value``), routed, checked, with its id.
+
+        Raises:
+            NotServed: no version to answer (404/503).
+            RouteError: 422 for a non-finite answer with no fallback to give; 500 when the interpreter
+            failed and no fallback answered.
+        """
+        return self._answer(lambda v: v.predictor.predict_value(row), lambda c, y: c.check_value(y),
+                            version, label, key)
+
+    def predict(self, inputs: Mapping[str, np.ndarray], version: Optional[int] = None, label: Optional[str] = None,
+                key: Optional[str] = None) -> Answer:
+        """A batch ``{input: array}`` -> ``{output key: array}``, routed, checked, one id per row.
+
+        Raises:
+            NotServed, RouteError: as ``predict_value``; EdgeError for inputs the model refuses.
+        """
+        return self._answer(lambda v: v.predictor.predict(inputs), lambda c, y: c.check(y), version, label, key)
+
+    def _run(self, version: Version, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]]
+             ) -> tuple[Any, Optional[str], bool]:
+        """(outputs, failure reason or None, whether the interpreter raised)."""
+        version.acquire()
+        try:
+            outputs = run(version)
+        except EdgeError:
+            raise  # the request's own fault (a wrong input): no failover, no count
+        except Exception as exc:  # noqa: BLE001 - an interpreter failure is a model failure
+            return None, OutputChecker.error_reason(exc), True
+        finally:
+            version.release()
+        return outputs, check(self._checker(version), outputs), False
+
+    def _answer(self, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
+                version: Optional[int], label: Optional[str], key: Optional[str]) -> Answer:
+        target, is_canary = self.pick(version, label, key)
+        outputs, reason, raised = self._run(target, run, check)
+        explicit = version is not None or label is not None
+        stats = self.stats
+        if reason is not None:
+            counts = stats.errors if raised else stats.check_failures
+            counts[target.number] = counts.get(target.number, 0) + 1
+        if is_canary:
+            self._watch(target, run, outputs, reason, raised)
+        answer_version, fallback, why = target, False, ""
+        if reason is not None and not explicit:
+            backup = self._available(self.config.fallback)
+            if backup is not None and backup is not target:
+                fb_outputs, fb_reason, fb_raised = self._run(backup, run, check)
+                if fb_raised or (fb_reason is not None and _non_finite(fb_reason)):
+                    raise RouteError(500 if raised else 422, f"version {target.number} failed ({reason}) and the "
+                                                             f"fallback version {backup.number} too ({fb_reason})")
+                stats.fallbacks += 1
+                outputs, answer_version, fallback, why = fb_outputs, backup, True, reason
+        if reason is not None and not fallback:
+            if raised:
+                raise RouteError(500, f"version {target.number} of model {self.name!r} failed: {reason}")
+            if _non_finite(reason):
+                raise RouteError(422, f"the model produced a non-finite output for these inputs ({reason}); "
+                                      "send values nearer the training range")
+        stats.answers[answer_version.number] = stats.answers.get(answer_version.number, 0) + 1
+        store = self._store(answer_version)
+        if isinstance(outputs, float):
+            ids = [store.remember(answer_version.number, outputs)]
+        else:
+            first = outputs[answer_version.predictor.manifest["outputs"][0]["key"]]
+            ids = [store.remember(answer_version.number, r) for r in first]
+        answer = Answer(answer_version.number, outputs, ids, canary=is_canary, fallback=fallback, reason=why)
+        if not explicit:
+            answer.shadow = self._shadow_job(answer_version, run, outputs)
+        return answer
+
+    def _watch(self, canary: Version, run: Callable[[Version], Any], outputs: Any, reason: Optional[str],
+               raised: bool) -> None:
+        """Feed the rollback monitor one canary outcome; take the canary out when it fires."""
+        monitor = self.monitor
+        if monitor is None or monitor.version != canary.number:
+            monitor = self.monitor = RollbackMonitor(self.name, canary.number, self.config.rollback, log=self.log)
+        score = None
+        if self.config.rollback.max_disagreement is not None and not raised:
+            stable = self._available(self.repo.models[self.name].labels.get("stable"))
+            if stable is not None and stable is not canary:
+                try:
+                    stable.acquire()
+                    try:
+                        other = run(stable)
+                    finally:
+                        stable.release()
+                    score = _compare(canary, outputs, other).score
+                except Exception:  # noqa: BLE001 - stable failing says nothing about the canary
+                    score = None
+        event = monitor.record(raised, reason is not None and not raised, score)
+        if event is not None:
+            self.stats.rollbacks += 1
+            self.stats.rollback_events.append(event)
+            self.repo.take_out(self.name, "canary", event.reason)
+
+    def _shadow_job(self, live: Version, run: Callable[[Version], Any], outputs: Any
+                    ) -> Optional[Callable[[], Optional[Disagreement]]]:
+        """A job comparing the shadow version with this answer (None when not sampled or no shadow)."""
+        number = self.config.shadow_version
+        if number is None or number == live.number or self._sample() >= self.config.shadow_share:
+            return None
+        shadow = self._available(number)
+        if shadow is None:
+            return None
+        stats = self.shadow_stats
+        if stats.version != number:
+            self.shadow_stats = stats = ShadowStats(version=number)
+
+        def job() -> Optional[Disagreement]:
+            shadow.acquire()
+            try:
+                other = run(shadow)
+            except Exception:  # noqa: BLE001 - the shadow's failure is counted, never answered
+                stats.errors += 1
+                return None
+            finally:
+                shadow.release()
+            d = _compare(live, outputs, other)
+            stats.record(d)
+            return d
+
+        return job
+
+
+def _non_finite(reason: str) -> bool:
+    """Whether an output check's reason is a non-finite value (``OutputChecker._reason``'s wording)."""
+    return "is not finite (" in reason
+
+
+def _compare(version: Version, live: Any, other: Any) -> Disagreement:
+    manifest = version.predictor.manifest
+    if isinstance(live, float):
+        key = manifest["outputs"][0]["key"]
+        return disagreement(manifest, {key: live}, {key: other})
+    return disagreement(manifest, live, other)
