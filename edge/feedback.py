@@ -17,11 +17,10 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -41,12 +40,11 @@ class PredictionIds:
 
     def __init__(self, token: Optional[str] = None) -> None:
         self.token = token or secrets.token_hex(4)
-        self._count = itertools.count(1)
         self.issued = 0
 
     def new(self) -> str:
         """The next id."""
-        self.issued = n = next(self._count)
+        self.issued = n = self.issued + 1
         return self.token + hex(n)[2:]
 
     def number(self, pid: str) -> Optional[int]:
@@ -63,6 +61,7 @@ class PredictionIds:
 
 @dataclass
 class _Prediction:
+    number: int
     version: int
     value: Any  # float64 values (regression) or the predicted class (classification)
     at: float
@@ -114,30 +113,21 @@ class FeedbackStore:
         self.config = config
         self.clock = clock
         self.ids = ids or PredictionIds()
-        # id -> (version, answer, time) as remembered; replaced by a _Prediction (same place) once touched
-        self._recent: OrderedDict[str, Any] = OrderedDict()
+        # A ring of the max_ids most recent predictions: id number n lives at n % max_ids, as the tuple
+        # (n, version, answer, time) remembered, replaced by a _Prediction once the truth arrives. An id's
+        # number says where to look, so remembering is one list store (no dict on the request's path).
         self.max_ids = config.max_ids
+        self._ring: list[Any] = [None] * config.max_ids
         self._windows: dict[int, _Window] = {}
         self._size = max(config.windows)
 
-    def remember(self, version: int, prediction: Any, pid: Optional[str] = None) -> str:
-        """Keep a prediction (one row's answer: a float or an array) under a new id (or ``pid``, one of
-        ``ids``'); return the id. On the request's path: a tuple into an ordered dict, nothing converted."""
-        pid = pid or self.ids.new()
-        recent = self._recent
-        recent[pid] = (version, prediction, self.clock())
-        if len(recent) > self.max_ids:
-            recent.popitem(last=False)
-        return pid
-
-    def _prune(self) -> None:
-        cutoff = self.clock() - self.config.id_expiry_seconds
-        recent = self._recent
-        while recent:
-            first = next(iter(recent.values()))
-            if (first[2] if type(first) is tuple else first.at) >= cutoff:
-                break
-            recent.popitem(last=False)
+    def remember(self, version: int, prediction: Any) -> str:
+        """Keep a prediction (one row's answer: a float or an array) under a new id; return the id. On the
+        request's path: one tuple into the ring, nothing converted."""
+        ids = self.ids
+        ids.issued = n = ids.issued + 1  # PredictionIds.new, without the call
+        self._ring[n % self.max_ids] = (n, version, prediction, self.clock())
+        return ids.token + hex(n)[2:]
 
     def _truth(self, truth: Any, entry: _Prediction) -> Any:
         """The truth as the metrics take it.
@@ -163,20 +153,23 @@ class FeedbackStore:
         """Join one truth to the prediction with this id (see the module's rules)."""
         if not isinstance(pid, str) or not pid or len(pid) > 64:
             return JoinResult(str(pid)[:64], 422, "invalid", "id must be the prediction's id, a string")
-        self._prune()
-        entry = self._recent.get(pid)
-        if entry is None:
-            if self.ids.number(pid) is not None:
-                return JoinResult(pid, 404, "expired", f"prediction {pid} has expired (this server keeps the last "
-                                  f"{self.config.max_ids} predictions for {self.config.id_expiry_seconds:g} s)")
+        n = self.ids.number(pid)
+        if n is None:
             return JoinResult(pid, 404, "unknown", f"prediction {pid} is unknown (not issued by this server since it started)")
+        slot = n % self.max_ids
+        entry = self._ring[slot]
+        number = None if entry is None else entry[0] if type(entry) is tuple else entry.number
+        at = None if entry is None else entry[3] if type(entry) is tuple else entry.at
+        if number != n or at < self.clock() - self.config.id_expiry_seconds:
+            return JoinResult(pid, 404, "expired", f"prediction {pid} has expired (this server keeps the last "
+                              f"{self.config.max_ids} predictions for {self.config.id_expiry_seconds:g} s)")
         if type(entry) is tuple:  # the answer as the metrics take it (here: remember is on the request's path)
-            version, answer, at = entry
+            _, version, answer, at = entry
             if self.task == "classification":
                 value: Any = int(predicted_class(np.asarray(answer, dtype=np.float64).reshape(1, -1))[0])
             else:
                 value = np.asarray(answer, dtype=np.float64).reshape(-1)
-            entry = self._recent[pid] = _Prediction(version, value, at)
+            entry = self._ring[slot] = _Prediction(n, version, value, at)
         try:
             truth_value = self._truth(truth, entry)
         except InputError as exc:

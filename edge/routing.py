@@ -95,17 +95,29 @@ class ShadowStats:
         self.last = d
 
 
-@dataclass
 class Answer:
-    """What answered a request: the version, the outputs (a float on the one-value path), the ids."""
+    """What answered a request: the version, the outputs (a float on the one-value path), the ids (one
+    per row), whether it was the canary, whether the fallback answered and why, and the shadow job (run
+    it after the answer is sent) or None."""
 
-    version: int
-    outputs: Any
-    ids: list[str]
-    canary: bool = False
-    fallback: bool = False
-    reason: str = ""
-    shadow: Optional[Callable[[], Optional[Disagreement]]] = None
+    __slots__ = ("version", "outputs", "ids", "canary", "fallback", "reason", "shadow")
+
+    def __init__(self, version: int, outputs: Any, ids: list[str], canary: bool = False, fallback: bool = False,
+                 reason: str = "", shadow: Optional[Callable[[], Optional[Disagreement]]] = None) -> None:
+        self.version, self.outputs, self.ids, self.canary = version, outputs, ids, canary
+        self.fallback, self.reason, self.shadow = fallback, reason, shadow
+
+
+class _Plan:
+    """The default route, worked out once per change of labels, versions or config (identity checks)."""
+
+    __slots__ = ("labels", "versions", "config", "stable", "value", "lo", "hi", "canary", "shadow")
+
+    def __init__(self, labels: Any, versions: Any, config: Any, stable: Optional[Version], lo: float, hi: float,
+                 canary: bool, shadow: bool) -> None:
+        self.labels, self.versions, self.config, self.stable = labels, versions, config, stable
+        self.value = stable.predictor.predict_value if stable is not None and hasattr(stable.predictor, "predict_value") else None
+        self.lo, self.hi, self.canary, self.shadow = lo, hi, canary, shadow
 
 
 @dataclass
@@ -144,7 +156,8 @@ class Router:
         self.monitor: Optional[RollbackMonitor] = None
         self.feedback: Optional[FeedbackStore] = None
         self._checkers: dict[int, OutputChecker] = {}
-        self.repo.model(name)  # NotServed for an unknown model
+        self._model = self.repo.model(name)  # NotServed for an unknown model
+        self._plan: Optional[_Plan] = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -172,6 +185,25 @@ class Router:
             classes = (2 if width == 1 else int(width)) if manifest["task"] == "classification" else 0
             self.feedback = FeedbackStore(manifest["task"], self.config.feedback, classes=classes)
         return self.feedback
+
+    def _replan(self) -> _Plan:
+        """Work out the default route again (after a scan, a label move, a config change)."""
+        self._refresh()
+        model = self._model
+        labels, versions = model.labels, model.versions
+        try:
+            stable: Optional[Version] = self.repo.resolve(self.name)
+        except NotServed:
+            stable = None
+        lo, hi = (self._checker(stable)._lo, self._checker(stable)._hi) if stable is not None else (math.inf, -math.inf)
+        if stable is not None and not getattr(stable.predictor, "one_value", True):
+            stable = None  # not a one-value model: the general path answers (and refuses) it
+        canary = labels.get("canary")
+        plan = _Plan(labels, versions, self._config, stable, lo, hi,
+                     canary is not None and canary != labels.get("stable") and self.chooser.share > 0,
+                     self.config.shadow_version is not None)
+        self._plan = plan
+        return plan
 
     def _available(self, number: Optional[int]) -> Optional[Version]:
         if number is None:
@@ -210,8 +242,34 @@ class Router:
             RouteError: 422 for a non-finite answer with no fallback to give; 500 when the interpreter
             failed and no fallback answered.
         """
-        return self._answer(lambda v: v.predictor.predict_value(row), lambda c, y: c.check_value(y),
-                            version, label, key)
+        def run(v: Version) -> float:
+            return v.predictor.predict_value(row)
+
+        if version is None and label is None:  # the default route, in the fewest steps
+            model, plan = self._model, self._plan
+            if plan is None or plan.labels is not model.labels or plan.versions is not model.versions \
+                    or plan.config is not self.repo.config:
+                plan = self._replan()
+            if plan.value is not None:
+                if plan.canary and self.chooser.canary(key):  # drawn once: the general path is told the pick
+                    found = self._available(model.labels.get("canary"))
+                    if found is not None:
+                        return self._answer(run, _check_value, None, None, key, target=(found, True))
+                try:
+                    value = plan.value(row)
+                except EdgeError:
+                    raise
+                except Exception:  # noqa: BLE001 - the general path runs it again, counts it and fails over
+                    value = math.nan
+                if plan.lo <= value <= plan.hi:  # False for NaN
+                    stable = plan.stable
+                    number = stable.number
+                    answers = self.stats.answers
+                    answers[number] = answers.get(number, 0) + 1
+                    ids = [self._store(stable).remember(number, value)]
+                    return Answer(number, value, ids, shadow=self._shadow_job(stable, run, value) if plan.shadow else None)
+                return self._answer(run, _check_value, None, None, key, target=(plan.stable, False))
+        return self._answer(run, _check_value, version, label, key)
 
     def predict(self, inputs: Mapping[str, np.ndarray], version: Optional[int] = None, label: Optional[str] = None,
                 key: Optional[str] = None) -> Answer:
@@ -220,7 +278,7 @@ class Router:
         Raises:
             NotServed, RouteError: as ``predict_value``; EdgeError for inputs the model refuses.
         """
-        return self._answer(lambda v: v.predictor.predict(inputs), lambda c, y: c.check(y), version, label, key)
+        return self._answer(lambda v: v.predictor.predict(inputs), _check, version, label, key)
 
     def _run(self, version: Version, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]]
              ) -> tuple[Any, Optional[str], bool]:
@@ -237,8 +295,9 @@ class Router:
         return outputs, check(self._checker(version), outputs), False
 
     def _answer(self, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
-                version: Optional[int], label: Optional[str], key: Optional[str]) -> Answer:
-        target, is_canary = self.pick(version, label, key)
+                version: Optional[int], label: Optional[str], key: Optional[str],
+                target: Optional[tuple[Version, bool]] = None) -> Answer:
+        target, is_canary = target or self.pick(version, label, key)
         outputs, reason, raised = self._run(target, run, check)
         explicit = version is not None or label is not None
         stats = self.stats
@@ -327,6 +386,14 @@ class Router:
             return d
 
         return job
+
+
+def _check_value(checker: OutputChecker, value: float) -> Optional[str]:
+    return checker.check_value(value)
+
+
+def _check(checker: OutputChecker, outputs: Any) -> Optional[str]:
+    return checker.check(outputs)
 
 
 def _non_finite(reason: str) -> bool:
