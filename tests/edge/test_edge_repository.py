@@ -297,7 +297,7 @@ def test_the_rollout_modules_import_no_tensorflow_pandas_or_convert() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import edge.repository, edge.rollout, edge.rollout_config, edge.feedback, edge.oip; "
+    code = ("import sys; import edge.repository, edge.rollout, edge.rollout_config, edge.feedback, edge.oip, edge.dispatch; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'pandas', 'convert', 'scipy'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parents[2])

@@ -1,17 +1,17 @@
-"""One model's request routing: which version answers, the output checks and failover, the canary's
-rollback, the shadow's comparison and the prediction ids. No HTTP here: the server calls ``Router``.
+"""One model's dispatch over its versions: which version answers, the output checks and failover, the canary's
+rollback, the shadow's comparison and the prediction ids. No HTTP here: the server calls ``Dispatcher``.
 
-Per request (``Router.predict_value`` for the one-value row path, ``Router.predict`` for batches):
+Per request (``Dispatcher.predict_value`` for the one-value row path, ``Dispatcher.predict`` for batches):
 
 1. *Pick.* ``versions/N`` and ``labels/L`` reach that version. Otherwise the ``canary`` label's version
    answers when ``CanaryChooser`` says so (sticky by the client key header), else the ``stable`` label's
    (else the newest AVAILABLE version).
-2. *Answer and check.* The picked version predicts; ``OutputChecker`` judges the answer. When the
+2. *Outcome and check.* The picked version predicts; ``OutputChecker`` judges the answer. When the
    interpreter raised or the check failed and a ``fallback`` version is configured (and AVAILABLE, and not
-   the picked one), the fallback answers instead: ``Answer.fallback`` is true and ``Answer.reason`` says
+   the picked one), the fallback answers instead: ``Outcome.fallback`` is true and ``Outcome.reason`` says
    why; the event is counted. Requests that named a version or label get no fallback (they asked for
    that version): their failure is an error, as without a fallback. Without a fallback, a non-finite
-   answer is an error (``RouteError`` 422) and an out-of-range one is answered and counted.
+   answer is an error (``DispatchError`` 422) and an out-of-range one is answered and counted.
 3. *Canary health.* A canary request's outcome (error, failed check, and, when a disagreement limit is
    configured, its disagreement with ``stable`` on the same input, computed inline) goes to the
    ``RollbackMonitor``; when it fires, the repository takes the canary label out (``take_out``).
@@ -42,7 +42,7 @@ ABS_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 REL_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1.0)
 
 
-class RouteError(EdgeError):
+class DispatchError(EdgeError):
     """A request no version could answer; ``status`` is the HTTP status (422, 500 or 503)."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -95,7 +95,7 @@ class ShadowStats:
         self.last = d
 
 
-class Answer:
+class Outcome:
     """What answered a request: the version, the outputs (a float on the one-value path), the ids (one
     per row), whether it was the canary, whether the fallback answered and why, and the shadow job (run
     it after the answer is sent) or None."""
@@ -121,7 +121,7 @@ class _Plan:
 
 
 @dataclass
-class RouterStats:
+class DispatchStats:
     """Counters for ``/metrics``: answers per version, fallbacks, failed checks, rollbacks."""
 
     answers: dict[int, int] = field(default_factory=dict)
@@ -132,7 +132,7 @@ class RouterStats:
     rollback_events: list[Any] = field(default_factory=list)
 
 
-class Router:
+class Dispatcher:
     """Routes one model's requests over the repository's versions (see the module's steps).
 
     Args:
@@ -147,7 +147,7 @@ class Router:
         self.repo, self.name = repo, name
         self.seed = seed
         self.log = log
-        self.stats = RouterStats()
+        self.stats = DispatchStats()
         self.shadow_stats = ShadowStats()
         self._sample = random.Random(None if seed is None else seed + 1).random
         self._config: Optional[rc.RolloutConfig] = None
@@ -234,12 +234,12 @@ class Router:
     # ------------------------------------------------------------------ answering
 
     def predict_value(self, row: Sequence[float], version: Optional[int] = None, label: Optional[str] = None,
-                      key: Optional[str] = None) -> Answer:
+                      key: Optional[str] = None) -> Outcome:
         """One tabular row -> one value (``Predictor.predict_value``), routed, checked, with its id.
 
         Raises:
             NotServed: no version to answer (404/503).
-            RouteError: 422 for a non-finite answer with no fallback to give; 500 when the interpreter
+            DispatchError: 422 for a non-finite answer with no fallback to give; 500 when the interpreter
             failed and no fallback answered.
         """
         def run(v: Version) -> float:
@@ -267,16 +267,16 @@ class Router:
                     answers = self.stats.answers
                     answers[number] = answers.get(number, 0) + 1
                     ids = [self._store(stable).remember(number, value)]
-                    return Answer(number, value, ids, shadow=self._shadow_job(stable, run, value) if plan.shadow else None)
+                    return Outcome(number, value, ids, shadow=self._shadow_job(stable, run, value) if plan.shadow else None)
                 return self._answer(run, _check_value, None, None, key, target=(plan.stable, False))
         return self._answer(run, _check_value, version, label, key)
 
     def predict(self, inputs: Mapping[str, np.ndarray], version: Optional[int] = None, label: Optional[str] = None,
-                key: Optional[str] = None) -> Answer:
+                key: Optional[str] = None) -> Outcome:
         """A batch ``{input: array}`` -> ``{output key: array}``, routed, checked, one id per row.
 
         Raises:
-            NotServed, RouteError: as ``predict_value``; EdgeError for inputs the model refuses.
+            NotServed, DispatchError: as ``predict_value``; EdgeError for inputs the model refuses.
         """
         return self._answer(lambda v: v.predictor.predict(inputs), _check, version, label, key)
 
@@ -296,7 +296,7 @@ class Router:
 
     def _answer(self, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
                 version: Optional[int], label: Optional[str], key: Optional[str],
-                target: Optional[tuple[Version, bool]] = None) -> Answer:
+                target: Optional[tuple[Version, bool]] = None) -> Outcome:
         target, is_canary = target or self.pick(version, label, key)
         outputs, reason, raised = self._run(target, run, check)
         explicit = version is not None or label is not None
@@ -312,15 +312,15 @@ class Router:
             if backup is not None and backup is not target:
                 fb_outputs, fb_reason, fb_raised = self._run(backup, run, check)
                 if fb_raised or (fb_reason is not None and _non_finite(fb_reason)):
-                    raise RouteError(500 if raised else 422, f"version {target.number} failed ({reason}) and the "
+                    raise DispatchError(500 if raised else 422, f"version {target.number} failed ({reason}) and the "
                                                              f"fallback version {backup.number} too ({fb_reason})")
                 stats.fallbacks += 1
                 outputs, answer_version, fallback, why = fb_outputs, backup, True, reason
         if reason is not None and not fallback:
             if raised:
-                raise RouteError(500, f"version {target.number} of model {self.name!r} failed: {reason}")
+                raise DispatchError(500, f"version {target.number} of model {self.name!r} failed: {reason}")
             if _non_finite(reason):
-                raise RouteError(422, f"the model produced a non-finite output for these inputs ({reason}); "
+                raise DispatchError(422, f"the model produced a non-finite output for these inputs ({reason}); "
                                       "send values nearer the training range")
         stats.answers[answer_version.number] = stats.answers.get(answer_version.number, 0) + 1
         store = self._store(answer_version)
@@ -329,7 +329,7 @@ class Router:
         else:
             first = outputs[answer_version.predictor.manifest["outputs"][0]["key"]]
             ids = [store.remember(answer_version.number, r) for r in first]
-        answer = Answer(answer_version.number, outputs, ids, canary=is_canary, fallback=fallback, reason=why)
+        answer = Outcome(answer_version.number, outputs, ids, canary=is_canary, fallback=fallback, reason=why)
         if not explicit:
             answer.shadow = self._shadow_job(answer_version, run, outputs)
         return answer

@@ -1,4 +1,4 @@
-"""One model's routing (edge/routing.py) over a repository of stand-in versions, then real bundles."""
+"""Dispatch of one model's requests (edge/dispatch.py) over a repository of stand-in versions, then real bundles."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from scipy import stats
 
 from edge.errors import EdgeError
 from edge.repository import NotServed, Repository
-from edge.routing import Histogram, RouteError, Router
+from edge.dispatch import Histogram, DispatchError, Dispatcher
 
 MANIFEST = {"task": "regression", "inputs": [{"name": "features", "dtype": "float32", "shape": [None, 3]}],
             "features": [{"name": n, "input": "features", "index": i} for i, n in enumerate(["rm", "age", "b"])],
@@ -49,7 +49,7 @@ def loader(path: Path, variant: Optional[str]) -> tuple[Any, dict]:
 
 
 def make(tmp_path: Path, versions: dict[int, dict], model: dict, seed: int = 1,
-         lines: Optional[list[str]] = None) -> tuple[Repository, Router]:
+         lines: Optional[list[str]] = None) -> tuple[Repository, Dispatcher]:
     for number, spec in versions.items():
         folder = tmp_path / "boston" / str(number)
         folder.mkdir(parents=True)
@@ -57,73 +57,73 @@ def make(tmp_path: Path, versions: dict[int, dict], model: dict, seed: int = 1,
     (tmp_path / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
     repo = Repository(tmp_path, loader=loader)
     repo.scan()
-    return repo, Router(repo, "boston", seed=seed, log=(lines.append if lines is not None else lambda _: None))
+    return repo, Dispatcher(repo, "boston", seed=seed, log=(lines.append if lines is not None else lambda _: None))
 
 
 ROW = [6.0, 250.0, 66.5]
 
 
 def test_default_explicit_and_unknown_routes(tmp_path: Path) -> None:
-    repo, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}, 3: {"value": 30}}, {"labels": {"stable": 2}})
-    assert router.predict_value(ROW).version == 2
-    assert router.predict_value(ROW, version=3).outputs == 30.0
-    assert router.predict_value(ROW, label="stable").outputs == 20.0
+    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}, 3: {"value": 30}}, {"labels": {"stable": 2}})
+    assert dispatcher.predict_value(ROW).version == 2
+    assert dispatcher.predict_value(ROW, version=3).outputs == 30.0
+    assert dispatcher.predict_value(ROW, label="stable").outputs == 20.0
     with pytest.raises(NotServed) as err:
-        router.predict_value(ROW, version=9)
+        dispatcher.predict_value(ROW, version=9)
     assert str(err.value) == "version 9 of model 'boston' not found; it has 1 AVAILABLE, 2 AVAILABLE, 3 AVAILABLE"
     with pytest.raises(NotServed) as err:
-        Router(repo, "iris")
+        Dispatcher(repo, "iris")
     assert str(err.value) == "model 'iris' not found; this server serves 'boston'"
 
 
 def test_the_canary_share_is_within_binomial_bounds_and_sticky(tmp_path: Path) -> None:
-    _, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}},
+    _, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}},
                      {"labels": {"stable": 1, "canary": 2}, "canary": {"share": 0.2}})
     n = 5000
-    answers = [router.predict_value(ROW) for _ in range(n)]
+    answers = [dispatcher.predict_value(ROW) for _ in range(n)]
     hits = sum(a.version == 2 for a in answers)
     assert all(a.canary == (a.version == 2) for a in answers)
     lo, hi = int(stats.binom.ppf(5e-7, n, 0.2)), int(stats.binom.isf(5e-7, n, 0.2))
     assert lo <= hits <= hi, (hits, lo, hi)
     for key in ("alice", "bob", "carol", "dave"):
-        assert len({router.predict_value(ROW, key=key).version for _ in range(50)}) == 1
-    assert sum(router.stats.answers.values()) == n + 200
+        assert len({dispatcher.predict_value(ROW, key=key).version for _ in range(50)}) == 1
+    assert sum(dispatcher.stats.answers.values()) == n + 200
 
 
 def test_failover_answers_from_the_fallback_and_says_why(tmp_path: Path) -> None:
-    _, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 1000}, 3: {"value": 0, "raise": "Invoke failed"}},
+    _, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 1000}, 3: {"value": 0, "raise": "Invoke failed"}},
                      {"labels": {"stable": 2}, "fallback": 1, "output_check": {"margin": 0.1}})
-    answer = router.predict_value(ROW)
+    answer = dispatcher.predict_value(ROW)
     assert (answer.version, answer.outputs, answer.fallback) == (1, 10.0, True)
     assert answer.reason == ("output 'output_0' is 1000, outside the manifest's range widened by the margin 0.1 "
                              "([0.5, 54.5])")
-    batch = router.predict({"features": np.zeros((4, 3))})
+    batch = dispatcher.predict({"features": np.zeros((4, 3))})
     assert batch.version == 1 and batch.fallback and batch.outputs["output_0"].tolist() == [[10.0]] * 4
     assert len(batch.ids) == 4 and len(set(batch.ids)) == 4
-    assert router.stats.fallbacks == 2 and router.stats.check_failures == {2: 2}
+    assert dispatcher.stats.fallbacks == 2 and dispatcher.stats.check_failures == {2: 2}
     # a version that was asked for by number gets no fallback: its out-of-range answer is given as it is
-    assert router.predict_value(ROW, version=2).outputs == 1000.0
-    with pytest.raises(RouteError) as err:
-        router.predict_value(ROW, version=3)
+    assert dispatcher.predict_value(ROW, version=2).outputs == 1000.0
+    with pytest.raises(DispatchError) as err:
+        dispatcher.predict_value(ROW, version=3)
     assert (err.value.status, str(err.value)) == (
         500, "version 3 of model 'boston' failed: the interpreter failed: RuntimeError: Invoke failed")
-    assert router.stats.errors == {3: 1}
+    assert dispatcher.stats.errors == {3: 1}
 
 
 def test_an_interpreter_error_fails_over_too(tmp_path: Path) -> None:
-    _, router = make(tmp_path, {1: {"value": 10}, 3: {"value": 0, "raise": "Invoke failed"}},
+    _, dispatcher = make(tmp_path, {1: {"value": 10}, 3: {"value": 0, "raise": "Invoke failed"}},
                      {"labels": {"stable": 3}, "fallback": 1})
-    answer = router.predict_value(ROW)
+    answer = dispatcher.predict_value(ROW)
     assert (answer.version, answer.fallback, answer.reason) == (1, True, "the interpreter failed: RuntimeError: Invoke failed")
 
 
 def test_without_a_fallback_a_non_finite_answer_is_refused(tmp_path: Path) -> None:
-    _, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 70}}, {"labels": {"stable": 2}})
-    assert router.predict_value(ROW).outputs == 70.0  # out of range but finite: answered, counted
-    assert router.stats.check_failures == {2: 1}
-    router.repo.models["boston"].versions[1].predictor.value = math.inf
-    with pytest.raises(RouteError) as err:
-        router.predict_value(ROW, version=1)
+    _, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 70}}, {"labels": {"stable": 2}})
+    assert dispatcher.predict_value(ROW).outputs == 70.0  # out of range but finite: answered, counted
+    assert dispatcher.stats.check_failures == {2: 1}
+    dispatcher.repo.models["boston"].versions[1].predictor.value = math.inf
+    with pytest.raises(DispatchError) as err:
+        dispatcher.predict_value(ROW, version=1)
     assert (err.value.status, str(err.value)) == (422, "the model produced a non-finite output for these inputs "
                                                        "(output 'output_0' is not finite (inf)); send values nearer "
                                                        "the training range")
@@ -131,62 +131,62 @@ def test_without_a_fallback_a_non_finite_answer_is_refused(tmp_path: Path) -> No
 
 def test_a_failing_canary_is_rolled_back_once(tmp_path: Path) -> None:
     lines: list[str] = []
-    repo, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 0, "raise": "Invoke failed"}},
+    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 0, "raise": "Invoke failed"}},
                         {"labels": {"stable": 1, "canary": 2}, "canary": {"share": 0.5}, "fallback": 1,
                          "rollback": {"window": 20, "min_requests": 10, "max_error_rate": 0.2}}, lines=lines)
-    answers = [router.predict_value(ROW) for _ in range(200)]
+    answers = [dispatcher.predict_value(ROW) for _ in range(200)]
     canary = [a for a in answers if a.canary]
     assert len(canary) == 10  # the tenth canary request fired the rollback
     assert all(a.version == 1 and a.fallback for a in canary)  # each was answered by the fallback
     assert repo.models["boston"].labels == {"stable": 1}
-    assert router.stats.rollbacks == 1 and len(lines) == 1
+    assert dispatcher.stats.rollbacks == 1 and len(lines) == 1
     assert lines[0] == ("deploykit-edge: rollback: model 'boston' canary version 2 taken out: error rate 1 over the "
                         "limit 0.2 in the last 10 canary requests")
     assert repo.models["boston"].notes["canary"].startswith("version 2 was rolled back (error rate 1 over")
 
 
 def test_a_disagreeing_canary_is_rolled_back(tmp_path: Path) -> None:
-    repo, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}},
+    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}},
                         {"labels": {"stable": 1, "canary": 2}, "canary": {"share": 1.0},
                          "rollback": {"window": 10, "min_requests": 5, "max_disagreement": 0.2}})
-    versions = [router.predict_value(ROW).version for _ in range(8)]
+    versions = [dispatcher.predict_value(ROW).version for _ in range(8)]
     assert versions == [2] * 5 + [1] * 3  # |20 - 10| / 45 = 0.22 over 0.2 at the fifth
-    assert router.stats.rollback_events[0].reason == (
+    assert dispatcher.stats.rollback_events[0].reason == (
         "disagreement with stable 0.2222 over the limit 0.2 in the last 5 canary requests")
 
 
 def test_the_shadow_is_compared_off_the_answer(tmp_path: Path) -> None:
-    repo, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}},
+    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}},
                         {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}})
     shadow = repo.models["boston"].versions[2].predictor
-    answer = router.predict_value(ROW)
+    answer = dispatcher.predict_value(ROW)
     assert answer.outputs == 10.0 and shadow.calls == 0  # nothing ran on the shadow before the answer
     d = answer.shadow()
     assert (d.absolute, d.relative, d.top1) == (2.5, 2.5 / 12.5, None) and shadow.calls == 1
-    batch = router.predict({"features": np.zeros((3, 3))})
+    batch = dispatcher.predict({"features": np.zeros((3, 3))})
     assert batch.shadow().absolute == 2.5
-    s = router.shadow_stats
+    s = dispatcher.shadow_stats
     assert (s.version, s.compared, s.errors) == (2, 2, 0)
     assert s.absolute.cumulative()[-1] == (math.inf, 2) and s.absolute.cumulative()[6] == (1.0, 0)
-    assert router.predict_value(ROW, version=1).shadow is None  # an explicit request is not copied
+    assert dispatcher.predict_value(ROW, version=1).shadow is None  # an explicit request is not copied
 
 
 def test_the_shadow_share_is_sampled(tmp_path: Path) -> None:
-    _, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}},
+    _, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}},
                      {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 0.25}})
     n = 4000
-    copied = sum(router.predict_value(ROW).shadow is not None for _ in range(n))
+    copied = sum(dispatcher.predict_value(ROW).shadow is not None for _ in range(n))
     lo, hi = int(stats.binom.ppf(5e-7, n, 0.25)), int(stats.binom.isf(5e-7, n, 0.25))
     assert lo <= copied <= hi
 
 
 def test_ids_join_feedback_per_version(tmp_path: Path) -> None:
-    _, router = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}}, {"labels": {"stable": 1}})
-    a = router.predict_value(ROW)
-    b = router.predict_value(ROW, version=2)
-    assert router.feedback.join(a.ids[0], 12.0).outcome == "joined"
-    assert router.feedback.join(b.ids[0], 17.0).outcome == "joined"
-    got = router.feedback.metrics()
+    _, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}}, {"labels": {"stable": 1}})
+    a = dispatcher.predict_value(ROW)
+    b = dispatcher.predict_value(ROW, version=2)
+    assert dispatcher.feedback.join(a.ids[0], 12.0).outcome == "joined"
+    assert dispatcher.feedback.join(b.ids[0], 17.0).outcome == "joined"
+    got = dispatcher.feedback.metrics()
     assert got[1]["all"]["mae"] == 2.0 and got[2]["all"]["mae"] == 3.0
 
 
@@ -215,17 +215,17 @@ def test_real_failover_and_shadow_on_boston(bundle: Path, boston_linear_bundle: 
         "labels": {"stable": 2}, "fallback": 1, "shadow": {"version": 4, "share": 1.0}}}}))
     repo = Repository(models)
     assert repo.scan() == [f"boston {v}: AVAILABLE" for v in (1, 2, 3, 4)]
-    router = Router(repo, "boston")
+    dispatcher = Dispatcher(repo, "boston")
     linear, mlp = repo.models["boston"].versions[1].predictor, repo.models["boston"].versions[2].predictor
     rows = np.asarray(json.loads((bundle / "golden.json").read_text())["inputs"]["features"], dtype=np.float64)
     offline = np.abs(mlp.predict_rows(rows)[:, 0].astype(np.float64) - linear.predict_rows(rows)[:, 0])
     measured = []
     for row in rows.tolist():
-        answer = router.predict_value(row)
+        answer = dispatcher.predict_value(row)
         assert answer.version == 2 and answer.outputs == mlp.predict_value(row)
         measured.append(answer.shadow().absolute)
     assert measured == offline.tolist()  # the shadow's disagreement is the offline difference, row by row
     repo.set_label("boston", "stable", 3)
-    answer = router.predict_value(rows[0].tolist())
+    answer = dispatcher.predict_value(rows[0].tolist())
     assert answer.version == 1 and answer.fallback and answer.outputs == linear.predict_value(rows[0].tolist())
     assert answer.reason.startswith("output 'output_0' is ") and "outside the manifest's range" in answer.reason
