@@ -44,8 +44,7 @@ class CanaryChooser:
         salt: mixed into the key's hash (the model's name: one client is not the canary of every model).
         seed: seeds the draw for keyless requests (None: from the OS).
 
-    Raises:
-        EdgeError: never; a share outside 0..1 is clamped (the config schema refuses it first).
+    A share outside 0..1 is clamped (the config schema refuses it first); nothing here raises.
     """
 
     CACHE = 4096  # client keys whose point is remembered (a sticky client comes back; hashing costs ~2 us)
@@ -182,10 +181,8 @@ def predicted_class(y: np.ndarray) -> np.ndarray:
 
 def disagreement(manifest: dict[str, Any], live: Mapping[str, Any], other: Mapping[str, Any]) -> Disagreement:
     """Compare two versions' answers to the same request: ``{output key: array}`` with the batch dimension
-    first (a plain float is one row of one value: the one-value path passes ``{key: value}``).
-
-    Raises:
-        EdgeError: never; outputs that do not match in shape count as an infinite difference.
+    first (a plain float is one row of one value: the one-value path passes ``{key: value}``). Outputs
+    that differ in shape count as an infinite difference; nothing here raises.
     """
     absolute = relative = 0.0
     for out in manifest["outputs"]:
