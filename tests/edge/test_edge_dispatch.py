@@ -229,3 +229,64 @@ def test_real_failover_and_shadow_on_boston(bundle: Path, boston_linear_bundle: 
     answer = dispatcher.predict_value(rows[0].tolist())
     assert answer.version == 1 and answer.fallback and answer.outputs == linear.predict_value(rows[0].tolist())
     assert answer.reason.startswith("output 'output_0' is ") and "outside the manifest's range" in answer.reason
+
+
+def test_real_hot_swap_under_load_drops_and_mixes_nothing(bundle: Path, boston_linear_bundle: Path, tmp_path: Path) -> None:
+    """A client thread predicts throughout while version 2 arrives, becomes stable, is moved back and is
+    removed: every request is answered, each answer is exactly its version's prediction for its row."""
+    import threading
+    import time
+
+    from edge.runner import Predictor
+
+    models = tmp_path / "models"
+    shutil.copytree(boston_linear_bundle, models / "boston" / "1")
+    config = models / "rollout.json"
+
+    def labels(stable: int) -> None:
+        config.write_text(json.dumps({"schema_version": 1, "models": {"boston": {"labels": {"stable": stable}}}}))
+        st = config.stat()
+        os.utime(config, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    labels(1)
+    repo = Repository(models)
+    repo.scan()
+    dispatcher = Dispatcher(repo, "boston")
+    rows = json.loads((bundle / "golden.json").read_text())["inputs"]["features"]
+    expected = {1: [Predictor(boston_linear_bundle).predict_value(r) for r in rows],
+                2: [Predictor(bundle).predict_value(r) for r in rows]}
+    stop = threading.Event()
+    answers: list[tuple[int, int, float]] = []
+    failures: list[str] = []
+
+    def client() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                outcome = dispatcher.predict_value(rows[i % len(rows)])
+                answers.append((i % len(rows), outcome.version, outcome.outputs))
+            except Exception as exc:  # noqa: BLE001 - counted, asserted empty
+                failures.append(repr(exc))
+            i += 1
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        shutil.copytree(bundle, models / "boston" / "2")
+        labels(2)
+        assert repo.scan() == ["boston 2: AVAILABLE"]
+        time.sleep(0.2)
+        labels(1)
+        repo.scan()
+        time.sleep(0.2)
+        shutil.rmtree(models / "boston" / "2")
+        assert repo.scan()[0] == "boston 2: UNLOADING (its folder was removed)"
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert {v for _, v, _ in answers} == {1, 2}
+    assert all(value == expected[version][i] for i, version, value in answers)
+    assert sum(dispatcher.stats.answers.values()) == len(answers)
