@@ -7,20 +7,27 @@ handler, turns any exception into a JSON error answer (no input raises out of th
 lines before the answer leaves, and counts the request (``edge.telemetry``). The course's, health and
 metrics handlers live here; TF Serving's in ``edge.server.tfserving``, the pages in ``edge.server.forms``.
 
-Predictions run inline on the event loop: a tabular TFLite model answers in microseconds, far less
-than a thread hand-off costs. Each worker process has its own interpreter.
+Predictions run inline on the event loop when the model is fast: a tabular TFLite model answers in
+microseconds, far less than a thread hand-off costs. At start-up, after the self-test, one prediction of
+a batch of one is timed (the median of ``TIMED_RUNS``); when it takes longer than
+``ServeConfig.offload_after`` (an image model), every prediction runs on the app's own worker thread
+(one thread, so one interpreter, ``Predictor`` keeps one per thread), and the event loop stays free:
+``/healthz`` and ``/metrics`` answer while the interpreter is busy. The counting stays on the event loop.
+Each worker process has its own interpreter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import math
 import os
 import sys
 import time
 import uuid
-from typing import Any, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
 
@@ -41,6 +48,7 @@ from edge.server.routing import Route, Router
 from edge.server import tfserving
 from edge.telemetry import Telemetry
 
+T = TypeVar("T")
 GET = ("GET", "HEAD")
 POST = ("POST",)
 METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -81,6 +89,7 @@ class EdgeApp:
     """The ASGI app around one Predictor (see the module's docstring)."""
 
     TALLY_EVERY = Telemetry.TALLY_EVERY
+    TIMED_RUNS = 5
     value = staticmethod(value)
 
     def __init__(self, predictor: Predictor, config: ServeConfig, logs: Optional[CsvLogs] = None) -> None:
@@ -95,6 +104,9 @@ class EdgeApp:
                                    log_errors=lambda: logs.errors if logs is not None else 0)
         self.ready = False
         self.ready_error = "self-test has not run"
+        self.predict_seconds: Optional[float] = None  # one prediction, timed at start-up
+        self.inline = False  # ready, and predictions run on the event loop (the fast path may answer)
+        self._executor: Optional[ThreadPoolExecutor] = None  # the inference thread, when not inline
         self.info = {"model": self.name, "variant": predictor.variant, "sha256": predictor.sha256,
                      "runtime": predictor.runtime.describe(), "artifact": predictor.artifact["path"]}
         self._openapi: Optional[bytes] = None
@@ -114,10 +126,38 @@ class EdgeApp:
             return
         self.ready = bool(result["passed"])
         self.ready_error = "" if self.ready else "self-test failed: " + "; ".join(result["failures"])
+        self.predict_seconds = self._time_one_prediction()
+        if self.predict_seconds > self.config.offload_after and self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploykit-edge-inference")
+            self._executor.submit(self._time_one_prediction).result()  # loads the thread's own interpreter
+        self.inline = self.ready and self._executor is None
+
+    def _time_one_prediction(self) -> float:
+        """The median time of one prediction of a batch of one (zeros; the self-test has checked the model);
+        0 when the model refuses zeros (then predictions stay inline, as before this was measured)."""
+        inputs = {s["name"]: np.zeros([1] + [1 if d is None else int(d) for d in s["shape"][1:]], dtype=s["dtype"])
+                  for s in self.p.manifest["inputs"]}
+        times = []
+        try:
+            for _ in range(self.TIMED_RUNS):
+                t = time.perf_counter()
+                self.p.predict(inputs)
+                times.append(time.perf_counter() - t)
+        except Exception:  # noqa: BLE001 - a start-up measurement, never a reason not to start
+            return 0.0
+        return statistics.median(times)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, a model call: inline, or on the inference thread (see the module's docstring)."""
+        if self._executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def shutdown(self) -> None:
         """Close the logs (fsync) and say on stderr what was written and what, if anything, was lost."""
         self.telemetry.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         if self.logs is not None:
             self.logs.close()
             print(f"deploykit-edge: {self.logs.summary()}", file=sys.stderr, flush=True)
@@ -223,24 +263,24 @@ class EdgeApp:
             if not (math.isfinite(float(arr.flat[0])) if arr.size == 1 else np.all(np.isfinite(arr))):
                 raise _non_finite(key)
 
-    def predict_rows(self, x: np.ndarray, log_rows: list[list[Any]]) -> np.ndarray:
+    async def predict_rows(self, x: np.ndarray, log_rows: list[list[Any]]) -> np.ndarray:
         """Predict checked feature rows; count them and add their prediction-log rows.
 
         Raises:
             Reply: 422 for a non-finite output.
         """
-        y = np.asarray(self.p.predict_rows(x), dtype=np.float64)
+        y = np.asarray(await self.run(self.p.predict_rows, x), dtype=np.float64)
         self.check_outputs({self.p.output_keys[0]: y})
         self._account(x, y, log_rows)
         return y
 
-    def predict_inputs(self, inputs: dict[str, np.ndarray], log_rows: list[list[Any]]) -> dict[str, np.ndarray]:
+    async def predict_inputs(self, inputs: dict[str, np.ndarray], log_rows: list[list[Any]]) -> dict[str, np.ndarray]:
         """Predict checked input tensors (TF Serving's); count them and add their prediction-log rows.
 
         Raises:
             Reply: 422 for a non-finite output.
         """
-        outputs = self.p.predict(inputs)
+        outputs = await self.run(self.p.predict, inputs)
         self.check_outputs(outputs)
         if self.features:
             x = np.stack([inputs[f["input"]][:, f["index"]] for f in self.features], axis=1)
@@ -256,20 +296,30 @@ class EdgeApp:
                 log_rows.append([*[float(v) for v in row], json.dumps(value(pred))])
 
     def predict_one(self, row: list[float], log_rows: Optional[list[list[Any]]]) -> bytes:
-        """One checked row -> the ``/predict_json`` answer body; counted as a batch is (queued).
+        """One checked row -> the ``/predict_json`` answer body, predicted inline; counted as a batch is (queued).
+
+        Raises:
+            Reply: 422 for a non-finite output.
+        """
+        p = self.p
+        return self._one_answer(row, p.predict_value(row) if p.one_value else p.predict_row(row), log_rows)
+
+    def _one_answer(self, row: list[float], result: Any, log_rows: Optional[list[list[Any]]]) -> bytes:
+        """The answer body of one row's ``result`` (``predict_value``'s float, else ``predict_row``'s array);
+        the row counted (queued) and logged.
 
         Raises:
             Reply: 422 for a non-finite output.
         """
         p = self.p
         if p.one_value:
-            v = p.predict_value(row)
+            v = result
             if v - v != 0.0:
                 raise _non_finite(p.output_keys[0])
             body = b'{"prediction":' + json_float(v) + b',"success":true}'  # what json_bytes would write
             answer: Any = v
         else:
-            y = p.predict_row(row)
+            y = result
             self.check_outputs({p.output_keys[0]: y})
             answer = value(y)
             body = json_bytes({"prediction": answer, "success": True})
@@ -287,9 +337,11 @@ class EdgeApp:
             raise InputError(422, f"this model has no tabular features; POST to /v1/models/{self.name}:predict")
         row = self.rows.quick_row(data)
         if row is not None:  # one row: as the fast path answers it
-            return 200, JSON_TYPE, self.predict_one(row, request.log_rows), []
+            p = self.p
+            result = await self.run(p.predict_value if p.one_value else p.predict_row, row)
+            return 200, JSON_TYPE, self._one_answer(row, result, request.log_rows), []
         x, single = self.rows.payload(data)
-        y = self.predict_rows(x, request.log_rows)
+        y = await self.predict_rows(x, request.log_rows)
         if single:
             return 200, JSON_TYPE, json_bytes({"prediction": value(y[0]), "success": True}), []
         return 200, JSON_TYPE, json_bytes({"predictions": [value(r) for r in y], "success": True}), []
@@ -325,7 +377,7 @@ def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
     Raises:
         EdgeError: the bundle cannot be served or the log folder cannot be written.
     """
-    predictor = Predictor(config.bundle, config.variant, allow_rejected=config.allow_rejected)
+    predictor = Predictor(config.bundle, config.variant, num_threads=config.threads, allow_rejected=config.allow_rejected)
     logs = None
     if config.log_dir:
         logs = CsvLogs(config.log_dir, predictor.bundle.feature_names(), suffix=log_suffix,

@@ -1,7 +1,7 @@
 """The one-row fast path, the outermost wrapper of the app: ``POST /predict_json`` with one valid row (the
 course's request), answered with the fewest steps.
 
-It takes the request only when the server is ready, writes no log (``--log-dir`` unset), the body came
+It takes the request only when the server is ready and predicts inline (``EdgeApp.inline``), writes no log (``--log-dir`` unset), the body came
 in one message with ``Content-Type: application/json`` exactly, no CORS origin is to be answered, and
 the concurrency limit is not reached. Anything else (an error, a batch, a chunked body, an origin) goes on
 to the inner app together with the body message already read (replayed by its ``receive``), so every
@@ -33,7 +33,7 @@ class OneRowPath:
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         app = self.app
-        if not (self.enabled and scope["path"] == "/predict_json" and scope["method"] == "POST" and app.ready):
+        if not (self.enabled and scope["path"] == "/predict_json" and scope["method"] == "POST" and app.inline):
             await self.inner(scope, receive, send)
             return
         start = _perf_counter()

@@ -65,7 +65,7 @@ class Forms:
             except ValueError:
                 raise InputError(422, f"{name} must be a number, got {text[:40]!r}; {app.rows.expected}") from None
         x = np.asarray([app.rows.row(values)], dtype=np.float64)
-        y = app.predict_rows(x, request.log_rows)
+        y = await app.predict_rows(x, request.log_rows)
         return 200, HTML_TYPE, self.result_page(app.value(y[0]), ""), []
 
     def result_page(self, prediction: Any, error: str) -> bytes:

@@ -104,7 +104,7 @@ class TFServing:
         n_rows = {a.shape[0] for a in inputs.values()}
         if len(n_rows) != 1:
             raise InputError(422, "all inputs must have the same number of rows")
-        outputs = app.predict_inputs(inputs, request.log_rows)
+        outputs = await app.predict_inputs(inputs, request.log_rows)
         keys = app.p.output_keys
         if "instances" in data:
             if len(keys) == 1:
