@@ -103,3 +103,20 @@ def metric(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and sample.labels == labels:
                 return sample.value
     return None
+
+
+async def acall(app: Any, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One request to an ASGI app, in-process; (status, body)."""
+    sent: list[dict] = []
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        return pending.pop() if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"test"), (b"content-type", b"application/json")]}
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])

@@ -16,24 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.server import EdgeApp, ServeConfig, build_app
-from edge_helpers import metric
+from edge_helpers import acall, metric
 
 
 def call(app: EdgeApp, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     """One request through the ASGI interface; (status, body)."""
-    sent: list[dict] = []
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict:
-        return pending.pop() if pending else {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"test"), (b"content-type", b"application/json")]}
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    return asyncio.run(acall(app, method, path, body))
 
 
 @pytest.fixture(scope="module")

@@ -9,25 +9,10 @@ import time
 from pathlib import Path
 
 from edge.server import EdgeApp, ServeConfig, build_app
+from edge_helpers import acall
 
 TFS = b'{"instances": [[6, 250, 66.5]]}'
 SLOW = 0.1  # seconds per prediction
-
-
-async def acall(app: EdgeApp, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-    sent: list[dict] = []
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict:
-        return pending.pop() if pending else {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"test"), (b"content-type", b"application/json")]}
-    await app(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
 def _health_while_predicting(app: EdgeApp) -> tuple[float, list[int]]:
