@@ -91,7 +91,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for flag, value in (("--max-body", args.max_body), ("--max-batch", args.max_batch),
                         ("--max-concurrency", args.max_concurrency), ("--drift-window", args.drift_window),
                         ("--log-max-bytes", args.log_max_bytes), ("--max-header-bytes", args.max_header_bytes),
-                        ("--max-headers", args.max_headers), ("--max-connections", args.max_connections)):
+                        ("--max-headers", args.max_headers), ("--max-connections", args.max_connections),
+                        ("--threads", args.threads)):
         if value < 1:
             raise EdgeError(f"{flag} must be at least 1 (got {value})")
     for flag, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout),
@@ -106,7 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          forwarded_allow_ips=args.forwarded_allow_ips, max_header_bytes=args.max_header_bytes,
                          max_headers=args.max_headers, header_timeout=args.header_timeout,
                          body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout,
-                         max_connections=args.max_connections, graceful_timeout=args.graceful_timeout)
+                         max_connections=args.max_connections, graceful_timeout=args.graceful_timeout,
+                         threads=args.threads)
     configure(limits(config))
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
                   server_header=False, date_header=False, http=EdgeProtocol,
@@ -371,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--serve-unready", action="store_true",
                    help="answer predictions even when the start-up self-test failed (/readyz still says 503)")
     s.add_argument("--workers", type=int, default=1, help="worker processes, each with its own interpreter")
+    s.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="the interpreter's threads (default 1); a model slower than 2 ms a prediction runs off the "
+                        "event loop, so health and metrics answer while it works")
     s.add_argument("--allow-origin", action="append", metavar="URL", help="allow CORS from this origin (repeatable)")
     s.add_argument("--log-dir", metavar="DIR", help="write requests.csv and predictions.csv here")
     s.add_argument("--max-body", type=int, default=_SERVE_DEFAULTS["max_body"], metavar="BYTES", help="request body limit (default 1 MB)")

@@ -23,7 +23,7 @@ request, nothing added to a request's path but a counter of header bytes. The h1
 without httptools) keeps uvicorn's own limits (``h11_max_incomplete_event_size``) and the sweep.
 
 Imported by ``edge.cli`` when it starts a server (it imports uvicorn); ``configure`` sets the limits in
-each process (worker processes call it from ``edge.server.app_from_env``).
+each process (worker processes call it from ``edge.server.app.app_from_env``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The HTTP limits of ``deploykit-edge serve`` and their defaults, in one place (no dependencies).
 
-``edge.http_protocol`` enforces them; ``edge.server.ServeConfig`` and the CLI flags take their defaults from here.
+``edge.http_protocol`` enforces them; ``edge.server.config.ServeConfig`` and the CLI flags take their defaults from here.
 """
 
 from __future__ import annotations

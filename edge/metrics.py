@@ -1,25 +1,25 @@
-"""Counters and a latency histogram, rendered in the Prometheus text exposition format (version 0.0.4)."""
+"""Counters and a latency histogram, and their Prometheus text exposition (through ``prometheus_client``).
+
+``Metrics`` counts (in bulk, with numpy); ``Exposition``, a custom collector, hands the counted state to
+``prometheus_client`` to write. The metric names and values are those of every release so far; the text is
+``prometheus_client``'s (a count is written ``60.0``)."""
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-def _escape(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(**labels: Any) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}" if labels else ""
-
-
 def _num(value: float) -> str:
+    """A bucket bound as the ``le`` label has always written it (``1``, not ``1.0``)."""
     if value != value:
         return "NaN"
     if value in (float("inf"), float("-inf")):
@@ -31,9 +31,9 @@ class Metrics:
     """The server's counters.
 
     ``observe`` (once per request) only appends to a pending list; the counting is done in bulk, with
-    numpy, every ``FLUSH_EVERY`` entries and before every read (``render``). So the per-request cost stays
-    a list append while ``/metrics`` is exact. Rows are counted in bulk by ``count_rows`` (the server
-    queues its one-row predictions itself, see ``EdgeApp._tally``). Thread-safe.
+    numpy, every ``FLUSH_EVERY`` entries and before every read (``state``, ``render``). So the per-request
+    cost stays a list append while ``/metrics`` is exact. Rows are counted in bulk by ``count_rows`` (the
+    server's one-row predictions are queued by ``edge.telemetry.Telemetry``). Thread-safe.
     """
 
     FLUSH_EVERY = 512
@@ -46,7 +46,6 @@ class Metrics:
         self.predictions = 0
         self.out_of_range = {name: 0 for name in self.feature_names}
         self.rejected_busy = 0
-        self.inflight = 0
         self._lo = np.asarray(lo, dtype=np.float64) if len(lo) else None
         self._hi = np.asarray(hi, dtype=np.float64) if len(hi) else None
         self._observed: list[tuple[str, int, float]] = []
@@ -101,76 +100,88 @@ class Metrics:
             for route, seconds in by_route.items():
                 self._histogram(route, seconds)
 
-    def state(self, log_errors: int = 0) -> dict[str, Any]:
+    def reject_busy(self) -> None:
+        """Count a request answered 503 over the concurrency limit."""
+        with self._lock:
+            self.rejected_busy += 1
+
+    def state(self, log_errors: int = 0, inflight: int = 0) -> dict[str, Any]:
         """The counters as plain data (JSON-safe): what ``render`` shows, what a worker shares (``edge.workers``)."""
         self.flush()
         with self._lock:
             return {"requests": [[route, status, n] for (route, status), n in sorted(self.requests.items())],
                     "hist": {k: list(v) for k, v in self.hist.items()}, "hist_sum": dict(self.hist_sum),
                     "predictions": self.predictions, "out_of_range": dict(self.out_of_range),
-                    "inflight": self.inflight, "rejected_busy": self.rejected_busy, "log_errors": log_errors}
+                    "inflight": inflight, "rejected_busy": self.rejected_busy, "log_errors": log_errors}
 
     def render(self, info: dict[str, str], drift: list[dict[str, Any]], log_errors: int = 0,
-               state: dict[str, Any] | None = None) -> str:
-        """The ``/metrics`` body: this process's counters, or ``state`` (several workers' merged ``state()``)."""
-        state = self.state(log_errors) if state is None else state
-        lines: list[str] = []
-        add = lines.append
-        add("# HELP deploykit_model_info The loaded model artifact.")
-        add("# TYPE deploykit_model_info gauge")
-        add(f"deploykit_model_info{_labels(**info)} 1")
-        add("# HELP deploykit_requests_total HTTP requests by route and status.")
-        add("# TYPE deploykit_requests_total counter")
-        requests = [((r, s), n) for r, s, n in state["requests"]]
+               state: dict[str, Any] | None = None, inflight: int = 0) -> str:
+        """The ``/metrics`` body: this process's counters, or ``state`` (several workers' merged ``state()``),
+        written by ``prometheus_client`` from ``Exposition``."""
+        state = self.state(log_errors, inflight) if state is None else state
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Exposition(self.feature_names, info, state, drift))
+        return generate_latest(registry).decode("utf-8")
+
+
+class Exposition(Collector):
+    """A custom ``prometheus_client`` collector over counted state (``Metrics.state()`` or several merged):
+    the counting stays in ``Metrics`` (bulk, numpy), the collector only reads its result."""
+
+    def __init__(self, feature_names: Sequence[str], info: dict[str, str], state: dict[str, Any],
+                 drift: list[dict[str, Any]]) -> None:
+        self.feature_names, self.info, self.state, self.drift = list(feature_names), info, state, drift
+
+    def collect(self) -> Iterator[Metric]:
+        state, drift = self.state, self.drift
+        info = GaugeMetricFamily("deploykit_model_info", "The loaded model artifact.", labels=list(self.info))
+        info.add_metric([str(v) for v in self.info.values()], 1)
+        yield info
+        requests = CounterMetricFamily("deploykit_requests", "HTTP requests by route and status.",
+                                       labels=["route", "status"])
+        for route, status, n in state["requests"]:
+            requests.add_metric([route, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily("deploykit_request_duration_seconds", "Request latency by route.",
+                                        labels=["route"])
         hist, sums = state["hist"], state["hist_sum"]
-        predictions, out_of_range = state["predictions"], state["out_of_range"]
-        for (route, status), n in requests:
-            add(f"deploykit_requests_total{_labels(route=route, status=status)} {n}")
-        add("# HELP deploykit_request_duration_seconds Request latency by route.")
-        add("# TYPE deploykit_request_duration_seconds histogram")
         for route in sorted(hist):
-            cumulative = 0
+            cumulative, buckets = 0, []
             for bound, n in zip(BUCKETS, hist[route]):
                 cumulative += n
-                add(f"deploykit_request_duration_seconds_bucket{_labels(route=route, le=_num(bound))} {cumulative}")
-            cumulative += hist[route][-1]
-            add(f'deploykit_request_duration_seconds_bucket{_labels(route=route, le="+Inf")} {cumulative}')
-            add(f"deploykit_request_duration_seconds_sum{_labels(route=route)} {_num(sums[route])}")
-            add(f"deploykit_request_duration_seconds_count{_labels(route=route)} {cumulative}")
-        add("# HELP deploykit_predictions_total Rows predicted.")
-        add("# TYPE deploykit_predictions_total counter")
-        add(f"deploykit_predictions_total {predictions}")
-        add("# HELP deploykit_input_out_of_range_total Input values outside the training range, per feature.")
-        add("# TYPE deploykit_input_out_of_range_total counter")
+                buckets.append((_num(bound), cumulative))
+            buckets.append(("+Inf", cumulative + hist[route][-1]))
+            latency.add_metric([route], buckets, sums[route])
+        yield latency
+        yield CounterMetricFamily("deploykit_predictions", "Rows predicted.", value=state["predictions"])
+        out = CounterMetricFamily("deploykit_input_out_of_range",
+                                  "Input values outside the training range, per feature.", labels=["feature"])
         for name in self.feature_names:
-            add(f"deploykit_input_out_of_range_total{_labels(feature=name)} {out_of_range.get(name, 0)}")
-        add("# HELP deploykit_inflight_requests Requests being served now.")
-        add("# TYPE deploykit_inflight_requests gauge")
-        add(f"deploykit_inflight_requests {state['inflight']}")
-        add("# HELP deploykit_rejected_busy_total Requests answered 503 over the concurrency limit.")
-        add("# TYPE deploykit_rejected_busy_total counter")
-        add(f"deploykit_rejected_busy_total {state['rejected_busy']}")
-        add("# HELP deploykit_log_lines_dropped_total Log lines that could not be written (full disk, removed folder).")
-        add("# TYPE deploykit_log_lines_dropped_total counter")
-        add(f"deploykit_log_lines_dropped_total {state['log_errors']}")
-        add("# HELP deploykit_drift_ks_statistic Two-sample KS statistic, recent inputs vs training sample.")
-        add("# TYPE deploykit_drift_ks_statistic gauge")
+            out.add_metric([name], state["out_of_range"].get(name, 0))
+        yield out
+        yield GaugeMetricFamily("deploykit_inflight_requests", "Requests being served now.", value=state["inflight"])
+        yield CounterMetricFamily("deploykit_rejected_busy", "Requests answered 503 over the concurrency limit.",
+                                  value=state["rejected_busy"])
+        yield CounterMetricFamily("deploykit_log_lines_dropped",
+                                  "Log lines that could not be written (full disk, removed folder).",
+                                  value=state["log_errors"])
+        stat = GaugeMetricFamily("deploykit_drift_ks_statistic",
+                                 "Two-sample KS statistic, recent inputs vs training sample.", labels=["feature"])
+        pvalue = GaugeMetricFamily("deploykit_drift_ks_pvalue", "Two-sample KS p-value.", labels=["feature"])
+        detected = GaugeMetricFamily("deploykit_drift_detected",
+                                     "1 when the feature's p-value is below alpha over a full enough window.",
+                                     labels=["feature"])
         for d in drift:
             if d["statistic"] is not None:
-                add(f"deploykit_drift_ks_statistic{_labels(feature=d['feature'])} {_num(d['statistic'])}")
-        add("# HELP deploykit_drift_ks_pvalue Two-sample KS p-value.")
-        add("# TYPE deploykit_drift_ks_pvalue gauge")
-        for d in drift:
+                stat.add_metric([d["feature"]], d["statistic"])
             if d["p_value"] is not None:
-                add(f"deploykit_drift_ks_pvalue{_labels(feature=d['feature'])} {_num(d['p_value'])}")
-        add("# HELP deploykit_drift_detected 1 when the feature's p-value is below alpha over a full enough window.")
-        add("# TYPE deploykit_drift_detected gauge")
-        for d in drift:
-            add(f"deploykit_drift_detected{_labels(feature=d['feature'])} {1 if d['drifted'] else 0}")
-        add("# HELP deploykit_drift_window_rows Rows in the drift window.")
-        add("# TYPE deploykit_drift_window_rows gauge")
-        add(f"deploykit_drift_window_rows {drift[0]['n'] if drift else 0}")
-        return "\n".join(lines) + "\n"
+                pvalue.add_metric([d["feature"]], d["p_value"])
+            detected.add_metric([d["feature"]], 1 if d["drifted"] else 0)
+        yield stat
+        yield pvalue
+        yield detected
+        yield GaugeMetricFamily("deploykit_drift_window_rows", "Rows in the drift window.",
+                                value=drift[0]["n"] if drift else 0)
 
 
 def merge_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:

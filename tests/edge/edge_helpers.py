@@ -91,3 +91,32 @@ class Server:
             self.proc.kill()
             _, err = self.proc.communicate()
         return self.proc.returncode, err
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample of a Prometheus text exposition (``name`` with exactly ``labels``), parsed by
+    ``prometheus_client``'s parser; None when the exposition has no such sample."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
+
+
+async def acall(app: Any, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One request to an ASGI app, in-process; (status, body)."""
+    sent: list[dict] = []
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        return pending.pop() if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"test"), (b"content-type", b"application/json")]}
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])

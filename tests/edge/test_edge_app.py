@@ -1,4 +1,4 @@
-"""edge.server.EdgeApp called in-process through ASGI: its bookkeeping (metrics, drift window) is exact.
+"""edge.server.app.EdgeApp called in-process through ASGI: its bookkeeping (metrics, drift window) is exact.
 
 The HTTP behaviour is tested against a real uvicorn server on loopback in test_edge_server.py; these
 tests call the app directly to check counts and the drift window's order after many requests.
@@ -16,23 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.server import EdgeApp, ServeConfig, build_app
+from edge_helpers import acall, metric
 
 
 def call(app: EdgeApp, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     """One request through the ASGI interface; (status, body)."""
-    sent: list[dict] = []
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict:
-        return pending.pop() if pending else {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"test"), (b"content-type", b"application/json")]}
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    return asyncio.run(acall(app, method, path, body))
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +61,15 @@ def test_one_row_and_batch_requests_land_in_the_window_in_order(app_factory, bat
         singles += 1
     status, body = call(app, "GET", "/drift")
     assert status == 200 and json.loads(body)["n"] == min(len(sent_rows), window)
-    assert np.array_equal(app.drift.window_rows(), np.array(sent_rows)[-window:])
+    assert np.array_equal(app.telemetry.window_rows(), np.array(sent_rows)[-window:])
     status, body = call(app, "GET", "/metrics")
     text = body.decode()
-    assert f"deploykit_predictions_total {len(sent_rows)}\n" in text
-    assert f'deploykit_requests_total{{route="predict_json",status="200"}} {len(batches) + app.TALLY_EVERY + 3}\n' in text
+    assert metric(text, "deploykit_predictions_total") == len(sent_rows)
+    assert metric(text, "deploykit_requests_total", route="predict_json", status="200") == len(batches) + app.TALLY_EVERY + 3
     x = np.array(sent_rows)
     for i, f in enumerate(app.features):
         out = int(((x[:, i] < f["min"]) | (x[:, i] > f["max"])).sum())
-        assert f'deploykit_input_out_of_range_total{{feature="{f["name"]}"}} {out}\n' in text
+        assert metric(text, "deploykit_input_out_of_range_total", feature=f["name"]) == out
     assert singles == batches.count(0) + app.TALLY_EVERY + 3
 
 
@@ -95,4 +84,4 @@ def test_far_drift_is_reported_not_a_500(app_factory) -> None:
     tax = {f["feature"]: f for f in json.loads(body)["features"]}["tax"]
     assert tax["statistic"] == 1.0 and tax["drifted"] is True and 0.0 < tax["p_value"] < 1e-100
     status, body = call(app, "GET", "/metrics")
-    assert status == 200 and 'deploykit_drift_detected{feature="tax"} 1\n' in body.decode()
+    assert status == 200 and metric(body.decode(), "deploykit_drift_detected", feature="tax") == 1

@@ -74,6 +74,7 @@ def test_metrics_count_exactly_what_was_observed() -> None:
     import bisect
 
     from edge.metrics import BUCKETS, Metrics, _num
+    from edge_helpers import metric
 
     rng = np.random.default_rng(1)
     m = Metrics(["a", "b"], [0.0, 0.0], [1.0, 1.0])
@@ -98,12 +99,12 @@ def test_metrics_count_exactly_what_was_observed() -> None:
             want[bisect.bisect_left(BUCKETS, t)] += 1
     cumulative = np.cumsum(want).tolist()
     for bound, n in zip(BUCKETS, cumulative):
-        assert f'deploykit_request_duration_seconds_bucket{{route="predict_json",le="{_num(bound)}"}} {n}\n' in text
+        assert metric(text, "deploykit_request_duration_seconds_bucket", route="predict_json", le=_num(bound)) == n
     n_ok = sum(1 for i in range(len(seconds)) if i % 3 and i % 7)
-    assert f'deploykit_requests_total{{route="predict_json",status="200"}} {n_ok}\n' in text
-    assert f"deploykit_predictions_total {len(rows)}\n" in text
+    assert metric(text, "deploykit_requests_total", route="predict_json", status="200") == n_ok
+    assert metric(text, "deploykit_predictions_total") == len(rows)
     out_a = int(((rows[:, 0] < 0) | (rows[:, 0] > 1)).sum())
-    assert f'deploykit_input_out_of_range_total{{feature="a"}} {out_a}\n' in text
+    assert metric(text, "deploykit_input_out_of_range_total", feature="a") == out_a
 
 
 @pytest.mark.parametrize("n1, n2, shift", [(500, 506, 10.0), (500, 506, 3.0), (500, 506, 2.0), (50, 506, 100.0),

@@ -16,7 +16,7 @@ import pytest
 
 from edge.runner import Predictor
 
-from edge_helpers import Server
+from edge_helpers import Server, metric
 
 EXPECTED = "expected 3 values: rm, tax, age"
 
@@ -106,8 +106,7 @@ def test_one_row_fast_path_answers_as_the_general_path(module_server: Server, ro
     request takes the general path. Same bytes back, both counted in /metrics."""
     def count() -> float:
         text = module_server.request("GET", "/metrics")[2].decode()
-        key = 'deploykit_requests_total{route="predict_json",status="200"} '
-        return float(text.split(key, 1)[1].split()[0]) if key in text else 0.0
+        return metric(text, "deploykit_requests_total", route="predict_json", status="200") or 0.0
 
     before = count()
     body = json.dumps(row).encode()
@@ -239,20 +238,17 @@ def test_metrics_prometheus_format(module_server: Server) -> None:
     status, hdrs, data = module_server.request("GET", "/metrics")
     assert status == 200 and hdrs["content-type"].startswith("text/plain; version=0.0.4")
     text = data.decode()
-    samples = {}
     for line in text.splitlines():
         if line.startswith("#"):
             assert line.startswith(("# HELP ", "# TYPE "))
             continue
-        name, value = line.rsplit(" ", 1)
-        float(value)
-        samples[name] = float(value)
-    assert samples['deploykit_requests_total{route="predict_json",status="200"}'] >= 2
-    assert samples['deploykit_input_out_of_range_total{feature="rm"}'] >= 1
-    assert samples["deploykit_predictions_total"] >= 2
-    assert 'deploykit_request_duration_seconds_bucket{route="predict_json",le="+Inf"}' in samples
-    assert 'deploykit_drift_ks_statistic{feature="rm"}' in samples
-    assert 'deploykit_drift_detected{feature="tax"}' in samples
+        float(line.rsplit(" ", 1)[1])
+    assert metric(text, "deploykit_requests_total", route="predict_json", status="200") >= 2
+    assert metric(text, "deploykit_input_out_of_range_total", feature="rm") >= 1
+    assert metric(text, "deploykit_predictions_total") >= 2
+    assert metric(text, "deploykit_request_duration_seconds_bucket", route="predict_json", le="+Inf") >= 2
+    assert metric(text, "deploykit_drift_ks_statistic", feature="rm") is not None
+    assert metric(text, "deploykit_drift_detected", feature="tax") is not None
 
 
 def test_concurrent_requests_get_correct_answers(module_server: Server, bundle: Path) -> None:
@@ -339,7 +335,7 @@ def test_drift_flag_from_shifted_traffic(bundle: Path, server_factory) -> None:
     report = server.json("GET", "/drift")[1]
     assert {f["feature"]: f["drifted"] for f in report["features"]} == {"rm": False, "tax": True, "age": False}
     metrics = server.request("GET", "/metrics")[2].decode()
-    assert 'deploykit_drift_detected{feature="tax"} 1' in metrics
+    assert metric(metrics, "deploykit_drift_detected", feature="tax") == 1
 
 
 def test_unwritable_log_dir_refuses_to_start(bundle: Path, tmp_path: Path) -> None:
@@ -434,7 +430,7 @@ def test_exit_message_says_what_the_logs_lost(bundle: Path, server_factory, tmp_
     logs.write_text("")
     assert server.json("POST", "/predict_json", [6, 251, 66.5])[0] == 200  # 2 lines dropped: prediction, request
     metrics = server.request("GET", "/metrics")[2].decode()
-    assert "deploykit_log_lines_dropped_total 2\n" in metrics  # (the /metrics request's line is written after)
+    assert metric(metrics, "deploykit_log_lines_dropped_total") == 2  # (the /metrics request's line is written after)
     logs.unlink()
     assert server.json("POST", "/predict_json", [6, 252, 66.5])[0] == 200
     code, err = server.stop()
@@ -455,8 +451,8 @@ def test_two_workers_share_metrics_and_drift(bundle: Path, server_factory) -> No
     time.sleep(1.6)  # every worker has written a snapshot since
     for _ in range(6):  # each scrape lands on one worker or the other
         text = server.request("GET", "/metrics")[2].decode()
-        assert "deploykit_predictions_total 60\n" in text, text
-        assert 'deploykit_requests_total{route="predict_json",status="200"} 60\n' in text
-        assert "deploykit_drift_window_rows 60\n" in text
+        assert metric(text, "deploykit_predictions_total") == 60, text
+        assert metric(text, "deploykit_requests_total", route="predict_json", status="200") == 60
+        assert metric(text, "deploykit_drift_window_rows") == 60
         report = server.json("GET", "/drift")[1]
         assert report["n"] == 60

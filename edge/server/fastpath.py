@@ -1,0 +1,77 @@
+"""The one-row fast path, the outermost wrapper of the app: ``POST /predict_json`` with one valid row (the
+course's request), answered with the fewest steps.
+
+It takes the request only when the server is ready and predicts inline (``EdgeApp.inline``), writes no log (``--log-dir`` unset), the body came
+in one message with ``Content-Type: application/json`` exactly, no CORS origin is to be answered, and
+the concurrency limit is not reached. Anything else (an error, a batch, a chunked body, an origin) goes on
+to the inner app together with the body message already read (replayed by its ``receive``), so every
+check and every error message lives in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from edge.inputs import InputError
+from edge.server.messages import JSON_HEADER, JSON_TYPE, ASGIApp, Receive, Reply, Send
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edge.server.app import EdgeApp
+
+_perf_counter = time.perf_counter
+
+
+class OneRowPath:
+    """See the module's docstring. ``inner`` answers everything this does not."""
+
+    def __init__(self, app: "EdgeApp", inner: ASGIApp) -> None:
+        self.app = app
+        self.inner = inner
+        self.enabled = app.logs is None and app.rows is not None
+        self.check_origin = bool(app.config.allow_origins)
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        app = self.app
+        if not (self.enabled and scope["path"] == "/predict_json" and scope["method"] == "POST" and app.inline):
+            await self.inner(scope, receive, send)
+            return
+        start = _perf_counter()
+        message = await receive()
+        answer = None
+        telemetry = app.telemetry
+        config = app.config
+        if (message["type"] == "http.request" and not message.get("more_body", False)
+                and telemetry.inflight < config.max_concurrency):
+            ctype = None
+            check_origin = self.check_origin
+            for key, value in scope["headers"]:
+                if key == b"content-type":
+                    ctype = value
+                elif key == b"origin" and check_origin:
+                    ctype = None
+                    break
+            body = message.get("body", b"")
+            if ctype == JSON_TYPE and len(body) <= config.max_body:
+                try:
+                    row = app.rows.quick_body(body)  # type: ignore[union-attr]
+                    if row is not None:
+                        answer = app.predict_one(row, None)  # no log rows: this path runs without --log-dir
+                except (InputError, Reply):
+                    answer = None
+        if answer is None:
+            replay = [message]
+
+            async def again() -> dict:
+                return replay.pop() if replay else await receive()
+
+            scope["edge.start"] = start
+            await self.inner(scope, again, send)
+            return
+        telemetry.enter()
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [JSON_HEADER, (b"content-length", b"%d" % len(answer))]})
+            await send({"type": "http.response.body", "body": answer})
+        finally:
+            telemetry.leave_fast(_perf_counter() - start)

@@ -1,0 +1,106 @@
+"""What every part of the server shares: the ASGI callables' types, a request as handlers see it, the
+answer tuple, the ``Reply`` exception that answers an error, JSON writing and the request body reader."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+
+try:  # optional (serve extra): formats a float faster than repr
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+Send = Callable[[dict], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict]]
+ASGIApp = Callable[[dict, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, bytes, bytes, Headers]  # (status, content type, body, extra headers)
+
+JSON_TYPE = b"application/json"
+HTML_TYPE = b"text/html; charset=utf-8"
+JSON_HEADER = (b"content-type", JSON_TYPE)
+
+
+class Reply(Exception):
+    """Answer now with this status and message (as the JSON error body)."""
+
+    def __init__(self, status: int, message: str, headers: Optional[Headers] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or []
+
+
+@dataclass
+class Request:
+    """One request as a handler sees it: the ASGI scope and receive, the headers as a dict, the path
+    parameters the router parsed, and the prediction-log rows the handler adds (written by the app)."""
+
+    scope: dict
+    receive: Receive
+    headers: dict[bytes, bytes]
+    params: dict[str, Any] = field(default_factory=dict)
+    log_rows: list[list[Any]] = field(default_factory=list)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Compact JSON, refusing NaN and infinities (ValueError)."""
+    return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_float(value: float) -> bytes:
+    """A finite float's JSON text exactly as ``json.dumps`` writes it (``repr``): orjson's for
+    1e-4 <= |value| < 1e16 and zero, where the two texts are the same; repr's elsewhere (orjson writes
+    1e-5 where repr writes 1e-05)."""
+    if _orjson is not None and (1e-4 <= value < 1e16 or -1e16 < value <= -1e-4 or value == 0.0):
+        return _orjson.dumps(value)
+    return repr(value).encode()
+
+
+def error_body(message: str) -> bytes:
+    """The JSON error body every route answers with."""
+    return json_bytes({"success": False, "error": message})
+
+
+async def read_body(request: Request, accept: tuple[bytes, ...], limit: int) -> bytes:
+    """The request body, after the content-type and size checks.
+
+    Raises:
+        Reply: 415 for a content type not in ``accept``, 413 over ``limit`` bytes (chunked included), 400
+            for an invalid Content-Length or a client that left, or what the HTTP layer refused it with.
+    """
+    headers, receive = request.headers, request.receive
+    ctype = headers.get(b"content-type", b"")
+    if ctype not in accept:
+        ctype = ctype.split(b";", 1)[0].strip().lower()
+    if ctype not in accept:
+        shown = ctype[:60].decode("latin-1") or "none"
+        raise Reply(415, f"content type {shown} is not supported; send Content-Type: {accept[0].decode()}")
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise Reply(413, f"body of {int(declared)} bytes is over the limit of {limit} bytes")
+        except ValueError:
+            raise Reply(400, "invalid Content-Length") from None
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):  # the whole body at once
+        body = message.get("body", b"")
+        if len(body) > limit:
+            raise Reply(413, f"body is over the limit of {limit} bytes")
+        return body
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if message["type"] == "http.disconnect":
+            refused = request.scope.get("edge.refused")  # the protocol answered it (408 body timeout, 503)
+            raise Reply(*refused) if refused else Reply(400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Reply(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+        message = await receive()

@@ -1,0 +1,141 @@
+"""The OpenAPI 3.1 description of the server's routes for a bundle (``GET /openapi.json``): every status
+each route can answer, with its body, the HTTP layer's own refusals (``edge.http_protocol``) included.
+schemathesis drives the server from it in the tests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edge import __version__
+from edge.inputs import FLOAT32_MAX
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edge.runner import Predictor
+    from edge.server.config import ServeConfig
+
+
+def _tensor_schema(spec: dict[str, Any], max_batch: int) -> dict[str, Any]:
+    """JSON schema of one input tensor (batch dimension first) as TF Serving's columnar ``inputs`` take it."""
+    dtype = spec["dtype"]
+    if dtype == "bool":
+        leaf: dict[str, Any] = {"type": "boolean"}
+    elif dtype in ("int8", "uint8", "int16", "int32", "int64"):
+        bits = int(dtype.lstrip("uint"))
+        lo, hi = (0, 2**bits - 1) if dtype.startswith("u") else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        leaf = {"type": "integer", "minimum": lo, "maximum": hi}
+    else:
+        leaf = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    schema = leaf
+    dims = list(spec["shape"])
+    for i, d in enumerate(reversed(dims)):
+        batch = i == len(dims) - 1
+        schema = {"type": "array", "items": schema, "minItems": 1 if d is None else int(d),
+                  **({"maxItems": max_batch} if batch else {} if d is None else {"maxItems": int(d)})}
+    return schema
+
+
+def openapi(predictor: "Predictor", config: "ServeConfig") -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the server's routes for this bundle: every status each route can
+    answer, with its body (the HTTP layer's own refusals, ``edge.http_protocol``, included)."""
+    name = predictor.bundle.name
+    features = predictor.manifest.get("features") or []
+    specs = predictor.manifest["inputs"]
+    number = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    row = {"type": "array", "items": number, "minItems": len(features), "maxItems": len(features),
+           "description": "values in this order: " + ", ".join(f["name"] for f in features)}
+    obj = {"type": "object", "required": [f["name"] for f in features],
+           "properties": {f["name"]: {**number, "description": f.get("label", "")} for f in features}}
+    form = {"type": "object", "required": [f["name"] for f in features], "maxProperties": len(features) + 20,
+            "properties": {f["name"]: {"type": "string", "pattern": r"^[-+]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})$"}
+                           for f in features}}
+    ref = {"$ref": "#/components/schemas/Error"}
+    json_error = {"application/json": {"schema": ref}}
+    html = {"text/html": {"schema": {"type": "string"}}}
+
+    def errors(statuses: list[tuple[int, str]], content: dict = json_error) -> dict[str, Any]:
+        return {str(s): {"description": d, "content": content} for s, d in statuses}
+
+    http_layer = [(400, "malformed HTTP request"), (408, "headers or body not received in time"),
+                  (431, "request line and headers too large"), (503, "too many connections, or shutting down")]
+    with_body = http_layer + [(413, f"body over {config.max_body} bytes (Content-Length or Expect: 100-continue)"),
+                              (417, "an Expect other than 100-continue")]
+    predict_errors = with_body + [
+        (400, "malformed JSON or body"), (413, f"body over {config.max_body} bytes or batch over {config.max_batch} rows"),
+        (415, "wrong content type"), (422, "wrong count, type or non-finite values"), (500, "internal error"),
+        (503, "busy: too many requests in flight, too many connections, shutting down, or not ready (the self-test "
+              "failed, see /readyz)")]
+
+    def get(summary: str, schema: dict | None = None, ctype: str = "application/json",
+            more: list[tuple[int, str]] | None = None, more_content: dict | None = None) -> dict:
+        responses = {"200": {"description": "OK", "content": {ctype: {"schema": schema or {}}}},
+                     **errors(http_layer), **errors(more or [], more_content or json_error)}
+        return {"get": {"summary": summary, "responses": responses}}
+
+    ok = {"type": "object", "required": ["success"], "properties": {"success": {"const": True}}}
+    prediction_ok = {"oneOf": [
+        {**ok, "required": ["success", "prediction"], "properties": {"success": {"const": True}, "prediction": {}}},
+        {**ok, "required": ["success", "predictions"], "properties": {"success": {"const": True},
+                                                                      "predictions": {"type": "array"}}}]}
+    tensors = {s["name"]: _tensor_schema(s, config.max_batch) for s in specs}
+    if features:
+        keyed = {"type": "object", "required": [s["name"] for s in specs],
+                 "properties": {s["name"]: tensors[s["name"]]["items"] for s in specs}}
+        # an object naming an input is taken as keyed by inputs, so the by-feature object names none
+        by_feature = {**obj, "not": {"anyOf": [{"required": [s["name"]]} for s in specs]}}
+        instance = {"oneOf": [row, by_feature, keyed]} if len(specs) == 1 else {"oneOf": [by_feature, keyed]}
+    else:
+        keyed = {"type": "object", "required": [s["name"] for s in specs],
+                 "properties": {s["name"]: tensors[s["name"]]["items"] for s in specs}}
+        instance = tensors[specs[0]["name"]]["items"] if len(specs) == 1 else keyed
+    columns = {"type": "object", "required": [s["name"] for s in specs], "properties": tensors}
+    if len(specs) == 1:
+        columns = {"oneOf": [tensors[specs[0]["name"]], columns]}
+    signature = {"type": "string", "const": "serving_default"}
+    tfs_body = {"oneOf": [  # exactly one of "instances" and "inputs"; other keys are ignored
+        {"type": "object", "required": ["instances"], "not": {"required": ["inputs"]},
+         "properties": {"instances": {"type": "array", "items": instance, "minItems": 1, "maxItems": config.max_batch},
+                        "signature_name": signature}},
+        {"type": "object", "required": ["inputs"], "not": {"required": ["instances"]},
+         "properties": {"inputs": columns, "signature_name": signature}}]}
+    tfs_ok = {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}}
+    not_found = [(404, f"no such model or version (this server serves {name!r}, version 1)")]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"deploykit-edge: {name}", "version": __version__,
+                 "description": f"TFLite {predictor.variant} ({predictor.artifact['path']}) on {predictor.runtime.describe()}"},
+        "paths": {
+            "/predict_json": {"post": {
+                "summary": "Predict one row or a list of rows (the course's contract).",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    row, obj, {"type": "array", "minItems": 1, "maxItems": config.max_batch,
+                               "items": {"oneOf": [row, obj]}}]}}}},
+                "responses": {"200": {"description": "prediction", "content": {"application/json": {"schema": prediction_ok}}},
+                              **errors(predict_errors)}}},
+            "/form": get("The HTML form.", {"type": "string"}, "text/html"),
+            "/predict_form": {"post": {"summary": "Predict from the HTML form.",
+                                       "requestBody": {"required": True,
+                                                       "content": {"application/x-www-form-urlencoded": {"schema": form}}},
+                                       "responses": {"200": {"description": "result page", "content": html},
+                                                     # the app's errors are pages, the HTTP layer's JSON
+                                                     **errors(predict_errors, {**html, **json_error})}}},
+            f"/v1/models/{name}:predict": {"post": {
+                "summary": "TensorFlow Serving REST predict (row format `instances` or columnar `inputs`).",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": tfs_body}}},
+                "responses": {"200": {"description": "predictions", "content": {"application/json": {"schema": tfs_ok}}},
+                              **errors(predict_errors + not_found)}}},
+            f"/v1/models/{name}": get("TensorFlow Serving model status.", {"type": "object"}, more=not_found),
+            f"/v1/models/{name}/metadata": get("TensorFlow Serving model metadata (signature).", {"type": "object"},
+                                                more=not_found),
+            "/healthz": get("Alive.", {"type": "object", "properties": {"status": {"const": "ok"}}}),
+            "/readyz": get("Model loaded and self-test passed (503 otherwise).", {"type": "object"},
+                           more=[(503, "not ready (the self-test failed), or the HTTP layer's 503")]),
+            "/metrics": get("Prometheus metrics.", {"type": "string"}, "text/plain"),
+            "/drift": get("Per-feature KS drift of the recent input window.", {"type": "object"}),
+            "/openapi.json": get("This document.", {"type": "object"}),
+            "/": get("What this server serves.", {"type": "object"}),
+        },
+        "components": {"schemas": {"Error": {"type": "object", "required": ["success", "error"], "properties": {
+            "success": {"const": False}, "error": {"type": "string"}}}}},
+    }
+
+
