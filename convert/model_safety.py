@@ -84,7 +84,7 @@ def check_saved_model_ops(folder: Path) -> None:
         DeployKitError: ``saved_model.pb`` cannot be parsed, or an op is not allowed (the message names the
         op and the function or node that holds it).
     """
-    saved_model = _parse_saved_model(folder)
+    saved_model = parse_saved_model(folder)
     for meta_graph in saved_model.meta_graphs:
         refused = _first_refused(meta_graph)
         if refused is not None:
@@ -96,7 +96,12 @@ def check_saved_model_ops(folder: Path) -> None:
             )
 
 
-def _parse_saved_model(folder: Path) -> Any:
+def parse_saved_model(folder: Path) -> Any:
+    """``saved_model.pb`` (or ``.pbtxt``) of ``folder`` as a ``SavedModel`` proto, read as data only.
+
+    Raises:
+        DeployKitError: the file cannot be read or parsed.
+    """
     from google.protobuf import message, text_format
     from tensorflow.core.protobuf import saved_model_pb2
 

@@ -464,7 +464,8 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
     graph_dir = staging / "web" / "model" / "graph"
     graph = write_graph_model(saved_model, graph_dir)
     artifacts.append(_artifact(staging, "web/model/graph/model.json", "tfjs_graph", "float32", transforms=[],
-                               io=graph["io"], runtime={"min_tfjs": "4.22.0"}, shrinks=None, note=unroll_note))
+                               io=graph["io"], runtime={"min_tfjs": "4.22.0"}, shrinks=None,
+                               note="; ".join(n for n in (unroll_note, *graph["notes"]) if n)))
     rows.append(_row(artifacts[-1], None, extra=_shard_bytes(graph_dir)))
 
     # TFJS layers model

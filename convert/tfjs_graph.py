@@ -13,7 +13,9 @@ from convert.errors import DeployKitError
 def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Convert the SavedModel's ``serving_default`` signature to ``out_dir/model.json`` + shards.
 
-    Returns ``{"files": [...], "io": {"inputs": {name: node}, "outputs": {key: node}}}``.
+    Ops TFJS lacks are first rewritten into ops it has, exactly, in a copy (``convert.tfjs_rewrite``).
+
+    Returns ``{"files": [...], "io": {"inputs": {name: node}, "outputs": {key: node}}, "notes": [...]}``.
 
     Raises:
         DeployKitError: the converter fails (an op TFJS lacks, say), with its reason.
@@ -21,11 +23,16 @@ def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
     """
     import tensorflowjs as tfjs
 
+    from convert.tfjs_rewrite import for_tfjs
+
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        tfjs.converters.convert_tf_saved_model(
-            str(saved_model_dir), str(out_dir), signature_def="serving_default", saved_model_tags="serve"
-        )
+        with for_tfjs(saved_model_dir) as (source, notes):
+            tfjs.converters.convert_tf_saved_model(
+                str(source), str(out_dir), signature_def="serving_default", saved_model_tags="serve"
+            )
+    except DeployKitError:
+        raise
     except Exception as exc:
         # tensorflowjs freezes the graph inside `except BaseException` and falls back to the TF1 route, which
         # then fails ("Identity is not in graph"): a Ctrl+C there is a Ctrl+C, not a converter error
@@ -43,7 +50,7 @@ def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
         outputs = {by_tensor.get(node, name): node for name, node in outputs.items()}
     io = {"inputs": {name: spec["name"] for name, spec in signature.get("inputs", {}).items()}, "outputs": outputs}
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
-    return {"files": files, "io": io}
+    return {"files": files, "io": io, "notes": notes}
 
 
 def _output_keys(saved_model_dir: Path) -> dict[str, tuple[str, str]]:
