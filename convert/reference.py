@@ -32,9 +32,13 @@ class TensorSpec:
     dtype: str
     shape: list[int | None]
     key: str = ""  # the signature key of an output (``output_0``); equals name for inputs
+    vocabulary: dict[str, Any] | None = None  # an input that indexes an Embedding: {"size": n, "layer": name}
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": self.shape}
+        spec: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": self.shape}
+        if self.vocabulary is not None:
+            spec["vocabulary"] = dict(self.vocabulary)
+        return spec
 
 
 @dataclass
@@ -140,6 +144,10 @@ def _load_keras(path: Path) -> Reference:
         TensorSpec(name=t.name.split(":")[0], dtype=_dtype_name(t.dtype), shape=[None if d is None else int(d) for d in t.shape])
         for t in model.inputs
     ]
+    from convert.vocabulary import vocabularies
+
+    for spec, found in zip(inputs, vocabularies(model)):
+        spec.vocabulary = found
     names = list(getattr(model, "output_names", None) or [_output_layer_name(t) for t in model.outputs])
     outputs = [
         TensorSpec(

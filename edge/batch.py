@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.inputs import vocabulary_problem
 from edge.logs import neutralise
 from edge.runner import Predictor
 
@@ -141,6 +142,10 @@ def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchRes
                 f"the input has no column {', '.join(missing)}; expected the features {', '.join(features)} in the header"
             )
     keys = predictor.output_keys
+    # feature columns that feed an input indexing an Embedding: each value must be in its vocabulary
+    specs = {s["name"]: s for s in predictor.manifest["inputs"] if s.get("vocabulary")}
+    vocabulary_columns = [(k, f["name"], specs[f["input"]]) for k, f in enumerate(predictor.manifest["features"])
+                          if f["input"] in specs]
     result = BatchResult(rows=len(rows))
     x = np.zeros((len(rows), len(features)))
     good = np.zeros(len(rows), dtype=bool)
@@ -152,6 +157,10 @@ def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchRes
         try:
             where = _where(i + 1, lines[i])
             x[i] = [_number(row.get(f), where, f) for f in features]
+            for k, name, spec in vocabulary_columns:
+                problem = vocabulary_problem(float(x[i][k]), spec)
+                if problem:
+                    raise ValueError(f"{where}, column {name}: {problem}")
             good[i] = True
         except ValueError as exc:
             row_error[i] = str(exc)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import json.scanner
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -252,3 +252,47 @@ def check_tensor(value: Any, name: str, shape: Sequence[int | None], dtype: str,
     if arr.ndim != len(want) or any(w is not None and a != w for a, w in zip(arr.shape[1:], want[1:])):
         raise InputError(422, f"input {name!r} has shape {list(arr.shape)}, the model takes {want}")
     return arr.astype(dtype)
+
+
+def _vocabulary_range(spec: Mapping[str, Any]) -> str:
+    vocabulary = spec["vocabulary"]
+    return (f"integers from 0 to {int(vocabulary['size']) - 1} (the vocabulary of its Embedding "
+            f"{str(vocabulary.get('layer', ''))!r})")
+
+
+def _value_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def vocabulary_problem(value: float, spec: Mapping[str, Any]) -> str | None:
+    """What is wrong with one value for an input that indexes an Embedding (``spec["vocabulary"]``), or None
+    when it is an integer from 0 to ``size - 1``: "must be integers from 0 to 39 (...), got -1"."""
+    size = int(spec["vocabulary"]["size"])
+    if 0 <= value < size and float(value).is_integer():
+        return None
+    return f"must be {_vocabulary_range(spec)}, got {_value_text(value)}"
+
+
+def check_vocabulary(inputs: Mapping[str, Any], specs: Sequence[Mapping[str, Any]]) -> None:
+    """Every value of an input that indexes an Embedding (the manifest's ``vocabulary``) is an integer from 0
+    to ``size - 1``: out of range, a gather out of bounds in TFLite and a zero row in TFJS; negative or
+    fractional, a silently wrong answer. Inputs without a vocabulary, or not in ``inputs``, are not looked at.
+
+    Raises:
+        InputError: 422 naming the input, the valid range and the first wrong value with its index
+        (``[row, position]``, counted from 0 as in the array).
+    """
+    for spec in specs:
+        if not spec.get("vocabulary") or spec["name"] not in inputs:
+            continue
+        values = np.asarray(inputs[spec["name"]])
+        size = int(spec["vocabulary"]["size"])
+        if values.dtype.kind in "iub":
+            bad = (values < 0) | (values >= size)
+        else:
+            values = values.astype(np.float64)
+            bad = ~((values >= 0) & (values < size) & (np.floor(values) == values))  # NaN is bad too
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(422, f"input {spec['name']!r} must hold {_vocabulary_range(spec)}, got "
+                                  f"{_value_text(values[where])} at index {list(where)}")

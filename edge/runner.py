@@ -23,6 +23,7 @@ from edge import manifest as mf
 from edge import transform
 from edge.bundle import Bundle
 from edge.errors import BundleError, EdgeError
+from edge.inputs import check_vocabulary
 from edge.interpreter import Runtime, check_runtime, make_interpreter, pick, tflite_ops
 
 SIGNATURE = "serving_default"
@@ -201,6 +202,9 @@ class Predictor:
             if t["kind"] == "standardize" and t["input"] == self._direct_input and t["mean"].shape == (len(self.features),):
                 self._row_transform = (t["mean"].tolist(), t["std"].tolist())
                 self._row_ok = True
+        # inputs that index an Embedding (manifest "vocabulary"): checked before every prediction
+        self._vocabulary_specs = [i for i in self.manifest["inputs"] if i.get("vocabulary")]
+        self._row_ok = self._row_ok and not self._vocabulary_specs
         self._check_io(self._session())
         # One value per row (one output of shape (n,) or (n, 1)): predict_value answers with a float.
         out_shape = _dims(self.manifest["outputs"][0]["shape"])
@@ -266,7 +270,11 @@ class Predictor:
 
         Raises:
             EdgeError: an input is missing or has the wrong number of dimensions or columns.
+            InputError: (an EdgeError, status 422) a value outside an input's vocabulary
+                (``edge.inputs.check_vocabulary``).
         """
+        if self._vocabulary_specs:
+            check_vocabulary(inputs, self._vocabulary_specs)
         feeds: dict[str, np.ndarray] = {}
         for name, want in self._want_dims.items():
             if name not in inputs:

@@ -112,3 +112,41 @@ def test_the_answer_float_is_what_json_dumps_writes(value: float) -> None:
     from edge.server.messages import json_float as _json_float
 
     assert _json_float(value) == json.dumps(value).encode()
+
+
+TOKENS = {"name": "tokens", "dtype": "int32", "shape": [None, 4], "vocabulary": {"size": 10, "layer": "embedding"}}
+CATEGORY = {"name": "cat", "dtype": "float32", "shape": [None, 1], "vocabulary": {"size": 5, "layer": "embedding_1"}}
+RANGE = "integers from 0 to 9 (the vocabulary of its Embedding 'embedding')"
+
+
+@pytest.mark.parametrize("values, message", [
+    ([[1, 2, 3, 10]], f"input 'tokens' must hold {RANGE}, got 10 at index [0, 3]"),
+    ([[1, 2, 3, 4], [0, -1, 0, 0]], f"input 'tokens' must hold {RANGE}, got -1 at index [1, 1]"),
+])
+def test_token_ids_outside_the_vocabulary_are_refused(values, message) -> None:
+    import numpy as np
+
+    with pytest.raises(InputError) as info:
+        inputs_mod.check_vocabulary({"tokens": np.asarray(values, dtype=np.int32)}, [TOKENS])
+    assert (info.value.status, str(info.value)) == (422, message)
+
+
+@pytest.mark.parametrize("value, shown", [(2.5, "2.5"), (-1.0, "-1"), (5.0, "5"), (float("nan"), "nan")])
+def test_float_inputs_that_index_an_embedding_take_integers_in_range_only(value, shown) -> None:
+    import numpy as np
+
+    with pytest.raises(InputError) as info:
+        inputs_mod.check_vocabulary({"cat": np.asarray([[1.0], [value]])}, [CATEGORY])
+    assert str(info.value) == (f"input 'cat' must hold integers from 0 to 4 (the vocabulary of its Embedding "
+                               f"'embedding_1'), got {shown} at index [1, 0]")
+    assert inputs_mod.vocabulary_problem(value, CATEGORY) == (
+        f"must be integers from 0 to 4 (the vocabulary of its Embedding 'embedding_1'), got {shown}")
+
+
+def test_values_inside_the_vocabulary_and_inputs_without_one_pass() -> None:
+    import numpy as np
+
+    plain = {"name": "x", "dtype": "float32", "shape": [None, 1]}
+    inputs_mod.check_vocabulary({"tokens": np.asarray([[0, 9, 3, 3]], dtype=np.int32), "cat": np.asarray([[4.0]]),
+                                 "x": np.asarray([[-7.5]])}, [TOKENS, CATEGORY, plain])
+    assert inputs_mod.vocabulary_problem(4.0, CATEGORY) is None
