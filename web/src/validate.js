@@ -48,20 +48,42 @@ export function rangeWarning(value, feature) {
 }
 
 /**
+ * What is wrong with a value for an input that indexes an Embedding (the manifest's `vocabulary`:
+ * integers from 0 to size - 1), or null. The edge runner refuses the same values (edge/inputs.py).
+ * @param {number} value
+ * @param {{size: number, layer: string}} vocabulary
+ * @returns {string|null}
+ */
+export function vocabularyProblem(value, vocabulary) {
+  const size = vocabulary.size;
+  if (Number.isInteger(value) && value >= 0 && value < size) return null;
+  return `must be an integer from 0 to ${size - 1} (the vocabulary of its Embedding '${vocabulary.layer}'), got ${value}.`;
+}
+
+/**
  * Validate every feature field.
- * @param {Array<{name: string}>} features manifest features, in contract order
+ * @param {Array<{name: string, input?: string}>} features manifest features, in contract order
  * @param {Record<string, string>} texts raw text per feature name
+ * @param {Array<{name: string, vocabulary?: {size: number, layer: string}}>} [inputs] manifest inputs: a
+ *   feature of an input with a vocabulary takes its integers only
  * @returns {{ok: boolean, values: number[], errors: Record<string,string>, warnings: Record<string,string>}}
  *   values is complete (one per feature) only when ok is true
  */
-export function validateFeatures(features, texts) {
+export function validateFeatures(features, texts, inputs = []) {
   const values = [];
   const errors = {};
   const warnings = {};
+  const vocabularies = Object.fromEntries(inputs.filter((i) => i.vocabulary).map((i) => [i.name, i.vocabulary]));
   for (const f of features) {
     const r = parseNumber(texts[f.name]);
     if (!r.ok) {
       errors[f.name] = r.error;
+      continue;
+    }
+    const vocabulary = vocabularies[f.input];
+    const problem = vocabulary ? vocabularyProblem(r.value, vocabulary) : null;
+    if (problem) {
+      errors[f.name] = `M${problem.slice(1)}`; // shown beside the field
       continue;
     }
     values.push(r.value);
@@ -107,6 +129,10 @@ export function parseJsonInputs(text, inputs) {
     if (shape.length === want.length - 1 && want[0] === null) shape = [1, ...shape];
     if (shape.length !== want.length || want.some((d, i) => d !== null && d !== shape[i])) {
       return { ok: false, error: `Input "${inp.name}" has shape [${shape}], the model expects [${want.map((d) => (d === null ? 'any' : d))}].` };
+    }
+    if (inp.vocabulary) {
+      const bad = data.findIndex((v) => vocabularyProblem(v, inp.vocabulary) !== null);
+      if (bad >= 0) return { ok: false, error: `Input "${inp.name}" ${vocabularyProblem(data[bad], inp.vocabulary)}` };
     }
     tensors[inp.name] = { shape, data };
   }

@@ -89,3 +89,21 @@ test('formatNumber keeps hints short', () => {
   assert.equal(formatNumber(711), '711');
   assert.equal(formatNumber(0.00012), '1.200e-4');
 });
+
+test('inputs that index an Embedding take integers from 0 to size - 1 only (as the edge runner)', () => {
+  const inputs = [{ name: 'tokens', shape: [null, 3], vocabulary: { size: 10, layer: 'embedding' } }];
+  assert.equal(parseJsonInputs('[[0, 9, 3]]', inputs).ok, true);
+  for (const [text, shown] of [['[[1, 10, 3]]', '10'], ['[[1, -1, 3]]', '-1'], ['[[1, 2.5, 3]]', '2.5']]) {
+    assert.deepEqual(parseJsonInputs(text, inputs), {
+      ok: false,
+      error: `Input "tokens" must be an integer from 0 to 9 (the vocabulary of its Embedding 'embedding'), got ${shown}.`,
+    });
+  }
+  const features = [{ name: 'x', input: 'x' }, { name: 'cat', input: 'cat' }];
+  const tabular = [{ name: 'x' }, { name: 'cat', vocabulary: { size: 5, layer: 'colour' } }];
+  assert.deepEqual(validateFeatures(features, { x: '-2.5', cat: '4' }, tabular).values, [-2.5, 4]);
+  const r = validateFeatures(features, { x: '1', cat: '5' }, tabular);
+  assert.equal(r.ok, false);
+  assert.equal(r.errors.cat, "Must be an integer from 0 to 4 (the vocabulary of its Embedding 'colour'), got 5.");
+  assert.equal(validateFeatures(features, { x: '1', cat: '5' }).ok, true); // without the inputs: numbers only
+});
