@@ -52,6 +52,14 @@ class Reference:
     _signature: Any = None
     _saved_model_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    custom_objects: dict[str, Any] | None = None  # the user's classes/functions (``--custom-objects``)
+    custom_provenance: dict[str, Any] | None = None  # the manifest's provenance.custom_objects
+
+    def objects_scope(self) -> Any:
+        """A context in which Keras finds the model's custom objects (for the copies convert makes)."""
+        from convert.custom_objects import scope
+
+        return scope(self.custom_objects)
 
     @property
     def name(self) -> str:
@@ -96,17 +104,22 @@ def _dtype_name(dtype: Any) -> str:
     return name.replace("tf.", "")
 
 
-def load(path: Path) -> Reference:
-    """Load MODEL safely.
+def load(path: Path, custom_objects: Path | None = None) -> Reference:
+    """Load MODEL safely; ``custom_objects`` is the user's Python file that defines its custom layers
+    (``--custom-objects``, imported only when given: ``convert.custom_objects``).
 
     Raises:
-        DeployKitError: missing path, legacy/unsafe format, corrupt file, Lambda layer, or a directory
+        DeployKitError: missing path, legacy/unsafe format, corrupt file, Lambda layer, a custom class or
+        function without ``--custom-objects`` (naming it), a custom objects file that fails, or a directory
         that is not a SavedModel.
     """
     path = Path(path)
     if not path.exists():
         raise DeployKitError(f"model {str(path)!r} does not exist; pass a .keras file or a SavedModel folder")
     if path.is_dir():
+        if custom_objects is not None:
+            raise DeployKitError("--custom-objects applies to .keras models only; a SavedModel holds its graph and "
+                                 "needs no Python code: drop the flag")
         return _load_saved_model(path)
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
@@ -118,15 +131,27 @@ def load(path: Path) -> Reference:
         raise DeployKitError(
             f"model {path.name} is not a .keras file or a SavedModel folder; deploykit reads only those (for safety)"
         )
-    return _load_keras(path)
+    return _load_keras(path, custom_objects)
 
 
-def _load_keras(path: Path) -> Reference:
+def _short(text: str, limit: int = 200) -> str:
+    """The first line of ``text``, cut at a word boundary when longer than ``limit`` (with an ellipsis)."""
+    first = " ".join(text.strip().splitlines()[0].split()) if text.strip() else ""
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " …"
+
+
+def _load_keras(path: Path, custom_file: Path | None = None) -> Reference:
     check_keras_archive(path)  # sizes from the zip directory, before anything is inflated
+    from convert.custom_objects import prepare
+
+    objects, provenance = prepare(path, custom_file)  # custom classes: refused, or taken from the user's file
     import keras
 
     try:
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        with keras.saving.custom_object_scope(objects or {}):
+            model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises ValueError/TypeError/OSError with long texts
         interrupt.check()  # a Ctrl+C Keras turned into an error is a Ctrl+C
         text = str(exc)
@@ -138,8 +163,8 @@ def _load_keras(path: Path) -> Reference:
                 "safe_mode because loading it would run arbitrary code; replace it with built-in or registered "
                 "layers and re-save"
             ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise DeployKitError(f"model {path.name} could not be loaded ({first[:200]}); re-save it with Keras 3") from None
+        first = _short(text) or type(exc).__name__
+        raise DeployKitError(f"model {path.name} could not be loaded by Keras {keras.__version__} ({first})") from None
     inputs = [
         TensorSpec(name=t.name.split(":")[0], dtype=_dtype_name(t.dtype), shape=[None if d is None else int(d) for d in t.shape])
         for t in model.inputs
@@ -158,7 +183,8 @@ def _load_keras(path: Path) -> Reference:
         )
         for i, t in enumerate(model.outputs)
     ]
-    return Reference(source=path, inputs=inputs, outputs=outputs, keras_model=model)
+    return Reference(source=path, inputs=inputs, outputs=outputs, keras_model=model, custom_objects=objects,
+                     custom_provenance=provenance)
 
 
 def _output_layer_name(tensor: Any) -> str:
@@ -181,8 +207,8 @@ def _load_saved_model(path: Path) -> Reference:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
         interrupt.check()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeployKitError(f"SavedModel {str(path)!r} could not be loaded ({first[:200]}); re-export it") from None
+        first = _short(str(exc)) or type(exc).__name__
+        raise DeployKitError(f"SavedModel {str(path)!r} could not be loaded ({first}); re-export it") from None
     signature = loaded.signatures.get(SIGNATURE)
     if signature is None:
         raise DeployKitError(
