@@ -142,7 +142,8 @@ def cmd_convert(args: argparse.Namespace, out, err) -> int:
 
     features = [f.strip() for f in args.features.split(",")] if args.features else None
     options = ConvertOptions(model=Path(args.model), data=Path(args.data), out=Path(args.out), target=args.target,
-                             name=args.name, force=args.force, features=features, seed=args.seed)
+                             name=args.name, force=args.force, features=features, seed=args.seed,
+                             custom_objects=Path(args.custom_objects) if args.custom_objects else None)
     console = _console(err)
     start = time.perf_counter()
     with steps(console) as step:
@@ -206,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name recorded in the manifest (default: the model's name)")
     p.add_argument("--seed", type=int, default=None, help="the seed the model was trained with, recorded in the manifest")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.add_argument("--custom-objects", metavar="FILE.py",
+                   help="your Python file that defines the model's custom layers/functions (imported only with this flag)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("verify", help="check every artifact in its real runtime against the Keras model")

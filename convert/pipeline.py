@@ -53,6 +53,7 @@ class ConvertOptions:
     seed: int | None = None
     variants: Sequence[Variant] = tuple(Variant)
     layers_model: bool = True
+    custom_objects: Path | None = None  # the user's Python file defining the model's custom layers
 
 
 @dataclass
@@ -137,7 +138,7 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
         progress(recovered)
     with _sigterm_as_interrupt():
         progress("Loading the model (safe_mode)")
-        ref = load(Path(options.model))
+        ref = load(Path(options.model), options.custom_objects)
         progress("Reading DATA")
         dataset = load_dataset(ref, Path(options.data), options.target, options.features)
         check_calibration_rows(dataset.rows)
@@ -146,7 +147,8 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
         work: Path | None = None
         try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging folder behind either
             work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
-            result = _build(options, ref, dataset, staging, work, progress)
+            with ref.objects_scope():  # copies of the model rebuild its custom layers
+                result = _build(options, ref, dataset, staging, work, progress)
             _chmod_like_mkdir(staging)  # private (0700) while it is written, readable like a mkdir'd folder once done
             _replace(staging, out)
             result.bundle = Path(options.out)
@@ -530,6 +532,7 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
             "data_file": Path(options.data).name,
             "data_sha256": manifest_mod.sha256_file(Path(options.data)),
             "seed": options.seed,
+            **({"custom_objects": ref.custom_provenance} if ref.custom_provenance else {}),
         },
         "parity": None,
     }

@@ -20,6 +20,7 @@ import numpy as np
 from convert import interrupt
 from convert.errors import DeployKitError
 from convert.model_safety import check_keras_archive, check_saved_model_ops
+from convert.refusals import check_signature
 
 SIGNATURE = "serving_default"
 
@@ -183,6 +184,7 @@ def _load_keras(path: Path, custom_file: Path | None = None) -> Reference:
         )
         for i, t in enumerate(model.outputs)
     ]
+    check_signature(path.name, inputs, outputs)  # before anything is exported
     return Reference(source=path, inputs=inputs, outputs=outputs, keras_model=model, custom_objects=objects,
                      custom_provenance=provenance)
 
@@ -224,6 +226,7 @@ def _load_saved_model(path: Path) -> Reference:
         TensorSpec(name=key, dtype=spec.dtype.name, shape=[None if d is None else int(d) for d in spec.shape], key=key)
         for key, spec in sorted(outs.items())
     ]
+    check_signature(path.name, inputs, outputs)
     ref = Reference(source=path, inputs=inputs, outputs=outputs, _signature=signature)
     ref._keepalive = loaded  # the signature needs its object graph alive
     ref.notes.append("source is a SavedModel: no Keras layers, so no TFJS layers model; the int8 input fold works on "

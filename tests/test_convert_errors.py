@@ -140,3 +140,139 @@ def test_the_native_log_is_removed_unless_something_unexpected_happened(tmp_path
     result = run_cli("verify", tmp_path)  # not a bundle: a clear error
     assert result.returncode == 1 and result.stderr.startswith("Error: ")
     assert set(Path(tempfile.gettempdir()).glob("deploykit-native-*.log")) <= before
+
+
+# ------------------------------------------------------------------ clear refusals, before any export
+
+CUSTOM_LAYERS = '''
+import keras
+
+
+class Scale(keras.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def swishy(x):
+    return x * keras.ops.sigmoid(x)
+'''
+
+
+@pytest.fixture
+def custom_model(tmp_path) -> Path:
+    """A .keras model with a custom layer class (Scale) and a custom activation function (swishy), saved from
+    the module ``mylayers`` (tmp_path/mylayers.py)."""
+    import importlib.util
+    import sys
+
+    import keras
+
+    (tmp_path / "mylayers.py").write_text(CUSTOM_LAYERS)
+    spec = importlib.util.spec_from_file_location("mylayers", tmp_path / "mylayers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mylayers"] = module
+    try:
+        spec.loader.exec_module(module)
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((3,), name="features")
+        h = module.Scale(0.01)(keras.layers.Dense(4, activation=module.swishy)(inputs))
+        keras.Model(inputs, keras.layers.Dense(1)(h)).save(tmp_path / "custom.keras")
+    finally:
+        del sys.modules["mylayers"]
+    return tmp_path / "custom.keras"
+
+
+def test_custom_objects_without_the_flag_name_the_classes_and_the_flag(tmp_path, custom_model):
+    result = convert(custom_model, BOSTON_CSV, tmp_path / "b", "--target", "medv")
+    assert assert_clean_error(result) == (
+        "Error: model custom.keras uses the custom function 'swishy' and class 'Scale' (module mylayers), which "
+        "Keras cannot load without their code; pass the Python file that defines them: "
+        "deploykit convert ... --custom-objects FILE.py")
+    assert_nothing_written(tmp_path, tmp_path / "b")
+
+
+def test_custom_objects_load_from_the_users_file_named_in_the_provenance(tmp_path, custom_model):
+    import hashlib
+    import json
+
+    result = convert(custom_model, BOSTON_CSV, tmp_path / "b", "--target", "medv",
+                     "--custom-objects", tmp_path / "mylayers.py")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["provenance"]["custom_objects"] == {
+        "file": "mylayers.py", "sha256": hashlib.sha256((tmp_path / "mylayers.py").read_bytes()).hexdigest(),
+        "objects": ["Scale", "swishy"]}
+    written = {a["variant"] for a in manifest["artifacts"] if a["format"] == "tflite"}
+    assert written == {"float32", "float16", "dynamic", "int8", "int16x8"}  # the folded copies rebuilt Scale too
+
+
+def test_a_custom_objects_file_that_fails_or_lacks_a_class(tmp_path, custom_model):
+    (tmp_path / "broken.py").write_text("import keras\n\nraise RuntimeError('no GPU here')\n")
+    result = convert(custom_model, BOSTON_CSV, tmp_path / "b", "--custom-objects", tmp_path / "broken.py")
+    assert assert_clean_error(result) == (
+        "Error: --custom-objects broken.py failed to import (line 3): RuntimeError: no GPU here")
+    (tmp_path / "partial.py").write_text(CUSTOM_LAYERS.split("\n\ndef swishy")[0])
+    result = convert(custom_model, BOSTON_CSV, tmp_path / "b", "--custom-objects", tmp_path / "partial.py")
+    assert assert_clean_error(result) == (
+        "Error: --custom-objects partial.py does not define the function 'swishy' that model custom.keras uses; "
+        "define or import it there")
+    assert_nothing_written(tmp_path, tmp_path / "b")
+
+
+def _saved_model(folder: Path, spec, fn) -> Path:
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(fn, input_signature=[spec])
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.f})
+    return folder
+
+
+def _signature_cases(tmp_path: Path) -> list[tuple[Path, str]]:
+    import keras
+    import tensorflow as tf
+
+    complex_out = _saved_model(tmp_path / "complex_out", tf.TensorSpec([None, 3], tf.float32, name="features"),
+                               lambda features: {"z": tf.complex(features, features)})
+    string_in = _saved_model(tmp_path / "string_in", tf.TensorSpec([None], tf.string, name="text"),
+                             lambda text: {"n": tf.shape(text)})
+    scalar_in = _saved_model(tmp_path / "scalar_in", tf.TensorSpec([], tf.float32, name="x"), lambda x: {"y": x * 2.0})
+    inputs = keras.Input((3,), batch_size=2, name="features")
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(tmp_path / "batch2.keras")
+    return [
+        (complex_out, "Error: model complex_out: output 'z' is complex64, which TFLite and TFJS models cannot give; "
+                      "return its real and imaginary parts as two float32 tensors (keras.ops.real / keras.ops.imag) "
+                      "and re-save"),
+        (string_in, "Error: model string_in: input 'text' is string, and TFLite builtins and TFJS graph models take "
+                    "numbers only; move the text preprocessing (TextVectorization, StringLookup) out of the model, "
+                    "feed it the token ids (int32) and re-save"),
+        (scalar_in, "Error: model scalar_in: input 'x' is a scalar (shape []), with no batch dimension to hold rows; "
+                    "give it one (keras.Input(shape=(1,)) takes one value per row) and re-save"),
+        (tmp_path / "batch2.keras", "Error: model batch2.keras: input 'features' has a fixed batch of 2 (shape [2, 3]); "
+                                    "the kit feeds any number of rows: re-save the model with the batch left open "
+                                    "(keras.Input(shape=(3,)), no batch_size)"),
+    ]
+
+
+def test_unsupported_dtypes_and_signatures_without_a_batch_are_refused_before_any_export(tmp_path):
+    for model, message in _signature_cases(tmp_path):
+        result = convert(model, BOSTON_CSV, tmp_path / "b", "--target", "medv")
+        assert assert_clean_error(result) == message
+        assert "Exporting" not in result.stderr and "Reading DATA" not in result.stderr, result.stderr
+        assert_nothing_written(tmp_path, tmp_path / "b")
+
+
+def test_a_keras_load_failure_is_cut_at_a_word_never_inside_one():
+    from convert.reference import _short
+
+    text = "Could not deserialize class 'Functional' because " + "its parent module cannot be imported " * 10
+    short = _short(text)
+    assert short.endswith(" …") and len(short) <= 202
+    assert text.startswith(short[:-2]) and text[len(short) - 2] == " "
