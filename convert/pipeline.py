@@ -409,6 +409,10 @@ def _build(options: ConvertOptions, ref: Reference, dataset, staging: Path, work
         source = folded_saved_model if use_fold else saved_model
         if use_fold and variant is Variant.DYNAMIC and unrounded_saved_model is not None:
             source = unrounded_saved_model
+        if variant is Variant.INT16X8 and keras_model is not None:  # token inputs: Embeddings as plain gathers
+            from convert.int16_tokens import int16x8_source
+
+            source = int16x8_source(fold.model if use_fold else keras_model, source, work)
         calibration = (representative(folded_inputs if use_fold else raw_inputs, dtypes,
                                       always=folded_golden if use_fold else raw_golden)
                        if variant.calibrated or variant is Variant.DYNAMIC else None)

@@ -303,3 +303,62 @@ def test_keras2_savedmodels_fold_and_say_why_when_they_cannot(tmp_path):
     note = _tflite(tmp_path / "n")["int8"]["note"]
     assert note.startswith("inputs not standardised (input 'features' is first read by a Sub ("), note
     assert "), not by a Dense (MatMul + bias))" in note
+
+
+def _token_classifier(tmp_path: Path) -> tuple[Path, Path]:
+    """Embedding(40) -> GlobalAveragePooling1D -> Dense softmax over int32 token rows (the zoo's embedding_bag)."""
+    import keras
+
+    keras.utils.set_random_seed(47)
+    rng = np.random.default_rng(47)
+    ids = rng.integers(1, 40, (600, 20))
+    ids[np.arange(20)[None, :] >= rng.integers(10, 21, 600)[:, None]] = 0
+    diff = (ids == 5).sum(1) - (ids == 9).sum(1)
+    label = np.where(diff > 0, 0, np.where(diff < 0, 1, 2)).astype("int32")
+    tokens = keras.Input((20,), dtype="int32", name="tokens")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(40, 16)(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(3, activation="softmax")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(ids.astype("int32"), label, epochs=2, batch_size=32, verbose=0)
+    model.save(tmp_path / "tokens.keras")
+    np.savez(tmp_path / "tokens.npz", tokens=ids.astype("int32"), label=label)
+    return tmp_path / "tokens.keras", tmp_path / "tokens.npz"
+
+
+def test_the_gather_copy_looks_up_the_same_rows_bit_for_bit(tmp_path):
+    import keras
+
+    from convert.int16_tokens import gather_copy
+
+    model_path, data_path = _token_classifier(tmp_path)
+    model = keras.models.load_model(model_path)
+    ids = np.load(data_path)["tokens"]
+    copy = gather_copy(model)
+    assert type(copy.layers[1]).__name__ == "GatherEmbedding"
+    np.testing.assert_array_equal(copy.predict(ids, verbose=0), model.predict(ids, verbose=0))
+    assert gather_copy(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])) is None
+
+
+def test_int16x8_is_written_for_integer_token_inputs(tmp_path):
+    """TF's 16x8 quantizer stopped at "Empty min/max for tensor serving_default_tokens" (the int32 ops of
+    Keras's negative-id wrap-around); converted from the gather copy, int16x8 is written and judged."""
+    import keras
+
+    from convert.tflite import operators
+
+    model_path, data_path = _token_classifier(tmp_path)
+    result = run_cli("convert", model_path, "--data", data_path, "--target", "label", "--out", tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    manifest = manifest_mod.load(tmp_path / "b")
+    assert not [s for s in manifest["skipped"] if s.get("variant") == "int16x8"], manifest["skipped"]
+    int16 = _tflite(tmp_path / "b")["int16x8"]
+    ops = {op["name"] for op in operators((tmp_path / "b" / int16["path"]).read_bytes())}
+    assert "GATHER" in ops and not ops & {"LESS", "SELECT_V2"}
+    held = _held_out(tmp_path / "b", {"tokens": np.load(data_path)["tokens"]})
+    reference = keras.models.load_model(model_path).predict(held["tokens"], verbose=0)
+    actual = _litert(tmp_path / "b" / int16["path"], held, int16["input_transform"])["output_0"]
+    lo, hi = manifest["outputs"][0]["range"]
+    error = float(np.abs(actual - reference).max()) / (hi - lo)
+    print(f"int16x8 token model: held-out error {error:.4%} of the output range; status {int16['status']}")
+    assert error == pytest.approx(int16["measured"]["held_out"]["range_fraction"], rel=0.05, abs=2e-4)
+    assert int16["status"] == "accepted" and error <= 0.01
