@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check every artifact in its real runtime against the Keras model")
     p.add_argument("bundle", help="the bundle folder")
     p.add_argument("--model", help="the reference model (default: the model the bundle was converted from, if found)")
+    p.add_argument("--custom-objects", metavar="FILE.py", help="your Python file defining --model's custom layers")
     p.add_argument("--runtimes", help="comma-separated runtimes to run (default: all)")
     p.add_argument("--data", help="also compare on a larger sample of this DATA")
     p.add_argument("--target", help="label column of --data, for the task metric")

@@ -60,7 +60,8 @@ def run_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     with steps(_console(err)) as step:
         report = verify_bundle(args.bundle, model=getattr(args, "model", None), runtimes=getattr(args, "runtimes", None),
-                               data=getattr(args, "data", None), target=getattr(args, "target", None), progress=step)
+                               data=getattr(args, "data", None), target=getattr(args, "target", None), progress=step,
+                               custom_objects=getattr(args, "custom_objects", None))
     print_report(_console(out), report)
     print(f"wrote {report.bundle / 'parity.json'} and {report.bundle / 'report.html'}", file=out)
     for status, what in (("rejected", "rejected by convert (not served by default)"),

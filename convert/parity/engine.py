@@ -378,8 +378,10 @@ def _unsupported_backends(results: list[Result]) -> None:
 
 def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes: str | Iterable[str] | None = None,
                   data: str | Path | None = None, target: str | None = None, progress: Progress | None = None,
-                  runners: Runners | None = None, save: bool = True) -> ParityReport:
+                  runners: Runners | None = None, save: bool = True,
+                  custom_objects: str | Path | None = None) -> ParityReport:
     """Verify every artifact of a bundle in every requested runtime; save the report into the bundle.
+    ``custom_objects``: the Python file defining ``model``'s custom layers (``--custom-objects``).
 
     Raises:
         BundleError: not a bundle, unknown schema version, a file that does not match its sha256.
@@ -404,7 +406,7 @@ def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes:
         from convert import reference as ref_mod
 
         step(f"Running the reference model {Path(model).name}")
-        ref = ref_mod.load(Path(model))
+        ref = ref_mod.load(Path(model), Path(custom_objects) if custom_objects else None)
         feeds = {s["name"]: g_inputs[s["name"]].astype(s["dtype"]) for s in manifest["inputs"]}
         g_reference = {k: np.asarray(v, dtype=np.float64) for k, v in ref.predict(feeds).items()}
         reference_label = f"Keras model {Path(model).name}"
