@@ -97,7 +97,7 @@ def missing_message(model: Path, items: list[Needed]) -> str:
     """The refusal for a model with custom objects and no ``--custom-objects``."""
     them = "it" if len(items) == 1 else "them"
     return (f"model {model.name} uses the custom {_names(items)}, which Keras cannot load without {'its' if them == 'it' else 'their'} "
-            f"code; pass the Python file that defines {them}: deploykit convert ... {FLAG} FILE.py")
+            f"code; pass the Python file that defines {them} with {FLAG} FILE.py")
 
 
 def load_file(path: Path) -> dict[str, Any]:

@@ -193,8 +193,7 @@ def test_custom_objects_without_the_flag_name_the_classes_and_the_flag(tmp_path,
     result = convert(custom_model, BOSTON_CSV, tmp_path / "b", "--target", "medv")
     assert assert_clean_error(result) == (
         "Error: model custom.keras uses the custom function 'swishy' and class 'Scale' (module mylayers), which "
-        "Keras cannot load without their code; pass the Python file that defines them: "
-        "deploykit convert ... --custom-objects FILE.py")
+        "Keras cannot load without their code; pass the Python file that defines them with --custom-objects FILE.py")
     assert_nothing_written(tmp_path, tmp_path / "b")
 
 
@@ -211,6 +210,11 @@ def test_custom_objects_load_from_the_users_file_named_in_the_provenance(tmp_pat
         "objects": ["Scale", "swishy"]}
     written = {a["variant"] for a in manifest["artifacts"] if a["format"] == "tflite"}
     assert written == {"float32", "float16", "dynamic", "int8", "int16x8"}  # the folded copies rebuilt Scale too
+    verify = run_cli("verify", tmp_path / "b", "--model", custom_model, "--custom-objects", tmp_path / "mylayers.py",
+                     "--runtimes", "litert")
+    assert verify.returncode == 0, verify.stderr + verify.stdout
+    assert "Error: model custom.keras uses the custom function 'swishy'" in run_cli(
+        "verify", tmp_path / "b", "--model", custom_model, "--runtimes", "litert").stderr
 
 
 def test_a_custom_objects_file_that_fails_or_lacks_a_class(tmp_path, custom_model):
