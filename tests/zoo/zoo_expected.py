@@ -65,7 +65,6 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     # int16x8 has no mixed-precision search (TF's 16x8 quantizer keeps no operator in float); held-out error:
     ("two_in_two_out", "int16x8", "*"): Expect("rejected", "", 0.0474),   # 0.42 % on the calibration rows
     ("conv1d_regressor", "int16x8", "*"): Expect("rejected", "", 0.106),  # 0.34 % on the calibration rows
-    ("sequence_lstm", "int16x8", "*"): INT16X8_TOKENS,
     ("sequence_lstm", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
     ("layernorm_mlp", "int16x8", "*"): skipped(NOT_16X8 + "'NEG'"),
     ("layernorm_mlp", "layers", "*"): skipped(LAYERS + "LayerNormalization"),
@@ -97,15 +96,15 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     ("time_distributed", "graph", "chromium-wasm"): WASM_RANK3_BIAS,
     ("time_distributed", "layers", "*"): skipped(LAYERS + "TimeDistributed"),
     ("dilated_conv1d", "layers", "*"): skipped(LAYERS + "Conv1D"),
-    ("embedding_bag", "int16x8", "*"): INT16X8_TOKENS,
-    ("text_cnn", "int16x8", "*"): INT16X8_TOKENS,
+    # int16x8 of token models comes from a copy whose Embeddings gather directly (convert.int16_tokens):
+    # sequence_lstm, embedding_bag, text_cnn and text_and_numbers are accepted (held-out 0.27 %, 0.025 %,
+    # 0.096 %, 0.67 %); text_gru's mask (NotEqual(tokens, 0)) is integer arithmetic on the tokens still
     ("text_gru", "int16x8", "*"): INT16X8_TOKENS,
     ("text_gru", "layers", "*"): skipped(LAYERS + "GRU"),
     # converts since Erfc is written as 1 - Erf for TFJS: graph max_scaled 7.6e-8 (cpu), 9.4e-8 (webgl)
-    ("transformer_block", "int16x8", "*"): INT16X8_TOKENS,
+    ("transformer_block", "int16x8", "*"): skipped(NOT_16X8 + "'CUMSUM'"),  # its position ids: cumsum(ones_like(tokens))
     ("transformer_block", "graph", "chromium-wasm"): Expect("cannot-run", WASM + "Kernel 'Einsum' not registered for backend 'wasm'"),
     ("transformer_block", "layers", "*"): skipped(LAYERS + "Keras op 'ones_like' (OnesLike)"),
-    ("text_and_numbers", "int16x8", "*"): INT16X8_TOKENS,
     # MobileNetV2 (alpha 0.35, 32x32): even fp32 misses, at 1.6e-5 (TFLite) and 2.2-2.6e-5 (TFJS) of the scale.
     # Suspect: settle_batch_norm's statistics from 64 images leave near-zero variances on dead ReLU6
     # channels, which amplify float noise (to be checked before calling it a kit defect)
