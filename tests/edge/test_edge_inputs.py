@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from edge import inputs as inputs_mod
 from edge.inputs import InputError, RowParser, parse_json
+from edge.server.messages import json_float as _json_float  # here, not in the test: its import outlasts hypothesis's deadline
 
 FEATURES = [{"name": "rm"}, {"name": "tax"}, {"name": "age"}]
 EXPECTED = "expected 3 values: rm, tax, age"
@@ -109,8 +110,6 @@ def test_quick_body_leaves_the_rest_to_the_full_parser(body: bytes) -> None:
        | st.floats(allow_nan=False, allow_infinity=False, width=32))
 def test_the_answer_float_is_what_json_dumps_writes(value: float) -> None:
     """The one-row answer formats its float with orjson where orjson and json agree, else repr: always json's text."""
-    from edge.server.messages import json_float as _json_float
-
     assert _json_float(value) == json.dumps(value).encode()
 
 
