@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from convert.tfjs_registry import missing_layer_reason
+
 __all__ = ["UnsupportedLayers", "write_layers_model", "SUPPORTED_LAYERS"]
 
 MODEL_FILE = "model.json"
@@ -90,7 +92,7 @@ _PAD_EPSILON_EXACT_ABOVE = 1e-22  # 1e-30 < v * 2**-25 for every v above this
 
 
 class UnsupportedLayers(Exception):
-    """Raised with a one-line reason naming the layer(s) TFJS cannot load."""
+    """Raised with a one-line reason naming each layer not written and why (TFJS's limit or the writer's)."""
 
 
 class _Skip(Exception):
@@ -100,12 +102,22 @@ class _Skip(Exception):
 # --------------------------------------------------------------------------- config helpers
 
 
+# Activations TFJS 4.22 has under the same name but computes differently (measured or read in its source).
+_ACTIVATION_DIFFERS: dict[str, str] = {
+    "hard_sigmoid": "TFJS 4.22 computes hardSigmoid as 0.2x + 0.5, Keras 3 as relu6(x + 3) / 6",
+    "gelu": "TFJS 4.22's gelu uses its erf approximation (1.2e-5 relative error measured, over the float32 "
+            "bound of 1e-5)",
+}
+
+
 def _activation(name: Any, where: str) -> str:
     """Map a Keras 3 activation to TFJS's. Raises _Skip for activations TFJS lacks or computes differently."""
     if isinstance(name, str) and name in _ACTIVATIONS:
         return _ACTIVATIONS[name]
     shown = name if isinstance(name, str) else json.dumps(name)
-    raise _Skip(f"{where} uses activation {shown!r}, which TFJS lacks or computes differently")
+    if isinstance(name, str) and name in _ACTIVATION_DIFFERS:
+        raise _Skip(f"{where} uses activation {shown!r}: {_ACTIVATION_DIFFERS[name]}")
+    raise _Skip(f"{where} uses activation {shown!r}, which TFJS 4.22 does not have")
 
 
 def _initializer(cfg: Any, notes: list[str]) -> dict[str, Any]:
@@ -287,31 +299,207 @@ def _reshape(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
     return "Reshape", _base(cfg) | {"target_shape": list(cfg["target_shape"])}, []
 
 
+def _conv_common(class_name: str, cfg: dict[str, Any], layer: Any, notes: list[str], rank: int) -> dict[str, Any]:
+    """The config keys every TFJS convolution reads (BaseConv): kernel size, strides, padding, activation, bias."""
+    where = f"{class_name} {cfg['name']!r}"
+    _require(int(cfg.get("groups", 1)) == 1, f"{where} uses groups != 1, which TFJS 4.22 convolutions lack")
+    _require(getattr(layer, "quantization_mode", None) is None, f"{where} is quantized")
+    _require(cfg.get("padding", "valid") in ("valid", "same"),
+             f"{where} uses padding {cfg.get('padding')!r}: TFJS 4.22 reads it but throws "
+             "NotImplementedError when the convolution runs")
+    _no_regularizers(cfg, notes)
+    return _base(cfg) | {
+        "kernel_size": list(cfg["kernel_size"]),
+        "strides": list(cfg.get("strides", [1] * rank)),
+        "padding": cfg.get("padding", "valid"),
+        "data_format": cfg.get("data_format") or "channels_last",
+        "dilation_rate": list(cfg.get("dilation_rate", [1] * rank)),
+        "activation": _activation(cfg.get("activation", "linear"), where),
+        "use_bias": bool(cfg.get("use_bias", True)),
+        "bias_initializer": _initializer(cfg.get("bias_initializer"), notes),
+    }
+
+
+def _causal_as_same(layer: Any, cfg: dict[str, Any], notes: list[str]) -> tuple[dict[str, Any], np.ndarray]:
+    """A causal Conv1D as a 'same' Conv1D of kernel 2k-1 whose last k-1 taps are zero.
+
+    'same' pads (2k-2)·d zeros, half on each side; with the right half of the kernel zero, output t sums
+    w[j]·x[t - (k-1-j)·d] for j < k, which is exactly the causal convolution (the zero taps add exact zeros).
+    Only for stride 1 (with a stride, 'same' pads unevenly). Raises _Skip otherwise.
+    """
+    where = f"Conv1D {cfg['name']!r}"
+    _require(list(cfg.get("strides", [1])) == [1], f"{where} uses padding 'causal' with strides "
+             f"{list(cfg.get('strides'))}: TFJS 4.22 throws NotImplementedError on causal padding, and the "
+             "kit's rewrite as 'same' padding is exact only for stride 1")
+    kernel = _np(layer.kernel)
+    k = kernel.shape[0]
+    widened = np.concatenate([kernel, np.zeros((k - 1, *kernel.shape[1:]), np.float32)], axis=0)
+    notes.append(f"{where} (padding 'causal') written as padding 'same' with kernel {2 * k - 1} whose last "
+                 f"{k - 1} taps are zero (TFJS 4.22 cannot run causal padding; same function)")
+    return {**cfg, "padding": "same", "kernel_size": [2 * k - 1]}, widened
+
+
 def _conv(class_name: str, rank: int) -> Callable[[Any, dict[str, Any], list[str]], LayerOut]:
     def translate(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
-        where = f"{class_name} {cfg['name']!r}"
-        _require(int(cfg.get("groups", 1)) == 1, f"{where} uses groups != 1, which TFJS lacks")
-        _require(getattr(layer, "quantization_mode", None) is None, f"{where} is quantized")
-        # TFJS 4.22 accepts "causal" in the config but throws at predict time (conv1dWithBias).
-        _require(cfg.get("padding", "valid") in ("valid", "same"),
-                 f"{where} uses padding {cfg.get('padding')!r}, which TFJS cannot run")
-        _no_regularizers(cfg, notes)
-        out = _base(cfg) | {
+        kernel = None
+        if class_name == "Conv1D" and cfg.get("padding") == "causal":
+            cfg, kernel = _causal_as_same(layer, cfg, notes)
+        out = _conv_common(class_name, cfg, layer, notes, rank) | {
             "filters": int(cfg["filters"]),
-            "kernel_size": list(cfg["kernel_size"]),
-            "strides": list(cfg.get("strides", [1] * rank)),
-            "padding": cfg.get("padding", "valid"),
-            "data_format": cfg.get("data_format") or "channels_last",
-            "dilation_rate": list(cfg.get("dilation_rate", [1] * rank)),
-            "activation": _activation(cfg.get("activation", "linear"), where),
-            "use_bias": bool(cfg.get("use_bias", True)),
             "kernel_initializer": _initializer(cfg.get("kernel_initializer"), notes),
-            "bias_initializer": _initializer(cfg.get("bias_initializer"), notes),
         }
         weights = _kernel_weights(layer, out["use_bias"])
+        if kernel is not None:
+            weights[0] = ("kernel", kernel)
         return class_name, out, weights
 
     return translate
+
+
+def _conv_transpose(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    """Conv2DTranspose: same kernel layout (kh, kw, filters, in); TFJS has no output_padding and no dilation."""
+    where = f"Conv2DTranspose {cfg['name']!r}"
+    _require(cfg.get("output_padding") is None, f"{where} sets output_padding, which TFJS 4.22's "
+                                                "Conv2DTranspose lacks")
+    _require(list(cfg.get("dilation_rate", [1, 1])) == [1, 1],
+             f"{where} uses dilation_rate {list(cfg['dilation_rate'])}, which TFJS 4.22's Conv2DTranspose lacks")
+    out = _conv_common("Conv2DTranspose", cfg, layer, notes, 2) | {
+        "filters": int(cfg["filters"]),
+        "kernel_initializer": _initializer(cfg.get("kernel_initializer"), notes),
+    }
+    del out["dilation_rate"]
+    return "Conv2DTranspose", out, _kernel_weights(layer, out["use_bias"])
+
+
+def _depthwise(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    """DepthwiseConv2D: kernel (kh, kw, in, multiplier) as TFJS's ``depthwise_kernel``."""
+    where = f"DepthwiseConv2D {cfg['name']!r}"
+    # TFJS 4.22's DepthwiseConv2D.call passes dilations=null to tf.depthwiseConv2d: a dilation is ignored.
+    _require(list(cfg.get("dilation_rate", [1, 1])) == [1, 1],
+             f"{where} uses dilation_rate {list(cfg['dilation_rate'])}, which TFJS 4.22's DepthwiseConv2D "
+             "ignores (it runs undilated)")
+    out = _conv_common("DepthwiseConv2D", cfg, layer, notes, 2) | {
+        "depth_multiplier": int(cfg.get("depth_multiplier", 1)),
+        "depthwise_initializer": _initializer(cfg.get("depthwise_initializer"), notes),
+    }
+    weights = [("depthwise_kernel", _np(layer.kernel))]
+    if out["use_bias"]:
+        weights.append(("bias", _np(layer.bias)))
+    return "DepthwiseConv2D", out, weights
+
+
+def _separable(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    """SeparableConv2D: depthwise (kh, kw, in, m) and pointwise (1, 1, in·m, filters) kernels, then bias."""
+    out = _conv_common("SeparableConv2D", cfg, layer, notes, 2) | {
+        "filters": int(cfg["filters"]),
+        "depth_multiplier": int(cfg.get("depth_multiplier", 1)),
+        "depthwise_initializer": _initializer(cfg.get("depthwise_initializer"), notes),
+        "pointwise_initializer": _initializer(cfg.get("pointwise_initializer"), notes),
+    }
+    weights = [("depthwise_kernel", _np(layer.depthwise_kernel)), ("pointwise_kernel", _np(layer.pointwise_kernel))]
+    if out["use_bias"]:
+        weights.append(("bias", _np(layer.bias)))
+    return "SeparableConv2D", out, weights
+
+
+def _zero_padding(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    padding = cfg.get("padding", 1)
+    if isinstance(padding, int):
+        padding = [[padding, padding], [padding, padding]]
+    padding = [[int(p), int(p)] if isinstance(p, int) else [int(v) for v in p] for p in padding]
+    return "ZeroPadding2D", _base(cfg) | {"padding": padding,
+                                          "data_format": cfg.get("data_format") or "channels_last"}, []
+
+
+def _rescaling(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    """Rescaling: x·scale + offset in float32 (TFJS casts its input to float32 first, as Keras does)."""
+    where = f"Rescaling {cfg['name']!r}"
+    scale, offset = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+    _require(all(isinstance(v, (int, float)) for v in (scale, offset)),
+             f"{where} has a per-channel scale or offset; the kit's writer handles scalars only")
+    return "Rescaling", _base(cfg) | {"scale": float(scale), "offset": float(offset)}, []
+
+
+def _prelu(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    _no_regularizers(cfg, notes)
+    shared = cfg.get("shared_axes")
+    out = _base(cfg) | {"alpha_initializer": _initializer(cfg.get("alpha_initializer"), notes),
+                        "shared_axes": None if shared is None else [int(a) for a in
+                                                                    (shared if isinstance(shared, (list, tuple)) else [shared])]}
+    return "PReLU", out, [("alpha", _np(layer.alpha))]
+
+
+def _elu(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    alpha = float(cfg.get("alpha", 1.0))
+    _require(alpha == 1.0, f"ELU {cfg['name']!r} uses alpha={alpha}: TFJS 4.22's ELU layer throws "
+                           "NotImplementedError for any alpha but 1")
+    return "ELU", _base(cfg) | {"alpha": 1.0}, []
+
+
+def _layer_norm(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    where = f"LayerNormalization {cfg['name']!r}"
+    _require(not cfg.get("rms_scaling"), f"{where} uses rms_scaling=True, which TFJS 4.22's LayerNormalization lacks")
+    _no_regularizers(cfg, notes)
+    axis = cfg.get("axis", -1)
+    out = _base(cfg) | {
+        "axis": [int(a) for a in axis] if isinstance(axis, (list, tuple)) else int(axis),
+        "epsilon": float(cfg.get("epsilon", 1e-3)),
+        "center": bool(cfg.get("center", True)), "scale": bool(cfg.get("scale", True)),
+        "beta_initializer": _initializer(cfg.get("beta_initializer"), notes),
+        "gamma_initializer": _initializer(cfg.get("gamma_initializer"), notes),
+    }
+    weights = []
+    if out["scale"]:
+        weights.append(("gamma", _np(layer.gamma)))
+    if out["center"]:
+        weights.append(("beta", _np(layer.beta)))
+    return "LayerNormalization", out, weights
+
+
+def _inner(layer: Any, cfg: dict[str, Any], notes: list[str], where: str) -> LayerOut:
+    """The layer a wrapper holds, translated like a top-level layer. Raises _Skip for what cannot be."""
+    class_name = cfg.get("class_name")
+    inner_cfg = cfg.get("config", {})
+    if class_name not in _TRANSLATORS or class_name in _WRAPPERS:
+        raise _Skip(f"{where} wraps " + missing_layer_reason(str(class_name), inner_cfg.get("name", "?")))
+    policy = getattr(getattr(layer, "dtype_policy", None), "name", "float32")
+    _require(policy == "float32", f"{where} wraps a layer with dtype policy {policy}; TFJS layers models are float32")
+    return _TRANSLATORS[class_name](layer, inner_cfg, notes)
+
+
+def _time_distributed(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    """TimeDistributed(layer): TFJS builds the inner layer in the wrapper's name scope (``<wrapper>/kernel``)."""
+    where = f"TimeDistributed {cfg['name']!r}"
+    class_name, inner, weights = _inner(layer.layer, cfg["layer"], notes, where)
+    return "TimeDistributed", _base(cfg) | {"layer": {"class_name": class_name, "config": inner}}, weights
+
+
+def _bidirectional(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    """Bidirectional(rnn): TFJS clones the forward layer with go_backwards flipped for the backward one,
+    names them ``forward_<name>`` and ``backward_<name>`` and scopes their weights under the wrapper."""
+    where = f"Bidirectional {cfg['name']!r}"
+    _require(cfg["layer"].get("class_name") in _RNNS, f"{where} wraps {cfg['layer'].get('class_name')}, "
+                                                      "the kit's writer handles SimpleRNN, LSTM and GRU only")
+    _require(not cfg["layer"].get("config", {}).get("return_state"),
+             f"{where} returns states; the kit's writer does not route a Bidirectional's state outputs yet")
+    f_class, forward, f_weights = _inner(layer.forward_layer, cfg["layer"], notes, where)
+    back_cfg = layer.backward_layer.get_config()
+    b_class, backward, b_weights = _inner(layer.backward_layer, {"class_name": type(layer.backward_layer).__name__,
+                                                                 "config": back_cfg}, notes, where)
+    same = ({k: v for k, v in forward.items() if k not in ("name", "go_backwards")}
+            == {k: v for k, v in backward.items() if k not in ("name", "go_backwards")})
+    _require(f_class == b_class and same and backward["go_backwards"] != forward["go_backwards"],
+             f"{where} has a backward layer that is not the forward one reversed, which TFJS 4.22's "
+             "Bidirectional cannot hold (it clones the forward layer)")
+    _require(cfg.get("merge_mode", "concat") in ("concat", "sum", "mul", "ave", None),
+             f"{where} uses merge_mode {cfg.get('merge_mode')!r}, which TFJS 4.22 lacks")
+    base = str(forward["name"])
+    base = base[len("forward_"):] if base.startswith("forward_") else base
+    inner = {**forward, "name": base}
+    weights = [(f"forward_{base}/{suffix}", value) for suffix, value in f_weights]
+    weights += [(f"backward_{base}/{suffix}", value) for suffix, value in b_weights]
+    out = _base(cfg) | {"layer": {"class_name": f_class, "config": inner}, "merge_mode": cfg.get("merge_mode", "concat")}
+    return "Bidirectional", out, weights
 
 
 def _pool(class_name: str) -> Callable[[Any, dict[str, Any], list[str]], LayerOut]:
@@ -353,9 +541,10 @@ def _rnn(class_name: str) -> Callable[[Any, dict[str, Any], list[str]], LayerOut
         where = f"{class_name} {cfg['name']!r}"
         _require(not cfg.get("stateful"), f"{where} is stateful")
         if class_name == "GRU":
-            _require(not cfg.get("reset_after", True),
-                     f"{where} uses reset_after=True (the Keras 3 default), which TFJS GRU lacks; "
-                     "build it with reset_after=False for a layers model")
+            _require(not cfg.get("reset_after", True), f"{where} uses reset_after=True (the Keras 3 default): "
+                     "TFJS 4.22's GRUCell refuses it, and its reset_after=False form computes the candidate "
+                     "from U·(r∘h) where Keras computes r∘(U·h + b), which no choice of weights makes equal; "
+                     "build the GRU with reset_after=False for a layers model")
         _no_regularizers(cfg, notes)
         out = _base(cfg) | {
             "units": int(cfg["units"]),
@@ -430,6 +619,16 @@ _TRANSLATORS: dict[str, Callable[[Any, dict[str, Any], list[str]], LayerOut]] = 
     "Reshape": _reshape,
     "Conv1D": _conv("Conv1D", 1),
     "Conv2D": _conv("Conv2D", 2),
+    "Conv2DTranspose": _conv_transpose,
+    "DepthwiseConv2D": _depthwise,
+    "SeparableConv2D": _separable,
+    "ZeroPadding2D": _zero_padding,
+    "Rescaling": _rescaling,
+    "PReLU": _prelu,
+    "ELU": _elu,
+    "LayerNormalization": _layer_norm,
+    "TimeDistributed": _time_distributed,
+    "Bidirectional": _bidirectional,
     "MaxPooling1D": _pool("MaxPooling1D"),
     "MaxPooling2D": _pool("MaxPooling2D"),
     "AveragePooling1D": _pool("AveragePooling1D"),
@@ -455,6 +654,7 @@ _TRANSLATORS: dict[str, Callable[[Any, dict[str, Any], list[str]], LayerOut]] = 
 }
 
 SUPPORTED_LAYERS: tuple[str, ...] = ("InputLayer", *sorted(_TRANSLATORS))
+_WRAPPERS = {"TimeDistributed", "Bidirectional"}
 
 
 # --------------------------------------------------------------------------- topology
@@ -482,7 +682,8 @@ def _keras_tensors(obj: Any) -> list[tuple[str, int, int]]:
 # propagates masks implicitly (Layer.computeMask). The writer drops the NotEqual nodes and checks,
 # by simulating TFJS's propagation, that every layer sees the mask Keras gave it.
 
-_MASK_PASS = {"Dense", "Dropout", "Activation", "ReLU", "BatchNormalization", "Normalization"}
+_MASK_PASS = {"Dense", "Dropout", "Activation", "ReLU", "BatchNormalization", "Normalization", "PReLU",
+              "LayerNormalization"}
 _MASK_IGNORED_AT_INFERENCE = {"Dropout", "BatchNormalization"}
 _RNNS = {"SimpleRNN", "LSTM", "GRU"}
 _MERGES = {"Concatenate", "Add", "Multiply", "Average", "Maximum", "Minimum"}
@@ -587,9 +788,10 @@ def _translate(model: Any, entry: dict[str, Any], notes: list[str],
     if entry.get("registered_name") not in (None, class_name):
         raise _Skip(f"custom layer {entry['registered_name']} ({cfg.get('name', '?')!r})")
     if class_name in ("Functional", "Sequential", "Model"):
-        raise _Skip(f"nested model {cfg.get('name', '?')!r} ({class_name})")
+        raise _Skip(f"nested model {cfg.get('name', '?')!r} ({class_name}): the kit's writer does not "
+                    "flatten nested models yet")
     if class_name not in _TRANSLATORS:
-        raise _Skip(f"{class_name} ({cfg.get('name', '?')!r})")
+        raise _Skip(missing_layer_reason(str(class_name), cfg.get("name", "?")))
     layer = model.get_layer(cfg["name"])
     policy = getattr(getattr(layer, "dtype_policy", None), "name", "float32")
     _require(policy == "float32", f"{class_name} {cfg['name']!r} uses dtype policy {policy}; "
@@ -668,8 +870,8 @@ def _topology(model: Any, notes: list[str], weights: list[dict[str, Any]]) -> di
 
 def _raise_if(problems: list[str]) -> None:
     if problems:
-        raise UnsupportedLayers("TFJS layers model not written: TFJS 4.22 cannot load "
-                                + "; ".join(problems) + "; the graph model is still written")
+        raise UnsupportedLayers("TFJS layers model not written: " + "; ".join(problems)
+                                + "; the graph model is still written")
 
 
 # --------------------------------------------------------------------------- public API

@@ -215,6 +215,67 @@ def built_sequential() -> tuple[Any, list[np.ndarray]]:
     return _randomize_biases(model, 23), [_boston_rows(4, 24)]
 
 
+def mobile_parts_cnn() -> tuple[Any, list[np.ndarray]]:
+    """ZeroPadding2D (asymmetric), DepthwiseConv2D (multiplier 2), SeparableConv2D, Rescaling, ReLU6."""
+    model = keras.Sequential([
+        keras.Input((9, 9, 3)),
+        keras.layers.Rescaling(1 / 255.0, offset=-0.5),
+        keras.layers.ZeroPadding2D(((0, 1), (1, 2))),
+        keras.layers.Conv2D(4, 3, strides=2),
+        keras.layers.ReLU(6.0),
+        keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu"),
+        keras.layers.BatchNormalization(),
+        keras.layers.SeparableConv2D(5, 3, padding="same", activation="tanh"),
+        keras.layers.DepthwiseConv2D(2, strides=2, use_bias=False),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ])
+    return _randomize_biases(model, 26), [np.random.default_rng(27).uniform(0, 255, (4, 9, 9, 3)).astype("float32")]
+
+
+def transpose_decoder() -> tuple[Any, list[np.ndarray]]:
+    """Conv2DTranspose with 'same' and 'valid' padding and strides: an image out (rank 4)."""
+    model = keras.Sequential([
+        keras.Input((5, 5, 2)),
+        keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2DTranspose(3, 2, strides=(1, 2), padding="valid", activation="sigmoid"),
+        keras.layers.Conv2DTranspose(2, 3, use_bias=False, activation="sigmoid"),  # outputs away from 0
+    ])
+    return _randomize_biases(model, 28), [np.random.default_rng(29).normal(0, 1, (3, 5, 5, 2)).astype("float32")]
+
+
+def prelu_elu_layernorm() -> tuple[Any, list[np.ndarray]]:
+    """PReLU (per unit, and shared over the time axis), ELU, LayerNormalization (last axis, and two axes)."""
+    seq = keras.Input((4, 6), name="seq")
+    x = keras.layers.Dense(6)(seq)
+    x = keras.layers.PReLU(shared_axes=[1], alpha_initializer=keras.initializers.RandomUniform(-0.5, 0.5))(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-5)(x)
+    x = keras.layers.LayerNormalization(axis=[1, 2], center=False)(x)
+    y = keras.layers.Flatten()(x)
+    y = keras.layers.PReLU(alpha_initializer=keras.initializers.RandomUniform(0.0, 0.6))(keras.layers.Dense(8)(y))
+    y = keras.layers.ELU()(keras.layers.Dense(5)(y))
+    model = keras.Model(seq, [keras.layers.LayerNormalization(scale=False)(y), x])
+    return _randomize_biases(model, 30), [np.random.default_rng(31).normal(0, 2, (5, 4, 6)).astype("float32")]
+
+
+def wrapped_recurrent() -> tuple[Any, list[np.ndarray]]:
+    """Bidirectional (LSTM concat, GRU sum, SimpleRNN with sequences), TimeDistributed(Dense) and
+    TimeDistributed(Conv1D) on a sequence of sequences, causal dilated Conv1D."""
+    seq = keras.Input((7, 3), name="seq")
+    x = keras.layers.TimeDistributed(keras.layers.Dense(5, activation="tanh"))(seq)
+    x = keras.layers.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu")(x)
+    x = keras.layers.Bidirectional(keras.layers.SimpleRNN(3, return_sequences=True))(x)
+    a = keras.layers.Bidirectional(keras.layers.LSTM(4))(x)
+    b = keras.layers.Bidirectional(keras.layers.GRU(3, reset_after=False), merge_mode="sum")(x)
+    per_step = keras.layers.TimeDistributed(keras.layers.Dense(2))(x)
+    grid = keras.Input((3, 6, 2), name="grid")
+    g = keras.layers.TimeDistributed(keras.layers.Conv1D(2, 2, activation="relu"))(grid)
+    model = keras.Model([seq, grid], [keras.layers.Concatenate()([a, b]), per_step, g])
+    rng = np.random.default_rng(32)
+    return _randomize_biases(model, 33), [rng.normal(0, 1, (4, 7, 3)).astype("float32"),
+                                          rng.normal(0, 1, (4, 3, 6, 2)).astype("float32")]
+
+
 BOSTON_CSV = ROOT / "convert" / "data" / "boston.csv"
 
 
@@ -257,6 +318,10 @@ MODELS: dict[str, Callable[[], tuple[Any, list[np.ndarray]]]] = {
     "sequential_masked_rnns": sequential_masked_rnns,
     "misc_functional": misc_functional,
     "built_sequential": built_sequential,
+    "mobile_parts_cnn": mobile_parts_cnn,
+    "transpose_decoder": transpose_decoder,
+    "prelu_elu_layernorm": prelu_elu_layernorm,
+    "wrapped_recurrent": wrapped_recurrent,
 }
 
 
@@ -391,8 +456,8 @@ def test_unsupported_layer_raises_and_writes_nothing(tmp_path: pathlib.Path) -> 
     model = keras.Model(inp, keras.layers.Dense(1, name="out")(x))
     with pytest.raises(UnsupportedLayers) as err:
         write_layers_model(model, tmp_path / "m")
-    assert str(err.value) == ("TFJS layers model not written: TFJS 4.22 cannot load UnitNormalization "
-                              "('unit'); the graph model is still written")
+    assert str(err.value) == ("TFJS layers model not written: UnitNormalization ('unit'): TFJS 4.22 has no "
+                              "such layer; the graph model is still written")
     assert not (tmp_path / "m").exists()
 
 
@@ -404,10 +469,11 @@ def test_unsupported_options_are_named(tmp_path: pathlib.Path) -> None:
     with pytest.raises(UnsupportedLayers) as err:
         write_layers_model(model, tmp_path)
     assert str(err.value) == (
-        "TFJS layers model not written: TFJS 4.22 cannot load GRU 'gru' uses reset_after=True "
-        "(the Keras 3 default), which TFJS GRU lacks; build it with reset_after=False for a layers "
-        "model; Dense 'head' uses activation 'hard_sigmoid', which TFJS lacks or computes differently; "
-        "the graph model is still written")
+        "TFJS layers model not written: GRU 'gru' uses reset_after=True (the Keras 3 default): TFJS 4.22's "
+        "GRUCell refuses it, and its reset_after=False form computes the candidate from U·(r∘h) where Keras "
+        "computes r∘(U·h + b), which no choice of weights makes equal; build the GRU with reset_after=False "
+        "for a layers model; Dense 'head' uses activation 'hard_sigmoid': TFJS 4.22 computes hardSigmoid as "
+        "0.2x + 0.5, Keras 3 as relu6(x + 3) / 6; the graph model is still written")
 
 
 def test_nested_model_is_named(tmp_path: pathlib.Path) -> None:
@@ -416,8 +482,8 @@ def test_nested_model_is_named(tmp_path: pathlib.Path) -> None:
     model = keras.Model(inp, inner(inp))
     with pytest.raises(UnsupportedLayers) as err:
         write_layers_model(model, tmp_path)
-    assert str(err.value) == ("TFJS layers model not written: TFJS 4.22 cannot load nested model "
-                              "'inner' (Sequential); the graph model is still written")
+    assert str(err.value) == ("TFJS layers model not written: nested model 'inner' (Sequential): the kit's "
+                              "writer does not flatten nested models yet; the graph model is still written")
 
 
 def test_mask_into_a_layer_without_masking_is_refused(tmp_path: pathlib.Path) -> None:
@@ -428,7 +494,7 @@ def test_mask_into_a_layer_without_masking_is_refused(tmp_path: pathlib.Path) ->
     with pytest.raises(UnsupportedLayers) as err:
         write_layers_model(model, tmp_path)
     assert str(err.value) == (
-        "TFJS layers model not written: TFJS 4.22 cannot load GlobalAveragePooling1D 'gap' receives a "
+        "TFJS layers model not written: GlobalAveragePooling1D 'gap' receives a "
         "mask (Embedding mask_zero=True), which TFJS GlobalAveragePooling1D does not support; "
         "the graph model is still written")
 
@@ -440,5 +506,41 @@ def test_keras_ops_in_the_graph_are_refused(tmp_path: pathlib.Path) -> None:
     with pytest.raises(UnsupportedLayers) as err:
         write_layers_model(model, tmp_path)
     op_name = model.get_config()["layers"][-1]["name"]
-    assert str(err.value) == (f"TFJS layers model not written: TFJS 4.22 cannot load Keras op {op_name!r} "
+    assert str(err.value) == (f"TFJS layers model not written: Keras op {op_name!r} "
                               "(Multiply); TFJS layers models hold layers only; the graph model is still written")
+
+
+def test_what_tfjs_cannot_express_is_named_with_its_reason(tmp_path: pathlib.Path) -> None:
+    """Each refusal says whose limit it is: TFJS 4.22's (with what it does instead) or the kit's writer's."""
+    seq = keras.Input((6, 4))
+    img = keras.Input((8, 8, 2))
+    a = keras.layers.MultiHeadAttention(2, 4, name="mha")(seq, seq)
+    b = keras.layers.Conv1D(3, 2, strides=2, padding="causal", name="causal")(seq)
+    c = keras.layers.ELU(alpha=0.5, name="elu")(seq)
+    d = keras.layers.DepthwiseConv2D(3, dilation_rate=2, name="dw")(img)
+    e = keras.layers.UpSampling2D(name="up")(img)
+    model = keras.Model([seq, img], [a, b, c, d, e])
+    with pytest.raises(UnsupportedLayers) as err:
+        write_layers_model(model, tmp_path / "m")
+    assert str(err.value) == (
+        "TFJS layers model not written: MultiHeadAttention ('mha'): TFJS 4.22's MultiHeadAttention takes its "
+        "value tensor as a call keyword argument, and tf.loadLayersModel passes an inbound node's keyword "
+        "arguments as plain JSON, never as tensors; "
+        "Conv1D 'causal' uses padding 'causal' with strides [2]: TFJS 4.22 throws NotImplementedError on "
+        "causal padding, and the kit's rewrite as 'same' padding is exact only for stride 1; "
+        "ELU 'elu' uses alpha=0.5: TFJS 4.22's ELU layer throws NotImplementedError for any alpha but 1; "
+        "DepthwiseConv2D 'dw' uses dilation_rate [2, 2], which TFJS 4.22's DepthwiseConv2D ignores (it runs "
+        "undilated); "
+        "UpSampling2D ('up'): TFJS 4.22 has this layer, but the kit's writer does not translate it yet; "
+        "the graph model is still written")
+    assert not (tmp_path / "m").exists()
+
+
+def test_causal_conv1d_is_written_as_same_padding_with_zero_taps(tmp_path: pathlib.Path) -> None:
+    inp = keras.Input((9, 2))
+    model = keras.Model(inp, keras.layers.Conv1D(3, 3, padding="causal", dilation_rate=2, name="tcn")(inp))
+    written = write_layers_model(model, tmp_path)
+    layer = json.loads((tmp_path / "model.json").read_text())["modelTopology"]["model_config"]["config"]["layers"][1]
+    assert (layer["config"]["padding"], layer["config"]["kernel_size"]) == ("same", [5])
+    assert written["notes"] == ["Conv1D 'tcn' (padding 'causal') written as padding 'same' with kernel 5 whose "
+                                "last 2 taps are zero (TFJS 4.22 cannot run causal padding; same function)"]
