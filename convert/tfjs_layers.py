@@ -518,7 +518,7 @@ def _pool(class_name: str) -> Callable[[Any, dict[str, Any], list[str]], LayerOu
 def _global_pool(class_name: str) -> Callable[[Any, dict[str, Any], list[str]], LayerOut]:
     def translate(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
         _require(not cfg.get("keepdims"), f"{class_name} {cfg['name']!r} uses keepdims=True, "
-                                          "which TFJS lacks")
+                                          f"which TFJS 4.22's {class_name} lacks")
         return class_name, _base(cfg) | {"data_format": cfg.get("data_format") or "channels_last"}, []
 
     return translate

@@ -67,6 +67,14 @@ def gru(out: Path) -> Built:
     return _regressor(out, model, 41)
 
 
+def gru_reset_before(out: Path) -> Built:
+    """GRU(16, reset_after=False) (the Keras 2 / TFJS form) in a Bidirectional wrapper -> Dense(1)."""
+    keras = keras_seeded(53)
+    inp = _series(keras)
+    h = keras.layers.Bidirectional(keras.layers.GRU(12, reset_after=False), merge_mode="sum")(inp)
+    return _regressor(out, keras.Model(inp, keras.layers.Dense(1)(h), name="gru_reset_before"), 53)
+
+
 def stacked_lstm(out: Path) -> Built:
     """LSTM(16, return_sequences) -> LSTM(8) -> Dense(1), over float series."""
     keras = keras_seeded(42)
@@ -209,6 +217,7 @@ def text_and_numbers(out: Path) -> Built:
 BUILDERS = {
     "simple_rnn": simple_rnn,
     "gru": gru,
+    "gru_reset_before": gru_reset_before,
     "stacked_lstm": stacked_lstm,
     "bidirectional_lstm": bidirectional_lstm,
     "time_distributed": time_distributed,
