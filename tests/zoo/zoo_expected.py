@@ -106,13 +106,14 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     ("mobilenet_v2", "int8", "*"): Expect("rejected", "", 0.612),
     ("mobilenet_v2", "int16x8", "*"): Expect("rejected", "", 0.175),
     ("mobilenet_v2", "graph", "*"): miss(2.4e-5),
-    ("mobilenet_v2", "layers", "*"): skipped(LAYERS + "DepthwiseConv2D"),
+    ("mobilenet_v2", "layers", "*"): miss(2.0e-5),  # cpu 2.07e-5, wasm 1.74e-5, webgl 2.25e-5: as the graph model
     # MobileNetV3Small (32x32): fp32 and the graph model pass; the same near-zero settled variances are suspected
     ("mobilenet_v3_small", "fp16", "*"): miss(0.0093),
     ("mobilenet_v3_small", "dynamic", "*"): Expect("rejected", "", 0.0187),
     ("mobilenet_v3_small", "int8", "*"): Expect("rejected", "", 0.109),
     ("mobilenet_v3_small", "int16x8", "*"): skipped(NOT_16X8 + "'HARD_SWISH'"),
-    ("mobilenet_v3_small", "layers", "*"): skipped(LAYERS + "Rescaling"),
+    # hard_silu (TFJS has no such activation), keepdims pooling and Keras ops (x + 3, x * y) in squeeze-excite
+    ("mobilenet_v3_small", "layers", "*"): skipped(LAYERS + "Activation '"),
     # EfficientNetB0 (32x32, settled BatchNorm as the MobileNets): fp32 just over the bound, as MobileNetV2
     ("efficientnet_b0", "fp32", "litert"): miss(1.07e-5),
     ("efficientnet_b0", "fp32", "tflite-runtime"): miss(1.16e-5),
