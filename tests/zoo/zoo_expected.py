@@ -124,14 +124,12 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     ("efficientnet_b0", "graph", "chromium-cpu"): miss(2.01e-5),
     ("efficientnet_b0", "graph", "chromium-webgl"): miss(1.38e-5),
     ("efficientnet_b0", "graph", "chromium-wasm"): Expect("error", WASM + "FusedConv2D only supports rank-1 bias but got rank 4"),
-    ("efficientnet_b0", "layers", "*"): skipped(LAYERS + "Rescaling"),
     # DenseNet121 (32x32): every float artifact passes; the quantized ones miss on the calibration rows
     # (6.7 %, 12.7 %, 1.2 %) and are rejected; numbers here are the held-out rows'
     ("densenet121", "dynamic", "*"): Expect("rejected", "", 0.00498),
     ("densenet121", "int8", "*"): Expect("rejected", "", 0.0455),
     ("densenet121", "int16x8", "*"): Expect("rejected", "", 0.00292),
     ("densenet121", "graph", "chromium-wasm"): Expect("cannot-run", WASM + "FusedConv2D only supports rank-1 bias but got rank 4"),
-    ("densenet121", "layers", "*"): skipped(LAYERS + "ZeroPadding2D"),
 }
 
 
