@@ -203,7 +203,7 @@ def test_an_older_litert_is_refused_from_the_manifest() -> None:
 
 
 def test_convert_records_the_needs_in_the_manifest(kernel_models: dict[str, Path]) -> None:
-    from convert.pipeline import _runtime
+    from convert.stages.tflite_variants import runtime_of as _runtime
     from convert.tflite import operators
 
     gelu = _runtime(kernel_models["GELU/int16"], operators(kernel_models["GELU/int16"].read_bytes()))
