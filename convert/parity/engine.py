@@ -376,6 +376,28 @@ def _unsupported_backends(results: list[Result]) -> None:
             r.status, r.note = "unsupported", r.error
 
 
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What ``deploykit verify`` takes: the bundle; the reference model (None: the one the bundle was converted
+    from, if found); the runtimes, comma-separated (None: all); a larger DATA sample and its label column."""
+
+    bundle: Path
+    model: Path | None = None
+    runtimes: str | None = None
+    data: Path | None = None
+    target: str | None = None
+
+
+def verify(options: VerifyOptions, progress: Progress | None = None) -> ParityReport:
+    """:func:`verify_bundle` with the command's options; the report is saved into the bundle.
+
+    Raises:
+        BundleError, DeployKitError: as :func:`verify_bundle`.
+    """
+    return verify_bundle(options.bundle, model=options.model, runtimes=options.runtimes, data=options.data,
+                         target=options.target, progress=progress)
+
+
 def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes: str | Iterable[str] | None = None,
                   data: str | Path | None = None, target: str | None = None, progress: Progress | None = None,
                   runners: Runners | None = None, save: bool = True) -> ParityReport:

@@ -12,6 +12,8 @@ from convert.stages.export import Export
 from convert.stages.written import Progress, Written, failure
 
 MIN_TFJS = "4.22.0"
+# ``convert.tfjs_layers`` ends its refusals with this clause; it is dropped when the graph model was not written
+GRAPH_CLAUSE = "; the graph model is still written"
 GRAPH_DIR = "web/model/graph"
 LAYERS_DIR = "web/model/layers"
 
@@ -63,6 +65,8 @@ def write_layers(ref: Reference, written: Written, progress: Progress) -> None:
                     extra_bytes=shard_bytes(layers_dir))
         return
     shutil.rmtree(layers_dir, ignore_errors=True)
+    if not any(a["format"] == "tfjs_graph" for a in written.artifacts):
+        reason = reason.replace(GRAPH_CLAUSE, "")
     written.skip("tfjs_layers", reason, LAYERS_DIR + "/")
 
 
