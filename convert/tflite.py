@@ -281,22 +281,10 @@ def float_heads(flatbuffer: bytes) -> list[str]:
     over a few percent, that grid alone is several percent of the output range. These ops run in
     float32 on dequantized int8 inputs instead; they are elementwise and cheap.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    from edge.tflite_file import operators as read_operators
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    wanted = {getattr(schema.BuiltinOperator, name) for name in FIXED_SCALE_OPS}
-    names = []
-    for graph in model.subgraphs:
-        outputs = set(int(i) for i in graph.outputs)
-        for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-            if builtin in wanted and any(int(i) in outputs for i in op.outputs):
-                for i in op.outputs:
-                    name = graph.tensors[int(i)].name
-                    names.append(name.decode() if isinstance(name, bytes) else name)
-    return names
+    return [name for op in read_operators(flatbuffer) if op.name in FIXED_SCALE_OPS and op.writes_output
+            for name in op.output_names]
 
 
 def _quantize_int8(calibrated: bytes) -> bytes:
@@ -424,20 +412,10 @@ def _first_error(text: str) -> str:
 
 
 def operators(flatbuffer: bytes) -> list[dict[str, Any]]:
-    """The operators (builtin name, version) a TFLite model uses, sorted."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    """The operators (builtin name, version) a TFLite model uses, sorted (``edge.tflite_file.tflite_ops``)."""
+    from edge.tflite_file import tflite_ops
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = set()
-    for code in model.operatorCodes:
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        name = names.get(builtin, f"BUILTIN_{builtin}")
-        if builtin == schema.BuiltinOperator.CUSTOM and code.customCode:
-            name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
-        ops.add((name, int(code.version)))
-    return [{"name": n, "version": v} for n, v in sorted(ops)]
+    return tflite_ops(flatbuffer)
 
 
 def check_calibration_rows(rows: int) -> None:

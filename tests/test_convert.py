@@ -217,20 +217,10 @@ def test_sequential_output_is_named_after_its_layer(tmp_path: Path) -> None:
 # --- the quantized converter: fold, GPTQ rounding, float heads, float32 biases, unrolled RNNs ---
 
 def _tflite_ops(flatbuffer: bytes) -> list[tuple[str, list[str]]]:
-    """The operators of a TFLite model with the types of their input tensors ("-" for none)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    """The operators of a TFLite model's first subgraph with the types of their input tensors ("-" for none)."""
+    from edge.tflite_file import operators
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    ops_by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    graph = model.subgraphs[0]
-    ops = []
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        name = ops_by_code[max(int(code.builtinCode), int(code.deprecatedBuiltinCode))]
-        ops.append((name, [types[graph.tensors[i].type] if i >= 0 else "-" for i in op.inputs]))
-    return ops
+    return [(op.name, [(t or "-").upper() for t in op.inputs]) for op in operators(flatbuffer)]
 
 
 def _int8_weights(flatbuffer: bytes) -> list[np.ndarray]:

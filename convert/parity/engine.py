@@ -22,10 +22,11 @@ from convert import interrupt
 from convert.errors import DeployKitError
 from edge import manifest as mf
 from edge import transform
+from edge.interpreter import LIGHT_RUNTIMES
 from edge.tolerance import judge_outputs
 
-RUNTIMES = ("litert", "tflite-runtime", "chromium-cpu", "chromium-wasm", "chromium-webgl")
-TFLITE_RUNTIMES = {"litert", "tflite-runtime"}
+TFLITE_RUNTIMES = set(LIGHT_RUNTIMES)  # "litert", "tflite-runtime"
+RUNTIMES = (*LIGHT_RUNTIMES, "chromium-cpu", "chromium-wasm", "chromium-webgl")
 SAMPLE_ROWS = 256
 
 Progress = Callable[[str], None]

@@ -96,8 +96,8 @@ def write_tflite(variants: Sequence[Variant], ref: Reference, sources: Sources, 
 
 def runtime_of(path: Path, ops: list[dict[str, Any]]) -> dict[str, Any]:
     """What a TFLite artifact needs: its operators with versions, the minimum TFLite runtime (the converter's,
-    raised by the kit's kernel table) and the kernels of that table it uses (``edge.interpreter.kernel_needs``)."""
-    from edge.interpreter import kernel_needs, tflite_min_runtime
+    raised by the kit's kernel table) and the kernels of that table it uses (``edge.tflite_file.kernel_needs``)."""
+    from edge.tflite_file import kernel_needs, tflite_min_runtime
 
     runtime: dict[str, Any] = {"ops": ops, "converter": f"tensorflow {tf_version()}"}
     minimum = tflite_min_runtime(path)
