@@ -1,3 +1,5 @@
 """deploykit's converter: Keras model -> TFJS + TFLite bundle with a manifest and golden data."""
 
-__version__ = "0.1.0"
+from edge import __version__
+
+__all__ = ["__version__"]

@@ -7,7 +7,7 @@ layer's output: the errors of one output channel add up over its inputs. GPTQ (F
 weights not rounded yet, weighted by the layer's input statistics ``X^T X`` on calibration data, so
 the channel's output error on that data is what shrinks.
 
-:func:`round_weights` writes the rounded weights (float32 values on the int8 grid, each channel's
+:func:`round_weights` (called by the rounding stage, ``convert.rounding``) writes the rounded weights (float32 values on the int8 grid, each channel's
 largest weight kept so the converter derives the same scale) into the model the quantized variants
 are converted from. The converter's own rounding then reproduces them exactly; batch normalization
 folded into a layer scales whole output channels, which keeps the grid.
@@ -90,12 +90,10 @@ def round_weights(model: Any, inputs: Sequence[np.ndarray], seed: int = 0) -> li
     """
     import keras
 
-    from convert.fold import graph_nodes
+    from convert.keras_graph import call_counts, graph_nodes
 
     nodes = graph_nodes(model) or []
-    calls: dict[int, int] = {}
-    for node in nodes:
-        calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+    calls = call_counts(nodes)
     targets = [node for node in nodes
                if _roundable(node.operation) and calls[id(node.operation)] == 1 and len(node.input_tensors) == 1]
     rng = np.random.default_rng(seed)

@@ -13,24 +13,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from convert import __version__, interrupt
-from convert.data import BOSTON_CSV
-from edge.errors import EdgeError
-from edge.text import printable
-
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
-
-
-def _console(stream):
-    from rich.console import Console
-
-    console = Console(file=stream, highlight=False, soft_wrap=False)
-    if not console.is_terminal:
-        console.width = 160  # logs and pipes: keep table rows on one line
-    return console
+from convert.show import print_artifacts, print_report, steps
+from edge.console import one_line, rich_console, run_command
 
 
 def _unraisable(unraisable: Any, previous: Callable[[Any], None] = sys.unraisablehook) -> None:
@@ -43,77 +30,12 @@ def _unraisable(unraisable: Any, previous: Callable[[Any], None] = sys.unraisabl
     previous(unraisable)
 
 
-def safe(value: Any) -> str:
-    """A string for a Rich console: control characters escaped (``edge.text.printable``) and Rich markup
-    escaped, so that text from a bundle or a model (``[/bold]`` in a feature name) prints as itself."""
-    from rich.markup import escape
-
-    return escape(printable(value))
-
-
-@contextlib.contextmanager
-def steps(console) -> Iterator[Callable[[str], None]]:
-    """A progress callback: each call closes the previous step (with its time) and starts a new one."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    state: dict[str, Any] = {"name": None, "start": 0.0}
-    if not console.is_terminal:  # logs and pipes: plain lines (a spinner would leave a blank line behind)
-        def plain(name: str) -> None:
-            interrupt.check()
-            name = safe(name)
-            now = time.perf_counter()
-            if state["name"] is not None:
-                console.print(f"✓ {state['name']} ({now - state['start']:.1f}s)")
-            state.update(name=name, start=now)
-
-        yield plain
-        if state["name"] is not None:
-            console.print(f"✓ {state['name']} ({time.perf_counter() - state['start']:.1f}s)")
-        return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("starting", total=None)
-
-        def step(name: str) -> None:
-            interrupt.check()
-            name = safe(name)
-            now = time.perf_counter()
-            if state["name"] is not None:
-                progress.console.print(f"[green]✓[/] {state['name']} ({now - state['start']:.1f}s)")
-            state.update(name=name, start=now)
-            progress.update(task, description=name)
-
-        yield step
-        if state["name"] is not None:
-            progress.console.print(f"[green]✓[/] {state['name']} ({time.perf_counter() - state['start']:.1f}s)")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
-
-
-def print_artifacts(console, rows: list[dict[str, Any]], title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=safe(title), title_justify="left")
-    for column in ("artifact", "format", "variant", "size", "fp32 / this"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("note", overflow="fold")
-    for row in rows:
-        table.add_row(safe(row["artifact"]), safe(row["format"]), safe(row["variant"]), _size(row["bytes"]),
-                      safe(row.get("ratio", "")), safe(row["note"]))
-    console.print(table)
-
-
 # ---------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace, out, err) -> int:
     from convert.errors import DeployKitError
     from convert.train import save, train
 
-    console = _console(err)
     out_path = Path(args.out)
     if out_path.suffix != ".keras":
         raise DeployKitError(f"--out must end in .keras (got {args.out!r}); Keras 3 saves models as .keras files")
@@ -124,7 +46,7 @@ def cmd_train(args: argparse.Namespace, out, err) -> int:
         raise DeployKitError(f"cannot write {str(out_path)!r}: folder {str(out_path.parent)!r} does not exist; create it first")
     results = {}
     kinds = [args.model] if args.model == "linear" else ["linear", args.model]
-    with steps(console) as step:
+    with steps(err) as step:
         for kind in kinds:
             step(f"Training the {kind} Boston model (seed {args.seed})")
             results[kind] = train(kind, seed=args.seed)
@@ -144,22 +66,42 @@ def cmd_convert(args: argparse.Namespace, out, err) -> int:
     options = ConvertOptions(model=Path(args.model), data=Path(args.data), out=Path(args.out), target=args.target,
                              name=args.name, force=args.force, features=features, seed=args.seed,
                              custom_objects=Path(args.custom_objects) if args.custom_objects else None)
-    console = _console(err)
     start = time.perf_counter()
-    with steps(console) as step:
+    with steps(err) as step:
         result = convert(options, step)
-    print_artifacts(_console(out), result.rows, f"Bundle {result.bundle} ({time.perf_counter() - start:.1f}s)")
+    print_artifacts(rich_console(out), result.rows, f"Bundle {result.bundle} ({time.perf_counter() - start:.1f}s)")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, out, err) -> int:
-    try:
-        from convert.parity.cli import run_verify
-    except ImportError:
-        from convert.errors import DeployKitError
+    """Run the parity engine; exit 0 when every artifact passes, or was rejected by convert, or cannot run in a
+    runtime by its own declaration (both listed); 1 when an artifact convert accepted fails.
 
-        raise DeployKitError("deploykit verify is not part of this build yet; see the README") from None
-    return run_verify(args, out, err)
+    Raises:
+        DeployKitError / BundleError: bad bundle or arguments, a runtime that cannot run.
+    """
+    from convert.parity.engine import VerifyOptions, verify
+    from edge.console import print_line
+
+    options = VerifyOptions(Path(args.bundle), model=args.model and Path(args.model), runtimes=args.runtimes,
+                            data=args.data and Path(args.data), target=args.target,
+                            custom_objects=args.custom_objects and Path(args.custom_objects))
+    with steps(err) as step:
+        report = verify(options, progress=step)
+    print_report(rich_console(out), report)
+    print(f"wrote {report.bundle / 'parity.json'} and {report.bundle / 'report.html'}", file=out)
+    for status, what in (("rejected", "rejected by convert (not served by default)"),
+                         ("unsupported", "not run where unsupported")):
+        listed = sorted({f"{r.artifact} on {r.runtime}" for r in report.by_status(status)})
+        if listed:
+            print(f"{len(listed)} {what}: {', '.join(listed)}", file=out)
+    if not report.passed:
+        failed = [f"{r.artifact} on {r.runtime}" for r in report.by_status("failed")]
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        print_line(f"Error: parity failed for {', '.join(failed[:3])}{more}; see {report.bundle / 'report.html'}",
+                   file=err)
+        return 1
+    return 0
 
 
 def cmd_serve_web(args: argparse.Namespace, out, err) -> int:
@@ -260,42 +202,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     silence_environment()
     sys.unraisablehook = _unraisable
-    debug = bool(os.environ.get("DEPLOYKIT_DEBUG"))
-    log: Path | None = None
-    keep_log = False
-    # A Ctrl+C is reported as one line and status 130, also when a library swallowed it and failed (or
-    # raised an error of its own) instead: convert.interrupt notes every SIGINT during the command.
-    try:
-        with interrupt.noting_sigint(), native_output_to_log() as (out, err, log):
+    log: list[Path | None] = [None]
+    keep_log = [False]
+
+    def command() -> int:
+        with interrupt.noting_sigint(), native_output_to_log() as (out, err, log[0]):
             status = int(args.func(args, out, err) or 0)
             if as_program:
                 _ignore_ctrl_c_from_now_on()
         return status
-    except KeyboardInterrupt:
-        print("Error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if interrupt.pending():  # an error a library raised instead of the Ctrl+C it swallowed
-            print("Error: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        if isinstance(exc, EdgeError):
-            print(f"Error: {printable(exc)}", file=sys.stderr)
-            return EXIT_ERROR
-        if debug:  # the last line of defence: one line, not a traceback
-            raise
-        keep_log = log is not None
-        text = printable(" ".join(str(exc).split())[:300])
-        where = f"; native library output in {log}" if keep_log else ""
-        print(f"Error: unexpected {type(exc).__name__}: {text} (rerun with DEPLOYKIT_DEBUG=1 for details and please "
-              f"report it{where})", file=sys.stderr)
-        return EXIT_ERROR
+
+    def unexpected(exc: Exception) -> str:
+        keep_log[0] = log[0] is not None
+        where = f"; native library output in {log[0]}" if keep_log[0] else ""
+        return (f"unexpected {type(exc).__name__}: {one_line(exc)} (rerun with DEPLOYKIT_DEBUG=1 for details and "
+                f"please report it{where})")
+
+    # A Ctrl+C is reported as one line and status 130, also when a library swallowed it and failed (or
+    # raised an error of its own) instead: convert.interrupt notes every SIGINT during the command.
+    try:
+        return run_command(command, unexpected, interrupted=interrupt.pending,
+                           debug=bool(os.environ.get("DEPLOYKIT_DEBUG")))
     finally:
         if as_program:  # an error's status too: it is printed, and a Ctrl+C now must not change it
             _ignore_ctrl_c_from_now_on()
         # The native log (TensorFlow's C++ output) only matters when something unexpected happened.
-        if log is not None and not keep_log:
+        if log[0] is not None and not keep_log[0]:
             with contextlib.suppress(OSError):
-                log.unlink()
+                log[0].unlink()
 
 
 if __name__ == "__main__":  # pragma: no cover

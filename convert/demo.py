@@ -23,39 +23,30 @@ def run_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     Raises:
         DeployKitError: a step fails (unwritable folder, port in use, ...).
     """
-    from convert.cli import _console, print_artifacts, steps
+    from convert.parity.engine import VerifyOptions, verify
     from convert.pipeline import ConvertOptions, convert
+    from convert.show import print_artifacts, print_report, steps
     from convert.train import save, train
+    from edge.console import rich_console
 
     work = Path(args.out).resolve()
     work.mkdir(parents=True, exist_ok=True)
     model_path = work / f"boston_{args.model}.keras"
     bundle = work / "bundle"
-    console = _console(err)
-    with steps(console) as step:
+    with steps(err) as step:
         step(f"Training the Boston {args.model} model (seed 42)")
         trained = train(args.model, seed=42)
         save(trained.model, model_path)
         options = ConvertOptions(model=model_path, data=BOSTON_CSV, out=bundle, target="medv", force=True, seed=42)
         result = convert(options, step)
     print(f"{args.model}: hold-out MAE {trained.holdout_mae:.3f} medv ($1000s); model {model_path}", file=out)
-    print_artifacts(_console(out), result.rows, f"Bundle {bundle}")
+    print_artifacts(rich_console(out), result.rows, f"Bundle {bundle}")
 
-    status = 0
-    try:
-        from convert.parity.engine import verify_bundle
-    except ImportError:
-        print("verify: not part of this build yet", file=out)
-    else:
-        runtimes = [r.strip() for r in args.runtimes.split(",")] if args.runtimes else None
-        with steps(console) as step:
-            report = verify_bundle(bundle, model=model_path, runtimes=runtimes, progress=step)
-            report.save(bundle)
-        from convert.parity.cli import print_report
-
-        print_report(_console(out), report)
-        print(f"parity: {'PASS' if report.passed else 'FAIL'}; see {bundle / 'report.html'}", file=out)
-        status = 0 if report.passed else 1
+    with steps(err) as step:
+        report = verify(VerifyOptions(bundle, model=model_path, runtimes=args.runtimes), progress=step)
+    print_report(rich_console(out), report)
+    print(f"parity: {'PASS' if report.passed else 'FAIL'}; see {bundle / 'report.html'}", file=out)
+    status = 0 if report.passed else 1
 
     if args.no_serve:
         return status

@@ -14,37 +14,37 @@ Where the input goes through a ``Normalization`` layer into one ``Dense`` layer,
 is folded into that ``Dense`` too and the layer is dropped from the folded model: its subtract and
 divide would otherwise be two more int8 roundings.
 
-The folded model's Dense and Conv2D kernels are then rounded onto their int8 grids with GPTQ on DATA
-(``convert.calibration``), so every quantized variant converts from one model (``Fold.unrounded``
-keeps the folded model before rounding).
+This is one stage of convert; the next, ``convert.rounding``, GPTQ-rounds the folded model's kernels
+(the dynamic-range variant takes the fold before rounding).
 
 A SavedModel source has no Keras layers: :func:`fold_saved_model` finds the first Dense (MatMul + bias)
-in its frozen ``serving_default`` graph, folds into its variables, GPTQ-rounds that kernel and saves the
-SavedModel again; where it cannot, the reason says what reads the input instead.
+in its frozen ``serving_default`` graph, folds into its variables and saves the SavedModel again; where it
+cannot, the reason says what reads the input instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from convert import interrupt
+from convert.keras_graph import graph_nodes, sole_reader
 
 
 @dataclass
 class Fold:
-    """A folded model and the input transforms the runner must apply to feed it."""
+    """A folded copy of a Keras model and the input transforms the runner must apply to feed it.
+
+    ``folded`` is False when no input scaling could be folded: ``model`` is then a plain copy (which the
+    rounding stage may still round) and ``note`` says why, when there is a rank-2 float input."""
 
     model: Any
     transforms: list[dict[str, Any]]
     note: str
-    # the folded model before GPTQ rounding (None when nothing was rounded); for variants that keep
-    # some weights in float (dynamic range leaves tensors under 1024 values unquantized)
-    unrounded: Any = None
-    # the note of the unrounded model (``note`` without the rounding clause)
-    unrounded_note: str = ""
+    folded: bool = True
 
 
 def range_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,32 +55,6 @@ def range_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     half = (hi - lo) / 2
     half = np.where(half > 1e-12 * np.maximum(np.abs(centre), 1.0), half, 1.0)
     return centre, half
-
-
-def graph_nodes(model: Any) -> list[Any] | None:
-    """The nodes of the model's own graph, inputs first (a loaded Sequential's layers also hold nodes
-    of older builds, so ``layer._inbound_nodes`` is not the graph)."""
-    graph = getattr(model, "_functional", None) or model
-    by_depth = getattr(graph, "_nodes_by_depth", None)
-    if not isinstance(by_depth, dict):
-        return None
-    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
-
-
-def _readers(nodes: list[Any], tensor: Any) -> list[Any]:
-    return [node for node in nodes if any(t is tensor for t in node.input_tensors)]
-
-
-def _sole_reader(nodes: list[Any], tensor: Any) -> Any | None:
-    """The one layer reading ``tensor``, when it reads nothing else and is called once in the graph."""
-    readers = _readers(nodes, tensor)
-    if len(readers) != 1:
-        return None
-    node = readers[0]
-    layer = node.operation
-    if len(node.input_tensors) != 1 or sum(1 for n in nodes if n.operation is layer) != 1:
-        return None
-    return node
 
 
 def _foldable_dense(layer: Any) -> bool:
@@ -107,13 +81,12 @@ def _normalization_affine(layer: Any, width: int) -> tuple[np.ndarray, np.ndarra
     return mean, divisor
 
 
-def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) -> Fold | None:
-    """The model the quantized variants are converted from, and the input transforms it needs.
+def fold_inputs(model: Any, data: dict[str, np.ndarray]) -> Fold | None:
+    """The folded copy of ``model`` the quantized variants are converted from, and the input transforms it needs.
 
-    Every rank-2 float input read by one Normalization or Dense layer is scaled and folded; then
-    (``rounding``) the Dense and Conv2D kernels are GPTQ-rounded on DATA (``convert.calibration``).
-    Returns None when there is nothing to fold or round (the quantized variants then take the model
-    as it is).
+    Every rank-2 float input read by one Normalization or Dense layer is scaled and folded. Returns None
+    when the model has no graph or Keras cannot copy it (subclassed, custom layers): the quantized
+    variants then take the model as it is. Raises only KeyboardInterrupt (a Ctrl+C).
     """
     import keras
 
@@ -126,7 +99,7 @@ def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) 
         if len(tensor.shape) != 2 or "float" not in str(tensor.dtype) or name not in data or not tensor.shape[1]:
             continue
         width = int(tensor.shape[1])
-        node = _sole_reader(nodes, tensor)
+        node = sole_reader(nodes, tensor)
         if node is None:
             continue
         layer = node.operation
@@ -137,7 +110,7 @@ def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) 
         affine = _normalization_affine(layer, width)
         if affine is None:
             continue
-        after = _sole_reader(nodes, node.output_tensors[0]) if len(node.output_tensors) == 1 else None
+        after = sole_reader(nodes, node.output_tensors[0]) if len(node.output_tensors) == 1 else None
         if after is not None and _foldable_dense(after.operation):
             plans.append((name, centre, half, after.operation.name, layer.name, affine))
         else:
@@ -186,45 +159,33 @@ def fold_inputs(model: Any, data: dict[str, np.ndarray], rounding: bool = True) 
     notes = [f"per-feature input scaling (folded into {', '.join(targets)})"] if targets else []
     if not targets and any(len(t.shape) == 2 and "float" in str(t.dtype) for t in model.inputs):
         notes.append("inputs not standardised (first layer is not Normalization/Dense)")
-    unrounded = None
-    unrounded_note = "; ".join(notes)
-    if rounding:
-        unrounded = keras.models.clone_model(folded)
-        unrounded.set_weights(folded.get_weights())
-        rounded = _round(folded, data, transforms)
-        if rounded:
-            notes.append(f"int8 weights GPTQ-rounded on DATA ({', '.join(rounded)})")
-        else:
-            unrounded = None
-    if not targets and unrounded is None:
-        return None
-    return Fold(model=folded, transforms=transforms, note="; ".join(notes), unrounded=unrounded,
-                unrounded_note=unrounded_note)
+    return Fold(model=folded, transforms=transforms, note="; ".join(notes), folded=bool(targets))
 
 
-def _round(model: Any, data: dict[str, np.ndarray], transforms: list[dict[str, Any]]) -> list[str]:
-    """GPTQ-round ``model`` on (up to ROUNDING_ROWS of) DATA, fed as the runner feeds it."""
-    from convert.calibration import ROUNDING_ROWS, round_weights
-    from edge.transform import apply
+@dataclass
+class FoldedKernel:
+    """One Dense of a SavedModel the fold scaled: its input, kernel variable, the scaling, its name."""
 
-    names = [t.name.split(":")[0] for t in model.inputs]
-    if any(n not in data for n in names):
-        return []
-    total = len(data[names[0]])
-    pick = np.unique(np.linspace(0, total - 1, num=min(ROUNDING_ROWS, total)).round().astype(int))
-    fed = apply(transforms, {n: np.asarray(data[n])[pick] for n in names})
-    return round_weights(model, [fed[n] for n in names])
+    input: str
+    kernel: Any
+    centre: np.ndarray
+    half: np.ndarray
+    target: str
 
 
 @dataclass
 class SavedModelFold:
-    """The fold of a SavedModel source: re-exported SavedModels and the input transforms they need."""
+    """The fold of a SavedModel source: the SavedModel saved again and the input transforms it needs.
 
-    saved_model: Any  # Path of the folded (and GPTQ-rounded) SavedModel
+    ``module`` and ``signature`` are the loaded objects whose variables ``kernels`` are, so that the
+    rounding stage can round them and save the SavedModel once more."""
+
+    saved_model: Path
     transforms: list[dict[str, Any]]
     note: str
-    unrounded: Any = None  # Path of the folded SavedModel before rounding (for dynamic range)
-    unrounded_note: str = ""
+    kernels: list[FoldedKernel] = field(default_factory=list)
+    module: Any = None
+    signature: Any = None
 
 
 _PASS_THROUGH = ("Identity", "IdentityN", "StopGradient", "Snapshot")
@@ -286,34 +247,27 @@ def _dense_after(graph_def: Any, input_name: str) -> tuple[str, str, str] | str:
     return matmul.name, kernel, bias
 
 
-def fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
-                     rounding: bool = True) -> tuple[SavedModelFold | None, str]:
+def fold_saved_model(source: Path, data: dict[str, np.ndarray], work: Path) -> tuple[SavedModelFold | None, str]:
     """:func:`_fold_saved_model`, and ``(None, reason)`` when TensorFlow fails on the way (loading, freezing or
     saving the SavedModel again); never raises but for a Ctrl+C."""
     try:
-        return _fold_saved_model(source, data, work, rounding)
+        return _fold_saved_model(source, data, work)
     except Exception as exc:  # TF raises ValueError / TypeError / errors.OpError with long texts
         interrupt.check()
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         return None, f"inputs not standardised (TensorFlow could not fold the SavedModel: {first})"
 
 
-def _fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
-                      rounding: bool = True) -> tuple[SavedModelFold | None, str]:
+def _fold_saved_model(source: Path, data: dict[str, np.ndarray], work: Path) -> tuple[SavedModelFold | None, str]:
     """Fold the per-feature input scaling into the first Dense (MatMul + bias) of a SavedModel.
 
     The ``serving_default`` signature's graph is frozen (variables inlined) to find, for every rank-2 float
     input, the one MatMul reading it (through Identity ops) and its bias add; their variables are found
-    through the signature's captures, folded as :func:`fold_inputs` folds a Keras Dense, optionally
-    GPTQ-rounded on DATA (the folded inputs are that layer's inputs), and the SavedModel is saved again
-    under ``work``. Returns ``(fold, "")``, or ``(None, reason)`` with the true reason nothing was folded.
+    through the signature's captures, folded as :func:`fold_inputs` folds a Keras Dense, and the SavedModel
+    is saved again under ``work``. Returns ``(fold, "")``, or ``(None, reason)`` with the true reason nothing was folded.
     """
-    from pathlib import Path
-
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from convert.calibration import ROUNDING_ROWS, gptq_round
 
     loaded = tf.saved_model.load(str(source))
     signature = loaded.signatures["serving_default"]
@@ -348,33 +302,17 @@ def _fold_saved_model(source: Any, data: dict[str, np.ndarray], work: Any,
     if not plans:
         why = "; ".join(reasons) or "no rank-2 float input"
         return None, f"inputs not standardised ({why})"
-    transforms, targets, rounded = [], [], []
+    transforms, kernels = [], []
     for name, matmul, kernel, bias, centre, half in plans:
         w = np.asarray(kernel.numpy(), dtype=np.float64)
         b = np.asarray(bias.numpy(), dtype=np.float64)
         kernel.assign((w * half[:, None]).astype(np.float32))
         bias.assign((b + centre @ w).astype(np.float32))
-        targets.append(matmul.split("/")[-2] if "/" in matmul else matmul)
+        target = matmul.split("/")[-2] if "/" in matmul else matmul
+        kernels.append(FoldedKernel(name, kernel, centre, half, target))
         transforms.append({"kind": "standardize", "input": name,
                            "mean": [float(v) for v in centre], "std": [float(v) for v in half]})
-    note = f"per-feature input scaling (folded into the SavedModel's {', '.join(targets)})"
-    work = Path(work)
-    folded_dir = work / "saved_model_folded"
-    unrounded_dir = None
-    if rounding:
-        unrounded_dir = work / "saved_model_unrounded"
-        tf.saved_model.save(loaded, str(unrounded_dir), signatures={"serving_default": signature})
-        for (name, _, kernel, _, centre, half), target in zip(plans, targets):
-            values = np.asarray(data[name], dtype=np.float64).reshape(-1, len(centre))
-            pick = np.unique(np.linspace(0, len(values) - 1, num=min(ROUNDING_ROWS, len(values))).round().astype(int))
-            z = ((values[pick] - centre) / half).astype(np.float32)
-            try:
-                kernel.assign(gptq_round(np.asarray(kernel.numpy(), dtype=np.float64), z).astype(np.float32))
-            except np.linalg.LinAlgError:
-                continue
-            rounded.append(target)
-        if not rounded:
-            unrounded_dir = None
+    note = f"per-feature input scaling (folded into the SavedModel's {', '.join(k.target for k in kernels)})"
+    folded_dir = Path(work) / "saved_model_folded"
     tf.saved_model.save(loaded, str(folded_dir), signatures={"serving_default": signature})
-    full = note + (f"; int8 weights GPTQ-rounded on DATA ({', '.join(rounded)})" if rounded else "")
-    return SavedModelFold(folded_dir, transforms, full, unrounded_dir, note), ""
+    return SavedModelFold(folded_dir, transforms, note, kernels, loaded, signature), ""

@@ -2,14 +2,13 @@
 
 Callers pass and receive real values: quantized variants keep float32 inputs and outputs (the
 interpreter quantizes at the edges). Quantized variants are converted from the folded, GPTQ-rounded
-model (``convert.fold``, ``convert.calibration``) and carry the runner's input transform.
+model (``convert.fold``, ``convert.rounding``) and carry the runner's input transform.
 
 Beyond the converter's defaults: int8 runs a softmax / logistic / tanh that produces a model output
 in float32 (:func:`float_heads`) and can keep more operators in float (:func:`quantize_calibrated`, the
 hook of ``convert.mixed_precision``), fp16 keeps biases in float32 (:func:`float32_biases`), and
 calibration sees every DATA row up to ``CALIBRATION_ROWS`` (a row outside the calibrated ranges
-clips). :func:`unrolled` gives a copy of a model with fixed-length RNNs unrolled, which converts
-to builtins.
+clips). The copy with fixed-length RNNs unrolled is ``convert.keras_graph.unrolled``.
 """
 
 from __future__ import annotations
@@ -282,22 +281,10 @@ def float_heads(flatbuffer: bytes) -> list[str]:
     over a few percent, that grid alone is several percent of the output range. These ops run in
     float32 on dequantized int8 inputs instead; they are elementwise and cheap.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    from edge.tflite_file import operators as read_operators
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    wanted = {getattr(schema.BuiltinOperator, name) for name in FIXED_SCALE_OPS}
-    names = []
-    for graph in model.subgraphs:
-        outputs = set(int(i) for i in graph.outputs)
-        for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-            if builtin in wanted and any(int(i) in outputs for i in op.outputs):
-                for i in op.outputs:
-                    name = graph.tensors[int(i)].name
-                    names.append(name.decode() if isinstance(name, bytes) else name)
-    return names
+    return [name for op in read_operators(flatbuffer) if op.name in FIXED_SCALE_OPS and op.writes_output
+            for name in op.output_names]
 
 
 def _quantize_int8(calibrated: bytes) -> bytes:
@@ -425,65 +412,10 @@ def _first_error(text: str) -> str:
 
 
 def operators(flatbuffer: bytes) -> list[dict[str, Any]]:
-    """The operators (builtin name, version) a TFLite model uses, sorted."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    """The operators (builtin name, version) a TFLite model uses, sorted (``edge.tflite_file.tflite_ops``)."""
+    from edge.tflite_file import tflite_ops
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = set()
-    for code in model.operatorCodes:
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        name = names.get(builtin, f"BUILTIN_{builtin}")
-        if builtin == schema.BuiltinOperator.CUSTOM and code.customCode:
-            name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
-        ops.add((name, int(code.version)))
-    return [{"name": n, "version": v} for n, v in sorted(ops)]
-
-
-MAX_UNROLL_STEPS = 256
-
-
-def unrolled(model: Any) -> Any | None:
-    """A copy of a Keras model with its recurrent layers unrolled, or None (none, or not unrollable).
-
-    Keras 3 runs an RNN as a ``tf.while_loop`` over TensorLists. The TFLite converter lowers those
-    to builtins only for a batch of one (``TensorListReserve`` needs a static element shape), and
-    TFJS graph models cannot run the loop (``executeAsync``: "Cannot compute the outputs"). With a
-    fixed number of time steps, ``unroll=True`` writes the steps out as plain ops: builtins only,
-    any batch size, same values. Not done past ``MAX_UNROLL_STEPS`` steps (the graph grows per step).
-    """
-    import keras
-
-    from convert.fold import graph_nodes
-
-    found = [layer for layer in model.layers
-             if "unroll" in layer.get_config() or isinstance(layer, keras.layers.Bidirectional)]
-    if not found:
-        return None
-    nodes = graph_nodes(model) or []
-    for layer in found:
-        shapes = [tuple(t.shape) for n in nodes if n.operation is layer for t in n.input_tensors[:1]]
-        if not shapes or any(len(s) < 3 or s[1] is None or s[1] > MAX_UNROLL_STEPS for s in shapes):
-            return None
-
-    def unroll(config: dict[str, Any]) -> dict[str, Any]:
-        config = dict(config)
-        if "unroll" in config:
-            config["unroll"] = True
-        for key in ("layer", "backward_layer"):
-            if isinstance(config.get(key), dict) and isinstance(config[key].get("config"), dict):
-                config[key] = {**config[key], "config": unroll(config[key]["config"])}
-        return config
-
-    def clone(layer: Any) -> Any:
-        if any(layer is f for f in found):
-            return layer.__class__.from_config(unroll(layer.get_config()))
-        return layer.__class__.from_config(layer.get_config())
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
+    return tflite_ops(flatbuffer)
 
 
 def check_calibration_rows(rows: int) -> None:

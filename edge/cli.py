@@ -21,16 +21,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
 from edge import __version__
+from edge.console import EXIT_ERROR, print_line, run_command
 from edge.errors import EdgeError
-from edge.text import printable
-
-EXIT_ERROR = 1
 
 
-def _print(line: str, file: TextIO | None = None, flush: bool = False) -> None:
-    """Print one line with its control characters escaped: manifest strings (names, labels, units, notes,
-    paths) and input cells are data, not terminal commands, and cannot split the line."""
-    print(printable(line), file=file if file is not None else sys.stdout, flush=flush)
+_print = print_line  # one line, control characters escaped (edge.console)
 
 
 def _fmt(value: Any) -> str:
@@ -434,20 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``deploykit-edge``; returns the exit status."""
+    """Entry point of ``deploykit-edge``; returns the exit status (``edge.console.run_command``: one
+    ``Error:`` line and 1, ``Error: interrupted`` and 130 for a Ctrl+C)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # numpy overflow notes: results are checked
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except EdgeError as exc:
-        _print(f"Error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback
-        _print(f"Error: unexpected {type(exc).__name__}: {exc}; please report it", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(lambda: args.func(args), lambda exc: f"unexpected {type(exc).__name__}: {exc}; please report it")

@@ -24,7 +24,8 @@ from edge import transform
 from edge.bundle import Bundle
 from edge.errors import BundleError, EdgeError
 from edge.inputs import check_vocabulary
-from edge.interpreter import Runtime, check_runtime, make_interpreter, pick, tflite_ops
+from edge.interpreter import Runtime, check_runtime, make_interpreter, pick
+from edge.tflite_file import tflite_ops
 
 SIGNATURE = "serving_default"
 

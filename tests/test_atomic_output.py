@@ -40,7 +40,7 @@ def die(at):
     if stage == at or (stage.startswith("pair_") and stage[5:] == at):
         os.kill(os.getpid(), signal.SIGKILL)
 
-def build(options, ref, dataset, staging, work, progress):
+def build(options, ref, sources, staging, work, progress):
     die("staged")
     (work / "scratch.bin").write_bytes(b"x" * 1000)
     for src in sorted(template.rglob("*")):
@@ -88,8 +88,7 @@ def rmtree(path, ignore_errors=False):
     real_rmtree(path, ignore_errors=ignore_errors)
 
 pipeline.load = lambda path: types.SimpleNamespace(name="m")
-pipeline.load_dataset = lambda *args: types.SimpleNamespace(rows=100)
-pipeline.check_calibration_rows = lambda rows: None
+pipeline.read_data = lambda *args: types.SimpleNamespace(rows=100)
 pipeline._build, pipeline._exchange, os.rename, shutil.rmtree = build, exchange, rename, rmtree
 pipeline.convert(pipeline.ConvertOptions(model=model, data=model, out=out, force=True))
 print("done")

@@ -217,20 +217,10 @@ def test_sequential_output_is_named_after_its_layer(tmp_path: Path) -> None:
 # --- the quantized converter: fold, GPTQ rounding, float heads, float32 biases, unrolled RNNs ---
 
 def _tflite_ops(flatbuffer: bytes) -> list[tuple[str, list[str]]]:
-    """The operators of a TFLite model with the types of their input tensors ("-" for none)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    """The operators of a TFLite model's first subgraph with the types of their input tensors ("-" for none)."""
+    from edge.tflite_file import operators
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    ops_by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    graph = model.subgraphs[0]
-    ops = []
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        name = ops_by_code[max(int(code.builtinCode), int(code.deprecatedBuiltinCode))]
-        ops.append((name, [types[graph.tensors[i].type] if i >= 0 else "-" for i in op.inputs]))
-    return ops
+    return [(op.name, [(t or "-").upper() for t in op.inputs]) for op in operators(flatbuffer)]
 
 
 def _int8_weights(flatbuffer: bytes) -> list[np.ndarray]:
@@ -276,7 +266,7 @@ def test_fold_reads_loaded_sequential_models(tmp_path):
     from edge.transform import apply
 
     model, x = _classifier(tmp_path)
-    fold = fold_inputs(model, {"features": x}, rounding=False)
+    fold = fold_inputs(model, {"features": x})
     assert fold is not None and fold.note.startswith("per-feature input scaling (folded into dense")
     z = apply(fold.transforms, {"features": x})["features"]
     assert z.min(axis=0) == pytest.approx(-1.0) and z.max(axis=0) == pytest.approx(1.0)  # every feature spans [-1, 1]
@@ -295,7 +285,7 @@ def test_fold_drops_a_normalization_into_the_next_dense(tmp_path):
     out = keras.layers.Dense(2, name="head")(keras.layers.Dense(4, activation="relu", name="dense")(normalized))
     model = keras.Model(a, out)
     x = np.random.default_rng(1).normal(5, 2, (200, 3)).astype(np.float32)
-    fold = fold_inputs(model, {"b": x}, rounding=False)
+    fold = fold_inputs(model, {"b": x})
     assert "folded into normalization + dense" in fold.note
     assert not any(isinstance(layer, keras.layers.Normalization) for layer in fold.model.layers)
     z = apply(fold.transforms, {"b": x})["b"]
@@ -323,26 +313,28 @@ def test_int8_softmax_runs_in_float_on_weights_the_converter_kept(tmp_path):
     the converter keeps the GPTQ-rounded weights exactly (BatchNormalization folded in scales whole rows)."""
     from convert.fold import fold_inputs
     from convert.reference import export
+    from convert.rounding import round_keras
     from convert.tflite import Variant, convert_variant, representative
     from edge.transform import apply
 
     model, x = _classifier(tmp_path)
     fold = fold_inputs(model, {"features": x})
-    assert "GPTQ-rounded on DATA" in fold.note and fold.unrounded is not None
+    rounded = round_keras(fold, {"features": x})
+    assert rounded.note.startswith("int8 weights GPTQ-rounded on DATA (") and rounded.model is not fold.model
     z = apply(fold.transforms, {"features": x})
-    result = convert_variant(export(fold.model, tmp_path / "sm"), Variant.INT8, tmp_path / "m.tflite",
+    result = convert_variant(export(rounded.model, tmp_path / "sm"), Variant.INT8, tmp_path / "m.tflite",
                              representative(z, {"features": "float32"}))
     assert result.error is None
     flatbuffer = result.path.read_bytes()
     ops = _tflite_ops(flatbuffer)
     assert ("SOFTMAX", ["FLOAT32"]) in ops
     assert [types for name, types in ops if name == "FULLY_CONNECTED"] == [["INT8", "INT8", "INT32"]] * 2
-    bn = fold.model.layers[1]
+    bn = rounded.model.layers[1]
     gamma, beta, mean, var = (np.asarray(v, dtype=np.float64) for v in bn.get_weights())
-    fused = np.asarray(fold.model.layers[0].kernel, dtype=np.float64) * (gamma / np.sqrt(var + bn.epsilon))
+    fused = np.asarray(rounded.model.layers[0].kernel, dtype=np.float64) * (gamma / np.sqrt(var + bn.epsilon))
     first, last = _int8_weights(flatbuffer)
     np.testing.assert_allclose(first, fused, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(last, np.asarray(fold.model.layers[3].kernel), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(last, np.asarray(rounded.model.layers[3].kernel), rtol=1e-5, atol=1e-7)
     reference = model.predict(x, verbose=0)
     actual = _litert_predict(result.path, x, fold.transforms)
     assert np.abs(actual - reference).max() <= 0.02
@@ -376,7 +368,8 @@ def test_recurrent_layers_unroll_to_tflite_builtins(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from convert.reference import export
-    from convert.tflite import Variant, convert_variant, unrolled
+    from convert.keras_graph import unrolled
+    from convert.tflite import Variant, convert_variant
 
     keras.utils.set_random_seed(0)
     tokens = keras.Input((12,), dtype="int32", name="tokens")

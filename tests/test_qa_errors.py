@@ -331,12 +331,12 @@ def test_ctrl_c_that_python_ignored_in_a_finalizer_stops_at_the_next_step() -> N
     import io
     import types
 
-    from convert import cli, interrupt
+    from convert import cli, interrupt, show
 
     cli._unraisable(types.SimpleNamespace(exc_type=KeyboardInterrupt))
     out = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        with cli.steps(cli._console(out)) as step:
+        with show.steps(out) as step:
             step("Converting")
     assert not interrupt.pending() and out.getvalue() == ""
 

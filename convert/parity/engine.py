@@ -22,10 +22,11 @@ from convert import interrupt
 from convert.errors import DeployKitError
 from edge import manifest as mf
 from edge import transform
+from edge.interpreter import LIGHT_RUNTIMES
 from edge.tolerance import judge_outputs
 
-RUNTIMES = ("litert", "tflite-runtime", "chromium-cpu", "chromium-wasm", "chromium-webgl")
-TFLITE_RUNTIMES = {"litert", "tflite-runtime"}
+TFLITE_RUNTIMES = set(LIGHT_RUNTIMES)  # "litert", "tflite-runtime"
+RUNTIMES = (*LIGHT_RUNTIMES, "chromium-cpu", "chromium-wasm", "chromium-webgl")
 SAMPLE_ROWS = 256
 
 Progress = Callable[[str], None]
@@ -374,6 +375,29 @@ def _unsupported_backends(results: list[Result]) -> None:
         if (r.format != "tflite" and r.status == "failed" and r.artifact in passed
                 and r.error.startswith("TFJS ") and _TFJS_MISSING_KERNEL.search(r.error)):
             r.status, r.note = "unsupported", r.error
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What ``deploykit verify`` takes: the bundle; the reference model (None: the one the bundle was converted
+    from, if found); the runtimes, comma-separated (None: all); a larger DATA sample and its label column."""
+
+    bundle: Path
+    model: Path | None = None
+    runtimes: str | None = None
+    data: Path | None = None
+    target: str | None = None
+    custom_objects: Path | None = None  # the Python file defining ``model``'s custom layers
+
+
+def verify(options: VerifyOptions, progress: Progress | None = None) -> ParityReport:
+    """:func:`verify_bundle` with the command's options; the report is saved into the bundle.
+
+    Raises:
+        BundleError, DeployKitError: as :func:`verify_bundle`.
+    """
+    return verify_bundle(options.bundle, model=options.model, runtimes=options.runtimes, data=options.data,
+                         target=options.target, progress=progress, custom_objects=options.custom_objects)
 
 
 def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes: str | Iterable[str] | None = None,

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from convert.errors import DeployKitError
+from edge.interpreter import LIGHT_RUNTIMES
 
 RUNTIMES_ENV = "DEPLOYKIT_RUNTIMES_DIR"
 MARKER = "deploykit-runtime.json"
 
 # runtime name -> (edge.interpreter runtime name, pip requirements)
+_PINS = {"litert": ("", ["numpy", "jsonschema"]), "tflite-runtime": ("==2.14.0", ["numpy<2", "jsonschema"])}
 SPECS: dict[str, tuple[str, list[str]]] = {
-    "litert": ("ai_edge_litert", ["ai-edge-litert", "numpy", "jsonschema"]),
-    "tflite-runtime": ("tflite_runtime", ["tflite-runtime==2.14.0", "numpy<2", "jsonschema"]),
+    name: (module, [dist + _PINS[name][0], *_PINS[name][1]]) for name, (module, dist) in LIGHT_RUNTIMES.items()
 }
 
 

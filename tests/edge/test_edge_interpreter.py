@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge import interpreter as it
+from edge import tflite_file
 from edge.errors import EdgeError, RuntimeTooOld
 from edge.runner import Predictor
 
@@ -39,21 +40,21 @@ def test_tflite_ops_match_the_schema_reader(bundle: Path, variant: str) -> None:
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
         expected.add((names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())], code.Version()))
-    ops = it.tflite_ops(path)
+    ops = tflite_file.tflite_ops(path)
     assert ops == [{"name": n, "version": v} for n, v in sorted(expected)]
     assert "FULLY_CONNECTED" in {o["name"] for o in ops}
 
 
 def test_tflite_min_runtime_reads_the_metadata(bundle: Path) -> None:
-    version = it.tflite_min_runtime(bundle / "edge/model.fp32.tflite")
-    assert version is None or it.parse_version(version) >= (1, 0, 0)
+    version = tflite_file.tflite_min_runtime(bundle / "edge/model.fp32.tflite")
+    assert version is None or tflite_file.parse_version(version) >= (1, 0, 0)
 
 
 def test_tflite_ops_refuses_a_non_model(tmp_path: Path) -> None:
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"not a model at all")
     with pytest.raises(EdgeError, match="is not a TFLite model"):
-        it.tflite_ops(bad)
+        tflite_file.tflite_ops(bad)
 
 
 @pytest.mark.parametrize(
@@ -89,11 +90,11 @@ def test_runtime_too_old_is_refused_before_loading(bundle_copy: Path) -> None:
 def _patch_op_version(path: Path, op: str, version: int) -> None:
     """Rewrite one operator code's version field inside the flatbuffer (in place)."""
     buf = bytearray(path.read_bytes())
-    model = it._model(path)
-    for code in model.tables(it._MODEL_OPERATOR_CODES):
-        number = max(code.scalar(it._OPCODE_BUILTIN, "i", 0), code.scalar(it._OPCODE_DEPRECATED, "b", 0))
-        if it.op_name(number) == op:
-            at = code._field(it._OPCODE_VERSION)
+    model = tflite_file._model(path)
+    for code in model.tables(tflite_file._MODEL_OPERATOR_CODES):
+        number = max(code.scalar(tflite_file._OPCODE_BUILTIN, "i", 0), code.scalar(tflite_file._OPCODE_DEPRECATED, "b", 0))
+        if tflite_file.op_name(number) == op:
+            at = code._field(tflite_file._OPCODE_VERSION)
             assert at, "version field is stored"
             struct.pack_into("<i", buf, at, version)
     path.write_bytes(bytes(buf))
@@ -104,7 +105,7 @@ def test_op_version_the_runtime_lacks_is_runtime_too_old(bundle_copy: Path) -> N
 
     model = bundle_copy / "edge/model.int8.tflite"
     _patch_op_version(model, "FULLY_CONNECTED", 99)
-    assert {"name": "FULLY_CONNECTED", "version": 99} in it.tflite_ops(model)
+    assert {"name": "FULLY_CONNECTED", "version": 99} in tflite_file.tflite_ops(model)
 
     def fix(m: dict) -> None:
         for a in m["artifacts"]:
@@ -139,16 +140,16 @@ def test_tflite_kernels_match_the_schema_reader(bundle: Path, variant: str) -> N
             ins = tuple(types[graph.Tensors(i).Type()] if i >= 0 else None for i in op.InputsAsNumpy())
             outs = tuple(types[graph.Tensors(i).Type()] for i in op.OutputsAsNumpy())
             expected.add((name, code.Version(), ins, outs))
-    got = {(k["name"], k["version"], tuple(k["inputs"]), tuple(k["outputs"])) for k in it.tflite_kernels(path)}
+    got = {(k["name"], k["version"], tuple(k["inputs"]), tuple(k["outputs"])) for k in tflite_file.tflite_kernels(path)}
     assert got == expected
-    assert len(it.tflite_kernels(path)) == len(expected)
+    assert len(tflite_file.tflite_kernels(path)) == len(expected)
 
 
 def test_the_boston_bundle_needs_no_table_kernel(bundle: Path) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     for a in manifest["artifacts"]:
         if a["format"] == "tflite":
-            assert it.kernel_needs(bundle / a["path"]) == []
+            assert tflite_file.kernel_needs(bundle / a["path"]) == []
             assert it.can_run(a, "tflite_runtime", "2.14.0")[0], a["path"]
 
 

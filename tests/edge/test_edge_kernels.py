@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from edge import interpreter as it
+from edge import tflite_file
 from edge._kernels import KERNEL_NEEDS
 from edge.errors import RuntimeTooOld
 
@@ -169,7 +170,7 @@ ON_2_14 = {
 @pytest.mark.parametrize("key", sorted(ON_2_14))
 def test_the_table_finds_the_kernel(kernel_models: dict[str, Path], key: str) -> None:
     need = next(n for n in KERNEL_NEEDS if _key(n) == key)
-    found = it.kernel_needs(kernel_models[key])
+    found = tflite_file.kernel_needs(kernel_models[key])
     assert [f["op"] for f in found] == [need.op]
     assert found[0]["min_tflite_runtime"] == need.tflite and found[0]["min_ai_edge_litert"] == need.ai_edge_litert
 
@@ -203,7 +204,7 @@ def test_an_older_litert_is_refused_from_the_manifest() -> None:
 
 
 def test_convert_records_the_needs_in_the_manifest(kernel_models: dict[str, Path]) -> None:
-    from convert.pipeline import _runtime
+    from convert.stages.tflite_variants import runtime_of as _runtime
     from convert.tflite import operators
 
     gelu = _runtime(kernel_models["GELU/int16"], operators(kernel_models["GELU/int16"].read_bytes()))
@@ -211,7 +212,7 @@ def test_convert_records_the_needs_in_the_manifest(kernel_models: dict[str, Path
                                 "min_ai_edge_litert": "1.3.0"}]
     rsqrt = _runtime(kernel_models["RSQRT/int16"], operators(kernel_models["RSQRT/int16"].read_bytes()))
     # the converter's own metadata says 1.13.0; the table raises it
-    assert it.tflite_metadata(kernel_models["RSQRT/int16"])["min_runtime_version"].rstrip(b"\0") == b"1.13.0"
+    assert tflite_file.tflite_metadata(kernel_models["RSQRT/int16"])["min_runtime_version"].rstrip(b"\0") == b"1.13.0"
     assert rsqrt["min_tflite_runtime"] == "2.15.0"
     artifact = {"path": REL, "runtime": rsqrt}
     assert not it.can_run(artifact, "tflite_runtime", "2.14.0")[0]

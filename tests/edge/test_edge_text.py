@@ -45,9 +45,9 @@ def test_verify_table_and_steps_print_markup_as_text() -> None:
     """A feature name with `[/bold]` made `deploykit verify` raise MarkupError before its table."""
     from rich.console import Console
 
-    from convert.cli import print_artifacts, steps
-    from convert.parity.cli import print_report
     from convert.parity.engine import ParityReport, Result
+    from convert.show import print_artifacts, print_report
+    from edge.console import steps
 
     buf = io.StringIO()
     console = Console(file=buf, highlight=False, soft_wrap=False, width=300)

@@ -14,6 +14,7 @@ import pytest
 from convert.parity.engine import verify_bundle
 from convert.tflite import Variant, convert_variant, representative
 from edge import interpreter as it
+from edge import tflite_file
 from edge import manifest as mf
 
 pytestmark = pytest.mark.slow
@@ -56,7 +57,7 @@ def test_wide_dynamic_is_per_tensor_and_passes_on_tflite_runtime_2_14(wide_bundl
     manifest = mf.load(bundle)
     [dynamic] = [a for a in manifest["artifacts"] if a["variant"] == "dynamic"]
     assert dynamic["runtime"]["ops"] == [{"name": "FULLY_CONNECTED", "version": 9}]
-    assert it.parse_version(dynamic["runtime"]["min_tflite_runtime"]) <= (2, 14, 0)
+    assert tflite_file.parse_version(dynamic["runtime"]["min_tflite_runtime"]) <= (2, 14, 0)
     assert "per-channel" not in dynamic["note"]
     report = verify_bundle(bundle, model=model, runtimes="litert,tflite-runtime", runners=runners, save=False)
     results = {r.runtime: r for r in report.results if r.artifact == dynamic["path"]}
@@ -100,7 +101,7 @@ def test_per_channel_when_per_tensor_misses_the_bound(tmp_path: Path) -> None:
                          r"([\d.]+)% per-channel\)", result.note)
     assert match, result.note
     assert float(match.group(1)) > 10 and float(match.group(2)) < 1
-    assert it.tflite_min_runtime(result.path) == "2.17.0"
+    assert tflite_file.tflite_min_runtime(result.path) == "2.17.0"
     artifact = {"path": "edge/model.dynamic.tflite", "runtime": {"min_tflite_runtime": "2.17.0"}}
     ok, reason = it.can_run(artifact, "tflite_runtime", "2.14.0")
     assert not ok and reason.startswith("edge/model.dynamic.tflite needs TFLite runtime >= 2.17.0, the installed "

@@ -1,0 +1,52 @@
+"""edge/console.py: the one main() policy of deploykit and deploykit-edge, and its escaping."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge import console
+from edge.errors import EdgeError
+
+
+def _raise(exc: BaseException):
+    def command() -> int:
+        raise exc
+    return command
+
+
+def _unexpected(exc: Exception) -> str:
+    return f"unexpected {type(exc).__name__}: {exc}; please report it"
+
+
+@pytest.mark.parametrize(("exc", "status", "err"), [
+    (KeyboardInterrupt(), 130, "Error: interrupted\n"),
+    (EdgeError("bad \x1b[2J bundle"), 1, "Error: bad \\x1b[2J bundle\n"),
+    (BrokenPipeError(), 0, ""),
+    (ValueError("odd"), 1, "Error: unexpected ValueError: odd; please report it\n"),
+])
+def test_run_command_prints_one_line_and_exits_with_the_policy(exc, status, err, capsys) -> None:
+    assert console.run_command(_raise(exc), _unexpected) == status
+    assert capsys.readouterr() == ("", err)
+
+
+def test_an_error_a_swallowed_ctrl_c_caused_is_an_interrupt(capsys) -> None:
+    assert console.run_command(_raise(RuntimeError("Identity is not in graph")), _unexpected,
+                               interrupted=lambda: True) == 130
+    assert capsys.readouterr().err == "Error: interrupted\n"
+
+
+def test_debug_lets_an_unexpected_error_through() -> None:
+    with pytest.raises(ValueError):
+        console.run_command(_raise(ValueError("odd")), _unexpected, debug=True)
+
+
+def test_deploykit_edge_reports_a_ctrl_c_as_deploykit_does(monkeypatch, capsys) -> None:
+    """Was: exit 130 and nothing printed (deploykit printed "Error: interrupted")."""
+    from edge import cli
+
+    def stop(args) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_info", stop)
+    assert cli.main(["info", "nowhere"]) == 130
+    assert capsys.readouterr().err == "Error: interrupted\n"
