@@ -20,15 +20,41 @@
 import { BACKEND_ORDER, backendPlan } from './backends.js';
 
 (() => {
-  // The page's code was refused (Subresource Integrity, or missing): say so instead of "Loading the model…".
+  // The sha384 of every script (index.html's import map has the same), filled in by build.mjs.
+  const integrity = /* deploykit:integrity */ {};
+  // The page's code was refused (Subresource Integrity, or missing): say so instead of "Loading the model…",
+  // then name the file: fetch the page's eager scripts again and compare each with its sha384.
+  let refused = false;
   window.deploykitRefused = (file) => {
     if (location.protocol === 'file:') return; // module scripts never load from file:// (index.html explains)
     const status = document.getElementById('load-status');
-    if (!status || document.body.dataset.state === 'error') return;
+    if (!status || refused) return;
+    refused = true;
     document.body.dataset.state = 'error';
-    status.className = 'panel alert';
-    status.textContent = `Error: the browser refused ${file} (or a file it imports): it is missing or does not ` +
-      'match its sha384 in index.html. Nothing was run: copy the bundle again.';
+    const say = (what, why) => {
+      status.className = 'panel alert';
+      status.textContent = `Error: the browser refused ${what}: ${why}. Nothing was run: copy the bundle again.`;
+    };
+    say(`${file} (or a file it imports)`, 'it is missing or does not match its sha384 in index.html');
+    const subtle = globalThis.crypto && globalThis.crypto.subtle;
+    if (!subtle || typeof fetch !== 'function') return;
+    const base64 = (bytes) => {
+      let text = '';
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+      return btoa(text);
+    };
+    const check = async (rel) => {
+      const r = await fetch(new URL(rel, document.baseURI).href, { cache: 'no-store', credentials: 'same-origin' });
+      if (!r.ok) return [rel, `it is missing (HTTP ${r.status})`];
+      const digest = new Uint8Array(await subtle.digest('SHA-384', await r.arrayBuffer()));
+      return `sha384-${base64(digest)}` === integrity[rel] ? null : [rel, 'it does not match its sha384 in index.html'];
+    };
+    Promise.all(['./app.js', './vendor/tfjs.js'].map(check))
+      .then((found) => {
+        const bad = found.find(Boolean);
+        if (bad) say(bad[0].slice(2), bad[1]);
+      })
+      .catch(() => {});
   };
   if (location.protocol === 'file:' || typeof fetch !== 'function') return;
   const quiet = (p) => {
@@ -66,9 +92,8 @@ import { BACKEND_ORDER, backendPlan } from './backends.js';
     ),
   };
 
-  // The files of each lazily loaded backend and the sha384 of every script, filled in by build.mjs.
+  // The files of each lazily loaded backend, filled in by build.mjs from esbuild's output.
   const lazyBackends = /* deploykit:lazy-backends */ {};
-  const integrity = /* deploykit:integrity */ {};
   const preloadLazy = (name) => {
     for (const file of lazyBackends[name] || []) {
       const link = document.createElement('link');
