@@ -261,7 +261,7 @@ class Browser:
                 raise DeployKitError(f"the bundle's page runs {page_model}, not {artifact['path']}; re-create the bundle")
             nested = {spec["name"]: np.asarray(inputs[spec["name"]]).tolist() for spec in manifest["inputs"]}
             script = ("([backend, inputs]) => window.deploykit ? window.deploykit.checkInputs(backend, inputs) : "
-                      "Promise.reject(new Error(document.getElementById('load-status').textContent))")
+                      "Promise.reject(new Error(document.getElementById('load-status').textContent.replace(/^Error: /, '')))")
             request = [backend, nested]
         else:
             page, base = self._page(artifact["format"], bundle, backend)

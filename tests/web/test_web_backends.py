@@ -132,7 +132,7 @@ def test_default_backend_comes_from_the_parity_record(page: Any, serve: Any, lst
 
 
 def test_without_a_record_a_failed_run_falls_back_and_says_so(page: Any, serve: Any, lstm_bundle: Path) -> None:
-    assert "parity" not in json.loads((lstm_bundle / "web" / "manifest.json").read_text())
+    assert json.loads((lstm_bundle / "web" / "manifest.json").read_text())["parity"] is None
     url = serve(lstm_bundle)
     open_ready(page, url)
     assert page.evaluate("deploykit.backend()") == "webgl"
@@ -168,16 +168,29 @@ def test_check_this_device_on_a_rank_4_output(page: Any, serve: Any, autoencoder
 
 
 def test_verify_runs_the_pages_own_code(autoencoder_bundle: Path, tmp_path: Path) -> None:
-    """The browser parity run loads the bundle's web/index.html and goes through deploykit.checkInputs."""
-    from convert.parity.engine import Runners, verify_bundle
+    """`deploykit verify` runs the graph model on the bundle's own page: it passes on the rank-4 output, and an
+    app.js that the manifest lists but index.html's sha384 does not is refused in the parity run itself."""
+    import base64
+    import hashlib
 
-    bundle = tmp_path / "bundle"
-    shutil.copytree(autoencoder_bundle, bundle)
-    with Runners() as runners:
-        report = verify_bundle(bundle, runtimes="chromium-wasm", runners=runners)
-        page, url = runners.browser._pages["tfjs_graph"]
-        assert "/web/index.html?backend=wasm" in url
-        assert page.evaluate("document.body.dataset.state") == "ready"
-        assert page.evaluate("typeof deploykit.checkInputs") == "function"
-    graph = [r for r in report.results if r.format == "tfjs_graph"]
-    assert [(r.runtime, r.status) for r in graph] == [("chromium-wasm", "passed")], [r.error for r in graph]
+    good = tmp_path / "good"
+    shutil.copytree(autoencoder_bundle, good)
+    res = _cli("-m", "convert", "verify", str(good), "--runtimes", "chromium-wasm")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    graph = [r for r in json.loads((good / "parity.json").read_text())["results"] if r["format"] == "tfjs_graph"]
+    assert [(r["runtime"], r["status"]) for r in graph] == [("chromium-wasm", "passed")]
+
+    bad = tmp_path / "bad"
+    shutil.copytree(autoencoder_bundle, bad)
+    app = bad / "web" / "app.js"
+    app.write_text(app.read_text() + "\n;globalThis.tampered = true;\n")
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["files"]["web/app.js"] = hashlib.sha256(app.read_bytes()).hexdigest()  # verify's own check passes
+    for where in (bad / "manifest.json", bad / "web" / "manifest.json"):
+        where.write_text(json.dumps(manifest, indent=1))
+    assert "sha384-" + base64.b64encode(hashlib.sha384(app.read_bytes()).digest()).decode() not in (bad / "web" / "index.html").read_text()
+    res = _cli("-m", "convert", "verify", str(bad), "--runtimes", "chromium-wasm")
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    graph = [r for r in json.loads((bad / "parity.json").read_text())["results"] if r["format"] == "tfjs_graph"]
+    assert graph[0]["error"] == ("TFJS wasm cannot run web/model/graph/model.json: the browser refused app.js: it does "
+                                 "not match its sha384 in index.html. Nothing was run: copy the bundle again.")

@@ -279,6 +279,8 @@ async function useBackend(name) {
 // ---------------------------------------------------------------------------------------------------
 // Showing results
 
+const MAX_SHOWN = 16; // values of one output shown in the prediction line
+
 function flatOutputs(outputs) {
   return state.manifest.outputs.map((o) => ({ out: o, data: Array.from(outputs[o.key].data) }));
 }
@@ -291,7 +293,10 @@ function describePrediction(outputs) {
       const k = data.indexOf(Math.max(...data));
       parts.push(`${out.name}: class ${k} (${formatG(data[k], 4)})`);
     } else {
-      parts.push(`${out.name}: ${data.map((v) => formatG(v, 7)).join(', ')}`);
+      // A large output (an image, a sequence) shows its first values and its shape.
+      const shown = data.slice(0, MAX_SHOWN).map((v) => formatG(v, 7)).join(', ');
+      const more = data.length > MAX_SHOWN ? `, … (${data.length} values, shape [${outputs[out.key].shape.join(', ')}])` : '';
+      parts.push(`${out.name}: ${shown}${more}`);
     }
   }
   return parts.join(' · ');
@@ -647,7 +652,7 @@ async function startModel(first, artifacts, predictNow) {
         await submit();
       }
       if (!failures.length) return '';
-      const why = failures.map((f) => `${f.name}: ${f.reason}`).join('; ');
+      const why = failures.length > 1 ? failures.map((f) => `${f.name}: ${f.reason}`).join('; ') : failures[0].reason;
       return `The ${failures.map((f) => f.name).join(' and ')} backend${failures.length > 1 ? 's' : ''} could not run this model (${why}). Using ${name} instead.`;
     } catch (e) {
       if (e.integrity) throw e;

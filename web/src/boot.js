@@ -30,14 +30,16 @@ import { BACKEND_ORDER, backendPlan } from './backends.js';
     const status = document.getElementById('load-status');
     if (!status || refused) return;
     refused = true;
-    document.body.dataset.state = 'error';
+    const done = () => {
+      document.body.dataset.state = 'error'; // once the message names the file (tests and verify read it then)
+    };
     const say = (what, why) => {
       status.className = 'panel alert';
       status.textContent = `Error: the browser refused ${what}: ${why}. Nothing was run: copy the bundle again.`;
     };
     say(`${file} (or a file it imports)`, 'it is missing or does not match its sha384 in index.html');
     const subtle = globalThis.crypto && globalThis.crypto.subtle;
-    if (!subtle || typeof fetch !== 'function') return;
+    if (!subtle || typeof fetch !== 'function') return done();
     const base64 = (bytes) => {
       let text = '';
       for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
@@ -54,7 +56,8 @@ import { BACKEND_ORDER, backendPlan } from './backends.js';
         const bad = found.find(Boolean);
         if (bad) say(bad[0].slice(2), bad[1]);
       })
-      .catch(() => {});
+      .catch(() => {})
+      .then(done);
   };
   if (location.protocol === 'file:' || typeof fetch !== 'function') return;
   const quiet = (p) => {
