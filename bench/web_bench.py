@@ -100,10 +100,15 @@ def make_sites(bundle: Path, work: Path) -> dict[str, Path]:
     # that mention modulepreload: the inlined start-up script does too, and the tf.min.js page keeps it.
     html, n = re.subn(r'\n[ \t]*<link rel="modulepreload"[^>]*>', "", html)
     assert n == 1 and "deploykitBoot" in html, "index.html changed: update make_sites"
+    # The import map pins the esbuild page's vendor/*.js by sha384; the shims here are other files.
+    html, n = re.subn(r'\n[ \t]*<script type="importmap">.*?</script>', "", html)
+    assert n == 1, "index.html changed: update make_sites"
+    app = re.search(r'  <script type="module"[^>]* src="./app.js"[^>]*></script>', html)
+    assert app, "index.html changed: update make_sites"
     html = html.replace(
-        '  <script type="module" src="./app.js"></script>',
+        app.group(0),
         '  <script src="./vendor/tf.min.js"></script>\n  <script src="./vendor/tf-backend-wasm.min.js"></script>\n'
-        '  <script type="module" src="./app.js"></script>',
+        + app.group(0),
     )
     (tfmin / "index.html").write_text(html)
     return {"esbuild page": ours, "tf.min.js page": tfmin}

@@ -6,8 +6,12 @@
 // vendor/backend-webgl.js the webgl backend, imported when the user picks webgl
 // vendor/chunk-*.js       code shared by the two lazy backends (cpu kernels webgl reuses)
 // vendor/*.wasm           the single-threaded wasm binaries, with and without SIMD (the browser fetches one)
-// index.html              src/index.html with src/boot.js (minified) inlined where it says <!-- deploykit:boot -->
-import { build, transform } from 'esbuild';
+// index.html              src/index.html with src/boot.js (bundled with src/backends.js, minified) inlined where
+//                         it says <!-- deploykit:boot -->, an import map with the sha384 of every script where it
+//                         says <!-- deploykit:importmap -->, and an integrity attribute on every script and
+//                         stylesheet it links (Subresource Integrity: the browser refuses a changed file)
+import { build } from 'esbuild';
+import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -165,19 +169,60 @@ const wasmDir = join(here, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
 for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) {
   await cp(join(wasmDir, f), join(vendor, f));
 }
-// boot.js runs inline, before anything else on the page can start (see the file).
-const marker = '<!-- deploykit:boot -->';
-const html = await readFile(join(src, 'index.html'), 'utf8');
-if (html.split(marker).length !== 2) throw new Error(`src/index.html must contain ${marker} exactly once`);
-const lazyMarker = '/* deploykit:lazy-backends */ {}';
-const bootSrc = await readFile(join(src, 'boot.js'), 'utf8');
-if (bootSrc.split(lazyMarker).length !== 2) throw new Error(`src/boot.js must contain ${lazyMarker} exactly once`);
-const boot = await transform(bootSrc.replace(lazyMarker, () => JSON.stringify(lazyBackends)), {
-  minify: true, target: 'es2020', legalComments: 'none', charset: 'utf8',
-});
-if (/<\/script/i.test(boot.code)) throw new Error('src/boot.js must not contain "</script"');
-await writeFile(join(outdir, 'index.html'), html.replace(marker, () => `<script>${boot.code.trim()}</script>`));
 await cp(join(src, 'style.css'), join(outdir, 'style.css'));
+
+// Subresource Integrity: the sha384 of every script and stylesheet of the page, keyed by its URL relative
+// to index.html ("./vendor/tfjs.js"). Static and dynamic imports are covered by the import map's
+// "integrity" (Chromium 127+, Firefox 138+, Safari 18+); boot.js gives each modulepreload its own.
+const sri = {};
+async function hashAll(d) {
+  for (const e of await readdir(d, { withFileTypes: true })) {
+    const p = join(d, e.name);
+    if (e.isDirectory()) await hashAll(p);
+    else if (/\.(m?js|css)$/.test(e.name)) {
+      sri['./' + p.slice(outdir.length + 1)] = 'sha384-' + createHash('sha384').update(await readFile(p)).digest('base64');
+    }
+  }
+}
+await hashAll(outdir);
+const scripts = Object.fromEntries(Object.entries(sri).filter(([k]) => /\.m?js$/.test(k)).sort());
+
+// boot.js runs inline, before anything else on the page can start (see the file).
+const once = (text, marker, where) => {
+  if (text.split(marker).length !== 2) throw new Error(`${where} must contain ${marker} exactly once`);
+};
+const marker = '<!-- deploykit:boot -->';
+const mapMarker = '<!-- deploykit:importmap -->';
+let html = await readFile(join(src, 'index.html'), 'utf8');
+once(html, marker, 'src/index.html');
+once(html, mapMarker, 'src/index.html');
+const lazyMarker = '/* deploykit:lazy-backends */ {}';
+const sriMarker = '/* deploykit:integrity */ {}';
+const bootSrc = await readFile(join(src, 'boot.js'), 'utf8');
+once(bootSrc, lazyMarker, 'src/boot.js');
+once(bootSrc, sriMarker, 'src/boot.js');
+const boot = await build({
+  stdin: {
+    contents: bootSrc.replace(lazyMarker, () => JSON.stringify(lazyBackends)).replace(sriMarker, () => JSON.stringify(scripts)),
+    resolveDir: src,
+    sourcefile: 'boot.js',
+  },
+  bundle: true, format: 'iife', platform: 'browser', write: false,
+  minify: true, target: 'es2020', legalComments: 'none', charset: 'utf8', logLevel: 'warning',
+});
+const bootCode = boot.outputFiles[0].text.trim();
+if (/<\/script/i.test(bootCode)) throw new Error('src/boot.js must not contain "</script"');
+const importMap = JSON.stringify({ integrity: scripts });
+if (/<\/script/i.test(importMap)) throw new Error('the import map must not contain "</script"');
+// integrity="…" on each <script src> and <link href> of index.html that names a file of the page.
+html = html.replace(/<(script|link)\b([^>]*?)\s(src|href)="(\.\/[^"]+)"/g, (tag, name, before, attr, url) => {
+  if (/\bintegrity=/.test(tag)) throw new Error(`src/index.html: ${url} has its own integrity attribute`);
+  if (/\brel="icon"/.test(before)) return tag;
+  if (!sri[url]) throw new Error(`src/index.html links ${url}, which the build did not make`);
+  return `<${name}${before} integrity="${sri[url]}" ${attr}="${url}"`;
+});
+html = html.replace(mapMarker, () => `<script type="importmap">${importMap}</script>`);
+await writeFile(join(outdir, 'index.html'), html.replace(marker, () => `<script>${bootCode}</script>`));
 
 const versions = {};
 for (const p of ['tfjs-core', 'tfjs-converter', 'tfjs-backend-cpu', 'tfjs-backend-wasm', 'tfjs-backend-webgl']) {

@@ -1,17 +1,20 @@
 """Run TFJS artifacts in real headless Chromium (Playwright) on the cpu, wasm and webgl backends.
 
 One browser and one loopback static server serve every bundle of a run. Each bundle is mounted under
-``/b/<n>/``; the graph harness page imports the bundle's own ``web/vendor/tfjs.js`` (the TFJS build the
-page ships), the layers harness loads TFJS 4.22's full ``tf.min.js`` (which has ``loadLayersModel``)
-from ``web/node_modules``. Each run records the backend TFJS actually used, ``tf.version`` and the
-user agent. Input transforms are applied by the caller (``edge.transform.apply``) before inputs reach
-the page, the same float64-then-float32 arithmetic the page uses.
+``/b/<n>/``. The TFJS graph model runs on the bundle's own page, ``web/index.html`` (its own app.js and
+vendor files, with its integrity checks), through ``window.deploykit.checkInputs``: the code path of its
+"Check this device" button, including the page's input transforms. The layers harness loads TFJS 4.22's
+full ``tf.min.js`` (which has ``loadLayersModel``; the page does not load layers models) from
+``web/node_modules``, and gets inputs after ``edge.transform.apply``. Each run records the backend TFJS
+actually used, ``tf.version`` and the user agent.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -20,47 +23,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from convert import interrupt
+from edge import transform
 from convert.errors import DeployKitError
 
 BACKENDS = ("cpu", "wasm", "webgl")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 TIMEOUT_MS = 120_000
-
-GRAPH_HARNESS = """<!doctype html><html><head><meta charset="utf-8"><title>deploykit parity (graph)</title>
-<link rel="icon" href="data:,"></head><body><script type="module">
-import * as tf from "../web/vendor/tfjs.js";
-const extra = {cpu: () => import("../web/vendor/backend-cpu.js"), webgl: () => import("../web/vendor/backend-webgl.js")};
-tf.setWasmPaths(new URL("../web/vendor/", import.meta.url).href);
-tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
-const models = new Map();
-window.parityRun = async (req) => {
-  if (extra[req.backend] && !tf.engine().registryFactory[req.backend]) await extra[req.backend]();
-  const ok = await tf.setBackend(req.backend);
-  if (!ok) throw new Error(`backend ${req.backend} cannot start in this browser`);
-  const key = req.url + "|" + tf.getBackend();
-  if (!models.has(key)) models.set(key, await tf.loadGraphModel(req.url));
-  const model = models.get(key);
-  // Signature keys when the model has them (TFJS maps them to nodes), else the node names in io.
-  const sigIn = (model.modelSignature && model.modelSignature.inputs) || {};
-  const sigOut = (model.modelSignature && model.modelSignature.outputs) || {};
-  const feeds = {};
-  const xs = req.inputs.map((x) => tf.tensor(x.data, x.shape, x.dtype));
-  req.inputs.forEach((x, i) => { feeds[x.name in sigIn ? x.name : x.node] = xs[i]; });
-  const names = req.outputs.map((o) => (o.key in sigOut ? o.key : o.node));
-  // executeAsync runs every graph, including control flow (RNN while loops) that execute() refuses.
-  let ys = await model.executeAsync(feeds, names);
-  if (!Array.isArray(ys)) ys = [ys];
-  try {
-    const outs = [];
-    for (const y of ys) outs.push({data: Array.from(await y.data()), shape: y.shape});
-    return {backend: tf.getBackend(), version: tf.version_core, userAgent: navigator.userAgent, outputs: outs,
-            float32: tf.getBackend() === "webgl" ? tf.env().getBool("WEBGL_RENDER_FLOAT32_ENABLED") : null};
-  } finally { tf.dispose(ys); tf.dispose(xs); }
-};
-window.parityReady = true;
-</script></body></html>
-"""
 
 LAYERS_HARNESS = """<!doctype html><html><head><meta charset="utf-8"><title>deploykit parity (layers)</title>
 <link rel="icon" href="data:,"></head><body>
@@ -150,8 +119,6 @@ class _Server:
 
     def page(self, url: str) -> str | None:
         path = url.split("?", 1)[0]
-        if path.endswith("/__parity/graph.html"):
-            return GRAPH_HARNESS
         if path == "/__parity/layers.html":
             return LAYERS_HARNESS
         return None
@@ -247,23 +214,28 @@ class Browser:
             self._server.close()
             self._server = None
 
-    def _page(self, kind: str, bundle: Path) -> tuple[Any, str]:
+    def _page(self, kind: str, bundle: Path, backend: str, version: str = "") -> tuple[Any, str]:
         assert self._server is not None and self._browser is not None, "Browser.start() first"
         prefix = self._server.mount(bundle)
         if kind == "tfjs_layers":
             if not (node_modules() / "tfjs" / "dist" / "tf.min.js").is_file():
                 raise DeployKitError("running TFJS layers models needs TFJS's full build: run `npm ci` in web/ "
                                      "(web/node_modules/@tensorflow/tfjs/dist/tf.min.js is missing)")
-            url = f"{self._server.base}/__parity/layers.html"
+            url, ready = f"{self._server.base}/__parity/layers.html", "window.parityReady === true"
         else:
-            url = f"{self._server.base}{prefix}/__parity/graph.html"
+            # The bundle's page starts on the requested backend; checkInputs switches backends later.
+            if not (Path(bundle) / "web" / "index.html").is_file():
+                raise DeployKitError(f"{bundle} has no web/index.html: re-create the bundle with `deploykit convert`")
+            url = f"{self._server.base}{prefix}/web/index.html?backend={backend}#{version}"
+            ready = "window.deploykit && typeof window.deploykit.checkInputs === 'function' || " \
+                    "document.body && document.body.dataset.state === 'error'"
         page, loaded = self._pages.get(kind, (None, ""))
         if page is None:
             page = self._browser.new_page()
             page.set_default_timeout(TIMEOUT_MS)
-        if loaded != url:
+        if loaded.split("?", 1)[0] != url.split("?", 1)[0] or loaded.split("#", 1)[-1] != url.split("#", 1)[-1]:
             page.goto(url)
-            page.wait_for_function("window.parityReady === true", timeout=60_000)
+            page.wait_for_function(ready, timeout=60_000)
         self._pages[kind] = (page, url)
         return page, f"{self._server.base}{prefix}"
 
@@ -271,26 +243,31 @@ class Browser:
             inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Run one TFJS artifact on one backend.
 
-        ``inputs`` are the model's inputs after the artifact's input_transform.
+        ``inputs`` are the model's inputs before the artifact's input_transform: the page applies it for a
+        graph model (as it does for a user), this module for a layers model.
 
         Returns ``{"outputs": {key: array}, "backend": used, "version": tfjs, "user_agent": ua, ...}``.
 
         Raises:
-            DeployKitError: the page reports an error (model cannot load, an op is missing, ...).
+            DeployKitError: the page reports an error (model cannot load, an op is missing, ...), or the
+                graph model is not the one the bundle's page runs.
         """
-        page, base = self._page(artifact["format"], bundle)
-        io = artifact.get("io") or {}
-        payload = []
-        for spec in manifest["inputs"]:
-            x = np.asarray(inputs[spec["name"]])
-            integer = spec["dtype"].startswith(("int", "uint")) or spec["dtype"] == "bool"
-            payload.append({"name": spec["name"], "node": (io.get("inputs") or {}).get(spec["name"], spec["name"]),
-                            "data": (x.astype(np.int64) if integer else x.astype(np.float32)).ravel().tolist(),
-                            "shape": list(x.shape), "dtype": "int32" if integer else "float32"})
-        outputs = [{"key": o["key"], "node": (io.get("outputs") or {}).get(o["key"], o["key"])} for o in manifest["outputs"]]
-        request = {"url": f"{base}/{artifact['path']}", "backend": backend, "inputs": payload, "outputs": outputs}
+        if artifact["format"] == "tfjs_graph":
+            # (the page is reloaded when the bundle's manifest changed since it was loaded)
+            version = hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            page, _ = self._page("tfjs_graph", bundle, backend, version)
+            page_model = _page_artifact(manifest)
+            if artifact["path"] != page_model:
+                raise DeployKitError(f"the bundle's page runs {page_model}, not {artifact['path']}; re-create the bundle")
+            nested = {spec["name"]: np.asarray(inputs[spec["name"]]).tolist() for spec in manifest["inputs"]}
+            script = ("([backend, inputs]) => window.deploykit ? window.deploykit.checkInputs(backend, inputs) : "
+                      "Promise.reject(new Error(document.getElementById('load-status').textContent.replace(/^Error: /, '')))")
+            request = [backend, nested]
+        else:
+            page, base = self._page(artifact["format"], bundle, backend)
+            script, request = "(req) => window.parityRun(req)", self._layers_request(base, artifact, manifest, backend, inputs)
         try:
-            result = page.evaluate("(req) => window.parityRun(req)", request)
+            result = page.evaluate(script, request)
         except Exception as exc:  # noqa: BLE001 - Playwright wraps the page's Error
             interrupt.check()
             text = str(exc).strip().splitlines()
@@ -306,3 +283,22 @@ class Browser:
                   for o, out in zip(manifest["outputs"], outs)}
         return {"outputs": arrays, "backend": result["backend"], "version": result["version"],
                 "user_agent": result["userAgent"], "webgl_float32": result.get("float32")}
+
+    @staticmethod
+    def _layers_request(base: str, artifact: Mapping[str, Any], manifest: Mapping[str, Any], backend: str,
+                        inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """The layers harness's request: inputs after the artifact's input_transform, as float32 or int32."""
+        feeds = transform.apply(artifact.get("input_transform") or [], inputs)
+        payload = []
+        for spec in manifest["inputs"]:
+            x = np.asarray(feeds[spec["name"]])
+            integer = spec["dtype"].startswith(("int", "uint")) or spec["dtype"] == "bool"
+            payload.append({"name": spec["name"], "data": (x.astype(np.int64) if integer else x.astype(np.float32)).ravel().tolist(),
+                            "shape": list(x.shape), "dtype": "int32" if integer else "float32"})
+        return {"url": f"{base}/{artifact['path']}", "backend": backend, "inputs": payload}
+
+
+def _page_artifact(manifest: Mapping[str, Any]) -> str | None:
+    """The graph model the page runs (web/src/backends.js ``pageArtifactPath``): the first one not rejected."""
+    graphs = [a for a in manifest.get("artifacts") or [] if a.get("format") == "tfjs_graph"]
+    return next((str(a["path"]) for a in graphs if a.get("status") != "rejected"), None)

@@ -21,7 +21,6 @@ import numpy as np
 from convert import interrupt
 from convert.errors import DeployKitError
 from edge import manifest as mf
-from edge import transform
 from edge.interpreter import LIGHT_RUNTIMES
 from edge.tolerance import judge_outputs
 
@@ -281,8 +280,7 @@ def _run_one(runners: Runners, runtime: str, bundle: Path, artifact: Mapping[str
         result.runtime_version, result.interpreter = str(reply.get("version", "")), str(reply.get("runtime", ""))
         return {k: np.asarray(v, dtype=np.float64) for k, v in reply["outputs"].items()}
     backend = runtime.split("-", 1)[1]
-    feeds = transform.apply(artifact.get("input_transform") or [], inputs)
-    run = runners.chromium().run(bundle, artifact, manifest, backend, feeds)
+    run = runners.chromium().run(bundle, artifact, manifest, backend, inputs)  # the page applies input_transform
     if run["backend"] != backend:
         raise DeployKitError(f"TFJS ran {artifact['path']} on {run['backend']!r}, not the requested {backend!r}")
     result.backend_used, result.tfjs_version, result.user_agent = run["backend"], run["version"], run["user_agent"]

@@ -149,3 +149,57 @@ def test_a_changed_golden_json_fails_the_device_check(page: Any, serve) -> None:
     assert page.inner_text("#load-status").startswith(
         "Error: Integrity check failed: web/golden.json does not match its sha256 in manifest.json")
     assert page.query_selector("#check-verdict") is None
+
+
+# --------------------------------------------------------------------------- the page's own code (SRI)
+
+REFUSED = "Error: the browser refused {file}: it does not match its sha384 in index.html. Nothing was run: copy the bundle again."
+
+
+def _append(path: Path, text: str = "\n;globalThis.tampered = true;\n") -> None:
+    path.write_text(path.read_text() + text)
+
+
+def test_every_script_and_stylesheet_has_its_sha384_and_the_manifest_lists_every_file(boston: dict[str, Any]) -> None:
+    import base64
+    import re
+
+    web = boston["bundle"] / "web"
+    html = (web / "index.html").read_text()
+    sri = lambda rel: "sha384-" + base64.b64encode(hashlib.sha384((web / rel).read_bytes()).digest()).decode()  # noqa: E731
+    linked = re.findall(r'<(?:script|link)\b[^>]*?\sintegrity="([^"]+)"\s(?:src|href)="\./([^"]+)"', html)
+    assert {rel for _, rel in linked} == {"style.css", "vendor/tfjs.js", "app.js"}
+    assert all(value == sri(rel) for value, rel in linked)
+    imports = json.loads(re.search(r'<script type="importmap">(.*?)</script>', html).group(1))["integrity"]
+    scripts = sorted(p.relative_to(web).as_posix() for p in web.rglob("*.js"))
+    assert sorted(k[2:] for k in imports) == scripts and "vendor/backend-cpu.js" in scripts
+    assert all(imports["./" + rel] == sri(rel) for rel in scripts)
+    # index.html (which holds those hashes) and every other file the page ships is in the bundle's sha256 list
+    manifest = boston["manifest"]
+    listed = set(manifest["files"]) | {a["path"] for a in manifest["artifacts"]}
+    shipped = {"web/" + p.relative_to(web).as_posix() for p in web.rglob("*") if p.is_file()} - {"web/manifest.json"}
+    assert shipped <= listed, sorted(shipped - listed)
+    assert manifest["files"]["web/index.html"] == _sha((web / "index.html").read_bytes())
+
+
+@pytest.mark.parametrize("file", ["app.js", "vendor/tfjs.js"])
+def test_a_changed_script_is_refused_with_a_clear_error(page: Any, serve, file: str) -> None:
+    page.goto(serve(lambda bundle: _append(bundle / "web" / file)))
+    # (the error state comes once the page has hashed app.js and vendor/tfjs.js again to name the file)
+    assert _error(page) == REFUSED.format(file=file)
+    assert page.evaluate("typeof window.deploykit") == "undefined"  # app.js never ran
+    assert page.evaluate("globalThis.tampered === undefined")
+    assert any("integrity" in e.lower() for e in page.log.errors), page.log.errors
+
+
+def test_a_missing_script_is_named(page: Any, serve) -> None:
+    page.goto(serve(lambda bundle: (bundle / "web" / "vendor" / "tfjs.js").unlink()))
+    assert _error(page) == ("Error: the browser refused vendor/tfjs.js: it is missing (HTTP 404). "
+                                               "Nothing was run: copy the bundle again.")
+
+
+def test_a_changed_lazy_backend_is_refused_not_a_fallback(page: Any, serve) -> None:
+    page.goto(serve(lambda bundle: _append(bundle / "web" / "vendor" / "backend-cpu.js")) + "?backend=cpu")
+    assert _error(page) == ("Error: The browser refused vendor/backend-cpu.js (or a file it imports): it is missing "
+                            "or does not match its sha384 in index.html. Nothing was run with it: copy the bundle again.")
+    assert page.evaluate("globalThis.tampered === undefined")

@@ -55,7 +55,8 @@ def test_boot_compiles_the_binary_the_backend_would_pick(page: Any, site: str) -
     """boot.js's SIMD test and TFJS's agree, so the early module is the one the backend asks for."""
     page.goto(site)
     page.wait_for_selector("body[data-state=ready]")
-    boot_url = page.evaluate("deploykitBoot.wasm.url")
+    assert page.evaluate("deploykitBoot.backend") == "wasm"  # no parity record: boot and app.js both start wasm
+    boot_url = page.evaluate("deploykitBoot.wasm.then(w => w.url)")
     simd = page.evaluate("deploykit.backend() === 'wasm' && import('./vendor/tfjs.js').then(tf => tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'))")
     assert boot_url.endswith("/vendor/tfjs-backend-wasm-simd.wasm" if simd else "/vendor/tfjs-backend-wasm.wasm")
 
@@ -84,7 +85,7 @@ def test_wasm_served_without_its_mime_type_still_runs_on_wasm(page: Any, site: s
     page.goto(f"{site}?{QUERY}")
     assert rel_err(prediction(page), boston["keras"]) <= REL
     assert page.evaluate("deploykit.backend()") == "wasm"
-    assert page.evaluate("deploykitBoot.wasm.module.then(() => 'compiled', () => 'refused')") == "refused"
+    assert page.evaluate("deploykitBoot.wasm.then(w => w.module).then(() => 'compiled', () => 'refused')") == "refused"
     wasm = {p: n for p, n in fetched(page).items() if p.endswith(".wasm")}
     assert list(wasm.values()) == [1], wasm  # boot.js's fetch, checked and compiled by app.js
 

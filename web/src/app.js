@@ -6,9 +6,12 @@ import { validateFeatures, parseJsonInputs, formatNumber } from './validate.js';
 import { applyInputTransforms, rowToInputs, graphArtifact, pageRelativeUrl } from './preprocess.js';
 import { judgeOutputs, formatG, describeTolerance, FLOAT32 } from './tolerance.js';
 import { executeGraph } from './execute.js';
-import { bundleFile, fetchChecked } from './integrity.js';
+import { bundleFile, fetchChecked, IntegrityError } from './integrity.js';
+import { BACKEND_ORDER, backendPlan } from './backends.js';
 
-const BACKENDS = ['wasm', 'cpu', 'webgl'];
+const BACKENDS = BACKEND_ORDER;
+// Imported on first use; index.html's import map pins each file's sha384 (build.mjs), so the browser
+// refuses a changed one.
 const LAZY_BACKENDS = {
   cpu: () => import('./vendor/backend-cpu.js'),
   webgl: () => import('./vendor/backend-webgl.js'),
@@ -21,6 +24,8 @@ const state = {
   manifest: null,
   artifact: null,
   model: null,
+  boot: {}, // what boot.js started (window.deploykitBoot)
+  plan: null, // backendPlan(): the backends to try, in order, and the parity record's verdicts
   warmed: new Set(),
   last: null, // {values|tensors, outputs, backend, ms}
   predictions: 0,
@@ -164,14 +169,20 @@ async function runModel(inputs) {
   const m = state.manifest;
   const prepared = applyInputTransforms(state.artifact.input_transform, inputs);
   const keys = m.outputs.map((o) => o.key);
-  const sig = state.model.modelSignature?.outputs;
-  const names = sig && keys.every((k) => k in sig) ? keys : undefined;
+  // Signature keys when the model has them (TFJS maps them to nodes), else the graph's node names that
+  // convert recorded in the artifact's io.
+  const io = state.artifact.io || {};
+  const sigIn = state.model.modelSignature?.inputs || {};
+  const sigOut = state.model.modelSignature?.outputs || {};
+  const resolved = keys.map((k) => (k in sigOut ? k : io.outputs?.[k]));
+  const names = resolved.every(Boolean) ? resolved : undefined; // undefined: the model's outputs, in order
   const makeFeed = () => {
     const feed = {};
     for (const inp of m.inputs) {
       const p = prepared[inp.name];
       const dtype = inp.dtype.startsWith('int') || inp.dtype === 'uint8' ? 'int32' : inp.dtype === 'bool' ? 'bool' : 'float32';
-      feed[inp.name] = tf.tensor(dtype === 'float32' ? p.data : Array.from(p.data, Math.round), p.shape, dtype);
+      const node = inp.name in sigIn ? inp.name : io.inputs?.[inp.name] ?? inp.name;
+      feed[node] = tf.tensor(dtype === 'float32' ? p.data : Array.from(p.data, Math.round), p.shape, dtype);
     }
     return feed;
   };
@@ -228,10 +239,28 @@ async function loadArtifacts(manifest, artifact, early) {
   return tf.io.getModelArtifactsForJSON(json, async (wm) => [tf.io.getWeightSpecs(wm), buffers]);
 }
 
-/** Switch to a backend (loading its code on first use) and warm the model up once on it. */
+/**
+ * Switch to a backend (loading its code on first use; wasm from the checked binary) and warm the model up
+ * once on it.
+ * @throws {IntegrityError} the backend's code or binary was refused (changed or unlisted)
+ * @throws {Error} the backend cannot start here, or cannot run the model
+ */
 async function useBackend(name) {
-  if (!BACKENDS.includes(name)) throw new Error(`Unknown backend "${name}": choose wasm, cpu or webgl.`);
-  if (LAZY_BACKENDS[name] && !tf.engine().registryFactory[name]) await LAZY_BACKENDS[name]();
+  if (!BACKENDS.includes(name)) throw new Error(`Unknown backend "${name}": choose wasm, webgl or cpu.`);
+  if (LAZY_BACKENDS[name] && !tf.engine().registryFactory[name]) {
+    try {
+      await LAZY_BACKENDS[name]();
+    } catch {
+      throw new IntegrityError(
+        `The browser refused vendor/backend-${name}.js (or a file it imports): it is missing or does not match ` +
+        'its sha384 in index.html. Nothing was run with it: copy the bundle again.',
+      );
+    }
+  }
+  if (name === 'wasm' && !tf.engine().registry.wasm && typeof tf.useCompiledWasm === 'function') {
+    const wasm = await checkedWasm(state.boot.wasm);
+    tf.useCompiledWasm(wasm.url, wasm.module);
+  }
   let ok = false;
   try {
     ok = await tf.setBackend(name);
@@ -250,6 +279,8 @@ async function useBackend(name) {
 // ---------------------------------------------------------------------------------------------------
 // Showing results
 
+const MAX_SHOWN = 16; // values of one output shown in the prediction line
+
 function flatOutputs(outputs) {
   return state.manifest.outputs.map((o) => ({ out: o, data: Array.from(outputs[o.key].data) }));
 }
@@ -262,7 +293,10 @@ function describePrediction(outputs) {
       const k = data.indexOf(Math.max(...data));
       parts.push(`${out.name}: class ${k} (${formatG(data[k], 4)})`);
     } else {
-      parts.push(`${out.name}: ${data.map((v) => formatG(v, 7)).join(', ')}`);
+      // A large output (an image, a sequence) shows its first values and its shape.
+      const shown = data.slice(0, MAX_SHOWN).map((v) => formatG(v, 7)).join(', ');
+      const more = data.length > MAX_SHOWN ? `, … (${data.length} values, shape [${outputs[out.key].shape.join(', ')}])` : '';
+      parts.push(`${out.name}: ${shown}${more}`);
     }
   }
   return parts.join(' · ');
@@ -314,12 +348,14 @@ async function submit() {
 // ---------------------------------------------------------------------------------------------------
 // Check this device
 
-function toRows(flatData, shape) {
-  const rows = shape[0];
-  const width = flatData.length / rows;
-  const out = [];
-  for (let r = 0; r < rows; r++) out.push(Array.from(flatData.slice(r * width, (r + 1) * width)));
-  return out;
+/** Flat data as a nested array of the given shape (any rank; a scalar for shape []). */
+function nest(flatData, shape) {
+  let offset = 0;
+  const build = (k) => {
+    if (k === shape.length) return Number(flatData[offset++]);
+    return Array.from({ length: shape[k] }, () => build(k + 1));
+  };
+  return build(0);
 }
 
 function flattenNested(a) {
@@ -330,6 +366,30 @@ function shapeOfNested(a) {
   const s = [];
   for (let x = a; Array.isArray(x); x = x[0]) s.push(x.length);
   return s;
+}
+
+/**
+ * Run inputs given as nested arrays per model input (golden.json's form) through the model, as "Check this
+ * device" does; `deploykit verify` calls this too (window.deploykit.checkInputs), so the parity run in
+ * Chromium goes through the page's own code.
+ * @param {Record<string, Array>} nested
+ * @returns {Promise<{actual: Record<string, Array|number>, outputs: object, ms: number}>} outputs as nested
+ *   arrays of their own shape (any rank), and as {shape, data}
+ * @throws {Error} an input is missing, or the model cannot run
+ */
+async function runNested(nested) {
+  const inputs = {};
+  for (const inp of state.manifest.inputs) {
+    const rows = nested?.[inp.name];
+    if (rows === undefined) throw new Error(`no inputs for "${inp.name}"`);
+    inputs[inp.name] = { shape: shapeOfNested(rows), data: flattenNested(rows) };
+  }
+  const t0 = performance.now();
+  const outputs = await runModel(inputs);
+  const ms = performance.now() - t0;
+  const actual = {};
+  for (const [k, v] of Object.entries(outputs)) actual[k] = nest(v.data, v.shape);
+  return { actual, outputs, ms };
 }
 
 async function checkDevice() {
@@ -343,17 +403,10 @@ async function checkDevice() {
   } catch (e) {
     throw new Error(`golden.json is not valid JSON: ${e.message}`);
   }
-  const inputs = {};
   for (const inp of state.manifest.inputs) {
-    const rows = golden.inputs?.[inp.name];
-    if (!rows) throw new Error(`golden.json has no inputs for "${inp.name}": re-create the bundle.`);
-    inputs[inp.name] = { shape: shapeOfNested(rows), data: flattenNested(rows) };
+    if (!golden.inputs?.[inp.name]) throw new Error(`golden.json has no inputs for "${inp.name}": re-create the bundle.`);
   }
-  const t0 = performance.now();
-  const outputs = await runModel(inputs);
-  const ms = performance.now() - t0;
-  const actual = {};
-  for (const [k, v] of Object.entries(outputs)) actual[k] = toRows(v.data, v.shape);
+  const { actual, ms } = await runNested(golden.inputs);
   const tolerance = state.artifact.tolerance || FLOAT32;
   const verdict = judgeOutputs(state.manifest, tolerance, golden.outputs, actual, golden.twins?.[state.artifact.variant]);
   const n = shapeOfNested(Object.values(golden.inputs)[0])[0];
@@ -538,67 +591,105 @@ function prefillFromQuery() {
 /**
  * The wasm binary TFJS will ask for (SIMD or not, by its own flag), checked against manifest.json's sha256,
  * compiled: boot.js's module when it compiled that binary, else compiled here.
+ * @param {Promise<{url: string, bytes: Promise<ArrayBuffer>, module: Promise<WebAssembly.Module>}|null>} [started]
+ *   what boot.js started for wasm
  * @throws {IntegrityError} the binary is unlisted or changed
  */
-async function checkedWasm(early, manifestReady) {
+async function checkedWasm(started) {
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   const file = bundleFile(`./vendor/${simd ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm'}`, pageFolder, pageFolder);
+  const early = started ? await Promise.resolve(started).catch(() => null) : null;
   const fromBoot = Boolean(early && early.url === file.url && early.bytes);
-  const bytes = await fetchChecked(await manifestReady, file, fromBoot ? early.bytes : undefined);
+  const bytes = await fetchChecked(state.manifest, file, fromBoot ? early.bytes : undefined);
   const module = (fromBoot && (await early.module.catch(() => null))) || (await WebAssembly.compile(bytes));
   return { url: file.url, module };
 }
 
-/** Start the wanted backend (wasm: from the checked binary); falls back to cpu, except on an integrity error. */
-async function startBackend(want, early, manifestReady) {
-  try {
-    if (want === 'wasm' && typeof tf.useCompiledWasm === 'function') {
-      const wasm = await checkedWasm(early, manifestReady);
-      tf.useCompiledWasm(wasm.url, wasm.module);
-    }
-    await useBackend(want);
-    return '';
-  } catch (e) {
-    if (e.integrity) throw e; // a changed file is an error, not a reason to try another backend
-    await useBackend('cpu');
-    return `${e.message} Using cpu instead.`;
+/** The picker's options, in the page's order, each marked with what `deploykit verify` recorded for it. */
+function markPicker(plan) {
+  const select = $('backend');
+  select.replaceChildren();
+  for (const name of BACKENDS) {
+    const v = plan.verdicts[name];
+    const notes = [];
+    if (name === plan.order[0] && plan.source !== 'query') notes.push('default');
+    if (v) notes.push(v.passed ? 'passed verify' : 'failed verify');
+    const option = new Option(notes.length ? `${name} (${notes.join(', ')})` : name, name);
+    option.dataset.verify = v ? (v.passed ? 'passed' : 'failed') : 'none';
+    if (v && !v.passed && v.error) option.title = v.error;
+    select.append(option);
   }
+  const note = $('backend-note');
+  const failed = BACKENDS.filter((n) => plan.verdicts[n] && !plan.verdicts[n].passed);
+  note.textContent = plan.source === 'parity' && failed.length
+    ? `deploykit verify found that ${failed.join(' and ')} cannot run this model as converted; the page uses ${plan.order[0]}.`
+    : '';
+  note.hidden = !note.textContent;
+}
+
+/**
+ * Load the model on the first backend of the plan that can load and run it; the others are fallbacks.
+ * @returns {Promise<string>} a note for the page when it fell back ('' when the first backend worked)
+ * @throws {IntegrityError} a file was refused (never a reason to try another backend)
+ * @throws {Error} no backend could run the model (each one's reason)
+ */
+async function startModel(first, artifacts, predictNow) {
+  const failures = [];
+  for (const [i, name] of state.plan.order.entries()) {
+    try {
+      await (i === 0 ? first : useBackend(name));
+      if (i === 0) performance.mark('deploykit:backend-ready');
+      if (!state.model) {
+        state.model = await tf.loadGraphModel(tf.io.fromMemory(artifacts));
+        performance.mark('deploykit:model-loaded');
+      }
+      // A query string with every feature (?rm=6&tax=250&age=66.5) asks for a prediction as soon as the
+      // model is ready: that prediction is then the model's first run, so no separate warm-up run before it.
+      if (!state.warmed.has(name)) {
+        if (!predictNow || !(await submit())) await runModel(warmUpInputs());
+        state.warmed.add(name);
+      } else if (predictNow && !state.predictions) {
+        await submit();
+      }
+      if (!failures.length) return '';
+      const why = failures.length > 1 ? failures.map((f) => `${f.name}: ${f.reason}`).join('; ') : failures[0].reason;
+      return `The ${failures.map((f) => f.name).join(' and ')} backend${failures.length > 1 ? 's' : ''} could not run this model (${why}). Using ${name} instead.`;
+    } catch (e) {
+      if (e.integrity) throw e;
+      failures.push({ name, reason: String(e.message || e).replace(/\.$/, '') });
+    }
+  }
+  throw new Error(`No backend can run this model here: ${failures.map((f) => `${f.name}: ${f.reason}`).join('; ')}.`);
 }
 
 async function start() {
   wire();
   // What boot.js (inlined in index.html) started fetching before this module ran; {} when it did not run.
   const boot = globalThis.deploykitBoot || {};
+  state.boot = boot;
   const q = new URLSearchParams(location.search);
-  const wantBackend = BACKENDS.includes(q.get('backend')) ? q.get('backend') : 'wasm';
   performance.mark('deploykit:start');
   tf.setWasmPaths(here('./vendor/'));
   // Only the single-threaded wasm build is bundled (threads need COOP/COEP headers static hosts lack).
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-  // All at once: the backend (wasm instantiation) and the manifest, then the model files (which boot.js
-  // has usually fetched already).
-  // manifest.json is the root of the checks: every other file is checked against its sha256.
-  const manifestReady = fetchJson('./manifest.json', boot.manifest);
-  manifestReady.catch(() => {}); // awaited just below; an error surfaces there
-  const backend = startBackend(wantBackend, boot.wasm, manifestReady);
-  backend.catch(() => {}); // awaited below, after the form is built
-  const manifest = await manifestReady;
+  // manifest.json is the root of the checks: every other file is checked against its sha256. It also says
+  // which backend to start (its parity record; web/src/backends.js), as boot.js decided from the same file.
+  const manifest = await fetchJson('./manifest.json', boot.manifest);
   state.manifest = manifest;
   state.artifact = graphArtifact(manifest);
+  state.plan = backendPlan(manifest, q.get('backend'));
+  // All at once: the first backend (wasm instantiation) and the model files (which boot.js has usually
+  // fetched already).
+  const first = useBackend(state.plan.order[0]);
+  first.catch(() => {}); // awaited in startModel
   const artifacts = loadArtifacts(manifest, state.artifact, boot.model);
-  artifacts.catch(() => {}); // awaited below, after the backend; an error surfaces there
+  artifacts.catch(() => {}); // awaited below; an error surfaces there
   delete boot.model; // its weight buffers are not kept alive twice when the manifest pointed elsewhere
   $('title').textContent = `Predict ${manifest.target || manifest.outputs[0].name} in your browser`;
   buildForm(manifest);
-  // A query string with every feature (?rm=6&tax=250&age=66.5) asks for a prediction as soon as the model
-  // is ready: that prediction is then the model's first run, so no separate warm-up run before it.
+  markPicker(state.plan);
   const predictNow = prefillFromQuery();
-  const startNote = await backend;
-  performance.mark('deploykit:backend-ready');
-  state.model = await tf.loadGraphModel(tf.io.fromMemory(await artifacts));
-  performance.mark('deploykit:model-loaded');
-  if (!predictNow) await runModel(warmUpInputs());
-  state.warmed.add(tf.getBackend());
+  const startNote = await startModel(first, await artifacts, predictNow);
   $('backend').value = tf.getBackend();
   for (const id of ['predict-form', 'self-check', 'compare']) $(id).hidden = false;
   const v = manifest.versions || {};
@@ -606,10 +697,9 @@ async function start() {
     `TFJS ${tf.version_core} (core, converter, wasm), converted with tensorflowjs ${v.tensorflowjs ?? '?'}. ` +
     'Runs offline: no file is fetched from another site.';
   setStatus(startNote, startNote ? 'alert' : '');
+  $('load-status').dataset.fallback = startNote ? 'true' : 'false';
   document.body.dataset.state = 'ready';
   performance.mark('deploykit:ready');
-  // (Warm up after all when the query's values did not validate: the next prediction is then a user's.)
-  if (predictNow && !(await submit())) await runModel(warmUpInputs());
 }
 
 // A small handle for tests and benchmarks (the same functions the buttons call).
@@ -625,6 +715,23 @@ window.deploykit = {
   compareEdge,
   useBackend,
   backend: () => tf.getBackend(),
+  plan: () => state.plan,
+  /**
+   * What `deploykit verify` runs in Chromium (convert/parity/browser.py): switch to `backend` (no fallback)
+   * and run nested inputs through the same code as "Check this device".
+   */
+  checkInputs: async (backend, inputs) => {
+    await ready;
+    await useBackend(backend);
+    const { outputs } = await runNested(inputs);
+    return {
+      backend: tf.getBackend(),
+      version: tf.version_core,
+      userAgent: navigator.userAgent,
+      float32: tf.getBackend() === 'webgl' ? tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED') : null,
+      outputs: state.manifest.outputs.map((o) => ({ shape: outputs[o.key].shape, data: Array.from(outputs[o.key].data) })),
+    };
+  },
   memory: () => tf.memory(),
   runRows: async (rows) => {
     const m = state.manifest;
