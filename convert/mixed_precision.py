@@ -9,7 +9,9 @@ That error orders the candidates; :func:`rank` then orders them by the model's o
 alone in float. Then (:func:`search`):
 
 1. keep the 1, 2, 4, ... worst-ranked operators in float (``mlir_quantize(denylisted_nodes=...)``) until the
-   variant passes on the calibration rows and on the held-out rows;
+   variant passes on the calibration rows and on the held-out rows; when the time left would not let doubling
+   reach the end of the ranking (a deep model whose error is spread over hundreds of operators, each trial
+   tens of seconds), the prefix grows faster, so the budget ends on a passing set rather than short of one;
 2. binary-search the shortest passing prefix of the ranking;
 3. try dropping each operator of that prefix, the least suspect first, keeping a drop when it still passes.
 
@@ -24,6 +26,7 @@ dynamic range has no calibrated model, the converter makes it in one step.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -134,17 +137,20 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
     trials = 0
     tried: dict[tuple[str, ...], tuple[bytes, Verdict]] = {}
     best_failure = plain_verdict
+    slowest = 0.0  # seconds of the slowest trial so far
 
     def budget() -> bool:
         return trials < max_trials and time.monotonic() - start < max_seconds
 
     def trial(nodes: list[str]) -> Verdict:
-        nonlocal trials, best_failure
+        nonlocal trials, best_failure, slowest
         key = tuple(nodes)
         if key not in tried:
             trials += 1
+            began = time.monotonic()
             flatbuffer = quantize(list(nodes))
             tried[key] = (flatbuffer, accept(flatbuffer))
+            slowest = max(slowest, time.monotonic() - began)
         verdict = tried[key][1]
         if not verdict.passed and verdict.error < best_failure.error:
             best_failure = verdict
@@ -160,7 +166,7 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
         lo = k
         if k == len(ranked):
             break
-        k *= 2
+        k = _grow(k, len(ranked), slowest, max_seconds - (time.monotonic() - start))
     if hi is None:
         return SearchResult(plain, [], plain_verdict, trials, time.monotonic() - start, ranked, best_failure)
     while hi - lo > 1 and budget():  # the shortest passing prefix
@@ -178,6 +184,17 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
             chosen = fewer
     flatbuffer, verdict = tried[tuple(chosen)]
     return SearchResult(flatbuffer, chosen, verdict, trials, time.monotonic() - start, ranked, None)
+
+
+def _grow(k: int, n: int, slowest: float, seconds_left: float) -> int:
+    """The next prefix length after ``k`` of ``n``: twice ``k``, or more when the trials that ``seconds_left``
+    affords at ``slowest`` seconds each (half of them, the rest left for the shortest prefix) could not reach
+    ``n`` by doubling."""
+    affordable = int(seconds_left / slowest) if slowest > 0 else n
+    steps = max(1, affordable // 2)
+    if k * 2 ** steps >= n:
+        return 2 * k
+    return min(n, max(2 * k, math.ceil(k * (n / k) ** (1 / steps))))
 
 
 def integer_only(flatbuffer: bytes) -> bool:

@@ -247,6 +247,35 @@ def test_search_keeps_the_fewest_of_a_ranking_and_respects_its_budget():
     assert starved.best_failure.error == pytest.approx(0.018)
 
 
+def test_search_grows_faster_when_its_time_would_not_reach_the_end_of_the_ranking(monkeypatch):
+    """Trials of 10 s in a 65 s budget: doubling (1, 2, 4, ... 512) cannot reach the 400 operators the rule needs
+    in float, so the prefix grows faster and the budget ends on a passing set; with time to spare it doubles."""
+    from convert import mixed_precision
+    from convert.acceptance import Verdict
+    from convert.mixed_precision import _grow, search
+
+    assert [_grow(k, 400, 10.0, 1e6) for k in (1, 2, 64)] == [2, 4, 128]  # time enough: doubling
+    assert _grow(1, 400, 10.0, 40.0) == 20 and _grow(1, 400, 10.0, 10.0) == 400  # 2 steps left, then 1
+    assert _grow(1, 6, 0.0, 0.0) == 2  # nothing measured yet: doubling
+
+    clock = [0.0]
+    monkeypatch.setattr(mixed_precision.time, "monotonic", lambda: clock[0])
+
+    def verdict(ok: bool) -> Verdict:
+        m = {"rows": 1, "range_fraction": 0.005 if ok else 0.05, "top1": None, "passed": ok, "failures": [] if ok else ["x"]}
+        return Verdict(dict(m), dict(m))
+
+    def quantize(nodes: list[str]) -> bytes:
+        clock[0] += 10.0
+        return str(len(nodes)).encode()
+
+    ranked = [f"op{i}" for i in range(400)]
+    result = search(ranked, quantize, lambda fb: verdict(int(fb) >= 400), b"", verdict(False), max_seconds=65.0)
+    assert result.passed and len(result.float_ops) == 400 and result.trials == 7  # 1, 20, 90, 400, then 3 halvings
+    doubling = search(ranked, quantize, lambda fb: verdict(int(fb) >= 400), b"", verdict(False), max_trials=7)
+    assert not doubling.passed, "7 doublings end at 64 operators"
+
+
 # --- SavedModel sources -------------------------------------------------------------------------------------------
 
 def test_the_courses_savedmodel_export_gets_the_fold_and_int8_within_one_percent(boston_linear, tmp_path):

@@ -59,7 +59,8 @@ WASM_RANK3_BIAS = Expect("cannot-run", WASM + "_FusedMatMul only supports rank-1
 
 # Measured 2026-12-01 on main with the mixed-precision int8 search and the SavedModel fold: every int8 of the
 # fast set and of the zoo_full models but the keras.applications ones holds 1 % (those are rejected with their
-# numbers). keras2_saved_model was re-converted by hand after the SavedModel allowlist fix (all accepted).
+# numbers). keras2_saved_model, re-verified in the zoo run of 2026-12-01 after the SavedModel allowlist fix: every
+# variant accepted and passing (int8 0.52 % of range on held-out rows, 2 of 4 operators kept in float).
 EXPECTED: dict[tuple[str, str, str], Expect] = {
     # the fast set (make test)
     ("course_export", "layers", "*"): SAVED_MODEL_LAYERS,
@@ -98,8 +99,14 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     ("transformer_block", "graph", "chromium-wasm"): Expect("cannot-run", WASM + "Kernel 'Einsum' not registered for backend 'wasm'"),
     ("transformer_block", "layers", "*"): skipped(LAYERS + "Keras op 'ones_like' (OnesLike)"),
     # MobileNetV2 (alpha 0.35, 32x32): even fp32 misses, at 1.6e-5 (TFLite) and 2.2-2.6e-5 (TFJS) of the scale.
-    # Suspect: settle_batch_norm's statistics from 64 images leave near-zero variances on dead ReLU6
-    # channels, which amplify float noise (to be checked before calling it a kit defect)
+    # Measured (2026-12-01), not the kit's: Keras's own float32 run of this model is 1.82e-5 of max|ref| from a
+    # float64 run of the same graph and weights (the artifact is 1.6e-5 from the float32 one), so no float32
+    # artifact can hold 1e-5 here. The error grows block by block (6e-7 of each layer's max|ref| after block 2,
+    # 4.3e-6 after block 10, 2.4e-5 at the pooling: ~1.25x per inverted-residual block), as perturbations grow
+    # in a network of random weights with BatchNorm. The suspected near-zero settled variances are not the
+    # cause: 2.2 % of BatchNorm channels have a variance < 1e-4 (largest gain gamma/sqrt(var+eps) = 31.6,
+    # 1/sqrt(eps)) and no channel's |mean|/std exceeds 2.2 (no cancellation). Training 8 epochs (train accuracy
+    # 1.00) leaves it at 1.9e-5; 64x64 inputs halve it (9.0e-6: the pooling then averages 4 positions).
     ("mobilenet_v2", "fp32", "*"): miss(1.6e-5),
     ("mobilenet_v2", "fp16", "*"): miss(0.0272),
     ("mobilenet_v2", "dynamic", "*"): Expect("rejected", "", 0.137),
