@@ -11,7 +11,6 @@ actually used, ``tf.version`` and the user agent.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
 import json
@@ -257,6 +256,8 @@ class Browser:
             version = hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]
             page, _ = self._page("tfjs_graph", bundle, backend, version)
             page_model = _page_artifact(manifest)
+            if page_model is None:
+                raise DeployKitError(f"the bundle's page runs no graph model: {artifact['path']} was rejected by convert")
             if artifact["path"] != page_model:
                 raise DeployKitError(f"the bundle's page runs {page_model}, not {artifact['path']}; re-create the bundle")
             nested = {spec["name"]: np.asarray(inputs[spec["name"]]).tolist() for spec in manifest["inputs"]}
