@@ -65,7 +65,8 @@ def cmd_convert(args: argparse.Namespace, out, err) -> int:
     features = [f.strip() for f in args.features.split(",")] if args.features else None
     options = ConvertOptions(model=Path(args.model), data=Path(args.data), out=Path(args.out), target=args.target,
                              name=args.name, force=args.force, features=features, seed=args.seed,
-                             custom_objects=Path(args.custom_objects) if args.custom_objects else None)
+                             custom_objects=Path(args.custom_objects) if args.custom_objects else None,
+                             labels=Path(args.labels) if args.labels else None, image_scale=args.image_scale)
     start = time.perf_counter()
     with steps(err) as step:
         result = convert(options, step)
@@ -151,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--custom-objects", metavar="FILE.py",
                    help="your Python file that defines the model's custom layers/functions (imported only with this flag)")
+    p.add_argument("--labels", metavar="FILE", help="class names, one per line, in output order (as many as the output has columns)")
+    p.add_argument("--image-scale", metavar="LOW..HIGH",
+                   help="pixel values 0..255 become LOW..HIGH for the model's image inputs, e.g. 0..1, -1..1, 0..255 "
+                        "(default: detected from a leading Rescaling layer)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("verify", help="check every artifact in its real runtime against the Keras model")

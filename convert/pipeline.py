@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from convert import interrupt
+from convert import interrupt, labels
 from convert.errors import DeployKitError
 from convert.quiet import NATIVE_LOG_PREFIX
 from convert.reference import Reference, load
@@ -54,6 +54,8 @@ class ConvertOptions:
     variants: Sequence[Variant] = tuple(Variant)
     layers_model: bool = True
     custom_objects: Path | None = None  # the user's Python file defining the model's custom layers
+    labels: Path | None = None  # --labels FILE (convert.labels)
+    image_scale: str | None = None  # --image-scale LOW..HIGH (convert.labels)
 
 
 @dataclass
@@ -139,6 +141,7 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
     with _sigterm_as_interrupt():
         progress("Loading the model (safe_mode)")
         ref = load(Path(options.model), options.custom_objects)
+        labels.check(ref, options.labels, options.image_scale)
         progress("Reading DATA")
         sources = read_data(ref, Path(options.data), options.target, options.features)
 
@@ -347,5 +350,6 @@ def _build(options: ConvertOptions, ref: Reference, sources: Sources, staging: P
     progress("Writing the manifest")
     manifest = write_manifest(sanitize_name(options.name or ref.name), ref, sources, run, written,
                               model=Path(options.model), data=Path(options.data), target=options.target,
-                              seed=options.seed)
+                              seed=options.seed,
+                              annotate=lambda m: labels.annotate(m, ref, options.labels, options.image_scale))
     return ConvertResult(bundle=staging, manifest=manifest, rows=written.rows)

@@ -9,7 +9,7 @@ import json
 import platform
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,9 +27,11 @@ RUNNER_PREPROCESSING = ("Apply each artifact's input_transform before inference:
 
 
 def write_manifest(name: str, ref: Reference, sources: Sources, run: ReferenceRun, written: Written, *,
-                   model: Path, data: Path, target: str | None, seed: int | None) -> dict[str, Any]:
+                   model: Path, data: Path, target: str | None, seed: int | None,
+                   annotate: Callable[[dict[str, Any]], None] = lambda manifest: None) -> dict[str, Any]:
     """Write ``manifest.json`` into ``written.staging`` (and ``web/manifest.json`` and ``web/golden.json``
-    when there is a ``web/`` folder); return the manifest.
+    when there is a ``web/`` folder); return the manifest. ``annotate`` adds to it before it is validated
+    (``convert.labels``: class names and image inputs).
 
     Raises:
         DeployKitError: no artifact was written (naming every skip).
@@ -69,6 +71,7 @@ def write_manifest(name: str, ref: Reference, sources: Sources, run: ReferenceRu
         rel = path.relative_to(staging).as_posix()
         if path.is_file() and rel not in (manifest_mod.MANIFEST, "web/manifest.json") and rel not in artifact_paths:
             manifest["files"][rel] = manifest_mod.sha256_file(path)
+    annotate(manifest)
     manifest_mod.validate(manifest)
     text = json.dumps(manifest, indent=2)
     (staging / manifest_mod.MANIFEST).write_text(text, encoding="utf-8")

@@ -1,0 +1,183 @@
+"""Images as model inputs: decode (Pillow), resize and scale, exactly as the page does (``web/src/image.js``).
+
+The steps and their arithmetic are written down in docs/architecture.md ("Class labels and image
+inputs"); each is an IEEE-754 double operation in a fixed order, so numpy here and JavaScript on the page
+give the same float32 tensor, bit for bit, for the same decoded pixels. Pillow is imported on first use
+(the ``serve`` extra has it), so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edge.inputs import InputError
+
+#: decoded pixels per image the Pi accepts (checked from the header, before decoding): a 24-megapixel photo
+MAX_PIXELS = 24_000_000
+#: what an image route takes (the Content-Type of the body)
+IMAGE_TYPES = (b"image/jpeg", b"image/png")
+DEFAULT_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """A manifest input with an ``image`` entry: its size, channels and pixel range (None: unknown)."""
+
+    name: str
+    height: int
+    width: int
+    channels: int
+    pixels: Optional[tuple[float, float]]
+
+    @classmethod
+    def from_manifest(cls, entry: dict[str, Any]) -> Optional["ImageInput"]:
+        """The image input an ``inputs[i]`` manifest entry describes; None when it is not one."""
+        image = entry.get("image")
+        if not isinstance(image, dict):
+            return None
+        pixels = image.get("pixels")
+        return cls(entry["name"], int(image["height"]), int(image["width"]), int(image["channels"]),
+                   (float(pixels[0]), float(pixels[1])) if pixels else None)
+
+    def check_scaled(self) -> None:
+        """Raises: InputError: 422 when the manifest does not say which pixel values the model takes."""
+        if self.pixels is None:
+            raise InputError(422, f"input {self.name!r} is an image but the bundle does not say which pixel values "
+                                  "the model takes; re-convert with --image-scale LOW..HIGH (e.g. 0..1)")
+
+
+def image_inputs(manifest: dict[str, Any]) -> list[ImageInput]:
+    """The manifest's image inputs, in input order."""
+    found = (ImageInput.from_manifest(e) for e in manifest.get("inputs") or [])
+    return [i for i in found if i is not None]
+
+
+def decode(data: bytes, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A JPEG or PNG file as uint8 pixels ``[height, width, 3]`` (``[.., 4]`` RGBA when ``channels`` is 4),
+    EXIF orientation applied (as browsers show it).
+
+    Raises:
+        InputError: 400 when ``data`` is not a JPEG or PNG or cannot be decoded (truncated, corrupt), 413 when
+            its header says it has more than ``max_pixels`` pixels (nothing is decoded then).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        im = Image.open(io.BytesIO(data), formats=("JPEG", "PNG"))
+    except UnidentifiedImageError:
+        raise InputError(400, "the image is not a JPEG or PNG file") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(413, f"the image is too large to decode ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(400, f"the image could not be read: {' '.join(str(exc).split())[:200]}") from None
+    width, height = im.size
+    if width * height > max_pixels:
+        raise InputError(413, f"the image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}; "
+                              "send a smaller picture")
+    if width < 1 or height < 1:
+        raise InputError(400, f"the image is {width}x{height} pixels: empty")
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        im = im.convert("RGBA" if channels == 4 else "RGB")
+    except Image.DecompressionBombError as exc:
+        raise InputError(413, f"the image is too large to decode ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise InputError(400, f"the image could not be decoded ({im.format}): {' '.join(str(exc).split())[:200]}") from None
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear sampling along one axis, half-pixel centres: first and second source index, weight of the second."""
+    ratio = n_in / n_out
+    s = (np.arange(n_out, dtype=np.float64) + 0.5) * ratio - 0.5
+    s = np.minimum(np.maximum(s, 0.0), float(n_in - 1))
+    i0 = np.floor(s)
+    f = s - i0
+    i0 = i0.astype(np.intp)
+    return i0, np.minimum(i0 + 1, n_in - 1), f
+
+
+def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``pixels`` ``[h, w, c]`` resized to ``[height, width, c]`` (bilinear, half-pixel centres, stretched), float64."""
+    p = np.asarray(pixels, dtype=np.float64)
+    y0, y1, fy = _axis(p.shape[0], height)
+    x0, x1, fx = _axis(p.shape[1], width)
+    gx, hx = (1.0 - fx)[None, :, None], fx[None, :, None]
+    top = p[y0][:, x0] * gx + p[y0][:, x1] * hx
+    bottom = p[y1][:, x0] * gx + p[y1][:, x1] * hx
+    return top * (1.0 - fy)[:, None, None] + bottom * fy[:, None, None]
+
+
+def gray(rgb: np.ndarray) -> np.ndarray:
+    """One channel from RGB: (0.299 R + 0.587 G) + 0.114 B, float64, ``[h, w, 1]``."""
+    p = np.asarray(rgb, dtype=np.float64)
+    return ((0.299 * p[..., 0] + 0.587 * p[..., 1]) + 0.114 * p[..., 2])[..., None]
+
+
+def from_pixels(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
+    """Decoded uint8 pixels (``[h, w, 3|4]``) as the model's input tensor ``[1, height, width, channels]``, float32.
+
+    Raises:
+        InputError: 422 when the manifest does not give the input's pixel range.
+    """
+    spec.check_scaled()
+    assert spec.pixels is not None
+    if spec.channels == 1:
+        source = gray(pixels[..., :3])
+    elif spec.channels == 3:
+        source = pixels[..., :3]
+    else:
+        source = pixels
+    values = resize(source, spec.height, spec.width)
+    low, high = spec.pixels
+    step = (high - low) / 255.0
+    return (low + values * step).astype(np.float32)[None]
+
+
+def to_tensor(data: bytes, spec: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A JPEG or PNG file as the model's input tensor ``[1, height, width, channels]``, float32.
+
+    Raises:
+        InputError: as ``decode`` and ``from_pixels``.
+    """
+    spec.check_scaled()
+    return from_pixels(decode(data, spec.channels, max_pixels), spec)
+
+
+def from_b64(value: Any, spec: ImageInput, where: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """TF Serving's ``{"b64": "..."}`` (standard base64 of a JPEG or PNG) as the input tensor.
+
+    Raises:
+        InputError: 400 for text that is not base64; as ``to_tensor``, each message prefixed by ``where``.
+    """
+    text = value.get("b64") if isinstance(value, dict) else None
+    if not isinstance(text, str) or len(value) != 1:
+        raise InputError(422, f'{where}input {spec.name!r} is an image: send {{"b64": "<base64 of a JPEG or PNG>"}}')
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(400, f"{where}input {spec.name!r}: the b64 value is not base64") from None
+    try:
+        return to_tensor(data, spec, max_pixels)
+    except InputError as exc:
+        raise InputError(exc.status, f"{where}{exc}") from None
+
+
+def is_b64(value: Any) -> bool:
+    """Whether ``value`` is TF Serving's binary form, ``{"b64": ...}``."""
+    return isinstance(value, dict) and "b64" in value
+
+
+def top_k(scores: Sequence[float], labels: Optional[Sequence[str]], k: int) -> list[dict[str, Any]]:
+    """The ``k`` highest scores of one row, highest first (ties: the lower index first), each as
+    ``{"index", "label", "score"}`` (``label`` null without labels). The page orders the same way."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-s, kind="stable")[: max(1, min(k, s.size))]
+    return [{"index": int(i), "label": labels[i] if labels else None, "score": float(s[i])} for i in order]
