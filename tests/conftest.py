@@ -63,3 +63,19 @@ def boston_mlp_bundle(boston_mlp, tmp_path_factory) -> Path:
 def boston_linear_bundle(boston_linear, tmp_path_factory) -> Path:
     """The bundle ``deploykit convert`` writes for the linear Boston model."""
     return _bundle(boston_linear, tmp_path_factory.mktemp("bundles") / "linear")
+
+
+@pytest.fixture(scope="session")
+def image_bundle(tmp_path_factory) -> dict:
+    """The image classifier of tests/image_model.py, built in a subprocess and converted by the CLI with
+    ``--labels``: {"bundle", "dir" (model, labels, PNGs), "pngs": [Path per class]}."""
+    work = tmp_path_factory.mktemp("image-model")
+    env = {**os.environ, **QUIET_ENV}
+    made = subprocess.run([sys.executable, str(ROOT / "tests" / "image_model.py"), str(work)], capture_output=True,
+                          text=True, timeout=900, env=env)
+    assert made.returncode == 0, made.stderr[-3000:]
+    bundle = work / "bundle"
+    result = run_cli("convert", work / "colours.keras", "--data", work / "colours.npz", "--target", "label",
+                     "--labels", work / "labels.txt", "--out", bundle, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return {"bundle": bundle, "dir": work, "pngs": sorted(work.glob("class*.png"))}

@@ -41,6 +41,7 @@ from edge.server.config import CONFIG_ENV, ServeConfig, limits
 from edge.server.cors import CORSMiddleware
 from edge.server.fastpath import OneRowPath
 from edge.server.forms import Forms
+from edge.server.images import Images
 from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, Request, Send, error_body,
                                   json_bytes, json_float, read_body)
 from edge.server.openapi import openapi
@@ -69,6 +70,7 @@ def routes(app: "EdgeApp") -> list[Route]:
         Route(GET, "/", app.index, "index"),
         # TF Serving; the order matters: a path ending in :predict is a predict whatever comes before
         Route(POST, "/v1/models/{model:tfs_model}:predict", tfs.predict, "tfs_predict", predicts=True),
+        Route(POST, "/v1/models/{model:tfs_model}:classify", app.images.classify, "classify", predicts=True),
         Route(GET, "/v1/models/{model:tfs_model}/metadata", tfs.metadata, "tfs_metadata"),
         Route(GET, "/v1/models/{model:tfs_status}", tfs.status, "tfs_status"),
     ]
@@ -112,6 +114,7 @@ class EdgeApp:
         self._openapi: Optional[bytes] = None
         self.tfs = tfserving.TFServing(self)
         self.forms = Forms(self)
+        self.images = Images(self)
         self.router = Router(routes(self), tfserving.CONVERTERS)
         self._asgi = OneRowPath(self, CORSMiddleware(self._http, config.allow_origins, self.router, self._record))
 

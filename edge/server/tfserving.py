@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from edge.inputs import InputError, check_tensor, parse_json
+from edge.server.images import b64_inputs
 from edge.server.messages import JSON_TYPE, Answer, Reply, Request, json_bytes, read_body
 from edge.server.routing import Converter
 
@@ -85,7 +86,7 @@ class TFServing:
                 raise InputError(422, '"instances" must be a non-empty list')
             if len(instances) > max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {max_batch}")
-            inputs = self._instances_to_inputs(instances, specs)
+            inputs = b64_inputs(app, instances, specs) or self._instances_to_inputs(instances, specs)
         else:
             columns = data["inputs"]
             if not isinstance(columns, dict):

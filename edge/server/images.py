@@ -1,0 +1,119 @@
+"""Image classification over HTTP: ``POST /v1/models/NAME:classify``, and TF Serving's ``{"b64": ...}``.
+
+``:classify`` takes either
+
+* the image itself as the body, ``Content-Type: image/jpeg`` or ``image/png`` (one image), or
+* JSON, TF Serving's row format with binary values: ``{"instances": [{"b64": "..."}, ...]}`` (or
+  ``[{"INPUT": {"b64": "..."}}]``),
+
+and answers the top ``k`` classes of each image (``?k=N``, default 5), with the manifest's labels:
+``{"model": NAME, "predictions": [{"top_k": [{"index": 3, "label": "cat", "score": 0.91}, ...]}]}``.
+``score`` is the model's output value (a probability for a softmax classifier); ``label`` is null when the
+bundle has no labels (``deploykit convert --labels FILE``).
+
+The image is decoded, resized and scaled by ``edge.images`` (the page does the same in
+``web/src/image.js``); decoding runs where predictions run (off the event loop for a slow model). The body
+limit is the server's ``--max-body``; an image over ``edge.images.MAX_PIXELS`` is refused from its header.
+``:predict`` accepts ``{"b64": ...}`` for an image input too (``b64_inputs``) and answers as TF Serving.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from edge import images
+from edge.inputs import InputError, parse_json
+from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, read_body
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edge.server.app import EdgeApp
+
+MAX_K = 1000
+
+
+def _k(request: Request, classes: int) -> int:
+    """``?k=N`` (default ``DEFAULT_TOP_K``), at most the number of classes.
+
+    Raises:
+        InputError: 422 when k is not a whole number from 1.
+    """
+    query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"))
+    if "k" not in query:
+        return min(images.DEFAULT_TOP_K, classes)
+    text = query["k"][-1]
+    if not text.isdigit() or not 1 <= int(text) <= MAX_K:
+        raise InputError(422, f"k={text[:20]!r} is not a whole number from 1 to {MAX_K}")
+    return min(int(text), classes)
+
+
+def b64_inputs(app: "EdgeApp", instances: list, specs: list[dict]) -> Optional[dict[str, np.ndarray]]:
+    """Row-format ``instances`` whose image inputs are ``{"b64": ...}`` as input tensors; None when no
+    instance has a ``{"b64": ...}`` value (the caller's ordinary parsing goes on).
+
+    Raises:
+        InputError: an instance that is not an image (or an object keyed by the inputs), or bad image data,
+            naming the instance (numbered from 1).
+    """
+    image_specs = {i.name: i for i in images.image_inputs(app.p.manifest)}
+    names = [s["name"] for s in specs]
+
+    def value_of(inst: Any, name: str) -> Any:
+        return inst if len(names) == 1 and images.is_b64(inst) else inst.get(name) if isinstance(inst, dict) else None
+
+    if not image_specs or not any(images.is_b64(value_of(inst, n)) for inst in instances for n in image_specs):
+        return None
+    if len(names) != 1 or names[0] not in image_specs:
+        raise InputError(422, f"b64 images are taken for a model whose one input is an image; this model takes {names}")
+    spec = image_specs[names[0]]
+    rows = [images.from_b64(value_of(inst, spec.name), spec, f"instance {i}: ")
+            for i, inst in enumerate(instances, start=1)]
+    return {spec.name: np.concatenate(rows, axis=0)}
+
+
+class Images:
+    """The ``:classify`` handler over an ``EdgeApp``."""
+
+    def __init__(self, app: "EdgeApp") -> None:
+        self.app = app
+
+    def _spec(self) -> images.ImageInput:
+        """Raises: InputError: 422 when the model's one input is not an image with a known pixel range."""
+        manifest = self.app.p.manifest
+        found = images.image_inputs(manifest)
+        names = [s["name"] for s in manifest["inputs"]]
+        if len(names) != 1 or not found:
+            raise InputError(422, f"model {self.app.name!r} does not take one image (its inputs: {names}); "
+                                  f"POST JSON to /v1/models/{self.app.name}:predict")
+        found[0].check_scaled()
+        return found[0]
+
+    async def classify(self, request: Request) -> Answer:
+        """Raises: Reply, InputError: as the module's docstring says (415, 413, 400, 422)."""
+        app = self.app
+        app.tfs.check_model(request.params["model"])
+        spec = self._spec()
+        output = app.p.manifest["outputs"][0]
+        key, labels = output["key"], output.get("labels")
+        k = _k(request, int(output["shape"][-1] or 1))
+        body = await read_body(request, (*images.IMAGE_TYPES, JSON_TYPE), app.config.max_body)
+        ctype = request.headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if ctype == JSON_TYPE:
+            data = parse_json(body)
+            instances = data.get("instances") if isinstance(data, dict) else None
+            if not isinstance(instances, list) or not instances:
+                raise InputError(422, 'the JSON body must be {"instances": [{"b64": "<base64 of a JPEG or PNG>"}, ...]}')
+            if len(instances) > app.config.max_batch:
+                raise InputError(413, f"batch of {len(instances)} instances is over the limit of {app.config.max_batch}")
+            inputs = await app.run(b64_inputs, app, instances, app.p.manifest["inputs"])
+            if inputs is None:
+                raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
+        else:
+            inputs = {spec.name: await app.run(images.to_tensor, body, spec)}
+        outputs = await app.predict_inputs(inputs, request.log_rows)
+        scores = np.asarray(outputs[key], dtype=np.float64)
+        scores = scores.reshape(scores.shape[0], -1)
+        predictions = [{"top_k": images.top_k(row, labels, k)} for row in scores]
+        return 200, JSON_TYPE, json_bytes({"model": app.name, "predictions": predictions}), []

@@ -1,0 +1,173 @@
+"""Images on the Pi runner: ``edge.images`` (decode, resize, scale, top-k) and ``POST /v1/models/NAME:classify``
+(image body and b64 JSON) plus ``{"b64": ...}`` in ``:predict``, on the real image classifier bundle
+(tests/image_model.py, converted with --labels) served by a real ``deploykit-edge serve`` on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from edge import images
+from edge.inputs import InputError
+from edge_helpers import Server
+
+SPEC = images.ImageInput("image", 32, 32, 3, (0.0, 255.0))
+
+
+def png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_same_size_at_0_255_is_the_pixels_themselves() -> None:
+    a = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    t = images.to_tensor(png(a), SPEC)
+    assert t.dtype == np.float32 and t.shape == (1, 32, 32, 3)
+    assert np.array_equal(t[0], a.astype(np.float32))
+
+
+def test_resize_is_bilinear_with_half_pixel_centres() -> None:
+    # 2 columns -> 4: centres at -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1)
+    row = np.array([[[0], [100]]], dtype=np.uint8)
+    assert images.resize(row, 1, 4)[0, :, 0].tolist() == [0.0, 25.0, 75.0, 100.0]
+    scaled = images.from_pixels(np.full((4, 4, 3), 255, np.uint8), images.ImageInput("x", 2, 2, 3, (-1.0, 1.0)))
+    assert scaled.tolist() == np.ones((1, 2, 2, 3)).tolist()
+
+
+def test_gray_and_rgba_channels() -> None:
+    a = np.array([[[10, 20, 30]]], dtype=np.uint8)
+    one = images.from_pixels(a, images.ImageInput("x", 1, 1, 1, (0.0, 255.0)))
+    assert one.reshape(-1).tolist() == [np.float32((0.299 * 10 + 0.587 * 20) + 0.114 * 30)]
+    rgba = np.array([[[10, 20, 30, 40]]], dtype=np.uint8)
+    assert images.from_pixels(rgba, images.ImageInput("x", 1, 1, 4, (0.0, 255.0))).reshape(-1).tolist() == [10, 20, 30, 40]
+
+
+@pytest.mark.parametrize("data, status, message", [
+    (b"GIF89a....", 400, "the image is not a JPEG or PNG file"),
+    (b"", 400, "the image is not a JPEG or PNG file"),
+])
+def test_not_an_image(data: bytes, status: int, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        images.to_tensor(data, SPEC)
+    assert (err.value.status, str(err.value)) == (status, message)
+
+
+def test_truncated_png_is_400_naming_the_problem() -> None:
+    data = png(np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(InputError) as err:
+        images.to_tensor(data[: len(data) // 2], SPEC)
+    assert err.value.status == 400 and str(err.value).startswith("the image could not be decoded (PNG): ")
+
+
+def test_decompression_bomb_is_refused_from_the_header() -> None:
+    bomb = png(np.zeros((5000, 5000), np.uint8))  # 25 megapixels in a few kilobytes
+    assert len(bomb) < 100_000
+    with pytest.raises(InputError) as err:
+        images.to_tensor(bomb, SPEC)
+    assert (err.value.status, str(err.value)) == (
+        413, "the image is 5000x5000 = 25000000 pixels, over the limit of 24000000; send a smaller picture")
+
+
+def test_unknown_pixel_range_is_refused_naming_the_flag() -> None:
+    with pytest.raises(InputError) as err:
+        images.to_tensor(png(np.zeros((8, 8, 3), np.uint8)), images.ImageInput("image", 8, 8, 3, None))
+    assert str(err.value) == ("input 'image' is an image but the bundle does not say which pixel values the model "
+                              "takes; re-convert with --image-scale LOW..HIGH (e.g. 0..1)")
+
+
+def test_top_k_order_and_ties() -> None:
+    assert images.top_k([0.1, 0.5, 0.5, 0.2], ["a", "b", "c", "d"], 3) == [
+        {"index": 1, "label": "b", "score": 0.5}, {"index": 2, "label": "c", "score": 0.5},
+        {"index": 3, "label": "d", "score": 0.2}]
+    assert images.top_k([0.3, 0.7], None, 9) == [{"index": 1, "label": None, "score": 0.7},
+                                                 {"index": 0, "label": None, "score": 0.3}]
+
+
+# ------------------------------------------------------------------ over HTTP, the real bundle
+
+
+@pytest.fixture(scope="module")
+def served(image_bundle: dict[str, Any]) -> Iterator[Server]:
+    server = Server(image_bundle["bundle"], "--variant", "float32")
+    yield server
+    server.stop()
+
+
+def classify(server: Server, body: bytes, ctype: str, query: str = "") -> tuple[int, Any]:
+    status, _, data = server.request("POST", f"/v1/models/colours:classify{query}", body, {"Content-Type": ctype})
+    return status, json.loads(data)
+
+
+def test_manifest_has_labels_and_image_entry(image_bundle: dict[str, Any]) -> None:
+    from image_model import LABELS
+
+    m = json.loads((image_bundle["bundle"] / "manifest.json").read_text())
+    assert m["outputs"][0]["labels"] == LABELS
+    assert m["inputs"][0]["image"] == {"height": 32, "width": 32, "channels": 3, "pixels": [0.0, 255.0],
+                                       "pixels_from": "Rescaling layer 'rescaling': the model takes raw pixels"}
+
+
+def test_upload_and_b64_give_the_same_top_k_as_the_interpreter(served: Server, image_bundle: dict[str, Any]) -> None:
+    from edge.runner import Predictor
+    from image_model import LABELS
+
+    predictor = Predictor(image_bundle["bundle"], "float32")
+    for c, path in enumerate(image_bundle["pngs"]):
+        data = path.read_bytes()
+        expected = images.top_k(predictor.predict({"image": images.to_tensor(data, SPEC)})["output_0"][0], LABELS, 3)
+        status, body = classify(served, data, "image/png", "?k=3")
+        assert status == 200, body
+        assert body == {"model": "colours", "predictions": [{"top_k": expected}]}
+        assert body["predictions"][0]["top_k"][0]["label"] == LABELS[c]  # the model knows its colours
+        b64 = base64.b64encode(data).decode()
+        status, again = served.json("POST", "/v1/models/colours:classify?k=3", {"instances": [{"b64": b64}, {"image": {"b64": b64}}]})
+        assert status == 200, again
+        assert again["predictions"] == [{"top_k": expected}] * 2
+        status, tfs = served.json("POST", "/v1/models/colours:predict", {"instances": [{"b64": b64}]})
+        assert status == 200, tfs
+        assert [r["index"] for r in images.top_k(tfs["predictions"][0], LABELS, 3)] == [r["index"] for r in expected]
+
+
+def test_jpeg_upload(served: Server, image_bundle: dict[str, Any]) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(image_bundle["pngs"][2]).save(buf, "JPEG", quality=95)
+    status, body = classify(served, buf.getvalue(), "image/jpeg")
+    assert status == 200, body
+    assert len(body["predictions"][0]["top_k"]) == 4  # default k 5, at most the 4 classes
+    assert body["predictions"][0]["top_k"][0]["label"] == "<b>blue</b>"  # as data: JSON, not markup
+
+
+@pytest.mark.parametrize("body, ctype, query, status, error", [
+    (b"not an image", "image/png", "", 400, "the image is not a JPEG or PNG file"),
+    (b"x", "text/plain", "", 415, "content type text/plain is not supported; send Content-Type: image/jpeg"),
+    (b'{"instances": [{"b64": "%%%"}]}', "application/json", "", 400, "instance 1: input 'image': the b64 value is not base64"),
+    (b'{"instances": [[1, 2]]}', "application/json", "", 422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}'),
+    (b"", "image/png", "?k=0", 422, "k='0' is not a whole number from 1 to 1000"),
+])
+def test_classify_errors_are_json_naming_the_problem(served: Server, body: bytes, ctype: str, query: str,
+                                                     status: int, error: str) -> None:
+    got, answer = classify(served, body, ctype, query)
+    assert (got, answer) == (status, {"success": False, "error": error})
+
+
+def test_classify_body_over_the_limit_is_413(served: Server) -> None:
+    got, answer = classify(served, b"\x89PNG" + b"0" * (1024 * 1024), "image/png")
+    assert got == 413 and answer["error"].endswith("is over the limit of 1048576 bytes")
+
+
+def test_classify_on_a_tabular_model_is_422(module_server: Server) -> None:
+    status, _, data = module_server.request("POST", "/v1/models/boston_mlp:classify", b"x", {"Content-Type": "image/png"})
+    assert (status, json.loads(data)["error"]) == (
+        422, "model 'boston_mlp' does not take one image (its inputs: ['features']); "
+             "POST JSON to /v1/models/boston_mlp:predict")
