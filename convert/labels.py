@@ -151,7 +151,7 @@ def _labels(ref: Reference, path: Optional[Path]) -> Optional[list[str]]:
     width = shape[-1] if len(shape) == 2 else None
     if width != len(labels):
         raise DeployKitError(f"--labels {str(path)!r} has {len(labels)} classes but the model's output "
-                             f"{outputs[0]['name']!r} (shape {[d if d is not None else 'None' for d in shape]}) "
+                             f"{outputs[0]['name']!r} (shape [{', '.join(str(d) for d in shape)}]) "
                              f"has {width if width is not None else 'no fixed'} columns; write one class per output column, in order")
     return labels
 

@@ -8,6 +8,7 @@ import { judgeOutputs, formatG, describeTolerance, FLOAT32 } from './tolerance.j
 import { executeGraph } from './execute.js';
 import { bundleFile, fetchChecked, IntegrityError } from './integrity.js';
 import { BACKEND_ORDER, backendPlan } from './backends.js';
+import { mountImage, imageApi } from './image-ui.js';
 
 const BACKENDS = BACKEND_ORDER;
 // Imported on first use; index.html's import map pins each file's sha384 (build.mjs), so the browser
@@ -291,7 +292,7 @@ function describePrediction(outputs) {
   for (const { out, data } of flatOutputs(outputs)) {
     if (m.task === 'classification' && data.length > 1) {
       const k = data.indexOf(Math.max(...data));
-      parts.push(`${out.name}: class ${k} (${formatG(data[k], 4)})`);
+      parts.push(`${out.name}: ${out.labels ? out.labels[k] : `class ${k}`} (${formatG(data[k], 4)})`);
     } else {
       // A large output (an image, a sequence) shows its first values and its shape.
       const shown = data.slice(0, MAX_SHOWN).map((v) => formatG(v, 7)).join(', ');
@@ -688,6 +689,7 @@ async function start() {
   $('title').textContent = `Predict ${manifest.target || manifest.outputs[0].name} in your browser`;
   buildForm(manifest);
   markPicker(state.plan);
+  mountImage(manifest, { run: runModel, backend: () => tf.getBackend() });
   const predictNow = prefillFromQuery();
   const startNote = await startModel(first, await artifacts, predictNow);
   $('backend').value = tf.getBackend();
@@ -733,6 +735,7 @@ window.deploykit = {
     };
   },
   memory: () => tf.memory(),
+  image: imageApi,
   runRows: async (rows) => {
     const m = state.manifest;
     const inputs = { [m.inputs[0].name]: { shape: [rows.length, rows[0].length], data: rows.flat() } };

@@ -1,0 +1,225 @@
+"""Side-by-side benchmark of image requests (issue 11, "Speed"), in one run.
+
+The model is MobileNetV3Small at 96x96x3 (``weights=None``, 1000 classes, its own Rescaling: raw pixels),
+built at bench time and converted (float32 TFLite + TFJS graph) with a labels file. Measured:
+
+* **runner**: one ``deploykit-edge serve`` (float32, loopback, one keep-alive connection, requests one
+  after the other), side by side with the interpreter's own ``invoke()`` in this process (same artifact,
+  same runtime, input set once): a 96x96 JPEG upload to ``:classify``, a 640x480 JPEG upload (resized on
+  the Pi), b64 JSON to ``:classify``, and TF Serving JSON ``instances`` to ``:predict`` (the same tensor as
+  text, the old way). Rounds take turns (invoke, then each request kind), medians of every request.
+  The goal: a JPEG upload end to end within 1.5x the invoke time (reported as the ratio).
+* **page**: navigation to the first image prediction in headless Chromium, per backend (wasm, cpu,
+  webgl): the page is opened, a 96x96 JPEG is given to its file picker as soon as it is ready, and the
+  figure is the page's own mark ``deploykit:first-image-prediction`` (ms since navigation start);
+  median of --page-runs fresh contexts per backend.
+
+    python bench/image_bench.py [--requests 200] [--rounds 3] [--page-runs 3] [--json test-artifacts/image_bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "edge"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SIZE = 96
+GOAL_RATIO = 1.5
+BACKENDS = ["wasm", "cpu", "webgl"]
+
+
+def make_bundle(work: Path) -> Path:
+    """MobileNetV3Small 96x96 (weights=None) converted in-process: float32 TFLite + TFJS graph, labels."""
+    import keras
+    import numpy as np
+
+    from convert.pipeline import ConvertOptions, convert
+    from convert.tflite import Variant
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV3Small(input_shape=(SIZE, SIZE, 3), weights=None, classes=1000)
+    model.save(work / "mobilenet_v3_small.keras")
+    rng = np.random.default_rng(0)
+    np.savez(work / "images.npz", **{model.inputs[0].name.split(":")[0]: rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype("float32")})
+    (work / "labels.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
+    convert(ConvertOptions(model=work / "mobilenet_v3_small.keras", data=work / "images.npz", out=work / "bundle",
+                           labels=work / "labels.txt", variants=(Variant.FP32,), layers_model=False),
+            lambda step: print(f"  {step}", file=sys.stderr))
+    return work / "bundle"
+
+
+def jpeg(width: int, height: int, seed: int = 1) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) * 127 / (width + height)], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype("uint8")  # a photo-like gradient
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def invoke_times(bundle: Path, n: int) -> list[float]:
+    """The interpreter's own invoke(), input set once (what the model costs, nothing else)."""
+    import numpy as np
+
+    from edge.runner import Predictor
+
+    p = Predictor(bundle, "float32")
+    session = p._session()
+    interp = session.interpreter
+    detail = interp.get_input_details()[0]
+    interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=np.float32))
+    for _ in range(10):
+        interp.invoke()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        interp.invoke()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def request_times(port: int, path: str, body: bytes, ctype: str, n: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    times = []
+    try:
+        for i in range(n + 5):
+            t = time.perf_counter()
+            conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{path}: HTTP {resp.status} {data[:200]!r}")
+            if i >= 5:  # warm-up
+                times.append(time.perf_counter() - t)
+    finally:
+        conn.close()
+    return times
+
+
+def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from edge import images
+    from edge_helpers import Server
+
+    name = json.loads((bundle / "manifest.json").read_text())["name"]
+    spec = images.image_inputs(json.loads((bundle / "manifest.json").read_text()))[0]
+    small, large = jpeg(SIZE, SIZE), jpeg(640, 480)
+    tensor = images.to_tensor(small, spec)[0]
+    kinds = {
+        "jpeg_upload_96": (f"/v1/models/{name}:classify", small, "image/jpeg"),
+        "jpeg_upload_640x480": (f"/v1/models/{name}:classify", large, "image/jpeg"),
+        "b64_json_classify": (f"/v1/models/{name}:classify",
+                              json.dumps({"instances": [{"b64": base64.b64encode(small).decode()}]}).encode(), "application/json"),
+        "json_instances_predict": (f"/v1/models/{name}:predict",
+                                   json.dumps({"instances": [tensor.tolist()]}).encode(), "application/json"),
+    }
+    server = Server(bundle, "--variant", "float32", "--max-body", str(4 * 1024 * 1024))
+    samples: dict[str, list[float]] = {"invoke": [], **{k: [] for k in kinds}}
+    try:
+        for _ in range(args.rounds):
+            samples["invoke"] += invoke_times(bundle, args.requests)
+            for kind, (path, body, ctype) in kinds.items():
+                samples[kind] += request_times(server.port, path, body, ctype, args.requests)
+    finally:
+        server.stop()
+    invoke = statistics.median(samples["invoke"])
+    out: dict[str, Any] = {"bytes": {k: len(v[1]) for k, v in kinds.items()}}
+    for kind, values in samples.items():
+        ms = [v * 1000 for v in values]
+        out[kind] = {"median_ms": statistics.median(ms), "p90_ms": float(np.percentile(ms, 90)), "n": len(ms),
+                     "vs_invoke": statistics.median(values) / invoke}
+    out["goal"] = f"jpeg_upload_96 end to end <= {GOAL_RATIO}x invoke"
+    out["goal_met"] = out["jpeg_upload_96"]["vs_invoke"] <= GOAL_RATIO
+    return out
+
+
+def page(bundle: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    from convert.parity.browser import CHROMIUM_ARGS, find_chromium
+    from convert.serve_web import serve_in_thread
+
+    picture = work / "picture.jpg"
+    picture.write_bytes(jpeg(SIZE, SIZE))
+    server, url = serve_in_thread(bundle / "web")
+    results: dict[str, Any] = {}
+    try:
+        with sync_playwright() as p:
+            exe = find_chromium()
+            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS) if exe else p.chromium.launch(args=CHROMIUM_ARGS)
+            for backend in BACKENDS:
+                firsts, readies, used = [], [], set()
+                for _ in range(args.page_runs):
+                    ctx = browser.new_context()
+                    pg = ctx.new_page()
+                    pg.goto(f"{url}?backend={backend}")
+                    pg.wait_for_selector("body[data-state=ready]", timeout=180_000)
+                    pg.set_input_files("#image-file", str(picture))
+                    pg.wait_for_selector("body[data-images='1']", timeout=120_000)
+                    marks = pg.evaluate("Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))")
+                    firsts.append(marks["deploykit:first-image-prediction"])
+                    readies.append(marks["deploykit:ready"])
+                    used.add(pg.evaluate("deploykit.backend()"))
+                    ctx.close()
+                results[backend] = {"first_image_prediction_ms": statistics.median(firsts), "ready_ms": statistics.median(readies),
+                                    "runs": firsts, "backend_in_use": sorted(used)}
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundle", type=Path, help="an existing MobileNetV3Small bundle (default: build one)")
+    ap.add_argument("--requests", type=int, default=200, help="requests per kind and round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--page-runs", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=ROOT / "test-artifacts" / "image_bench.json")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="deploykit-image-bench-") as tmp:
+        work = Path(tmp)
+        bundle = args.bundle or make_bundle(work)
+        started = time.time()
+        load = os.getloadavg()
+        result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "load_average_at_start": load,
+                  "cpus": os.cpu_count(), "runner": runner(bundle, args), "page": page(bundle, args, work)}
+        result["load_average_at_end"] = os.getloadavg()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    r = result["runner"]
+    print(f"load average {load[0]:.1f} at start, {result['load_average_at_end'][0]:.1f} at end, {result['cpus']} CPUs")
+    print("runner (median of every request, ms; x the interpreter's invoke):")
+    for kind in ["invoke", "jpeg_upload_96", "jpeg_upload_640x480", "b64_json_classify", "json_instances_predict"]:
+        size = f", body {r['bytes'][kind]:,} B" if kind in r["bytes"] else ""
+        print(f"  {kind:24s} {r[kind]['median_ms']:8.3f} ms  p90 {r[kind]['p90_ms']:8.3f}  {r[kind]['vs_invoke']:6.2f}x{size}")
+    print(f"  goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'}")
+    print("page: navigation to first image prediction (median ms; ready in brackets)")
+    for backend, v in result["page"].items():
+        print(f"  {backend:6s} {v['first_image_prediction_ms']:8.0f} ms  ({v['ready_ms']:.0f})  ran on {', '.join(v['backend_in_use'])}")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
