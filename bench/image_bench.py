@@ -54,7 +54,10 @@ def make_bundle(work: Path) -> Path:
     model = keras.applications.MobileNetV3Small(input_shape=(SIZE, SIZE, 3), weights=None, classes=1000)
     model.save(work / "mobilenet_v3_small.keras")
     rng = np.random.default_rng(0)
-    np.savez(work / "images.npz", **{model.inputs[0].name.split(":")[0]: rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype("float32")})
+    from convert.reference import load
+
+    input_name = load(work / "mobilenet_v3_small.keras").inputs[0].name
+    np.savez(work / "images.npz", **{input_name: rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype("float32")})
     (work / "labels.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
     convert(ConvertOptions(model=work / "mobilenet_v3_small.keras", data=work / "images.npz", out=work / "bundle",
                            labels=work / "labels.txt", variants=(Variant.FP32,), layers_model=False),

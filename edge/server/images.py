@@ -117,3 +117,31 @@ class Images:
         scores = scores.reshape(scores.shape[0], -1)
         predictions = [{"top_k": images.top_k(row, labels, k)} for row in scores]
         return 200, JSON_TYPE, json_bytes({"model": app.name, "predictions": predictions}), []
+
+    def describe(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` (the OpenAPI document) with ``:classify`` added when the model takes one image."""
+        try:
+            self._spec()
+        except InputError:
+            return doc
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        statuses = {"400": "not a JPEG or PNG, truncated, or not base64", "404": "no such model or version",
+                    "413": f"body over {self.app.config.max_body} bytes or image over {images.MAX_PIXELS} pixels",
+                    "415": "not image/jpeg, image/png or application/json", "422": "bad k, or instances that are not images",
+                    "503": "busy or not ready"}
+        top = {"type": "object", "properties": {"index": {"type": "integer"}, "label": {"type": ["string", "null"]},
+                                                "score": {"type": "number"}}}
+        ok = {"type": "object", "properties": {"model": {"type": "string"}, "predictions": {"type": "array", "items": {
+            "type": "object", "properties": {"top_k": {"type": "array", "items": top}}}}}}
+        b64 = {"type": "object", "required": ["instances"], "properties": {"instances": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "properties": {"b64": {"type": "string", "contentEncoding": "base64"}}}}}}
+        binary = {"type": "string", "format": "binary"}
+        doc["paths"][f"/v1/models/{self.app.name}:classify"] = {"post": {
+            "summary": "Classify images: the top k classes with their labels (?k=N, default 5).",
+            "parameters": [{"name": "k", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K}}],
+            "requestBody": {"required": True, "content": {"image/jpeg": {"schema": binary}, "image/png": {"schema": binary},
+                                                          "application/json": {"schema": b64}}},
+            "responses": {"200": {"description": "top k per image", "content": {"application/json": {"schema": ok}}},
+                          **{code: {"description": text, "content": error} for code, text in statuses.items()}}}}
+        return doc

@@ -171,3 +171,12 @@ def test_classify_on_a_tabular_model_is_422(module_server: Server) -> None:
     assert (status, json.loads(data)["error"]) == (
         422, "model 'boston_mlp' does not take one image (its inputs: ['features']); "
              "POST JSON to /v1/models/boston_mlp:predict")
+
+
+def test_openapi_lists_classify_for_an_image_model_only(served: Server, module_server: Server) -> None:
+    status, doc = served.json("GET", "/openapi.json")
+    assert status == 200 and "/v1/models/colours:classify" in doc["paths"]
+    assert set(doc["paths"]["/v1/models/colours:classify"]["post"]["requestBody"]["content"]) == {
+        "image/jpeg", "image/png", "application/json"}
+    status, doc = module_server.json("GET", "/openapi.json")
+    assert status == 200 and not any(p.endswith(":classify") for p in doc["paths"])
