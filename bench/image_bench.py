@@ -171,18 +171,26 @@ def page(bundle: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS) if exe else p.chromium.launch(args=CHROMIUM_ARGS)
             for backend in BACKENDS:
                 firsts, readies, used = [], [], set()
-                for _ in range(args.page_runs):
-                    ctx = browser.new_context()
-                    pg = ctx.new_page()
-                    pg.goto(f"{url}?backend={backend}")
-                    pg.wait_for_selector("body[data-state=ready]", timeout=180_000)
-                    pg.set_input_files("#image-file", str(picture))
-                    pg.wait_for_selector("body[data-images='1']", timeout=120_000)
-                    marks = pg.evaluate("Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))")
-                    firsts.append(marks["deploykit:first-image-prediction"])
-                    readies.append(marks["deploykit:ready"])
-                    used.add(pg.evaluate("deploykit.backend()"))
-                    ctx.close()
+                try:
+                    for _ in range(args.page_runs):
+                        ctx = browser.new_context()
+                        pg = ctx.new_page()
+                        pg.goto(f"{url}?backend={backend}")
+                        pg.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=180_000)
+                        if pg.get_attribute("body", "data-state") == "error":
+                            raise RuntimeError(pg.inner_text("#load-status"))
+                        pg.set_input_files("#image-file", str(picture))
+                        pg.wait_for_selector("body[data-images='1'], #image-msg.error", timeout=120_000)
+                        if pg.get_attribute("body", "data-images") != "1":
+                            raise RuntimeError(pg.inner_text("#image-msg"))
+                        marks = pg.evaluate("Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))")
+                        firsts.append(marks["deploykit:first-image-prediction"])
+                        readies.append(marks["deploykit:ready"])
+                        used.add(pg.evaluate("deploykit.backend()"))
+                        ctx.close()
+                except Exception as exc:  # noqa: BLE001 - a backend that fails is reported, the others still run
+                    results[backend] = {"error": " ".join(str(exc).split())[:300]}
+                    continue
                 results[backend] = {"first_image_prediction_ms": statistics.median(firsts), "ready_ms": statistics.median(readies),
                                     "runs": firsts, "backend_in_use": sorted(used)}
             browser.close()
@@ -219,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'}")
     print("page: navigation to first image prediction (median ms; ready in brackets)")
     for backend, v in result["page"].items():
+        if "error" in v:
+            print(f"  {backend:6s} failed: {v['error']}")
+            continue
         print(f"  {backend:6s} {v['first_image_prediction_ms']:8.0f} ms  ({v['ready_ms']:.0f})  ran on {', '.join(v['backend_in_use'])}")
     print(f"wrote {args.json}")
     return 0
