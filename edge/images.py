@@ -23,6 +23,7 @@ MAX_PIXELS = 24_000_000
 #: what an image route takes (the Content-Type of the body)
 IMAGE_TYPES = (b"image/jpeg", b"image/png")
 DEFAULT_TOP_K = 5
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,11 @@ def decode(data: bytes, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.n
         raise InputError(400, f"the image is {width}x{height} pixels: empty")
     try:
         im.load()
-        im = ImageOps.exif_transpose(im)
-        im = im.convert("RGBA" if channels == 4 else "RGB")
+        if im.getexif().get(_ORIENTATION, 1) != 1:
+            im = ImageOps.exif_transpose(im)
+        mode = "RGBA" if channels == 4 else "RGB"
+        if im.mode != mode:
+            im = im.convert(mode)
     except Image.DecompressionBombError as exc:
         raise InputError(413, f"the image is too large to decode ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
@@ -105,13 +109,18 @@ def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``pixels`` ``[h, w, c]`` resized to ``[height, width, c]`` (bilinear, half-pixel centres, stretched), float64."""
+    """``pixels`` ``[h, w, c]`` resized to ``[height, width, c]`` (bilinear, half-pixel centres, stretched), float64.
+
+    At the same size every weight is 0 and the formula gives each pixel back exactly, so it is skipped."""
     p = np.asarray(pixels, dtype=np.float64)
+    if p.shape[0] == height and p.shape[1] == width:
+        return p
     y0, y1, fy = _axis(p.shape[0], height)
     x0, x1, fx = _axis(p.shape[1], width)
     gx, hx = (1.0 - fx)[None, :, None], fx[None, :, None]
-    top = p[y0][:, x0] * gx + p[y0][:, x1] * hx
-    bottom = p[y1][:, x0] * gx + p[y1][:, x1] * hx
+    rows0, rows1 = p[y0], p[y1]
+    top = rows0[:, x0] * gx + rows0[:, x1] * hx
+    bottom = rows1[:, x0] * gx + rows1[:, x1] * hx
     return top * (1.0 - fy)[:, None, None] + bottom * fy[:, None, None]
 
 
@@ -138,6 +147,8 @@ def from_pixels(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
     values = resize(source, spec.height, spec.width)
     low, high = spec.pixels
     step = (high - low) / 255.0
+    if low == 0.0 and step == 1.0:  # raw pixels: low + v * 1.0 is v
+        return values.astype(np.float32)[None]
     return (low + values * step).astype(np.float32)[None]
 
 
