@@ -94,7 +94,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         ("--keep-alive-timeout", args.keep_alive_timeout), ("--graceful-timeout", args.graceful_timeout)):
         if not value > 0:
             raise EdgeError(f"{flag} must be a number of seconds above 0 (got {value})")
+    repository = not (Path(args.bundle) / "manifest.json").is_file()
+    if args.workers > 1 and (repository or args.rollout_config):
+        raise EdgeError("--workers N serves one bundle folder only; serve a model repository (MODELS/, "
+                        "--rollout-config) with --workers 1: the canary's rollback, the shadow and the feedback "
+                        "ids are kept per process")
     config = ServeConfig(bundle=str(args.bundle), variant=args.variant, host=args.host, port=args.port,
+                         rollout_config=args.rollout_config, model=args.model,
                          workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
                          drift_window=args.drift_window, log_max_bytes=args.log_max_bytes,
@@ -360,7 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     rejected_help = "use a variant that convert rejected (it missed its tolerance; see `deploykit-edge info`)"
 
     s = sub.add_parser("serve", help="serve the model over HTTP (ASGI under uvicorn)")
-    s.add_argument("bundle", metavar="BUNDLE")
+    s.add_argument("bundle", metavar="BUNDLE|MODELS", help="one bundle folder, or MODELS/ (MODELS/NAME/VERSION/ each a bundle)")
+    s.add_argument("--rollout-config", metavar="FILE",
+                   help="labels, canary, shadow, fallback, rollback, feedback (default MODELS/rollout.json)")
+    s.add_argument("--model", metavar="NAME", help="the model /predict_json and the form answer with (default: the only one)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--variant", help=variant_help)

@@ -1,0 +1,58 @@
+"""One served model as the HTTP handlers see it: its ``Dispatcher`` (``edge.dispatch``) and its interface.
+
+Every version of a model has the same interface (``edge.repository`` refuses one that differs), so the
+request checks (features, inputs, outputs) are taken once, from the first version that loaded, and hold
+for whichever version answers. What is per answer (the version, its variant and sha256) comes with the
+``Outcome``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from edge.dispatch import Dispatcher
+from edge.inputs import RowParser
+from edge.repository import NotServed, Repository, State
+
+
+class ServedModel:
+    """A model's dispatcher, reference predictor (for its interface) and request parser.
+
+    Raises:
+        NotServed: (at construction) 404 for an unknown model; 503 when no version has loaded yet.
+    """
+
+    def __init__(self, repo: Repository, name: str, max_batch: int, log: Any = None) -> None:
+        self.repo, self.name = repo, name
+        self.dispatcher = Dispatcher(repo, name, log=log)
+        self.reference = self._any_loaded()
+        p = self.reference
+        self.manifest: dict[str, Any] = p.manifest
+        self.features: list[dict[str, Any]] = list(p.manifest.get("features") or [])
+        self.feature_names = [f["name"] for f in self.features]
+        self.rows = RowParser(self.features, max_batch) if self.features else None
+        self.output_keys: list[str] = list(p.output_keys)
+        self.one_value: bool = bool(p.one_value)
+
+    def _any_loaded(self) -> Any:
+        model = self.repo.model(self.name)
+        try:
+            return self.repo.resolve(self.name).predictor
+        except NotServed:
+            pass
+        for _, version in sorted(model.versions.items(), reverse=True):
+            if version.predictor is not None:
+                return version.predictor
+        raise NotServed(503, f"model {self.name!r} has no loaded version yet ({self.repo._states(model)})")
+
+    def current(self) -> Any:
+        """The predictor the default route answers with now (else the reference one)."""
+        try:
+            return self.repo.resolve(self.name).predictor
+        except NotServed:
+            return self.reference
+
+    def versions(self, state: Optional[State] = State.AVAILABLE) -> list[int]:
+        """The model's version numbers in ``state`` (all when None), ascending."""
+        model = self.repo.model(self.name)
+        return sorted(n for n, v in model.versions.items() if state is None or v.state is state)
