@@ -186,6 +186,17 @@ class Dispatcher:
             self.feedback = FeedbackStore(manifest["task"], self.config.feedback, classes=classes)
         return self.feedback
 
+    def store(self) -> FeedbackStore:
+        """The model's feedback store (made from the default version's manifest when none answered yet).
+
+        Raises:
+            NotServed: the model has no AVAILABLE version.
+        """
+        if self.feedback is not None:
+            return self.feedback
+        self._refresh()
+        return self._store(self.repo.resolve(self.name))
+
     def _replan(self) -> _Plan:
         """Work out the default route again (after a scan, a label move, a config change)."""
         self._refresh()

@@ -39,6 +39,7 @@ from edge.errors import EdgeError
 from edge.inputs import InputError, parse_json
 from edge.logs import CsvLogs
 from edge.repository import NotServed, Repository, State
+from edge.rollout_metrics import RolloutCollector
 from edge.runner import Predictor
 from edge.server.config import CONFIG_ENV, ServeConfig, limits
 from edge.server.cors import CORSMiddleware
@@ -71,8 +72,11 @@ def routes(app: "EdgeApp") -> list[Route]:
         Route(GET, "/drift", app.drift, "drift"),
         Route(GET, "/openapi.json", app.openapi, "openapi"),
         Route(GET, "/", app.index, "index"),
+        Route(GET, "/feedback", app.feedback_metrics, "feedback_metrics"),
+        Route(GET, "/v1/repository", app.repository, "repository"),
         # TF Serving; the order matters: a path ending in :predict is a predict whatever comes before
         Route(POST, "/v1/models/{model:tfs_model}:predict", tfs.predict, "tfs_predict", predicts=True),
+        Route(POST, "/v1/models/{model:tfs_model}/feedback", app.feedback, "feedback"),
         Route(GET, "/v1/models/{model:tfs_model}/metadata", tfs.metadata, "tfs_metadata"),
         Route(GET, "/v1/models/{model:tfs_status}", tfs.status, "tfs_status"),
     ]
@@ -192,6 +196,7 @@ class EdgeApp:
         for name, model in sorted(self.repo.models.items()):
             try:
                 version = self.repo.resolve(name)
+                self.served(name)  # its dispatcher counts from now on (/metrics)
             except NotServed as exc:
                 errors.append(str(exc))
                 continue
@@ -524,6 +529,39 @@ class EdgeApp:
         return 200, JSON_TYPE, json_bytes({"predictions": [value(r) for r in y], "success": True, **tail,
                                            "ids": outcome.ids}), extra
 
+    async def feedback(self, request: Request) -> Answer:
+        """``POST /v1/models/NAME/feedback``: ``{"id", "truth"}`` or a list of them, joined to the predictions.
+        One item answers its own status (200 joined or duplicate, 404 unknown or expired, 409 another truth,
+        422 invalid); a list answers 200 with each item's result.
+
+        Raises:
+            InputError: a body of another shape; NotServed: an unknown model; Reply: as ``read_body``.
+        """
+        ref = request.params["model"]
+        if ref.version is not None or ref.label is not None:
+            raise Reply(404, f"feedback is per model, not per version or label: POST to /v1/models/{ref.name[:100]}/feedback")
+        served = self.served(ref.name)
+        data = parse_json(await read_body(request, (JSON_TYPE,), self.config.max_body))
+        results = served.dispatcher.store().join_body(data)
+        if isinstance(data, list):
+            return 200, JSON_TYPE, json_bytes({"success": True, "results": [r.as_dict() for r in results]}), []
+        r = results[0]
+        if r.status != 200:
+            return r.status, JSON_TYPE, json_bytes({"success": False, "error": r.message, "id": r.id,
+                                                    "outcome": r.outcome}), []
+        return 200, JSON_TYPE, json_bytes({"success": True, "id": r.id, "outcome": r.outcome,
+                                           **({"message": r.message} if r.message else {})}), []
+
+    async def feedback_metrics(self, request: Request) -> Answer:
+        """``GET /feedback``: per model and version, the online metrics over each window and since the start."""
+        body = {name: {str(v): per for v, per in m.dispatcher.feedback.metrics().items()}
+                for name, m in sorted(self._served.items()) if m.dispatcher.feedback is not None}
+        return 200, JSON_TYPE, json_bytes({"models": body}), []
+
+    async def repository(self, request: Request) -> Answer:
+        """``GET /v1/repository``: the repository as the server sees it (``deploykit-edge status``)."""
+        return 200, JSON_TYPE, json_bytes(self.repo.describe()), []
+
     async def healthz(self, request: Request) -> Answer:
         return 200, JSON_TYPE, b'{"status":"ok"}', []
 
@@ -535,7 +573,8 @@ class EdgeApp:
         return 503, JSON_TYPE, json_bytes({"ready": False, "success": False, "error": self.ready_error, **extra}), []
 
     async def metrics(self, request: Request) -> Answer:
-        return 200, METRICS_TYPE, await self.telemetry.exposition(self.info), []
+        rollout = RolloutCollector(self.repo, {name: m.dispatcher for name, m in self._served.items()})
+        return 200, METRICS_TYPE, await self.telemetry.exposition(self.info, rollout), []
 
     async def drift(self, request: Request) -> Answer:
         return 200, JSON_TYPE, json_bytes(await self.telemetry.drift()), []
