@@ -49,6 +49,7 @@ from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, 
                                   json_bytes, json_float, outcome_headers, read_body)
 from edge.server.openapi import openapi
 from edge.server.routing import Route, Router
+from edge.server.oip import OpenInference
 from edge.server.served import ServedModel
 from edge.server import tfserving
 from edge.telemetry import Telemetry
@@ -61,7 +62,7 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 def routes(app: "EdgeApp") -> list[Route]:
     """The route table: every path the server answers, its methods and its handler."""
-    tfs, forms = app.tfs, app.forms
+    tfs, forms, v2 = app.tfs, app.forms, app.oip
     return [
         Route(POST, "/predict_json", app.predict_json, "predict_json", predicts=True),
         Route(GET, "/form", forms.form, "form"),
@@ -79,6 +80,16 @@ def routes(app: "EdgeApp") -> list[Route]:
         Route(POST, "/v1/models/{model:tfs_model}/feedback", app.feedback, "feedback"),
         Route(GET, "/v1/models/{model:tfs_model}/metadata", tfs.metadata, "tfs_metadata"),
         Route(GET, "/v1/models/{model:tfs_status}", tfs.status, "tfs_status"),
+        # the Open Inference Protocol v2 (edge.server.oip)
+        Route(GET, "/v2", v2.server, "oip_server"),
+        Route(GET, "/v2/health/live", v2.live, "oip_live", limited=False),
+        Route(GET, "/v2/health/ready", v2.ready, "oip_ready", limited=False),
+        Route(GET, "/v2/models/{name}", v2.metadata, "oip_metadata"),
+        Route(GET, "/v2/models/{name}/versions/{version}", v2.metadata, "oip_metadata"),
+        Route(GET, "/v2/models/{name}/ready", v2.model_ready, "oip_model_ready", limited=False),
+        Route(GET, "/v2/models/{name}/versions/{version}/ready", v2.model_ready, "oip_model_ready", limited=False),
+        Route(POST, "/v2/models/{name}/infer", v2.infer, "oip_infer"),
+        Route(POST, "/v2/models/{name}/versions/{version}/infer", v2.infer, "oip_infer"),
     ]
 
 
@@ -143,6 +154,7 @@ class EdgeApp:
         self._scan_task: Optional[asyncio.Task] = None
         self._scan_timer: Optional[asyncio.TimerHandle] = None
         self.tfs = tfserving.TFServing(self)
+        self.oip = OpenInference(self)
         self.forms = Forms(self)
         self.router = Router(routes(self), tfserving.CONVERTERS)
         self._asgi = OneRowPath(self, CORSMiddleware(self._http, config.allow_origins, self.router, self._record))
@@ -174,7 +186,7 @@ class EdgeApp:
 
     def _event(self, line: str) -> None:
         """A rollout event (a rollback, a scan's change) on stderr, one line."""
-        print(f"deploykit-edge: {line}", file=sys.stderr, flush=True)
+        print(line if line.startswith("deploykit-edge: ") else f"deploykit-edge: {line}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ lifecycle
 
