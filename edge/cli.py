@@ -251,6 +251,43 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- info
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a model repository as ``serve`` sees it: each version loaded, checked and self-tested (its
+    state, or why it failed), the labels, the config. Exit 1 when a model has no AVAILABLE version."""
+    from edge.repository import NotServed
+    from edge.server import ServeConfig
+    from edge.server.app import open_repository
+
+    config = ServeConfig(bundle=str(args.models), variant=args.variant, rollout_config=args.rollout_config,
+                         allow_rejected=args.allow_rejected)
+    repo = open_repository(config)
+    info = repo.describe()
+    if args.json:
+        print(json.dumps(info, indent=1))  # json.dumps escapes control characters itself
+    else:
+        where = f"config {printable(info['config'])}" if info["config"] else "no rollout config"
+        _print(f"repository {printable(info['root'])} ({where}; scanned every {info['poll_seconds']:g} s)")
+        if info["config_error"]:
+            _print(f"  config error: {printable(info['config_error'])}")
+        for name, model in info["models"].items():
+            _print(f"model {printable(name)}")
+            for v in model["versions"]:
+                error = v["status"]["error_message"]
+                detail = f"  {printable(v.get('variant', ''))}" if v["state"] == "AVAILABLE" else ""
+                _print(f"  version {v['version']:>4}  {v['state']:<9}{detail}" + (f"  {printable(error)}" if error else ""))
+            labels = ", ".join(f"{printable(k)} -> {n}" for k, n in sorted(model["labels"].items())) or "none"
+            _print(f"  labels: {labels}")
+            for label, note in sorted(model["label_notes"].items()):
+                _print(f"  label {printable(label)}: {printable(note)}")
+    missing = []
+    for name in repo.models:
+        try:
+            repo.resolve(name)
+        except NotServed:
+            missing.append(name)
+    return 1 if missing else 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Show what is in a bundle and whether this device can run each TFLite artifact."""
     from edge import manifest as mf
@@ -422,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="also print the full result as JSON")
     t.set_defaults(func=cmd_selftest)
 
+    st = sub.add_parser("status", help="show a model repository (MODELS/) as serve sees it")
+    st.add_argument("models", metavar="MODELS|BUNDLE")
+    st.add_argument("--rollout-config", metavar="FILE", help="default MODELS/rollout.json")
+    st.add_argument("--variant", help=variant_help)
+    st.add_argument("--allow-rejected", action="store_true", help=rejected_help)
+    st.add_argument("--json", action="store_true", help="print the repository as JSON (GET /v1/repository's body)")
+    st.set_defaults(func=cmd_status)
     i = sub.add_parser("info", help="show what is in a bundle")
     i.add_argument("bundle", metavar="BUNDLE")
     i.add_argument("--json", action="store_true")

@@ -248,7 +248,13 @@ class OutputChecker:
                 f"{self.margin:g} ([{lo:.6g}, {hi:.6g}])")
 
     def check(self, outputs: Mapping[str, Any]) -> Optional[str]:
-        """Every element of every output: None when all pass, else the first failure's reason."""
+        """Every element of every output: None when all pass, else the first failure's reason (a non-finite
+        value first, whichever output and row it is in: it must never be answered)."""
+        for key in self.bounds:
+            arr = np.asarray(outputs[key], dtype=np.float64)
+            nonfinite = ~np.isfinite(arr)
+            if nonfinite.any():
+                return self._reason(key, float(arr[nonfinite].flat[0]))
         for key, (lo, hi) in self.bounds.items():
             arr = np.asarray(outputs[key], dtype=np.float64)
             bad = ~((arr >= lo) & (arr <= hi))

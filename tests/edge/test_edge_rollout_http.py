@@ -368,3 +368,12 @@ def test_an_oip_v2_client_gets_the_predict_json_answer(server_factory, models: P
     assert status == 400 and body == {"error": "the inference request is invalid at inputs: [] should be non-empty"}
     c.close()
     triton.close()
+
+
+def test_a_non_finite_row_in_a_batch_is_never_answered() -> None:
+    """A batch with an out-of-range row before a non-finite one: the check names the non-finite value."""
+    from edge.rollout import OutputChecker
+
+    manifest = {"outputs": [{"key": "output_0", "range": [5.0, 50.0]}]}
+    reason = OutputChecker(manifest, 0.1).check({"output_0": np.asarray([[20.0], [1e9], [np.inf]])})
+    assert reason == "output 'output_0' is not finite (inf)"
