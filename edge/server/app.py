@@ -598,7 +598,7 @@ class EdgeApp:
 
     async def openapi(self, request: Request) -> Answer:
         if self._openapi is None:
-            self._openapi = json_bytes(openapi(self.p, self.config))
+            self._openapi = json_bytes(openapi(self.p, self.config, self.name))
         return 200, JSON_TYPE, self._openapi, []
 
 
