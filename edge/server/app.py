@@ -458,9 +458,13 @@ class EdgeApp:
         else:
             answer = value(v[served.output_keys[0]][0])
             text = json_bytes(answer)
-        tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason) if outcome.fallback else b""
-        body = (b'{"prediction":' + text + b',"success":true,"model_version":%d,"id":"' % outcome.version
-                + outcome.ids[0].encode() + b'"' + tail + b"}")  # what json_bytes would write
+        if outcome.fallback:
+            tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason)
+            body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"%s}' % (
+                text, outcome.version, outcome.ids[0].encode(), tail)
+        else:  # what json_bytes would write
+            body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"}' % (
+                text, outcome.version, outcome.ids[0].encode())
         self.telemetry.queue_row(row)
         if log_rows is not None and self.logs is not None:
             self.log_outcome(log_rows, [row], [answer], outcome, served)
