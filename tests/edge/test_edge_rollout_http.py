@@ -377,3 +377,19 @@ def test_a_non_finite_row_in_a_batch_is_never_answered() -> None:
     manifest = {"outputs": [{"key": "output_0", "range": [5.0, 50.0]}]}
     reason = OutputChecker(manifest, 0.1).check({"output_0": np.asarray([[20.0], [1e9], [np.inf]])})
     assert reason == "output 'output_0' is not finite (inf)"
+
+
+def test_sighup_scans_at_once(server_factory, models: Path, bundle: Path, linear_bundle: Path) -> None:
+    """With an hour between scans, SIGHUP makes the server see a new version (and a changed label) now."""
+    import signal
+
+    shutil.copytree(linear_bundle, models / "boston" / "1")
+    write_config(models, {"labels": {"stable": 1}}, poll=3600)
+    server = server_factory(models)
+    shutil.copytree(bundle, models / "boston" / "2")
+    write_config(models, {"labels": {"stable": 2}}, poll=3600)
+    time.sleep(0.5)
+    assert server.json("POST", "/predict_json", [6, 250, 66.5])[1]["model_version"] == 1
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: server.json("POST", "/predict_json", [6, 250, 66.5])[1]["model_version"] == 2, timeout=20)
+    assert server.proc.poll() is None
