@@ -97,7 +97,7 @@ class OpenInference:
             try:
                 outputs, outcome = await app.predict_inputs(decoded.inputs, request.log_rows, served, version=version,
                                                             key=app.sticky_key(request, served))
-            except (oip.OipError, NotServed, DispatchError):
+            except (oip.OipError, NotServed, DispatchError, InputError):  # InputError: its own status (422)
                 raise
             except EdgeError as exc:  # inputs the model refuses
                 raise oip.OipError(str(exc)) from None
