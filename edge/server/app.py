@@ -437,6 +437,26 @@ class EdgeApp:
             outcome = served.dispatcher.predict(served.reference.rows_to_inputs([row]), key=key)
         return self.one_body(row, outcome, log_rows, served), outcome
 
+    def fast_one(self, row: list[float], key: Optional[str]) -> tuple[bytes, bytes, Outcome]:
+        """The fast path's one row: ``(body, prediction id, outcome)`` through the default model's dispatcher,
+        the row queued for counting (``predict_one`` in the fewest steps for a one-value answer).
+
+        Raises:
+            NotServed, DispatchError: no version could answer.
+        """
+        served = self.default
+        if not served.one_value:
+            body, outcome = self.predict_one(row, None, key, served)
+            return body, outcome.ids[0].encode(), outcome
+        outcome = served.dispatcher.predict_value(row, None, None, key)
+        pid = outcome.ids[0].encode()
+        if outcome.fallback:
+            return self.one_body(row, outcome, None, served), pid, outcome
+        body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"}' % (
+            json_float(outcome.outputs), outcome.version, pid)  # what json_bytes would write
+        self.telemetry.queue_row(row)
+        return body, pid, outcome
+
     async def predict_one_async(self, row: list[float], log_rows: Optional[list[list[Any]]], key: Optional[str],
                                 served: ServedModel) -> tuple[bytes, Outcome]:
         """``predict_one`` inline or on the inference thread (``run``)."""

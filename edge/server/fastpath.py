@@ -72,7 +72,7 @@ class OneRowPath:
                 try:
                     row = app.rows.quick_body(body)  # type: ignore[union-attr]
                     if row is not None:  # no log rows: this path runs without --log-dir
-                        answer, outcome = app.predict_one(row, None, client_key)
+                        answer, pid, outcome = app.fast_one(row, client_key)
                 except (InputError, Reply):
                     answer = None
                 except (NotServed, DispatchError) as exc:  # answered by the inner app, not predicted twice
@@ -90,7 +90,7 @@ class OneRowPath:
         telemetry.enter()
         try:
             headers = [JSON_HEADER, (b"content-length", b"%d" % len(answer)),
-                       (b"x-model-version", b"%d" % outcome.version), (b"x-prediction-id", outcome.ids[0].encode())]
+                       (b"x-model-version", b"%d" % outcome.version), (b"x-prediction-id", pid)]
             if outcome.fallback:
                 headers.append((b"x-fallback", b"true"))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
