@@ -256,7 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     state, or why it failed), the labels, the config. Exit 1 when a model has no AVAILABLE version."""
     from edge.repository import NotServed
     from edge.server import ServeConfig
-    from edge.server.app import open_repository
+    from edge.server.served import open_repository
 
     config = ServeConfig(bundle=str(args.models), variant=args.variant, rollout_config=args.rollout_config,
                          allow_rejected=args.allow_rejected)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import math
 import os
 import signal
 import sys
@@ -33,7 +32,6 @@ from typing import Any, Callable, Optional, TypeVar
 import numpy as np
 
 from edge import __version__
-from edge import selftest as selftest_mod
 from edge.dispatch import DispatchError, Outcome
 from edge.errors import EdgeError
 from edge.inputs import InputError, parse_json
@@ -49,8 +47,9 @@ from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, 
                                   json_bytes, json_float, outcome_headers, read_body)
 from edge.server.openapi import openapi
 from edge.server.routing import Route, Router
+from edge.server.feedback import Feedback
 from edge.server.oip import OpenInference
-from edge.server.served import ServedModel
+from edge.server.served import ServedModel, open_repository
 from edge.server import tfserving
 from edge.telemetry import Telemetry
 
@@ -62,7 +61,7 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 def routes(app: "EdgeApp") -> list[Route]:
     """The route table: every path the server answers, its methods and its handler."""
-    tfs, forms, v2 = app.tfs, app.forms, app.oip
+    tfs, forms, v2, feedback = app.tfs, app.forms, app.oip, app.feedback
     return [
         Route(POST, "/predict_json", app.predict_json, "predict_json", predicts=True),
         Route(GET, "/form", forms.form, "form"),
@@ -73,11 +72,11 @@ def routes(app: "EdgeApp") -> list[Route]:
         Route(GET, "/drift", app.drift, "drift"),
         Route(GET, "/openapi.json", app.openapi, "openapi"),
         Route(GET, "/", app.index, "index"),
-        Route(GET, "/feedback", app.feedback_metrics, "feedback_metrics"),
-        Route(GET, "/v1/repository", app.repository, "repository"),
+        Route(GET, "/feedback", feedback.metrics, "feedback_metrics"),
+        Route(GET, "/v1/repository", feedback.repository, "repository"),
         # TF Serving; the order matters: a path ending in :predict is a predict whatever comes before
         Route(POST, "/v1/models/{model:tfs_model}:predict", tfs.predict, "tfs_predict", predicts=True),
-        Route(POST, "/v1/models/{model:tfs_model}/feedback", app.feedback, "feedback"),
+        Route(POST, "/v1/models/{model:tfs_model}/feedback", feedback.feedback, "feedback"),
         Route(GET, "/v1/models/{model:tfs_model}/metadata", tfs.metadata, "tfs_metadata"),
         Route(GET, "/v1/models/{model:tfs_status}", tfs.status, "tfs_status"),
         # the Open Inference Protocol v2 (edge.server.oip)
@@ -97,11 +96,6 @@ def value(row: np.ndarray) -> Any:
     """One predicted row as the JSON answers write it: a number, or a list of numbers."""
     flat = np.asarray(row, dtype=np.float64).ravel()
     return float(flat[0]) if flat.size == 1 else [float(v) for v in flat]
-
-
-def _non_finite(key: str) -> Reply:
-    return Reply(422, f"the model produced a non-finite output {key!r} for these inputs; "
-                      "send values nearer the training range")
 
 
 class EdgeApp:
@@ -155,6 +149,7 @@ class EdgeApp:
         self._scan_timer: Optional[asyncio.TimerHandle] = None
         self.tfs = tfserving.TFServing(self)
         self.oip = OpenInference(self)
+        self.feedback = Feedback(self)
         self.forms = Forms(self)
         self.router = Router(routes(self), tfserving.CONVERTERS)
         self._asgi = OneRowPath(self, CORSMiddleware(self._http, config.allow_origins, self.router, self._record))
@@ -565,39 +560,6 @@ class EdgeApp:
         return 200, JSON_TYPE, json_bytes({"predictions": [value(r) for r in y], "success": True, **tail,
                                            "ids": outcome.ids}), extra
 
-    async def feedback(self, request: Request) -> Answer:
-        """``POST /v1/models/NAME/feedback``: ``{"id", "truth"}`` or a list of them, joined to the predictions.
-        One item answers its own status (200 joined or duplicate, 404 unknown or expired, 409 another truth,
-        422 invalid); a list answers 200 with each item's result.
-
-        Raises:
-            InputError: a body of another shape; NotServed: an unknown model; Reply: as ``read_body``.
-        """
-        ref = request.params["model"]
-        if ref.version is not None or ref.label is not None:
-            raise Reply(404, f"feedback is per model, not per version or label: POST to /v1/models/{ref.name[:100]}/feedback")
-        served = self.served(ref.name)
-        data = parse_json(await read_body(request, (JSON_TYPE,), self.config.max_body))
-        results = served.dispatcher.store().join_body(data)
-        if isinstance(data, list):
-            return 200, JSON_TYPE, json_bytes({"success": True, "results": [r.as_dict() for r in results]}), []
-        r = results[0]
-        if r.status != 200:
-            return r.status, JSON_TYPE, json_bytes({"success": False, "error": r.message, "id": r.id,
-                                                    "outcome": r.outcome}), []
-        return 200, JSON_TYPE, json_bytes({"success": True, "id": r.id, "outcome": r.outcome,
-                                           **({"message": r.message} if r.message else {})}), []
-
-    async def feedback_metrics(self, request: Request) -> Answer:
-        """``GET /feedback``: per model and version, the online metrics over each window and since the start."""
-        body = {name: {str(v): per for v, per in m.dispatcher.feedback.metrics().items()}
-                for name, m in sorted(self._served.items()) if m.dispatcher.feedback is not None}
-        return 200, JSON_TYPE, json_bytes({"models": body}), []
-
-    async def repository(self, request: Request) -> Answer:
-        """``GET /v1/repository``: the repository as the server sees it (``deploykit-edge status``)."""
-        return 200, JSON_TYPE, json_bytes(self.repo.describe()), []
-
     async def healthz(self, request: Request) -> Answer:
         return 200, JSON_TYPE, b'{"status":"ok"}', []
 
@@ -629,44 +591,6 @@ class EdgeApp:
 def _now() -> str:
     wall = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
-
-
-def loader(config: ServeConfig, single: bool) -> Any:
-    """How the server loads a version: ``Predictor`` with the serve flags, then its self-test. In a
-    repository a failing self-test keeps the version out (END); a single bundle is served as before: its
-    self-test decides readiness (``--serve-unready`` answers anyway)."""
-    def load(path: Any, variant: Optional[str]) -> tuple[Any, dict[str, Any]]:
-        predictor = Predictor(path, variant or config.variant, num_threads=config.threads,
-                              allow_rejected=config.allow_rejected)
-        try:
-            result = selftest_mod.run(predictor)
-        except EdgeError as exc:
-            if not single:
-                raise
-            return predictor, {"passed": False, "failures": [str(exc)], "error": str(exc)}
-        if not result["passed"] and not single:
-            raise EdgeError("self-test failed: " + "; ".join(result["failures"]))
-        return predictor, result
-    return load
-
-
-def open_repository(config: ServeConfig) -> Repository:
-    """The repository of a serve config, scanned once (every version loaded and self-tested).
-
-    Raises:
-        EdgeError: the folder or the rollout config is invalid; a single bundle that cannot be loaded.
-    """
-    from pathlib import Path
-
-    single = (Path(config.bundle) / "manifest.json").is_file()
-    repo = Repository(config.bundle, config.rollout_config, loader=loader(config, single))
-    repo.scan()
-    if single:
-        for model in repo.models.values():
-            for version in model.versions.values():
-                if version.state is State.END and version.error:
-                    raise EdgeError(version.error)
-    return repo
 
 
 def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:

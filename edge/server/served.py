@@ -1,4 +1,5 @@
-"""One served model as the HTTP handlers see it: its ``Dispatcher`` (``edge.dispatch``) and its interface.
+"""What the server serves: the repository it opens (``open_repository``, each version loaded by ``loader``)
+and one model as the HTTP handlers see it: its ``Dispatcher`` (``edge.dispatch``) and its interface.
 
 Every version of a model has the same interface (``edge.repository`` refuses one that differs), so the
 request checks (features, inputs, outputs) are taken once, from the first version that loaded, and hold
@@ -8,11 +9,16 @@ for whichever version answers. What is per answer (the version, its variant and 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
+from edge import selftest as selftest_mod
 from edge.dispatch import Dispatcher
+from edge.errors import EdgeError
 from edge.inputs import RowParser
 from edge.repository import NotServed, Repository, State
+from edge.runner import Predictor
+from edge.server.config import ServeConfig
 
 
 class ServedModel:
@@ -56,3 +62,39 @@ class ServedModel:
         """The model's version numbers in ``state`` (all when None), ascending."""
         model = self.repo.model(self.name)
         return sorted(n for n, v in model.versions.items() if state is None or v.state is state)
+
+
+def loader(config: ServeConfig, single: bool) -> Any:
+    """How the server loads a version: ``Predictor`` with the serve flags, then its self-test. In a
+    repository a failing self-test keeps the version out (END); a single bundle is served as before: its
+    self-test decides readiness (``--serve-unready`` answers anyway)."""
+    def load(path: Any, variant: Optional[str]) -> tuple[Any, dict[str, Any]]:
+        predictor = Predictor(path, variant or config.variant, num_threads=config.threads,
+                              allow_rejected=config.allow_rejected)
+        try:
+            result = selftest_mod.run(predictor)
+        except EdgeError as exc:
+            if not single:
+                raise
+            return predictor, {"passed": False, "failures": [str(exc)], "error": str(exc)}
+        if not result["passed"] and not single:
+            raise EdgeError("self-test failed: " + "; ".join(result["failures"]))
+        return predictor, result
+    return load
+
+
+def open_repository(config: ServeConfig) -> Repository:
+    """The repository of a serve config, scanned once (every version loaded and self-tested).
+
+    Raises:
+        EdgeError: the folder or the rollout config is invalid; a single bundle that cannot be loaded.
+    """
+    single = (Path(config.bundle) / "manifest.json").is_file()
+    repo = Repository(config.bundle, config.rollout_config, loader=loader(config, single))
+    repo.scan()
+    if single:
+        for model in repo.models.values():
+            for version in model.versions.values():
+                if version.state is State.END and version.error:
+                    raise EdgeError(version.error)
+    return repo
