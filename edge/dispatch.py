@@ -36,7 +36,8 @@ from edge import rollout_config as rc
 from edge.errors import EdgeError
 from edge.feedback import FeedbackStore
 from edge.repository import NotServed, Repository, State, Version
-from edge.rollout import CanaryChooser, Disagreement, OutputChecker, RollbackMonitor, disagreement
+from edge.rollout import (CanaryChooser, Disagreement, OutputChecker, RollbackMonitor, disagreement,
+                          disagreement_value)
 
 ABS_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 REL_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1.0)
@@ -422,7 +423,6 @@ def _non_finite(reason: str) -> bool:
 
 def _compare(version: Version, live: Any, other: Any) -> Disagreement:
     manifest = version.predictor.manifest
-    if isinstance(live, float):
-        key = manifest["outputs"][0]["key"]
-        return disagreement(manifest, {key: live}, {key: other})
+    if isinstance(live, float) and isinstance(other, float):
+        return disagreement_value(manifest, live, other)
     return disagreement(manifest, live, other)

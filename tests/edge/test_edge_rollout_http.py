@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import http.client
 import json
+import math
 import os
 import shutil
 import threading
@@ -393,3 +394,21 @@ def test_sighup_scans_at_once(server_factory, models: Path, bundle: Path, linear
     server.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: server.json("POST", "/predict_json", [6, 250, 66.5])[1]["model_version"] == 2, timeout=20)
     assert server.proc.poll() is None
+
+
+def test_the_one_value_disagreement_is_numpys() -> None:
+    """The shadow's plain-float comparison gives exactly what the numpy one gives, NaN, zero and inf included."""
+    from edge.rollout import disagreement, disagreement_value
+
+    rng = np.random.default_rng(3)
+    values = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 5e-324, 1e308, 0.5, 0.49999999] + \
+        [float(v) for v in rng.normal(0, 30, 40)]
+    for task, rng_ in (("regression", [5.0, 50.0]), ("classification", [0.0, 1.0])):
+        manifest = {"task": task, "outputs": [{"key": "output_0", "shape": [None, 1], "range": rng_}]}
+        for a in values:
+            for b in values[:20]:
+                want = disagreement(manifest, {"output_0": np.asarray([[a]])}, {"output_0": np.asarray([[b]])})
+                got = disagreement_value(manifest, a, b)
+                for field in ("absolute", "relative", "top1", "score"):
+                    w, g = getattr(want, field), getattr(got, field)
+                    assert (w is None and g is None) or w == g or (math.isnan(w) and math.isnan(g)), (task, a, b, field, w, g)
