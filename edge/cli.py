@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence, TextIO
 from edge import __version__
 from edge.console import EXIT_ERROR, print_line, run_command
 from edge.errors import EdgeError
+from edge.text import printable
 
 
 _print = print_line  # one line, control characters escaped (edge.console)
