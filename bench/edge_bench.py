@@ -19,6 +19,15 @@ Python API (edge `Predictor.predict_value`; `predict_row` and `predict_rows` for
     python bench/edge_bench.py [--bundle B --model M.keras] [--duration 10] [--rounds 5] [--json bench/edge_bench.json]
 
 Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI into a temp folder.
+
+The rollout's cost (issue 14) is measured in the same run, side by side with the single-bundle server
+(``edge``): ``edge_canary`` serves ``MODELS/boston/{1,2}`` (the same bundle twice) with a 10 % canary
+(routing, the canary's draw, the version headers and ids on every answer); ``edge_shadow`` the same
+repository with version 2 shadowing every request (run after the answer is sent). With ``--before-tree
+PATH`` (a checkout of the server before the rollout, e.g. ``git worktree add /tmp/before 574a0ef``),
+``edge_before`` runs that tree's single-bundle server too. Goals: the canary server keeps >= 90 % of the
+single-bundle server's requests/s, the shadow adds <= 5 % to its p99. RSS per loaded version: the idle
+resident memory of a repository of 4 versions minus one of 1, over 3.
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
 BODY = b"[6, 250, 66.5]"
 GOALS = {"rps_vs_baseline": 40.0, "rps_vs_ceiling": 0.70, "p99_vs_baseline": 1 / 20, "rss_vs_baseline": 1 / 10,
-         "start_vs_baseline": 1 / 10, "api_speedup": 100.0}
+         "start_vs_baseline": 1 / 10, "api_speedup": 100.0,
+         "canary_rps_vs_single": 0.90, "shadow_p99_vs_single": 1.05}
 
 BASELINE_APP = textwrap.dedent('''
     """The course's service, as the course writes it (Flask + Keras + predict_on_batch on a DataFrame)."""
@@ -141,10 +151,10 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def start(cmd: list[str], port: int, timeout: float = 120) -> tuple[subprocess.Popen, float]:
+def start(cmd: list[str], port: int, timeout: float = 120, env: dict | None = None) -> tuple[subprocess.Popen, float]:
     """Start a server; return it and the seconds from process start to the first 200 on /predict_json."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"{cmd} exited: {proc.stderr.read().decode()[-2000:]}")
@@ -229,7 +239,7 @@ def load(port: int, args: argparse.Namespace) -> dict:
     return load_python(port, args.duration, args.connections)
 
 
-def measure_servers(servers: dict[str, tuple[list[str], int]], args: argparse.Namespace, rounds: int) -> dict[str, dict]:
+def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds: int) -> dict[str, dict]:
     """Start every server (start-up time measured one at a time), then load them in turn, ``rounds`` times
     round-robin, so that a slow spell of the machine hits each of them alike. Requests/s and latencies are
     the median over the rounds; resident memory the largest seen."""
@@ -237,8 +247,8 @@ def measure_servers(servers: dict[str, tuple[list[str], int]], args: argparse.Na
     runs: dict[str, list[dict]] = {name: [] for name in servers}
     rss: dict[str, float] = {}
     try:
-        for name, (cmd, port) in servers.items():
-            proc, startup = start(cmd, port)
+        for name, (cmd, port, *env) in servers.items():
+            proc, startup = start(cmd, port, env=env[0] if env else None)
             procs[name] = (proc, port, startup)
             for _ in range(200):  # warm up
                 post_once(port)
@@ -304,6 +314,30 @@ def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def make_repository(root: Path, bundle: Path, versions: int, model: dict) -> Path:
+    """``root/boston/1..versions`` (copies of one bundle) and ``root/rollout.json`` for ``model``."""
+    for n in range(1, versions + 1):
+        shutil.copytree(bundle, root / "boston" / str(n))
+    (root / "rollout.json").write_text(json.dumps({"schema_version": 1, "poll_seconds": 60, "models": {"boston": model}}))
+    return root
+
+
+def rss_per_version(work: Path, bundle: Path) -> dict:
+    """Idle resident memory (after 200 requests) of a repository of 1 and of 4 versions of the bundle."""
+    out = {}
+    for n in (1, 4):
+        root = make_repository(work / f"rss{n}", bundle, n, {"labels": {"stable": 1}})
+        port = free_port()
+        proc, _ = start([sys.executable, "-m", "edge", "serve", str(root), "--port", str(port)], port)
+        try:
+            for _ in range(200):
+                post_once(port)
+            out[n] = tree_rss_mb(proc.pid)
+        finally:
+            stop(proc)
+    return {"rss_1_version_mb": out[1], "rss_4_versions_mb": out[4], "rss_per_version_mb": (out[4] - out[1]) / 3}
+
+
 def make_bundle(work: Path) -> tuple[Path, Path]:
     model, bundle = work / "mlp.keras", work / "bundle"
     for cmd in ([sys.executable, "-m", "convert", "train", "--model", "mlp", "--out", str(model)],
@@ -326,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="deploykit-edge --workers")
     parser.add_argument("--api-repeats", type=int, default=200)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "edge_bench.json")
+    parser.add_argument("--before-tree", type=Path, metavar="PATH",
+                        help="a checkout of the server before the rollout: its single-bundle server is loaded too")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="edge_bench_"))
@@ -342,15 +378,28 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     results = measure_servers({"baseline": ([sys.executable, str(work / "baseline.py"), str(args.model), str(port)], port)},
                               args, 1)
-    ceiling_port = edge_port = free_port()
-    while edge_port == ceiling_port:
-        edge_port = free_port()
-    results.update(measure_servers({
+    ports: set[int] = set()
+    while len(ports) < 5:
+        ports.add(free_port())
+    ceiling_port, edge_port, canary_port, shadow_port, before_port = sorted(ports)
+    canary_repo = make_repository(work / "canary", args.bundle, 2, {"labels": {"stable": 1, "canary": 2},
+                                                                    "canary": {"share": 0.1}})
+    shadow_repo = make_repository(work / "shadow", args.bundle, 2, {"labels": {"stable": 1},
+                                                                    "shadow": {"version": 2, "share": 1.0}})
+    servers: dict[str, tuple] = {
         "ceiling": ([sys.executable, str(work / "ceiling.py"), str(ceiling_port), str(args.workers), str(REPO)], ceiling_port),
         "edge": ([sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(edge_port),
                   "--workers", str(args.workers)], edge_port),
-    }, args, args.rounds))
+        "edge_canary": ([sys.executable, "-m", "edge", "serve", str(canary_repo), "--port", str(canary_port)], canary_port),
+        "edge_shadow": ([sys.executable, "-m", "edge", "serve", str(shadow_repo), "--port", str(shadow_port)], shadow_port),
+    }
+    if args.before_tree is not None:
+        servers["edge_before"] = ([sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(before_port),
+                                   "--workers", str(args.workers)], before_port,
+                                  {**ENV, "PYTHONPATH": str(args.before_tree.resolve())})
+    results.update(measure_servers(servers, args, args.rounds))
     api = api_timings(args.bundle, args.model, args.api_repeats)
+    memory = rss_per_version(work, args.bundle)
 
     b, c, e = results["baseline"], results["ceiling"], results["edge"]
     ratios = {
@@ -360,8 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         "rss_vs_baseline": e["rss_mb"] / b["rss_mb"],
         "start_vs_baseline": e["start_to_first_200_s"] / b["start_to_first_200_s"],
         "api_speedup": api["keras_s"] / api["edge_s"],
+        "canary_rps_vs_single": results["edge_canary"]["rps"] / e["rps"],
+        "shadow_p99_vs_single": results["edge_shadow"]["p99_ms"] / e["p99_ms"],
     }
-    lower_is_better = {"p99_vs_baseline", "rss_vs_baseline", "start_vs_baseline"}
+    lower_is_better = {"p99_vs_baseline", "rss_vs_baseline", "start_vs_baseline", "shadow_p99_vs_single"}
     met = {k: (v <= GOALS[k]) if k in lower_is_better else (v >= GOALS[k]) for k, v in ratios.items()}
 
     print()
@@ -373,13 +424,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'one prediction, Python API (us)':32} {api['keras_s'] * 1e6:12.1f} {'':>12} {api['edge_s'] * 1e6:12.1f}"
           f"   (predict_value; predict_row {api['edge_row_s'] * 1e6:.1f}, predict_rows {api['edge_rows_s'] * 1e6:.1f})")
     print()
+    rollout = [n for n in ("edge_before", "edge", "edge_canary", "edge_shadow") if n in results]
+    print(f"{'rollout (one-row fast path)':32} " + " ".join(f"{n:>12}" for n in rollout))
+    print(f"{'requests/s':32} " + " ".join(f"{results[n]['rps']:12.0f}" for n in rollout))
+    print(f"{'p99 latency (ms)':32} " + " ".join(f"{results[n]['p99_ms']:12.2f}" for n in rollout))
+    print(f"{'resident memory (MB)':32} " + " ".join(f"{results[n]['rss_mb']:12.1f}" for n in rollout))
+    print(f"{'RSS per loaded version (MB)':32} {memory['rss_per_version_mb']:12.1f}   "
+          f"(1 version {memory['rss_1_version_mb']:.1f}, 4 versions {memory['rss_4_versions_mb']:.1f})")
+    if "edge_before" in results:
+        ratios["single_rps_vs_before"] = e["rps"] / results["edge_before"]["rps"]
+        ratios["canary_rps_vs_before"] = results["edge_canary"]["rps"] / results["edge_before"]["rps"]
+        GOALS["single_rps_vs_before"] = GOALS["canary_rps_vs_before"] = 0.90
+        met.update({k: ratios[k] >= 0.90 for k in ("single_rps_vs_before", "canary_rps_vs_before")})
+    print()
     names = {"rps_vs_baseline": "requests/s edge/baseline", "rps_vs_ceiling": "requests/s edge/ceiling",
              "p99_vs_baseline": "p99 edge/baseline", "rss_vs_baseline": "RSS edge/baseline",
-             "start_vs_baseline": "start edge/baseline", "api_speedup": "API predict_on_batch/edge"}
+             "start_vs_baseline": "start edge/baseline", "api_speedup": "API predict_on_batch/edge",
+             "canary_rps_vs_single": "requests/s canary/single", "shadow_p99_vs_single": "p99 shadow/single",
+             "single_rps_vs_before": "requests/s single/before", "canary_rps_vs_before": "requests/s canary/before"}
     for key, value in ratios.items():
         goal = ("<= " if key in lower_is_better else ">= ") + f"{GOALS[key]:.3g}"
         print(f"{names[key]:32} {value:10.3g}   goal {goal:10} {'met' if met[key] else 'NOT MET'}")
-    report = {"servers": results, "api": api, "ratios": ratios, "goals": GOALS, "met": met,
+    report = {"servers": results, "api": api, "rollout_memory": memory, "ratios": ratios, "goals": GOALS, "met": met,
               "command": " ".join([Path(sys.executable).name, "bench/edge_bench.py", *(argv or sys.argv[1:])]),
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
     args.json.parent.mkdir(parents=True, exist_ok=True)

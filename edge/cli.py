@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence, TextIO
 from edge import __version__
 from edge.console import EXIT_ERROR, print_line, run_command
 from edge.errors import EdgeError
+from edge.text import printable
 
 
 _print = print_line  # one line, control characters escaped (edge.console)
@@ -94,7 +95,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         ("--keep-alive-timeout", args.keep_alive_timeout), ("--graceful-timeout", args.graceful_timeout)):
         if not value > 0:
             raise EdgeError(f"{flag} must be a number of seconds above 0 (got {value})")
+    repository = not (Path(args.bundle) / "manifest.json").is_file()
+    if args.workers > 1 and (repository or args.rollout_config):
+        raise EdgeError("--workers N serves one bundle folder only; serve a model repository (MODELS/, "
+                        "--rollout-config) with --workers 1: the canary's rollback, the shadow and the feedback "
+                        "ids are kept per process")
     config = ServeConfig(bundle=str(args.bundle), variant=args.variant, host=args.host, port=args.port,
+                         rollout_config=args.rollout_config, model=args.model,
                          workers=args.workers, allow_origins=list(args.allow_origin or []), log_dir=args.log_dir,
                          max_body=args.max_body, max_batch=args.max_batch, max_concurrency=args.max_concurrency,
                          drift_window=args.drift_window, log_max_bytes=args.log_max_bytes,
@@ -245,6 +252,43 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- info
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a model repository as ``serve`` sees it: each version loaded, checked and self-tested (its
+    state, or why it failed), the labels, the config. Exit 1 when a model has no AVAILABLE version."""
+    from edge.repository import NotServed
+    from edge.server import ServeConfig
+    from edge.server.served import open_repository
+
+    config = ServeConfig(bundle=str(args.models), variant=args.variant, rollout_config=args.rollout_config,
+                         allow_rejected=args.allow_rejected)
+    repo = open_repository(config)
+    info = repo.describe()
+    if args.json:
+        print(json.dumps(info, indent=1))  # json.dumps escapes control characters itself
+    else:
+        where = f"config {printable(info['config'])}" if info["config"] else "no rollout config"
+        _print(f"repository {printable(info['root'])} ({where}; scanned every {info['poll_seconds']:g} s)")
+        if info["config_error"]:
+            _print(f"  config error: {printable(info['config_error'])}")
+        for name, model in info["models"].items():
+            _print(f"model {printable(name)}")
+            for v in model["versions"]:
+                error = v["status"]["error_message"]
+                detail = f"  {printable(v.get('variant', ''))}" if v["state"] == "AVAILABLE" else ""
+                _print(f"  version {v['version']:>4}  {v['state']:<9}{detail}" + (f"  {printable(error)}" if error else ""))
+            labels = ", ".join(f"{printable(k)} -> {n}" for k, n in sorted(model["labels"].items())) or "none"
+            _print(f"  labels: {labels}")
+            for label, note in sorted(model["label_notes"].items()):
+                _print(f"  label {printable(label)}: {printable(note)}")
+    missing = []
+    for name in repo.models:
+        try:
+            repo.resolve(name)
+        except NotServed:
+            missing.append(name)
+    return 1 if missing else 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Show what is in a bundle and whether this device can run each TFLite artifact."""
     from edge import manifest as mf
@@ -360,7 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     rejected_help = "use a variant that convert rejected (it missed its tolerance; see `deploykit-edge info`)"
 
     s = sub.add_parser("serve", help="serve the model over HTTP (ASGI under uvicorn)")
-    s.add_argument("bundle", metavar="BUNDLE")
+    s.add_argument("bundle", metavar="BUNDLE|MODELS", help="one bundle folder, or MODELS/ (MODELS/NAME/VERSION/ each a bundle)")
+    s.add_argument("--rollout-config", metavar="FILE",
+                   help="labels, canary, shadow, fallback, rollback, feedback (default MODELS/rollout.json)")
+    s.add_argument("--model", metavar="NAME", help="the model /predict_json and the form answer with (default: the only one)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--variant", help=variant_help)
@@ -413,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="also print the full result as JSON")
     t.set_defaults(func=cmd_selftest)
 
+    st = sub.add_parser("status", help="show a model repository (MODELS/) as serve sees it")
+    st.add_argument("models", metavar="MODELS|BUNDLE")
+    st.add_argument("--rollout-config", metavar="FILE", help="default MODELS/rollout.json")
+    st.add_argument("--variant", help=variant_help)
+    st.add_argument("--allow-rejected", action="store_true", help=rejected_help)
+    st.add_argument("--json", action="store_true", help="print the repository as JSON (GET /v1/repository's body)")
+    st.set_defaults(func=cmd_status)
     i = sub.add_parser("info", help="show what is in a bundle")
     i.add_argument("bundle", metavar="BUNDLE")
     i.add_argument("--json", action="store_true")

@@ -36,7 +36,8 @@ from edge import rollout_config as rc
 from edge.errors import EdgeError
 from edge.feedback import FeedbackStore
 from edge.repository import NotServed, Repository, State, Version
-from edge.rollout import CanaryChooser, Disagreement, OutputChecker, RollbackMonitor, disagreement
+from edge.rollout import (CanaryChooser, Disagreement, OutputChecker, RollbackMonitor, disagreement,
+                          disagreement_value)
 
 ABS_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 REL_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1.0)
@@ -111,13 +112,15 @@ class Outcome:
 class _Plan:
     """The default route, worked out once per change of labels, versions or config (identity checks)."""
 
-    __slots__ = ("labels", "versions", "config", "stable", "value", "lo", "hi", "canary", "shadow")
+    __slots__ = ("labels", "versions", "config", "stable", "value", "lo", "hi", "canary", "shadow", "number", "store")
 
     def __init__(self, labels: Any, versions: Any, config: Any, stable: Optional[Version], lo: float, hi: float,
-                 canary: bool, shadow: bool) -> None:
+                 canary: bool, shadow: bool, store: Optional[FeedbackStore] = None) -> None:
         self.labels, self.versions, self.config, self.stable = labels, versions, config, stable
         self.value = stable.predictor.predict_value if stable is not None and hasattr(stable.predictor, "predict_value") else None
         self.lo, self.hi, self.canary, self.shadow = lo, hi, canary, shadow
+        self.number = stable.number if stable is not None else 0
+        self.store = store
 
 
 @dataclass
@@ -186,6 +189,17 @@ class Dispatcher:
             self.feedback = FeedbackStore(manifest["task"], self.config.feedback, classes=classes)
         return self.feedback
 
+    def store(self) -> FeedbackStore:
+        """The model's feedback store (made from the default version's manifest when none answered yet).
+
+        Raises:
+            NotServed: the model has no AVAILABLE version.
+        """
+        if self.feedback is not None:
+            return self.feedback
+        self._refresh()
+        return self._store(self.repo.resolve(self.name))
+
     def _replan(self) -> _Plan:
         """Work out the default route again (after a scan, a label move, a config change)."""
         self._refresh()
@@ -201,7 +215,7 @@ class Dispatcher:
         canary = labels.get("canary")
         plan = _Plan(labels, versions, self._config, stable, lo, hi,
                      canary is not None and canary != labels.get("stable") and self.chooser.share > 0,
-                     self.config.shadow_version is not None)
+                     self.config.shadow_version is not None, self._store(stable) if stable is not None else None)
         self._plan = plan
         return plan
 
@@ -242,34 +256,33 @@ class Dispatcher:
             DispatchError: 422 for a non-finite answer with no fallback to give; 500 when the interpreter
             failed and no fallback answered.
         """
-        def run(v: Version) -> float:
-            return v.predictor.predict_value(row)
-
         if version is None and label is None:  # the default route, in the fewest steps
             model, plan = self._model, self._plan
             if plan is None or plan.labels is not model.labels or plan.versions is not model.versions \
                     or plan.config is not self.repo.config:
                 plan = self._replan()
-            if plan.value is not None:
+            predict = plan.value
+            if predict is not None:
                 if plan.canary and self.chooser.canary(key):  # drawn once: the general path is told the pick
                     found = self._available(model.labels.get("canary"))
                     if found is not None:
-                        return self._answer(run, _check_value, None, None, key, target=(found, True))
+                        return self._answer(_value_runner(row), _check_value, None, None, key, target=(found, True))
                 try:
-                    value = plan.value(row)
+                    value = predict(row)
                 except EdgeError:
                     raise
                 except Exception:  # noqa: BLE001 - the general path runs it again, counts it and fails over
                     value = math.nan
                 if plan.lo <= value <= plan.hi:  # False for NaN
-                    stable = plan.stable
-                    number = stable.number
+                    number = plan.number
                     answers = self.stats.answers
                     answers[number] = answers.get(number, 0) + 1
-                    ids = [self._store(stable).remember(number, value)]
-                    return Outcome(number, value, ids, shadow=self._shadow_job(stable, run, value) if plan.shadow else None)
-                return self._answer(run, _check_value, None, None, key, target=(plan.stable, False))
-        return self._answer(run, _check_value, version, label, key)
+                    outcome = Outcome(number, value, [plan.store.remember(number, value)])
+                    if plan.shadow:
+                        outcome.shadow = self._shadow_job(plan.stable, _value_runner(row), value)
+                    return outcome
+                return self._answer(_value_runner(row), _check_value, None, None, key, target=(plan.stable, False))
+        return self._answer(_value_runner(row), _check_value, version, label, key)
 
     def predict(self, inputs: Mapping[str, np.ndarray], version: Optional[int] = None, label: Optional[str] = None,
                 key: Optional[str] = None) -> Outcome:
@@ -388,6 +401,13 @@ class Dispatcher:
         return job
 
 
+def _value_runner(row: Sequence[float]) -> Callable[[Version], float]:
+    """How a version answers one row on the one-value path."""
+    def run(v: Version) -> float:
+        return v.predictor.predict_value(row)
+    return run
+
+
 def _check_value(checker: OutputChecker, value: float) -> Optional[str]:
     return checker.check_value(value)
 
@@ -403,7 +423,6 @@ def _non_finite(reason: str) -> bool:
 
 def _compare(version: Version, live: Any, other: Any) -> Disagreement:
     manifest = version.predictor.manifest
-    if isinstance(live, float):
-        key = manifest["outputs"][0]["key"]
-        return disagreement(manifest, {key: live}, {key: other})
+    if isinstance(live, float) and isinstance(other, float):
+        return disagreement_value(manifest, live, other)
     return disagreement(manifest, live, other)

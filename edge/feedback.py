@@ -142,7 +142,10 @@ class FeedbackStore:
         values = truth if isinstance(truth, list) else [truth]
         if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
             raise InputError(422, f"truth must be a number or a list of {entry.value.size} numbers, got {str(truth)[:40]}")
-        arr = np.asarray(values, dtype=np.float64)
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64
+            raise InputError(422, "truth must be finite") from None
         if not np.all(np.isfinite(arr)):
             raise InputError(422, "truth must be finite")
         if arr.size != entry.value.size:
@@ -201,19 +204,29 @@ class FeedbackStore:
     def join_body(self, data: Any) -> list[JoinResult]:
         """Join a parsed ``POST .../feedback`` body: one ``{"id", "truth"}`` object or a list of them.
 
+        A list's items each get their result (an item of the wrong shape is ``invalid``, 422).
+
         Raises:
-            InputError: 422 for a body of another shape, 413 over ``MAX_ITEMS`` items.
+            InputError: 422 for one object of another shape or an empty list, 413 over ``MAX_ITEMS`` items.
         """
         items = data if isinstance(data, list) else [data]
         if not items:
             raise InputError(422, 'the body must be {"id": ..., "truth": ...} or a non-empty list of them')
         if len(items) > MAX_ITEMS:
             raise InputError(413, f"{len(items)} feedback items are over the limit of {MAX_ITEMS}")
-        for i, item in enumerate(items, start=1):
+        shape = 'feedback must be an object with exactly "id" and "truth"'
+        if not isinstance(data, list):
+            if not isinstance(data, dict) or set(data) != {"id", "truth"}:
+                raise InputError(422, shape)
+            return [self.join(data["id"], data["truth"])]
+        out = []
+        for i, item in enumerate(items, start=1):  # in a list, each item answers for itself
             if not isinstance(item, dict) or set(item) != {"id", "truth"}:
-                where = f"item {i}: " if isinstance(data, list) else ""
-                raise InputError(422, f'{where}feedback must be an object with exactly "id" and "truth"')
-        return [self.join(item["id"], item["truth"]) for item in items]
+                pid = item.get("id") if isinstance(item, dict) else None
+                out.append(JoinResult(str(pid)[:64] if isinstance(pid, str) else "", 422, "invalid", f"item {i}: {shape}"))
+            else:
+                out.append(self.join(item["id"], item["truth"]))
+        return out
 
     def metrics(self) -> dict[int, dict[str, Any]]:
         """Per version: ``{"all": stats, "last_100": stats, ...}``; stats are ``{"joined", "mae", "rmse"}``

@@ -34,6 +34,9 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
 REQUEST_FIELDS = ["time", "request_id", "client", "method", "path", "status", "latency_ms", "error"]
+SHADOW_FIELDS = ["time", "prediction_id", "live_version", "shadow_version", "absolute", "relative", "top1_differs"]
+"""The shadow log (``shadow.csv``, created at the first line): one line per compared request, written after
+the answer was sent (the shadow runs off the request's path)."""
 
 
 def neutralise(value: Any) -> str:
@@ -61,7 +64,8 @@ def csv_line(cells: Sequence[Any]) -> str:
 def prediction_fields(feature_names: Sequence[str]) -> list[str]:
     """Columns of the prediction log: one per feature (``inputs`` as JSON for non-tabular models)."""
     inputs = list(feature_names) if feature_names else ["inputs"]
-    return ["time", "request_id", "client", *inputs, "prediction", "variant", "model_sha256", "latency_ms"]
+    return ["time", "request_id", "client", *inputs, "prediction", "variant", "model_sha256", "latency_ms",
+            "prediction_id", "model_version", "fallback"]
 
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -186,6 +190,8 @@ class CsvLogs:
             raise EdgeError(
                 f"cannot write logs to {str(self.folder)!r} ({exc.strerror or exc}); pass --log-dir with a writable folder"
             ) from None
+        self._suffix, self._max_bytes, self._backups = suffix, max_bytes, backups
+        self.shadows: _CsvFile | None = None
         self._lock = threading.Lock()
         self.written = 0
         self.dropped = 0
@@ -219,13 +225,27 @@ class CsvLogs:
         """Write one prediction-log line (``prediction_fields`` order)."""
         self._put(self.predictions, cells)
 
+    def shadow(self, cells: Sequence[Any]) -> None:
+        """Write one shadow-log line (``SHADOW_FIELDS`` order); the file is created at the first."""
+        if self.shadows is None:
+            with self._lock:
+                if self.shadows is None:
+                    try:
+                        self.shadows = _CsvFile(self.folder / f"shadow{self._suffix}.csv", SHADOW_FIELDS,
+                                                self._max_bytes, self._backups)
+                    except OSError as exc:
+                        self.dropped += 1
+                        self.last_error = f"shadow{self._suffix}.csv: {exc.strerror or exc}"
+                        return
+        self._put(self.shadows, cells)
+
     def close(self) -> None:
-        """fsync and close both files (later lines are counted as dropped)."""
+        """fsync and close the files (later lines are counted as dropped)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for target in (self.requests, self.predictions):
+            for target in (self.requests, self.predictions, *([self.shadows] if self.shadows else [])):
                 try:
                     target.close(sync=True)
                 except OSError:

@@ -115,12 +115,14 @@ class Metrics:
                     "inflight": inflight, "rejected_busy": self.rejected_busy, "log_errors": log_errors}
 
     def render(self, info: dict[str, str], drift: list[dict[str, Any]], log_errors: int = 0,
-               state: dict[str, Any] | None = None, inflight: int = 0) -> str:
+               state: dict[str, Any] | None = None, inflight: int = 0, extra: Any = None) -> str:
         """The ``/metrics`` body: this process's counters, or ``state`` (several workers' merged ``state()``),
         written by ``prometheus_client`` from ``Exposition``."""
         state = self.state(log_errors, inflight) if state is None else state
         registry = CollectorRegistry(auto_describe=False)
         registry.register(Exposition(self.feature_names, info, state, drift))
+        if extra is not None:
+            registry.register(extra)
         return generate_latest(registry).decode("utf-8")
 
 

@@ -156,7 +156,8 @@ class Disagreement:
     """How a shadow (or canary) answer differs from the live one on one request.
 
     ``absolute``: max |live - other| over every element of every output. ``relative``: max
-    |live - other| / max(|live|, |other|) per element (0 where both are 0; at most 2). ``top1``: the
+    |live - other| / max(|live|, |other|) per element (at most 1 for finite values). Equal values differ by
+    0 (infinities included); a NaN on either side differs infinitely. ``top1``: the
     share of rows whose predicted class differs (classifiers; None for regression). ``score`` is what the
     rollback monitor averages: ``top1`` for classifiers, else ``absolute`` over the width of the first
     output's range (a range fraction).
@@ -191,13 +192,13 @@ def disagreement(manifest: dict[str, Any], live: Mapping[str, Any], other: Mappi
         if a.shape != b.shape:
             absolute = relative = math.inf
             continue
-        diff = np.abs(a - b)
-        if diff.size:
+        if a.size:
+            same = a == b  # equal values (inf == inf, 0.0 == -0.0) differ by 0; a NaN differs infinitely
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                diff = np.nan_to_num(np.where(same, 0.0, np.abs(a - b)), nan=math.inf, posinf=math.inf)
+                rel = np.where(same, 0.0, diff / np.maximum(np.abs(a), np.abs(b)))
             absolute = max(absolute, float(diff.max()))
-            denom = np.maximum(np.abs(a), np.abs(b))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rel = np.where(denom > 0, diff / np.where(denom > 0, denom, 1.0), 0.0)
-            relative = max(relative, float(np.nan_to_num(rel, nan=math.inf).max()))
+            relative = max(relative, float(np.nan_to_num(rel, nan=math.inf, posinf=math.inf).max()))
     first = manifest["outputs"][0]
     top1 = None
     if manifest["task"] == "classification":
@@ -213,6 +214,32 @@ def disagreement(manifest: dict[str, Any], live: Mapping[str, Any], other: Mappi
         width = hi - lo
         score = absolute / width if width > 0 else (0.0 if absolute == 0 else math.inf)
     return Disagreement(absolute, relative, top1, score)
+
+
+def disagreement_value(manifest: dict[str, Any], live: float, other: float) -> Disagreement:
+    """``disagreement`` of two one-value answers (the one-value path's floats) in plain Python floats: the
+    same IEEE double arithmetic and the same results, without numpy's per-call cost (the shadow runs it
+    once per request)."""
+    if live == other:
+        absolute = relative = 0.0
+    elif live != live or other != other:  # a NaN differs infinitely
+        absolute = relative = math.inf
+    else:
+        absolute = abs(live - other)
+        relative = absolute / max(abs(live), abs(other))  # not both 0: they differ
+        if relative != relative:  # inf / inf
+            relative = math.inf
+    first = manifest["outputs"][0]
+    if manifest["task"] == "classification":
+        width = first["shape"][-1] if len(first["shape"]) > 1 else 1
+        if width not in (1, None):
+            return disagreement(manifest, {first["key"]: np.asarray([[live]])}, {first["key"]: np.asarray([[other]])})
+        top1: Optional[float] = 1.0 if (live >= 0.5) != (other >= 0.5) else 0.0
+        return Disagreement(absolute, relative, top1, top1)
+    lo, hi = first["range"]
+    width = hi - lo
+    score = absolute / width if width > 0 else (0.0 if absolute == 0 else math.inf)
+    return Disagreement(absolute, relative, None, score)
 
 
 class OutputChecker:
@@ -248,7 +275,13 @@ class OutputChecker:
                 f"{self.margin:g} ([{lo:.6g}, {hi:.6g}])")
 
     def check(self, outputs: Mapping[str, Any]) -> Optional[str]:
-        """Every element of every output: None when all pass, else the first failure's reason."""
+        """Every element of every output: None when all pass, else the first failure's reason (a non-finite
+        value first, whichever output and row it is in: it must never be answered)."""
+        for key in self.bounds:
+            arr = np.asarray(outputs[key], dtype=np.float64)
+            nonfinite = ~np.isfinite(arr)
+            if nonfinite.any():
+                return self._reason(key, float(arr[nonfinite].flat[0]))
         for key, (lo, hi) in self.bounds.items():
             arr = np.asarray(outputs[key], dtype=np.float64)
             bad = ~((arr >= lo) & (arr <= hi))

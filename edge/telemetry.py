@@ -136,11 +136,12 @@ class Telemetry:
         """The ``GET /drift`` report, of the current window (of every worker's, with several)."""
         return self._drift.report((await self._drift_results(0.0))[0])
 
-    async def exposition(self, info: dict[str, str]) -> bytes:
-        """The ``GET /metrics`` body (every worker's counters summed, with several)."""
+    async def exposition(self, info: dict[str, str], extra: Any = None) -> bytes:
+        """The ``GET /metrics`` body (every worker's counters summed, with several); ``extra``, a
+        ``prometheus_client`` collector (the rollout's, ``edge.rollout_metrics``), adds its families."""
         results, state = await self._drift_results(self.METRICS_DRIFT_MAX_AGE)
         return self._metrics.render(info, [r.as_dict() for r in results], self._log_errors(),
-                                    state=state, inflight=self.inflight).encode()
+                                    state=state, inflight=self.inflight, extra=extra).encode()
 
     # ------------------------------------------------------------------ --workers N
 

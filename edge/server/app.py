@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import math
 import os
+import signal
 import sys
 import time
 import uuid
@@ -32,10 +32,12 @@ from typing import Any, Callable, Optional, TypeVar
 import numpy as np
 
 from edge import __version__
-from edge import selftest as selftest_mod
+from edge.dispatch import DispatchError, Outcome
 from edge.errors import EdgeError
-from edge.inputs import InputError, RowParser, parse_json
+from edge.inputs import InputError, parse_json
 from edge.logs import CsvLogs
+from edge.repository import NotServed, Repository, State
+from edge.rollout_metrics import RolloutCollector
 from edge.runner import Predictor
 from edge.server.config import CONFIG_ENV, ServeConfig, limits
 from edge.server.cors import CORSMiddleware
@@ -43,9 +45,12 @@ from edge.server.fastpath import OneRowPath
 from edge.server.forms import Forms
 from edge.server.images import Images
 from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, Request, Send, error_body,
-                                  json_bytes, json_float, read_body)
+                                  json_bytes, json_float, outcome_headers, read_body)
 from edge.server.openapi import openapi
 from edge.server.routing import Route, Router
+from edge.server.feedback import Feedback
+from edge.server.oip import OpenInference
+from edge.server.served import ServedModel, open_repository
 from edge.server import tfserving
 from edge.telemetry import Telemetry
 
@@ -57,7 +62,7 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 def routes(app: "EdgeApp") -> list[Route]:
     """The route table: every path the server answers, its methods and its handler."""
-    tfs, forms = app.tfs, app.forms
+    tfs, forms, v2, feedback = app.tfs, app.forms, app.oip, app.feedback
     return [
         Route(POST, "/predict_json", app.predict_json, "predict_json", predicts=True),
         Route(GET, "/form", forms.form, "form"),
@@ -68,11 +73,24 @@ def routes(app: "EdgeApp") -> list[Route]:
         Route(GET, "/drift", app.drift, "drift"),
         Route(GET, "/openapi.json", app.openapi, "openapi"),
         Route(GET, "/", app.index, "index"),
+        Route(GET, "/feedback", feedback.metrics, "feedback_metrics"),
+        Route(GET, "/v1/repository", feedback.repository, "repository"),
         # TF Serving; the order matters: a path ending in :predict is a predict whatever comes before
         Route(POST, "/v1/models/{model:tfs_model}:predict", tfs.predict, "tfs_predict", predicts=True),
         Route(POST, "/v1/models/{model:tfs_model}:classify", app.images.classify, "classify", predicts=True),
+        Route(POST, "/v1/models/{model:tfs_model}/feedback", feedback.feedback, "feedback"),
         Route(GET, "/v1/models/{model:tfs_model}/metadata", tfs.metadata, "tfs_metadata"),
         Route(GET, "/v1/models/{model:tfs_status}", tfs.status, "tfs_status"),
+        # the Open Inference Protocol v2 (edge.server.oip)
+        Route(GET, "/v2", v2.server, "oip_server"),
+        Route(GET, "/v2/health/live", v2.live, "oip_live", limited=False),
+        Route(GET, "/v2/health/ready", v2.ready, "oip_ready", limited=False),
+        Route(GET, "/v2/models/{name}", v2.metadata, "oip_metadata"),
+        Route(GET, "/v2/models/{name}/versions/{version}", v2.metadata, "oip_metadata"),
+        Route(GET, "/v2/models/{name}/ready", v2.model_ready, "oip_model_ready", limited=False),
+        Route(GET, "/v2/models/{name}/versions/{version}/ready", v2.model_ready, "oip_model_ready", limited=False),
+        Route(POST, "/v2/models/{name}/infer", v2.infer, "oip_infer"),
+        Route(POST, "/v2/models/{name}/versions/{version}/infer", v2.infer, "oip_infer"),
     ]
 
 
@@ -82,26 +100,44 @@ def value(row: np.ndarray) -> Any:
     return float(flat[0]) if flat.size == 1 else [float(v) for v in flat]
 
 
-def _non_finite(key: str) -> Reply:
-    return Reply(422, f"the model produced a non-finite output {key!r} for these inputs; "
-                      "send values nearer the training range")
-
-
 class EdgeApp:
-    """The ASGI app around one Predictor (see the module's docstring)."""
+    """The ASGI app over a model repository (see the module's docstring).
+
+    Args:
+        repo: the scanned repository (``edge.repository``); a single bundle folder is one model, version 1.
+        config: the serve config.
+        logs: the CSV logs (``--log-dir``), or None.
+        model: the model the legacy routes (``/predict_json``, the form) answer with; by default the only one.
+
+    Raises:
+        EdgeError: ``model`` is not served, or the repository serves several models and none is named.
+        NotServed: the default model has no loaded version (its interface is unknown).
+    """
 
     TALLY_EVERY = Telemetry.TALLY_EVERY
     TIMED_RUNS = 5
     value = staticmethod(value)
 
-    def __init__(self, predictor: Predictor, config: ServeConfig, logs: Optional[CsvLogs] = None) -> None:
-        self.p = predictor
+    def __init__(self, repo: Repository, config: ServeConfig, logs: Optional[CsvLogs] = None,
+                 model: Optional[str] = None) -> None:
+        self.repo = repo
         self.config = config
         self.logs = logs
-        self.name = predictor.bundle.name
-        self.features = list(predictor.manifest.get("features") or [])
-        self.feature_names = [f["name"] for f in self.features]
-        self.rows = RowParser(self.features, config.max_batch) if self.features else None
+        names = sorted(repo.models)
+        if model is None:
+            if len(names) != 1:
+                raise EdgeError(f"the repository {str(repo.root)!r} serves {len(names)} models "
+                                f"({', '.join(names) or 'none'}); name the one /predict_json answers with --model")
+            model = names[0]
+        if model not in repo.models:
+            raise EdgeError(f"--model {model!r} is not in the repository; it serves {', '.join(names) or 'no model'}")
+        self.name = model
+        self._served: dict[str, ServedModel] = {}
+        self.default = self.served(model)
+        self.dispatcher = self.default.dispatcher
+        self.features = self.default.features
+        self.feature_names = self.default.feature_names
+        self.rows = self.default.rows
         self.telemetry = Telemetry(self.features, config.drift_window, config.shared_dir,
                                    log_errors=lambda: logs.errors if logs is not None else 0)
         self.ready = False
@@ -109,42 +145,95 @@ class EdgeApp:
         self.predict_seconds: Optional[float] = None  # one prediction, timed at start-up
         self.inline = False  # ready, and predictions run on the event loop (the fast path may answer)
         self._executor: Optional[ThreadPoolExecutor] = None  # the inference thread, when not inline
-        self.info = {"model": self.name, "variant": predictor.variant, "sha256": predictor.sha256,
-                     "runtime": predictor.runtime.describe(), "artifact": predictor.artifact["path"]}
         self._openapi: Optional[bytes] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._scan_task: Optional[asyncio.Task] = None
+        self._scan_timer: Optional[asyncio.TimerHandle] = None
         self.tfs = tfserving.TFServing(self)
+        self.oip = OpenInference(self)
+        self.feedback = Feedback(self)
         self.forms = Forms(self)
         self.images = Images(self)
         self.router = Router(routes(self), tfserving.CONVERTERS)
         self._asgi = OneRowPath(self, CORSMiddleware(self._http, config.allow_origins, self.router, self._record))
 
+    # ------------------------------------------------------------------ models
+
+    def served(self, name: str) -> ServedModel:
+        """A model of the repository, by name.
+
+        Raises:
+            NotServed: 404 for an unknown model, 503 for one with no loaded version yet.
+        """
+        found = self._served.get(name)
+        if found is None:
+            found = self._served[name] = ServedModel(self.repo, name, self.config.max_batch, log=self._event)
+        return found
+
+    @property
+    def p(self) -> Predictor:
+        """The predictor the default model's default route answers with now (its stable version)."""
+        return self.default.current()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What ``/readyz``, ``/`` and ``/metrics`` say about the model the legacy routes answer with."""
+        p = self.p
+        return {"model": self.name, "variant": p.variant, "sha256": p.sha256,
+                "runtime": p.runtime.describe(), "artifact": p.artifact["path"]}
+
+    def _event(self, line: str) -> None:
+        """A rollout event (a rollback, a scan's change) on stderr, one line."""
+        print(line if line.startswith("deploykit-edge: ") else f"deploykit-edge: {line}", file=sys.stderr, flush=True)
+
     # ------------------------------------------------------------------ lifecycle
 
     def startup(self) -> None:
-        """Run the self-test; ``/readyz`` answers 200 only when it passed."""
-        try:
-            result = selftest_mod.run(self.p)
-        except EdgeError as exc:
-            self.ready, self.ready_error = False, str(exc)
+        """Work out readiness (the versions were loaded and self-tested by the scan); time one prediction
+        to decide whether predictions run inline or on the inference thread."""
+        self.update_ready()
+        if not self.ready and not self.config.serve_unready:
             return
-        self.ready = bool(result["passed"])
-        self.ready_error = "" if self.ready else "self-test failed: " + "; ".join(result["failures"])
         self.predict_seconds = self._time_one_prediction()
         if self.predict_seconds > self.config.offload_after and self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploykit-edge-inference")
             self._executor.submit(self._time_one_prediction).result()  # loads the thread's own interpreter
         self.inline = self.ready and self._executor is None
 
+    def update_ready(self) -> None:
+        """Ready when every model has an AVAILABLE version (and, for a single bundle, its self-test passed)."""
+        errors = []
+        for name, model in sorted(self.repo.models.items()):
+            try:
+                version = self.repo.resolve(name)
+                self.served(name)  # its dispatcher counts from now on (/metrics)
+            except NotServed as exc:
+                errors.append(str(exc))
+                continue
+            result = version.selftest or {}
+            if not result.get("passed", True):
+                errors.append(result.get("error") or "self-test failed: " + "; ".join(result.get("failures", [])))
+        self.ready = not errors
+        self.ready_error = "; ".join(errors)
+        self.inline = self.ready and self._executor is None and self.predict_seconds is not None
+
+    def failed_versions(self) -> list[dict[str, Any]]:
+        """Versions whose load failed (END with an error), for ``/readyz``."""
+        return [{"model": name, "version": n, "error": v.error}
+                for name, model in sorted(self.repo.models.items())
+                for n, v in sorted(model.versions.items()) if v.state is State.END and v.error]
+
     def _time_one_prediction(self) -> float:
         """The median time of one prediction of a batch of one (zeros; the self-test has checked the model);
         0 when the model refuses zeros (then predictions stay inline, as before this was measured)."""
+        p = self.p
         inputs = {s["name"]: np.zeros([1] + [1 if d is None else int(d) for d in s["shape"][1:]], dtype=s["dtype"])
-                  for s in self.p.manifest["inputs"]}
+                  for s in p.manifest["inputs"]}
         times = []
         try:
             for _ in range(self.TIMED_RUNS):
                 t = time.perf_counter()
-                self.p.predict(inputs)
+                p.predict(inputs)
                 times.append(time.perf_counter() - t)
         except Exception:  # noqa: BLE001 - a start-up measurement, never a reason not to start
             return 0.0
@@ -156,8 +245,59 @@ class EdgeApp:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    def after_answer(self, outcome: Outcome, served: Optional[ServedModel] = None) -> None:
+        """Run an outcome's shadow job off the request's path: on the inference thread when predictions are
+        offloaded, else on the event loop once the answer is sent; its disagreement goes to the shadow log."""
+        job = outcome.shadow
+        if job is None:
+            return
+        dispatcher = (served or self.default).dispatcher
+
+        def shadow() -> None:
+            d = job()
+            if d is not None and self.logs is not None:
+                self.logs.shadow([_now(), outcome.ids[0] if len(outcome.ids) == 1 else " ".join(outcome.ids),
+                                  outcome.version, dispatcher.shadow_stats.version, d.absolute, d.relative,
+                                  "" if d.top1 is None else d.top1])
+
+        if self._executor is not None:
+            self._executor.submit(shadow)
+        else:
+            (self._loop or asyncio.get_event_loop()).call_soon(shadow)
+
+    # ------------------------------------------------------------------ scanning
+
+    def _schedule_scan(self) -> None:
+        loop = self._loop
+        if loop is None or self.repo.single:
+            return
+        self._scan_timer = loop.call_later(max(0.05, self.repo.config.poll_seconds), self.scan_soon)
+
+    def scan_soon(self) -> None:
+        """Start a scan of the repository now (the poll timer and SIGHUP call this); one at a time."""
+        if self._loop is None or (self._scan_task is not None and not self._scan_task.done()):
+            return
+        if self._scan_timer is not None:
+            self._scan_timer.cancel()
+        self._scan_task = self._loop.create_task(self._scan())
+
+    async def _scan(self) -> None:
+        try:
+            changes = await asyncio.to_thread(self.repo.scan)
+        except Exception as exc:  # noqa: BLE001 - a failed scan keeps what is served; the next one retries
+            changes = [f"the repository scan failed: {type(exc).__name__}: {exc}"]
+        for line in changes:
+            self._event(line)
+        was_ready = self.ready
+        self.update_ready()
+        if self.ready and not was_ready and self.predict_seconds is None:
+            self.startup()
+        self._schedule_scan()
+
     def shutdown(self) -> None:
         """Close the logs (fsync) and say on stderr what was written and what, if anything, was lost."""
+        if self._scan_timer is not None:
+            self._scan_timer.cancel()
         self.telemetry.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -173,7 +313,14 @@ class EdgeApp:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     self.startup()
-                    self.telemetry.start(asyncio.get_running_loop())
+                    loop = self._loop = asyncio.get_running_loop()
+                    self.telemetry.start(loop)
+                    if not self.repo.single:
+                        self._schedule_scan()
+                        try:
+                            loop.add_signal_handler(signal.SIGHUP, self.scan_soon)
+                        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+                            pass  # not the main thread (tests), or no SIGHUP here: polling still runs
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     self.shutdown()
@@ -207,14 +354,14 @@ class EdgeApp:
                     if not self.telemetry.admit(limit):
                         raise Reply(503, f"busy: {limit} requests in flight; retry shortly", [(b"retry-after", b"1")])
                     counted = True
-                if route.predicts and not self.ready and not self.config.serve_unready:
+                if route.predicts and not self.ready and not self.config.serve_unready and self.repo.single:
                     raise Reply(503, f"not ready ({self.ready_error}): predictions are refused until the self-test "
                                      "passes (see /readyz); start with --serve-unready to answer anyway")
                 status, content_type, body, extra = await route.handler(request)
             except Reply as reply:
                 status, error = reply.status, str(reply)
                 content_type, body, extra = JSON_TYPE, error_body(error), reply.headers
-            except InputError as exc:
+            except (InputError, NotServed, DispatchError) as exc:
                 status, error = exc.status, str(exc)
                 content_type, body, extra = JSON_TYPE, error_body(error), []
             except Exception as exc:  # noqa: BLE001 - no input may kill the server
@@ -228,6 +375,8 @@ class EdgeApp:
                 self._log(scope, request_id, status, error, time.perf_counter() - start, request.log_rows)
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+            for outcome, served in request.after:
+                self.after_answer(outcome, served)
         finally:
             if counted:
                 self.telemetry.leave()
@@ -245,120 +394,188 @@ class EdgeApp:
 
     def _log(self, scope: dict, request_id: str, status: int, error: str, elapsed: float,
              log_rows: list[list[Any]]) -> None:
-        """The request's line and its predictions' lines (each written to the OS before this returns)."""
+        """The request's line and its predictions' lines (each written to the OS before this returns).
+        A log row is ``[*inputs, prediction, variant, sha256, prediction id, version, fallback]``."""
         logs = self.logs
         assert logs is not None
-        wall = time.time()
-        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+        now = _now()
         client = scope.get("client")
         client_text = f"{client[0]}:{client[1]}" if client else ""
         latency_ms = round(elapsed * 1000, 3)
         for cells in log_rows:
-            logs.prediction([now, request_id, client_text, *cells, self.p.variant, self.p.sha256, latency_ms])
+            logs.prediction([now, request_id, client_text, *cells[:-3], latency_ms, *cells[-3:]])
         logs.request([now, request_id, client_text, scope["method"], scope["path"][:200], status, latency_ms, error[:300]])
 
     # ------------------------------------------------------------------ predictions
 
-    @staticmethod
-    def check_outputs(outputs: dict[str, np.ndarray]) -> None:
-        """Raises: Reply: 422 when an output is not finite."""
-        for key, arr in outputs.items():
-            if not (math.isfinite(float(arr.flat[0])) if arr.size == 1 else np.all(np.isfinite(arr))):
-                raise _non_finite(key)
+    def log_outcome(self, log_rows: Optional[list[list[Any]]], x: Any, answers: list[Any], outcome: Outcome,
+                    served: ServedModel) -> None:
+        """Add one prediction-log row per answered row (``--log-dir`` only)."""
+        if log_rows is None or self.logs is None:
+            return
+        version = self.repo.models[served.name].versions.get(outcome.version)
+        p = version.predictor if version is not None and version.predictor is not None else served.reference
+        for row, answer, pid in zip(x, answers, outcome.ids):
+            cells = [*[float(v) for v in row]] if served.features else [json.dumps(np.asarray(row).tolist())]
+            log_rows.append([*cells, json.dumps(answer), p.variant, p.sha256, pid, outcome.version,
+                             "true" if outcome.fallback else ""])
 
-    async def predict_rows(self, x: np.ndarray, log_rows: list[list[Any]]) -> np.ndarray:
-        """Predict checked feature rows; count them and add their prediction-log rows.
-
-        Raises:
-            Reply: 422 for a non-finite output.
-        """
-        y = np.asarray(await self.run(self.p.predict_rows, x), dtype=np.float64)
-        self.check_outputs({self.p.output_keys[0]: y})
-        self._account(x, y, log_rows)
-        return y
-
-    async def predict_inputs(self, inputs: dict[str, np.ndarray], log_rows: list[list[Any]]) -> dict[str, np.ndarray]:
-        """Predict checked input tensors (TF Serving's); count them and add their prediction-log rows.
+    def predict_one(self, row: list[float], log_rows: Optional[list[list[Any]]], key: Optional[str] = None,
+                    served: Optional[ServedModel] = None) -> tuple[bytes, Outcome]:
+        """One checked row -> (the ``/predict_json`` answer body, the outcome), predicted inline through the
+        model's dispatcher; the row counted as a batch is (queued).
 
         Raises:
-            Reply: 422 for a non-finite output.
+            NotServed, DispatchError: no version could answer (404/503, 422/500).
         """
-        outputs = await self.run(self.p.predict, inputs)
-        self.check_outputs(outputs)
-        if self.features:
-            x = np.stack([inputs[f["input"]][:, f["index"]] for f in self.features], axis=1)
-            self._account(x, np.asarray(outputs[self.p.output_keys[0]], dtype=np.float64), log_rows)
+        served = served or self.default
+        if served.one_value:
+            outcome = served.dispatcher.predict_value(row, key=key)
         else:
-            self.telemetry.count_predictions(next(iter(inputs.values())).shape[0])
-        return outputs
+            outcome = served.dispatcher.predict(served.reference.rows_to_inputs([row]), key=key)
+        return self.one_body(row, outcome, log_rows, served), outcome
 
-    def _account(self, x: np.ndarray, y: np.ndarray, log_rows: list[list[Any]]) -> None:
-        self.telemetry.count_rows(x)
-        if self.logs is not None:
-            for row, pred in zip(x, y):
-                log_rows.append([*[float(v) for v in row], json.dumps(value(pred))])
-
-    def predict_one(self, row: list[float], log_rows: Optional[list[list[Any]]]) -> bytes:
-        """One checked row -> the ``/predict_json`` answer body, predicted inline; counted as a batch is (queued).
+    def fast_one(self, row: list[float], key: Optional[str]) -> tuple[bytes, bytes, Outcome]:
+        """The fast path's one row: ``(body, prediction id, outcome)`` through the default model's dispatcher,
+        the row queued for counting (``predict_one`` in the fewest steps for a one-value answer).
 
         Raises:
-            Reply: 422 for a non-finite output.
+            NotServed, DispatchError: no version could answer.
         """
-        p = self.p
-        return self._one_answer(row, p.predict_value(row) if p.one_value else p.predict_row(row), log_rows)
+        served = self.default
+        if not served.one_value:
+            body, outcome = self.predict_one(row, None, key, served)
+            return body, outcome.ids[0].encode(), outcome
+        outcome = served.dispatcher.predict_value(row, None, None, key)
+        pid = outcome.ids[0].encode()
+        if outcome.fallback:
+            return self.one_body(row, outcome, None, served), pid, outcome
+        body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"}' % (
+            json_float(outcome.outputs), outcome.version, pid)  # what json_bytes would write
+        self.telemetry.queue_row(row)
+        return body, pid, outcome
 
-    def _one_answer(self, row: list[float], result: Any, log_rows: Optional[list[list[Any]]]) -> bytes:
-        """The answer body of one row's ``result`` (``predict_value``'s float, else ``predict_row``'s array);
-        the row counted (queued) and logged.
+    async def predict_one_async(self, row: list[float], log_rows: Optional[list[list[Any]]], key: Optional[str],
+                                served: ServedModel) -> tuple[bytes, Outcome]:
+        """``predict_one`` inline or on the inference thread (``run``)."""
+        d = served.dispatcher
+        if served.one_value:
+            outcome = await self.run(lambda: d.predict_value(row, key=key))
+        else:
+            inputs = served.reference.rows_to_inputs([row])
+            outcome = await self.run(lambda: d.predict(inputs, key=key))
+        return self.one_body(row, outcome, log_rows, served), outcome
 
-        Raises:
-            Reply: 422 for a non-finite output.
-        """
-        p = self.p
-        if p.one_value:
-            v = result
-            if v - v != 0.0:
-                raise _non_finite(p.output_keys[0])
-            body = b'{"prediction":' + json_float(v) + b',"success":true}'  # what json_bytes would write
+    def one_body(self, row: list[float], outcome: Outcome, log_rows: Optional[list[list[Any]]],
+                 served: ServedModel) -> bytes:
+        """The answer body of one row's outcome; the row counted (queued) and logged."""
+        v = outcome.outputs
+        if isinstance(v, float):
             answer: Any = v
+            text = json_float(v)
         else:
-            y = result
-            self.check_outputs({p.output_keys[0]: y})
-            answer = value(y)
-            body = json_bytes({"prediction": answer, "success": True})
+            answer = value(v[served.output_keys[0]][0])
+            text = json_bytes(answer)
+        if outcome.fallback:
+            tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason)
+            body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"%s}' % (
+                text, outcome.version, outcome.ids[0].encode(), tail)
+        else:  # what json_bytes would write
+            body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"}' % (
+                text, outcome.version, outcome.ids[0].encode())
         self.telemetry.queue_row(row)
         if log_rows is not None and self.logs is not None:
-            log_rows.append([*row, json.dumps(answer)])
+            self.log_outcome(log_rows, [row], [answer], outcome, served)
         return body
+
+    async def predict_rows(self, x: np.ndarray, log_rows: list[list[Any]], key: Optional[str] = None,
+                           served: Optional[ServedModel] = None) -> tuple[np.ndarray, Outcome]:
+        """Predict checked feature rows through the dispatcher; count them and add their log rows.
+
+        Raises:
+            NotServed, DispatchError: no version could answer.
+        """
+        served = served or self.default
+        inputs = served.reference.rows_to_inputs(x)
+        d = served.dispatcher
+        outcome = await self.run(lambda: d.predict(inputs, key=key))
+        y = np.asarray(outcome.outputs[served.output_keys[0]], dtype=np.float64)
+        self.telemetry.count_rows(x)
+        self.log_outcome(log_rows, x, [value(r) for r in y], outcome, served)
+        return y, outcome
+
+    async def predict_inputs(self, inputs: dict[str, np.ndarray], log_rows: list[list[Any]], served: ServedModel,
+                             version: Optional[int] = None, label: Optional[str] = None,
+                             key: Optional[str] = None) -> tuple[dict[str, np.ndarray], Outcome]:
+        """Predict checked input tensors (TF Serving's, OIP's) through the dispatcher; count and log them.
+
+        Raises:
+            NotServed, DispatchError: no version could answer; EdgeError: inputs the model refuses.
+        """
+        d = served.dispatcher
+        outcome = await self.run(lambda: d.predict(inputs, version=version, label=label, key=key))
+        outputs = outcome.outputs
+        first = np.asarray(outputs[served.output_keys[0]], dtype=np.float64)
+        if served.features and served is self.default:
+            x = np.stack([inputs[f["input"]][:, f["index"]] for f in served.features], axis=1)
+            self.telemetry.count_rows(x)
+        else:
+            x = next(iter(inputs.values()))
+            self.telemetry.count_predictions(x.shape[0])
+        if log_rows is not None and self.logs is not None:
+            if served.features:
+                x = np.stack([inputs[f["input"]][:, f["index"]] for f in served.features], axis=1)
+            self.log_outcome(log_rows, x, [value(r) for r in first], outcome, served)
+        return outputs, outcome
 
     # ------------------------------------------------------------------ handlers
 
+    def sticky_key(self, request: Request, served: ServedModel) -> Optional[str]:
+        """The canary's sticky client key (the configured header), if the request carries one."""
+        raw = request.headers.get(served.dispatcher.config.sticky_header.encode("latin-1"))
+        return raw.decode("latin-1") if raw is not None else None
+
     async def predict_json(self, request: Request) -> Answer:
-        """Raises: InputError: as ``RowParser``; Reply: as ``read_body`` and the predictions."""
+        """Raises: InputError: as ``RowParser``; Reply: as ``read_body``; NotServed, DispatchError."""
         data = parse_json(await read_body(request, (JSON_TYPE,), self.config.max_body))
         if self.rows is None:
             raise InputError(422, f"this model has no tabular features; POST to /v1/models/{self.name}:predict")
+        served = self.default
+        key = self.sticky_key(request, served)
         row = self.rows.quick_row(data)
         if row is not None:  # one row: as the fast path answers it
-            p = self.p
-            result = await self.run(p.predict_value if p.one_value else p.predict_row, row)
-            return 200, JSON_TYPE, self._one_answer(row, result, request.log_rows), []
+            failed = request.scope.pop("edge.failed", None)
+            if failed is not None:  # the fast path's dispatcher refused it already
+                raise failed
+            body, outcome = await self.predict_one_async(row, request.log_rows, key, served)
+            request.after.append((outcome, served))
+            return 200, JSON_TYPE, body, outcome_headers(outcome)
         x, single = self.rows.payload(data)
-        y = await self.predict_rows(x, request.log_rows)
+        y, outcome = await self.predict_rows(x, request.log_rows, key)
+        request.after.append((outcome, served))
+        extra = outcome_headers(outcome)
+        tail: dict[str, Any] = {"model_version": outcome.version}
+        if outcome.fallback:
+            tail.update(fallback=True, fallback_reason=outcome.reason)
         if single:
-            return 200, JSON_TYPE, json_bytes({"prediction": value(y[0]), "success": True}), []
-        return 200, JSON_TYPE, json_bytes({"predictions": [value(r) for r in y], "success": True}), []
+            return 200, JSON_TYPE, json_bytes({"prediction": value(y[0]), "success": True, **tail,
+                                               "id": outcome.ids[0]}), extra
+        return 200, JSON_TYPE, json_bytes({"predictions": [value(r) for r in y], "success": True, **tail,
+                                           "ids": outcome.ids}), extra
 
     async def healthz(self, request: Request) -> Answer:
         return 200, JSON_TYPE, b'{"status":"ok"}', []
 
     async def readyz(self, request: Request) -> Answer:
+        failed = self.failed_versions() if not self.repo.single else []
+        extra = {"failed_versions": failed} if failed else {}
         if self.ready:
-            return 200, JSON_TYPE, json_bytes({"ready": True, **self.info}), []
-        return 503, JSON_TYPE, json_bytes({"ready": False, "success": False, "error": self.ready_error}), []
+            return 200, JSON_TYPE, json_bytes({"ready": True, **self.info, **extra}), []
+        return 503, JSON_TYPE, json_bytes({"ready": False, "success": False, "error": self.ready_error, **extra}), []
 
     async def metrics(self, request: Request) -> Answer:
-        return 200, METRICS_TYPE, await self.telemetry.exposition(self.info), []
+        rollout = RolloutCollector(self.repo, {name: m.dispatcher for name, m in self._served.items()})
+        return 200, METRICS_TYPE, await self.telemetry.exposition(self.info, rollout), []
 
     async def drift(self, request: Request) -> Answer:
         return 200, JSON_TYPE, json_bytes(await self.telemetry.drift()), []
@@ -370,22 +587,33 @@ class EdgeApp:
 
     async def openapi(self, request: Request) -> Answer:
         if self._openapi is None:
-            self._openapi = json_bytes(self.images.describe(openapi(self.p, self.config)))
+            self._openapi = json_bytes(self.images.describe(openapi(self.p, self.config, self.name)))
         return 200, JSON_TYPE, self._openapi, []
 
 
+def _now() -> str:
+    wall = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+
+
 def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
-    """Load the predictor and logs for a config.
+    """Open the repository (or the one bundle) and the logs for a config.
 
     Raises:
-        EdgeError: the bundle cannot be served or the log folder cannot be written.
+        EdgeError: the bundle or repository cannot be served or the log folder cannot be written.
+        NotServed: the default model has no version that loaded.
     """
-    predictor = Predictor(config.bundle, config.variant, num_threads=config.threads, allow_rejected=config.allow_rejected)
+    repo = open_repository(config)
+    app_model = config.model
     logs = None
     if config.log_dir:
-        logs = CsvLogs(config.log_dir, predictor.bundle.feature_names(), suffix=log_suffix,
+        names = sorted(repo.models) if app_model is None else [app_model]
+        features: list[str] = []
+        if len(names) == 1 and names[0] in repo.models:
+            features = ServedModel(repo, names[0], config.max_batch).feature_names
+        logs = CsvLogs(config.log_dir, features, suffix=log_suffix,
                        max_bytes=config.log_max_bytes, backups=config.log_backups)
-    return EdgeApp(predictor, config, logs)
+    return EdgeApp(repo, config, logs, model=app_model)
 
 
 def app_from_env() -> EdgeApp:

@@ -18,8 +18,10 @@ CONFIG_ENV = "DEPLOYKIT_EDGE_SERVE_CONFIG"
 class ServeConfig:
     """Everything ``serve`` needs; also passed to worker processes as JSON in ``CONFIG_ENV``."""
 
-    bundle: str
+    bundle: str  # one bundle folder, or MODELS/ (MODELS/NAME/VERSION/ each a bundle; edge.repository)
     variant: Optional[str] = None
+    rollout_config: Optional[str] = None  # default MODELS/rollout.json (edge.rollout_config)
+    model: Optional[str] = None  # the model /predict_json and the form answer with (default: the only one)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1

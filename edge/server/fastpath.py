@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from edge.dispatch import DispatchError
 from edge.inputs import InputError
+from edge.repository import NotServed
 from edge.server.messages import JSON_HEADER, JSON_TYPE, ASGIApp, Receive, Reply, Send
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +32,16 @@ class OneRowPath:
         self.inner = inner
         self.enabled = app.logs is None and app.rows is not None
         self.check_origin = bool(app.config.allow_origins)
+        self._config: object = None
+        self._sticky = b""
+
+    def sticky(self) -> bytes:
+        """The canary's sticky header name (lower case bytes), from the current rollout config."""
+        config = self.app.repo.config
+        if config is not self._config:
+            self._config = config
+            self._sticky = config.model(self.app.name).sticky_header.encode("latin-1")
+        return self._sticky
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         app = self.app
@@ -44,10 +56,14 @@ class OneRowPath:
         if (message["type"] == "http.request" and not message.get("more_body", False)
                 and telemetry.inflight < config.max_concurrency):
             ctype = None
+            client_key = None
             check_origin = self.check_origin
+            sticky = self._sticky if app.repo.config is self._config else self.sticky()
             for key, value in scope["headers"]:
                 if key == b"content-type":
                     ctype = value
+                elif key == sticky:
+                    client_key = value.decode("latin-1")
                 elif key == b"origin" and check_origin:
                     ctype = None
                     break
@@ -55,9 +71,12 @@ class OneRowPath:
             if ctype == JSON_TYPE and len(body) <= config.max_body:
                 try:
                     row = app.rows.quick_body(body)  # type: ignore[union-attr]
-                    if row is not None:
-                        answer = app.predict_one(row, None)  # no log rows: this path runs without --log-dir
+                    if row is not None:  # no log rows: this path runs without --log-dir
+                        answer, pid, outcome = app.fast_one(row, client_key)
                 except (InputError, Reply):
+                    answer = None
+                except (NotServed, DispatchError) as exc:  # answered by the inner app, not predicted twice
+                    scope["edge.failed"] = exc
                     answer = None
         if answer is None:
             replay = [message]
@@ -70,8 +89,13 @@ class OneRowPath:
             return
         telemetry.enter()
         try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [JSON_HEADER, (b"content-length", b"%d" % len(answer))]})
+            headers = [JSON_HEADER, (b"content-length", b"%d" % len(answer)),
+                       (b"x-model-version", b"%d" % outcome.version), (b"x-prediction-id", pid)]
+            if outcome.fallback:
+                headers.append((b"x-fallback", b"true"))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": answer})
         finally:
             telemetry.leave_fast(_perf_counter() - start)
+        if outcome.shadow is not None:
+            app.after_answer(outcome)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from edge.inputs import InputError
-from edge.server.messages import HTML_TYPE, Answer, Request, read_body
+from edge.server.messages import HTML_TYPE, Answer, Request, outcome_headers, read_body
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.server.app import EdgeApp
@@ -65,8 +65,9 @@ class Forms:
             except ValueError:
                 raise InputError(422, f"{name} must be a number, got {text[:40]!r}; {app.rows.expected}") from None
         x = np.asarray([app.rows.row(values)], dtype=np.float64)
-        y = await app.predict_rows(x, request.log_rows)
-        return 200, HTML_TYPE, self.result_page(app.value(y[0]), ""), []
+        y, outcome = await app.predict_rows(x, request.log_rows, app.sticky_key(request, app.default))
+        request.after.append((outcome, app.default))
+        return 200, HTML_TYPE, self.result_page(app.value(y[0]), ""), outcome_headers(outcome)
 
     def result_page(self, prediction: Any, error: str) -> bytes:
         if error:

@@ -26,10 +26,11 @@ import numpy as np
 
 from edge import images
 from edge.inputs import InputError, parse_json
-from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, read_body
+from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, outcome_headers, read_body
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.server.app import EdgeApp
+    from edge.server.served import ServedModel
 
 MAX_K = 1000
 
@@ -49,7 +50,7 @@ def _k(request: Request, classes: int) -> int:
     return min(int(text), classes)
 
 
-def b64_inputs(app: "EdgeApp", instances: list, specs: list[dict]) -> Optional[dict[str, np.ndarray]]:
+def b64_inputs(manifest: dict[str, Any], instances: list, specs: list[dict]) -> Optional[dict[str, np.ndarray]]:
     """Row-format ``instances`` whose image inputs are ``{"b64": ...}`` as input tensors; None when no
     instance has a ``{"b64": ...}`` value (the caller's ordinary parsing goes on).
 
@@ -57,7 +58,7 @@ def b64_inputs(app: "EdgeApp", instances: list, specs: list[dict]) -> Optional[d
         InputError: an instance that is not an image (or an object keyed by the inputs), or bad image data,
             naming the instance (numbered from 1).
     """
-    image_specs = {i.name: i for i in images.image_inputs(app.p.manifest)}
+    image_specs = {i.name: i for i in images.image_inputs(manifest)}
     names = [s["name"] for s in specs]
 
     def value_of(inst: Any, name: str) -> Any:
@@ -79,23 +80,25 @@ class Images:
     def __init__(self, app: "EdgeApp") -> None:
         self.app = app
 
-    def _spec(self) -> images.ImageInput:
+    @staticmethod
+    def _spec(served: "ServedModel") -> images.ImageInput:
         """Raises: InputError: 422 when the model's one input is not an image with a known pixel range."""
-        manifest = self.app.p.manifest
+        manifest = served.manifest
         found = images.image_inputs(manifest)
         names = [s["name"] for s in manifest["inputs"]]
         if len(names) != 1 or not found:
-            raise InputError(422, f"model {self.app.name!r} does not take one image (its inputs: {names}); "
-                                  f"POST JSON to /v1/models/{self.app.name}:predict")
+            raise InputError(422, f"model {served.name!r} does not take one image (its inputs: {names}); "
+                                  f"POST JSON to /v1/models/{served.name}:predict")
         found[0].check_scaled()
         return found[0]
 
     async def classify(self, request: Request) -> Answer:
         """Raises: Reply, InputError: as the module's docstring says (415, 413, 400, 422)."""
         app = self.app
-        app.tfs.check_model(request.params["model"])
-        spec = self._spec()
-        output = app.p.manifest["outputs"][0]
+        ref = request.params["model"]
+        served = app.tfs.check_model(ref)
+        spec = self._spec(served)
+        output = served.manifest["outputs"][0]
         key, labels = output["key"], output.get("labels")
         k = _k(request, int(output["shape"][-1] or 1))
         body = await read_body(request, (*images.IMAGE_TYPES, JSON_TYPE), app.config.max_body)
@@ -107,21 +110,24 @@ class Images:
                 raise InputError(422, 'the JSON body must be {"instances": [{"b64": "<base64 of a JPEG or PNG>"}, ...]}')
             if len(instances) > app.config.max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {app.config.max_batch}")
-            inputs = await app.run(b64_inputs, app, instances, app.p.manifest["inputs"])
+            inputs = await app.run(b64_inputs, served.manifest, instances, served.manifest["inputs"])
             if inputs is None:
                 raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
         else:
             inputs = {spec.name: await app.run(images.to_tensor, body, spec)}
-        outputs = await app.predict_inputs(inputs, request.log_rows)
+        outputs, outcome = await app.predict_inputs(inputs, request.log_rows, served, version=ref.number(),
+                                                    label=ref.label, key=app.sticky_key(request, served))
+        request.after.append((outcome, served))
         scores = np.asarray(outputs[key], dtype=np.float64)
         scores = scores.reshape(scores.shape[0], -1)
         predictions = [{"top_k": images.top_k(row, labels, k)} for row in scores]
-        return 200, JSON_TYPE, json_bytes({"model": app.name, "predictions": predictions}), []
+        return (200, JSON_TYPE, json_bytes({"model": served.name, "model_version": outcome.version, "ids": outcome.ids,
+                                            "predictions": predictions}), outcome_headers(outcome))
 
     def describe(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` (the OpenAPI document) with ``:classify`` added when the model takes one image."""
         try:
-            self._spec()
+            self._spec(self.app.default)
         except InputError:
             return doc
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}

@@ -35,13 +35,15 @@ class Reply(Exception):
 @dataclass
 class Request:
     """One request as a handler sees it: the ASGI scope and receive, the headers as a dict, the path
-    parameters the router parsed, and the prediction-log rows the handler adds (written by the app)."""
+    parameters the router parsed, the prediction-log rows the handler adds (written by the app) and the
+    outcomes whose shadow jobs run after the answer is sent."""
 
     scope: dict
     receive: Receive
     headers: dict[bytes, bytes]
     params: dict[str, Any] = field(default_factory=dict)
     log_rows: list[list[Any]] = field(default_factory=list)
+    after: list[Any] = field(default_factory=list)  # (Outcome, ServedModel): shadow jobs run once answered
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -104,3 +106,12 @@ async def read_body(request: Request, accept: tuple[bytes, ...], limit: int) -> 
         if not message.get("more_body", False):
             return b"".join(chunks)
         message = await receive()
+
+
+def outcome_headers(outcome: Any) -> list[tuple[bytes, bytes]]:
+    """The headers every prediction answer carries: the version that answered, the id(s), the fallback."""
+    headers = [(b"x-model-version", b"%d" % outcome.version),
+               (b"x-prediction-id", outcome.ids[0].encode() if len(outcome.ids) == 1 else b",".join(i.encode() for i in outcome.ids[:100]))]
+    if outcome.fallback:
+        headers.append((b"x-fallback", b"true"))
+    return headers

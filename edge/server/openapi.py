@@ -34,10 +34,11 @@ def _tensor_schema(spec: dict[str, Any], max_batch: int) -> dict[str, Any]:
     return schema
 
 
-def openapi(predictor: "Predictor", config: "ServeConfig") -> dict[str, Any]:
-    """The OpenAPI 3.1 description of the server's routes for this bundle: every status each route can
-    answer, with its body (the HTTP layer's own refusals, ``edge.http_protocol``, included)."""
-    name = predictor.bundle.name
+def openapi(predictor: "Predictor", config: "ServeConfig", name: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the server's routes for this bundle (served as model ``name``, by
+    default the bundle's): every status each route can answer, with its body (the HTTP layer's own
+    refusals, ``edge.http_protocol``, included)."""
+    name = name or predictor.bundle.name
     features = predictor.manifest.get("features") or []
     specs = predictor.manifest["inputs"]
     number = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
@@ -98,7 +99,42 @@ def openapi(predictor: "Predictor", config: "ServeConfig") -> dict[str, Any]:
         {"type": "object", "required": ["inputs"], "not": {"required": ["instances"]},
          "properties": {"inputs": columns, "signature_name": signature}}]}
     tfs_ok = {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}}
-    not_found = [(404, f"no such model or version (this server serves {name!r}, version 1)")]
+    not_found = [(404, f"no such model, version or label"),
+                 (503, "the version is not AVAILABLE (LOADING, UNLOADING, END), or busy")]
+    oip_error = {"application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/OipError"}, ref]}}}
+    out0 = predictor.manifest["outputs"][0]
+    width = int(out0["shape"][-1] or 1) if len(out0["shape"]) > 1 else 1
+    if predictor.manifest["task"] == "classification":
+        truth: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": (2 if width == 1 else width) - 1}
+    else:
+        big = {"type": "number", "minimum": -1.7e308, "maximum": 1.7e308}
+        truth = {"oneOf": [big, {"type": "array", "items": big, "minItems": width, "maxItems": width}]}
+    feedback_item = {"type": "object", "required": ["id", "truth"], "additionalProperties": False, "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 64}, "truth": truth}}
+    from edge.oip import datatype_of
+
+    def oip_input(spec: dict[str, Any]) -> dict[str, Any]:
+        dims = list(spec["shape"])
+        shape_items = [{"type": "integer", "minimum": 1, "maximum": config.max_batch} if i == 0 or d is None
+                       else {"const": int(d)} for i, d in enumerate(dims)]
+        leaf = _tensor_schema({**spec, "shape": [None]}, 10**9)["items"]
+        return {"type": "object", "required": ["name", "shape", "datatype", "data"], "additionalProperties": False,
+                "properties": {"name": {"const": spec["name"]}, "datatype": {"const": datatype_of(spec["dtype"])},
+                               "shape": {"type": "array", "prefixItems": shape_items, "minItems": len(dims),
+                                         "maxItems": len(dims)},
+                               "data": {"type": "array", "items": leaf}}}
+
+    keys = [o["key"] for o in predictor.manifest["outputs"]]
+    infer_body = {"type": "object", "required": ["inputs"], "additionalProperties": False, "properties": {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "minItems": len(specs), "maxItems": len(specs),
+                   "items": {"oneOf": [oip_input(s) for s in specs]} if len(specs) > 1 else oip_input(specs[0])},
+        "outputs": {"type": "array", "maxItems": len(keys), "uniqueItems": True, "items": {
+            "type": "object", "required": ["name"], "additionalProperties": False,
+            "properties": {"name": {"enum": keys}}}}}}
+    with_oip = [(400, "a request the protocol refuses"), (404, "no such model or version"),
+                (413, "body or batch over the limit"), (415, "wrong content type"),
+                (422, "non-finite output"), (500, "internal error"), (503, "not ready or not AVAILABLE, or busy")]
     return {
         "openapi": "3.1.0",
         "info": {"title": f"deploykit-edge: {name}", "version": __version__,
@@ -126,6 +162,36 @@ def openapi(predictor: "Predictor", config: "ServeConfig") -> dict[str, Any]:
             f"/v1/models/{name}": get("TensorFlow Serving model status.", {"type": "object"}, more=not_found),
             f"/v1/models/{name}/metadata": get("TensorFlow Serving model metadata (signature).", {"type": "object"},
                                                 more=not_found),
+            f"/v1/models/{name}/feedback": {"post": {
+                "summary": "Ground truth for earlier predictions, joined by prediction id (one item or a list).",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    # a list's items each answer for themselves (a wrong one is "invalid" in the results)
+                    feedback_item, {"type": "array", "minItems": 1, "maxItems": 1000}]}}}},
+                "responses": {"200": {"description": "joined, or a duplicate (counted once); a list: each item's result",
+                                      "content": {"application/json": {"schema": ok}}},
+                              **errors(with_body + [(400, "malformed JSON"), (404, "unknown or expired id, or no such model"),
+                                                    (409, "the id was joined with another truth"),
+                                                    (413, "too many items"), (415, "wrong content type"),
+                                                    (422, "an item of the wrong shape or type"), (500, "internal error"),
+                                                    (503, "busy, or the model has no AVAILABLE version")])}}},
+            "/feedback": get("Online metrics per model, version and window from the joined ground truth.",
+                             {"type": "object"}),
+            "/v1/repository": get("The model repository as the server sees it (versions, states, labels).",
+                                  {"type": "object"}),
+            "/v2": get("Open Inference Protocol v2: server metadata.", {"type": "object"}),
+            "/v2/health/live": get("OIP v2: live.", {"type": "object"}),
+            "/v2/health/ready": get("OIP v2: ready (503 otherwise).", {"type": "object"},
+                                    more=[(503, "not ready")], more_content=oip_error),
+            f"/v2/models/{name}": get("OIP v2: model metadata.", {"type": "object"}, more=not_found,
+                                      more_content=oip_error),
+            f"/v2/models/{name}/ready": get("OIP v2: model ready.", {"type": "object"}, more=not_found,
+                                            more_content=oip_error),
+            f"/v2/models/{name}/infer": {"post": {
+                "summary": "OIP v2 inference: typed tensors (JSON, or Triton's binary extension).",
+                # the data's length must be the shape's product: JSON Schema cannot say it (edge_st_hooks.py)
+                "requestBody": {"required": True, "content": {"application/json": {"schema": infer_body}}},
+                "responses": {"200": {"description": "outputs", "content": {"application/json": {"schema": {"type": "object"}}}},
+                              **errors(with_body), **errors(with_oip, oip_error)}}},
             "/healthz": get("Alive.", {"type": "object", "properties": {"status": {"const": "ok"}}}),
             "/readyz": get("Model loaded and self-test passed (503 otherwise).", {"type": "object"},
                            more=[(503, "not ready (the self-test failed), or the HTTP layer's 503")]),
@@ -135,7 +201,8 @@ def openapi(predictor: "Predictor", config: "ServeConfig") -> dict[str, Any]:
             "/": get("What this server serves.", {"type": "object"}),
         },
         "components": {"schemas": {"Error": {"type": "object", "required": ["success", "error"], "properties": {
-            "success": {"const": False}, "error": {"type": "string"}}}}},
+            "success": {"const": False}, "error": {"type": "string"}}},
+            "OipError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}},
     }
 
 

@@ -2,24 +2,30 @@
 ``inputs``), ``GET /v1/models/NAME`` (status) and ``GET /v1/models/NAME/metadata`` (signature).
 
 The model part of the path, ``NAME[/versions/N|/labels/L]``, is parsed by the router with this module's
-converters into a ``ModelRef``; this server serves one model, version 1, so any other name, version or
-label answers 404.
+converters into a ``ModelRef``; the model's ``Dispatcher`` (``edge.dispatch``) answers: a version or label
+reaches that version (no canary, no fallback), none takes the default route. ``GET /v1/models/NAME`` is
+the repository's status of the model's versions (TF Serving's body); the metadata is the resolved
+version's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from edge.inputs import InputError, check_tensor, parse_json
+from edge.repository import NotServed
 from edge.server.images import b64_inputs
-from edge.server.messages import JSON_TYPE, Answer, Reply, Request, json_bytes, read_body
+from edge.server.messages import JSON_TYPE, Answer, Reply, Request, json_bytes, outcome_headers, read_body
 from edge.server.routing import Converter
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.server.app import EdgeApp
+    from edge.server.served import ServedModel
+
 
 PREFIX = "/v1/models/"
 
@@ -32,13 +38,29 @@ class ModelRef:
     version: Optional[str] = None
     label: Optional[str] = None
 
+    def number(self) -> Optional[int]:
+        """The version as a number (None when the path named none).
+
+        Raises:
+            Reply: 404 for a version that is not a positive integer.
+        """
+        if self.version is None:
+            return None
+        if not VERSION.match(self.version):
+            raise Reply(404, f"version {self.version[:40]} of model {self.name[:100]!r} not found; versions are "
+                             "positive integers")
+        return int(self.version)
+
+
+VERSION = re.compile(r"^[1-9][0-9]{0,15}$")
+
 
 def model_ref(text: str) -> ModelRef:
     """``NAME``, ``NAME/versions/V`` or ``NAME/labels/L`` (split at the first ``/versions/``, else the first
-    ``/labels/``) as a ``ModelRef``; version 1 is the model itself."""
+    ``/labels/``) as a ``ModelRef``."""
     base, sep, version = text.partition("/versions/")
     if sep:
-        return ModelRef(base) if version == "1" else ModelRef(base, version=version)
+        return ModelRef(base, version=version)
     base, sep, label = text.partition("/labels/")
     return ModelRef(base, label=label) if sep else ModelRef(text)
 
@@ -60,25 +82,27 @@ class TFServing:
     def __init__(self, app: "EdgeApp") -> None:
         self.app = app
 
-    def check_model(self, ref: ModelRef) -> None:
-        """Raises: Reply: 404 when ``ref`` is not this server's model, version 1."""
-        served = self.app.name
-        if ref.name != served:
-            raise Reply(404, f"model {ref.name[:100]!r} not found; this server serves {served!r}")
-        if ref.version is not None or ref.label is not None:
-            what = f"version {ref.version}" if ref.version is not None else f"label {ref.label}"
-            raise Reply(404, f"{what[:40]} of model {ref.name!r} not found; this server serves version 1 only")
+    def check_model(self, ref: ModelRef) -> "ServedModel":
+        """The served model a path names.
+
+        Raises:
+            NotServed: 404 for an unknown model; Reply: 404 for a version that is not a number.
+        """
+        served = self.app.served(ref.name)
+        ref.number()
+        return served
 
     async def predict(self, request: Request) -> Answer:
         app = self.app
-        self.check_model(request.params["model"])
+        ref: ModelRef = request.params["model"]
+        served = self.check_model(ref)
         data = parse_json(await read_body(request, (JSON_TYPE,), app.config.max_body))
         if not isinstance(data, dict) or ("instances" in data) == ("inputs" in data):
             raise InputError(422, 'the body must be an object with either "instances" (row format) or "inputs" (columnar)')
         signature = data.get("signature_name", "serving_default")
         if signature != "serving_default":
             raise InputError(422, f"unknown signature_name {signature!r}; this model has serving_default")
-        specs = app.p.manifest["inputs"]
+        specs = served.manifest["inputs"]
         max_batch = app.config.max_batch
         if "instances" in data:
             instances = data["instances"]
@@ -86,7 +110,7 @@ class TFServing:
                 raise InputError(422, '"instances" must be a non-empty list')
             if len(instances) > max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {max_batch}")
-            inputs = b64_inputs(app, instances, specs) or self._instances_to_inputs(instances, specs)
+            inputs = b64_inputs(served.manifest, instances, specs) or self._instances_to_inputs(instances, specs, served)
         else:
             columns = data["inputs"]
             if not isinstance(columns, dict):
@@ -105,26 +129,29 @@ class TFServing:
         n_rows = {a.shape[0] for a in inputs.values()}
         if len(n_rows) != 1:
             raise InputError(422, "all inputs must have the same number of rows")
-        outputs = await app.predict_inputs(inputs, request.log_rows)
-        keys = app.p.output_keys
+        outputs, outcome = await app.predict_inputs(inputs, request.log_rows, served, version=ref.number(),
+                                                    label=ref.label, key=app.sticky_key(request, served))
+        request.after.append((outcome, served))
+        extra = outcome_headers(outcome)
+        keys = served.output_keys
         if "instances" in data:
             if len(keys) == 1:
                 preds = np.asarray(outputs[keys[0]], dtype=np.float64).tolist()
             else:
                 rows = next(iter(n_rows))
                 preds = [{k: np.asarray(outputs[k][i], dtype=np.float64).tolist() for k in keys} for i in range(rows)]
-            return 200, JSON_TYPE, json_bytes({"predictions": preds}), []
+            return 200, JSON_TYPE, json_bytes({"predictions": preds}), extra
         if len(keys) == 1:
-            return 200, JSON_TYPE, json_bytes({"outputs": np.asarray(outputs[keys[0]], dtype=np.float64).tolist()}), []
-        return 200, JSON_TYPE, json_bytes({"outputs": {k: np.asarray(outputs[k], dtype=np.float64).tolist() for k in keys}}), []
+            return 200, JSON_TYPE, json_bytes({"outputs": np.asarray(outputs[keys[0]], dtype=np.float64).tolist()}), extra
+        return 200, JSON_TYPE, json_bytes({"outputs": {k: np.asarray(outputs[k], dtype=np.float64).tolist() for k in keys}}), extra
 
-    def _instances_to_inputs(self, instances: list, specs: list[dict]) -> dict[str, np.ndarray]:
+    def _instances_to_inputs(self, instances: list, specs: list[dict], served: "ServedModel") -> dict[str, np.ndarray]:
         """Row-format instances (a row, an object keyed by features, or one keyed by inputs) as input tensors.
 
         Raises:
             InputError: 422 naming the instance (numbered from 1) and what is wrong with it.
         """
-        rows_parser, features = self.app.rows, self.app.features
+        rows_parser, features = served.rows, served.features
         names = [s["name"] for s in specs]
         per_input: dict[str, list] = {n: [] for n in names}
         for i, inst in enumerate(instances, start=1):  # messages number instances from 1, as rows
@@ -152,17 +179,25 @@ class TFServing:
         return {s["name"]: check_tensor(per_input[s["name"]], s["name"], s["shape"], "float64", s["dtype"]) for s in specs}
 
     async def status(self, request: Request) -> Answer:
-        app = self.app
-        self.check_model(request.params["model"])
-        state = "AVAILABLE" if app.ready else "UNAVAILABLE"
-        body = {"model_version_status": [{"version": "1", "state": state,
-                                          "status": {"error_code": "OK" if app.ready else "UNAVAILABLE",
-                                                     "error_message": "" if app.ready else app.ready_error}}]}
+        """TF Serving's ``model_version_status`` from the repository (one version when the path names one)."""
+        ref: ModelRef = request.params["model"]
+        repo = self.app.repo
+        body = repo.status(ref.name)  # NotServed 404 for an unknown model
+        number = ref.number()
+        if ref.label is not None:
+            number = repo.resolve(ref.name, label=ref.label).number
+        if number is not None:
+            entries = [e for e in body["model_version_status"] if e["version"] == str(number)]
+            if not entries:
+                raise NotServed(404, f"version {number} of model {ref.name!r} not found")
+            body = {"model_version_status": entries}
         return 200, JSON_TYPE, json_bytes(body), []
 
     async def metadata(self, request: Request) -> Answer:
-        app = self.app
-        self.check_model(request.params["model"])
+        ref: ModelRef = request.params["model"]
+        self.check_model(ref)
+        version = self.app.repo.resolve(ref.name, ref.number(), ref.label)
+        p = version.predictor
 
         def spec(t: dict, tensor_name: str) -> dict:
             return {"dtype": "DT_" + _DTYPES[t["dtype"]],
@@ -170,14 +205,14 @@ class TFServing:
                                      "unknown_rank": False},
                     "name": tensor_name}
 
-        io = app.p.artifact.get("io") or {}
-        manifest = app.p.manifest
+        io = p.artifact.get("io") or {}
+        manifest = p.manifest
         signature = {
             "inputs": {t["name"]: spec(t, (io.get("inputs") or {}).get(t["name"], t["name"])) for t in manifest["inputs"]},
             "outputs": {t["key"]: spec(t, (io.get("outputs") or {}).get(t["key"], t["key"])) for t in manifest["outputs"]},
             "method_name": "tensorflow/serving/predict",
         }
-        body = {"model_spec": {"name": app.name, "signature_name": "", "version": "1"},
+        body = {"model_spec": {"name": ref.name, "signature_name": "", "version": str(version.number)},
                 "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}}}
         return 200, JSON_TYPE, json_bytes(body), []
 

@@ -115,10 +115,14 @@ def test_feedback_bodies() -> None:
     results = store.join_body([{"id": a, "truth": 1.5}, {"id": b, "truth": 2.0}, {"id": a, "truth": 1.5}])
     assert [r.outcome for r in results] == ["joined", "joined", "duplicate"]
     assert store.join_body({"id": b, "truth": 2.0})[0].outcome == "duplicate"
+    mixed = store.join_body([{"id": a, "truth": 1.5}, 5, {"id": b}])  # in a list, each item answers for itself
+    assert [(r.id, r.status, r.outcome, r.message) for r in mixed] == [
+        (a, 200, "duplicate", f"prediction {a} was already joined; not counted again"),
+        ("", 422, "invalid", 'item 2: feedback must be an object with exactly "id" and "truth"'),
+        (b, 422, "invalid", 'item 3: feedback must be an object with exactly "id" and "truth"')]
     for body, status, message in [
         ([], 422, 'the body must be {"id": ..., "truth": ...} or a non-empty list of them'),
         ({"id": a}, 422, 'feedback must be an object with exactly "id" and "truth"'),
-        ([{"id": a, "truth": 1.0}, 5], 422, 'item 2: feedback must be an object with exactly "id" and "truth"'),
         ([{"id": a, "truth": 1}] * (MAX_ITEMS + 1), 413, f"{MAX_ITEMS + 1} feedback items are over the limit of {MAX_ITEMS}"),
     ]:
         with pytest.raises(InputError) as err:

@@ -33,7 +33,7 @@ def test_fields_are_quoted_and_formulas_neutralised(tmp_path: Path) -> None:
 
 def test_rotation_loses_no_line(tmp_path: Path) -> None:
     logs = CsvLogs(tmp_path, ["rm", "tax", "age"], max_bytes=4000, backups=1000)
-    threads = [threading.Thread(target=lambda k=k: [logs.prediction(["t", f"{k}-{i}", "c", 1.0, 2.0, 3.0, 4.0, "float32", "s", 0.1])
+    threads = [threading.Thread(target=lambda k=k: [logs.prediction(["t", f"{k}-{i}", "c", 1.0, 2.0, 3.0, 4.0, "float32", "s", 0.1, "p", 1, ""])
                                                      for i in range(500)]) for k in range(4)]
     for t in threads:
         t.start()
@@ -46,7 +46,7 @@ def test_rotation_loses_no_line(tmp_path: Path) -> None:
     for f in files:
         rows = list(csv.reader(f.open(newline="")))
         assert rows[0][0] == "time"  # each file has its header
-        assert all(len(r) == 10 for r in rows)  # no split line
+        assert all(len(r) == 13 for r in rows)  # no split line
         assert f.stat().st_size <= 4000
         ids += [r[1] for r in rows[1:]]
     assert sorted(ids) == sorted(f"{k}-{i}" for k in range(4) for i in range(500))

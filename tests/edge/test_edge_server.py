@@ -27,8 +27,9 @@ def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: 
     status, body = module_server.json("POST", "/predict_json", [6, 250, 66.5])
     assert status == 200 and body["success"] is True
     assert abs(body["prediction"] - ref) <= 1e-5 * abs(ref)
+    assert body["model_version"] == 1 and isinstance(body["id"], str)
     status, body2 = module_server.json("POST", "/predict_json", {"rm": 6, "tax": 250, "age": 66.5})
-    assert body2 == body
+    assert {**body2, "id": ""} == {**body, "id": ""} and body2["id"] != body["id"]
     status, many = module_server.json("POST", "/predict_json", [[6, 250, 66.5], {"rm": 7, "tax": 300, "age": 20}])
     assert status == 200 and many["success"] and len(many["predictions"]) == 2
     assert many["predictions"][0] == body["prediction"]
@@ -59,11 +60,11 @@ def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: 
     ("POST", "/v1/models/boston_mlp:predict", b'{"inputs": [[6, 250, 1e300]]}', {"Content-Type": "application/json"},
      422, "input 'features' must be within the float32 range (|x| <= 3.4e38)"),
     ("GET", "/v1/models/boston_mlp/versions/abc", None, {}, 404,
-     "version abc of model 'boston_mlp' not found; this server serves version 1 only"),
+     "version abc of model 'boston_mlp' not found; versions are positive integers"),
     ("POST", "/v1/models/boston_mlp/versions/2:predict", b'{"instances": [[6, 250, 1]]}',
-     {"Content-Type": "application/json"}, 404, "version 2 of model 'boston_mlp' not found; this server serves version 1 only"),
+     {"Content-Type": "application/json"}, 404, "version 2 of model 'boston_mlp' not found; it has 1 AVAILABLE"),
     ("GET", "/v1/models/boston_mlp/labels/stable", None, {}, 404,
-     "label stable of model 'boston_mlp' not found; this server serves version 1 only"),
+     "label 'stable' of model 'boston_mlp' not found; it has no labels"),
     ("POST", "/predict_json", b"[6, 250, 1]", {"Content-Type": "x" * 1000}, 415,
      f"content type {'x' * 60} is not supported; send Content-Type: application/json"),
     ("POST", "/predict_json", b"[6, 250, 1]", {"Content-Type": "text/plain"}, 415,
@@ -103,7 +104,8 @@ def test_error_table(module_server: Server, method, path, body, headers, status,
 @pytest.mark.parametrize("row", [[6, 250, 66.5], [3.561, 187, 2.9], [8.78, 711, 100], [20, 0, -5], [6.0, 250.0, 66.5]])
 def test_one_row_fast_path_answers_as_the_general_path(module_server: Server, row: list) -> None:
     """`Content-Type: application/json` takes the one-row fast path; with a charset parameter the same
-    request takes the general path. Same bytes back, both counted in /metrics."""
+    request takes the general path. Same bytes back (but the prediction id, one per answer), the same
+    version headers, both counted in /metrics."""
     def count() -> float:
         text = module_server.request("GET", "/metrics")[2].decode()
         return metric(text, "deploykit_requests_total", route="predict_json", status="200") or 0.0
@@ -113,7 +115,12 @@ def test_one_row_fast_path_answers_as_the_general_path(module_server: Server, ro
     fast = module_server.request("POST", "/predict_json", body, {"Content-Type": "application/json"})
     general = module_server.request("POST", "/predict_json", body, {"Content-Type": "application/json; charset=utf-8"})
     assert fast[0] == general[0] == 200
-    assert fast[2] == general[2]
+    fast_id, general_id = json.loads(fast[2])["id"], json.loads(general[2])["id"]
+    assert fast_id != general_id
+    assert fast[2].replace(fast_id.encode(), b"ID") == general[2].replace(general_id.encode(), b"ID")
+    assert fast[2].endswith(b',"success":true,"model_version":1,"id":"' + fast_id.encode() + b'"}')
+    assert (fast[1]["x-model-version"], fast[1]["x-prediction-id"]) == ("1", fast_id)
+    assert (general[1]["x-model-version"], general[1]["x-prediction-id"]) == ("1", general_id)
     assert fast[1]["content-type"] == general[1]["content-type"] == "application/json"
     assert count() == before + 2
 
