@@ -125,7 +125,8 @@ def test_upload_and_b64_give_the_same_top_k_as_the_interpreter(served: Server, i
         expected = images.top_k(predictor.predict({"image": images.to_tensor(data, SPEC)})["output_0"][0], LABELS, 3)
         status, body = classify(served, data, "image/png", "?k=3")
         assert status == 200, body
-        assert body == {"model": "colours", "predictions": [{"top_k": expected}]}
+        assert len(body.pop("ids")) == 1  # the prediction's id, for ground-truth feedback
+        assert body == {"model": "colours", "model_version": 1, "predictions": [{"top_k": expected}]}
         assert body["predictions"][0]["top_k"][0]["label"] == LABELS[c]  # the model knows its colours
         b64 = base64.b64encode(data).decode()
         status, again = served.json("POST", "/v1/models/colours:classify?k=3", {"instances": [{"b64": b64}, {"image": {"b64": b64}}]})
