@@ -26,7 +26,7 @@ import pytest
 
 from convert.pipeline import recover_interrupted
 from edge import manifest as manifest_mod
-from tests.conftest import BOSTON_CSV, QUIET_ENV
+from tests.helpers import BOSTON_CSV, QUIET_ENV
 
 TRIALS = int(os.environ.get("DEPLOYKIT_KILL_TRIALS", "8"))  # `make zoo` runs the 20 trials
 

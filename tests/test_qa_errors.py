@@ -23,7 +23,7 @@ from convert.pipeline import check_output
 from convert.serve_web import make_server, serve_in_thread
 from edge import manifest as mf
 from edge.errors import BundleError
-from tests.conftest import BOSTON_CSV, run_cli
+from tests.helpers import BOSTON_CSV, run_cli
 
 HEADER = "rm,tax,age,medv\n"
 ROWS = "6,250,66.5,20\n" * 12
@@ -364,7 +364,7 @@ def test_ctrl_c_during_the_tfjs_graph_conversion_is_an_interrupt(tmp_path: Path,
     import subprocess
     import sys
 
-    from tests.conftest import QUIET_ENV, ROOT
+    from tests.helpers import QUIET_ENV, ROOT
 
     temp = tmp_path / "tmp"  # the work folder and the native log go here: all must be removed
     temp.mkdir()
@@ -415,7 +415,7 @@ def test_ctrl_c_during_teardown_after_a_successful_convert_keeps_status_0(tmp_pa
     import sys
     import time
 
-    from tests.conftest import QUIET_ENV, ROOT
+    from tests.helpers import QUIET_ENV, ROOT
 
     out = tmp_path / "bundle"
     env = {**os.environ, **QUIET_ENV}

@@ -25,8 +25,8 @@ import pytest
 
 from convert.parity.engine import verify_bundle
 from edge import manifest as mf
-from parity_helpers import run_cli
-from tests.conftest import BOSTON_CSV
+from tests.helpers import run_cli
+from tests.helpers import BOSTON_CSV
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

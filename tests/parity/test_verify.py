@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parity_helpers import run_cli
+from tests.helpers import run_cli
 from convert.parity.engine import RUNTIMES, verify_bundle
 from edge import manifest as mf
 
