@@ -107,11 +107,11 @@ def cached(entry: Path, name: str, make: Callable[[Path], None]) -> Path:
     return final
 
 
-def train_cli(kind: str, out: Path) -> None:
-    """``deploykit train --model KIND --out OUT``; asserts success."""
+def train_cli(kind: str, out: Path, *extra: str) -> None:
+    """``deploykit train --model KIND --out OUT EXTRA``; asserts success."""
     out.parent.mkdir(parents=True, exist_ok=True)
     keras_file = out.with_suffix(".keras") if out.suffix != ".keras" else out
-    result = run_cli("train", "--model", kind, "--out", keras_file)
+    result = run_cli("train", "--model", kind, "--out", keras_file, *extra)
     assert result.returncode == 0, result.stderr
     if keras_file != out:
         keras_file.rename(out)
@@ -124,15 +124,36 @@ def convert_cli(model: Path, out: Path, *extra: str) -> str:
     return result.stdout
 
 
-def _model(build_cache: Path, kind: str) -> Path:
-    return cached(build_cache, f"{kind}.keras", lambda path: train_cli(kind, path))
+def _model(build_cache: Path, kind: str, seed: int = 42) -> Path:
+    name = f"{kind}.keras" if seed == 42 else f"{kind}-seed{seed}.keras"
+    extra = () if seed == 42 else ("--seed", str(seed))
+    return cached(build_cache, name, lambda path: train_cli(kind, path, *extra))
 
 
-def _bundle(build_cache: Path, model: Path, kind: str) -> Path:
+def _bundle(build_cache: Path, model: Path) -> Path:
+    name = f"bundle-{model.stem}"
+
     def make(path: Path) -> None:
-        (build_cache / f"bundle-{kind}.stdout").write_text(convert_cli(model, path))
+        (build_cache / f"{name}.stdout").write_text(convert_cli(model, path))
 
-    return cached(build_cache, f"bundle-{kind}", make)
+    return cached(build_cache, name, make)
+
+
+@pytest.fixture(scope="session")
+def from_cache(build_cache) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``from_cache(name, make)``: this set of sources' ``name`` in the cache, made by ``make(path)`` if missing."""
+    return lambda name, make: cached(build_cache, name, make)
+
+
+@pytest.fixture(scope="session")
+def boston_build(build_cache) -> Callable[..., tuple[Path, Path]]:
+    """``boston_build(kind, seed=42)``: (model, bundle) of ``deploykit train --model KIND --seed SEED`` and
+    ``deploykit convert`` with the Boston data, from the cache when it holds them."""
+    def build(kind: str, seed: int = 42) -> tuple[Path, Path]:
+        model = _model(build_cache, kind, seed)
+        return model, _bundle(build_cache, model)
+
+    return build
 
 
 @pytest.fixture(scope="session")
@@ -150,10 +171,10 @@ def boston_linear(build_cache) -> Path:
 @pytest.fixture(scope="session")
 def boston_mlp_bundle(build_cache, boston_mlp) -> Path:
     """The bundle ``deploykit convert`` writes for the Boston MLP."""
-    return _bundle(build_cache, boston_mlp, "mlp")
+    return _bundle(build_cache, boston_mlp)
 
 
 @pytest.fixture(scope="session")
 def boston_linear_bundle(build_cache, boston_linear) -> Path:
     """The bundle ``deploykit convert`` writes for the linear Boston model."""
-    return _bundle(build_cache, boston_linear, "linear")
+    return _bundle(build_cache, boston_linear)
