@@ -3,8 +3,8 @@
 ``deploykit train`` and ``deploykit convert`` run in this process (``tests.helpers.run_cli``). What they write is
 kept in a cache folder (``$DEPLOYKIT_TEST_CACHE``, else ``$XDG_CACHE_HOME/deploykit/test-bundles``, else
 ``~/.cache/deploykit/test-bundles``) under the sha256 of everything that makes it: convert/ (the training code
-and the Boston data are there), edge/, web/dist, this file and tests/helpers.py, and the versions of the
-libraries that convert. A later run with the same sources takes the models and bundles from there, so the
+and the Boston data are there), edge/, web/dist, pyproject.toml, this file (the commands), and the versions of
+the libraries that convert. A later run with the same sources takes the models and bundles from there, so the
 TF-free tests (tests/edge) run without importing TensorFlow. An entry whose files changed since it was written
 (a test that altered the shared bundle) is made again. ``DEPLOYKIT_TEST_BUNDLE`` names a bundle to use instead
 of the Boston MLP bundle.
@@ -27,7 +27,7 @@ from tests.helpers import BOSTON_CSV, QUIET_ENV, ROOT, run_cli
 
 os.environ.update(QUIET_ENV)
 
-SOURCES = ("convert", "edge", "web/dist", "tests/conftest.py", "tests/helpers.py", "pyproject.toml")
+SOURCES = ("convert", "edge", "web/dist", "tests/conftest.py", "pyproject.toml")  # conftest: the commands
 LIBRARIES = ("tensorflow", "keras", "tensorflowjs", "tf-keras", "ai-edge-litert", "numpy")
 KEEP_DAYS = 14  # cache entries unused for longer are removed
 

@@ -109,3 +109,12 @@ def run_cli(*args: Any, module: str = "convert", cwd: Path | None = None, stdin:
         sys.stdin, sys.unraisablehook = old_stdin, old_hook
         if old_debug is not None:
             os.environ["DEPLOYKIT_DEBUG"] = old_debug
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line a failed command printed on stderr (exit status 1, no traceback); asserts it is one line."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
