@@ -177,7 +177,8 @@ def test_drift_cli_on_a_log(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_predict_reads_a_csv_with_a_byte_order_mark_from_a_file_and_stdin(bundle: Path, tmp_path: Path) -> None:
-    """Was: the BOM stuck to the first header name, so the error said the input has no column rm."""
+    """A UTF-8 byte order mark before the header (from a file or stdin, the installed program) is not part of the
+    first column's name."""
     src = tmp_path / "bom.csv"
     src.write_bytes(b"\xef\xbb\xbfrm,tax,age\r\n6,250,66.5\r\n")
     for args, stdin in ((["--input", str(src)], None), (["--input", "-"], src.read_bytes())):
@@ -188,7 +189,7 @@ def test_predict_reads_a_csv_with_a_byte_order_mark_from_a_file_and_stdin(bundle
 
 
 def test_predict_input_that_is_binary_deeply_nested_or_has_a_huge_cell(bundle: Path, tmp_path: Path) -> None:
-    """Was: 'Error: unexpected UnicodeDecodeError / RecursionError / Error ...; please report it'."""
+    """Binary input, a too deeply nested JSON line and an over-long CSV cell are each one error naming the file."""
     binary = tmp_path / "model.bin"
     binary.write_bytes(b"rm,tax,age\n\x94\x00\xff")
     deep = tmp_path / "deep.jsonl"
@@ -206,7 +207,7 @@ def test_predict_input_that_is_binary_deeply_nested_or_has_a_huge_cell(bundle: P
 
 
 def test_predict_refuses_to_write_over_its_input(bundle: Path, tmp_path: Path) -> None:
-    """Was: --output naming the --input file truncated it first, then said 'the input is empty'."""
+    """--output naming the --input file (through a link too) is refused before anything is written."""
     src = tmp_path / "in.csv"
     src.write_text("rm,tax,age\n6,250,66.5\n")
     (tmp_path / "link.csv").symlink_to(src)
@@ -217,7 +218,8 @@ def test_predict_refuses_to_write_over_its_input(bundle: Path, tmp_path: Path) -
 
 
 def test_serve_port_in_use_or_out_of_range_is_one_line(bundle: Path) -> None:
-    """Was: uvicorn's 'ERROR: [Errno 98] ...' after a 'serving ...' line, and exit status 3."""
+    """The installed program: a port in use, a port out of range and a concurrency of 0 are each one error line
+    and exit status 1, before anything is served."""
     import socket
 
     with socket.socket() as busy:
