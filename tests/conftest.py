@@ -93,16 +93,24 @@ def cached(entry: Path, name: str, make: Callable[[Path], None]) -> Path:
     def digest() -> str:
         return _tree_sha256(final, _files(final))
 
+    for _ in range(20):  # another run renamed its build into place and is writing the stamp
+        if not final.exists() or stamp.is_file():
+            break
+        time.sleep(0.5)
     if final.exists() and stamp.is_file() and stamp.read_text() == digest():
         return final
     shutil.rmtree(final, ignore_errors=True) if final.is_dir() else final.unlink(missing_ok=True)
+    for stale in entry.glob(f".{name}.*.partial"):  # a killed run's leftovers (an hour is more than a build)
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     private = entry / f".{name}.{os.getpid()}.partial"
     shutil.rmtree(private, ignore_errors=True)
     make(private)
     try:
         private.rename(final)
-    except OSError:  # another run put it there first
+    except OSError:  # another run put it there first: use that one (it writes the stamp)
         shutil.rmtree(private, ignore_errors=True) if private.is_dir() else private.unlink(missing_ok=True)
+        return final
     stamp.write_text(digest())
     return final
 
