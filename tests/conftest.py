@@ -1,68 +1,192 @@
-"""Shared fixtures: the Boston reference models and their bundles, built through the real CLI once."""
+"""Shared fixtures: the Boston reference models and their bundles, made by the real CLI, once per set of sources.
+
+``deploykit train`` and ``deploykit convert`` run in this process (``tests.helpers.run_cli``). What they write is
+kept in a cache folder (``$DEPLOYKIT_TEST_CACHE``, else ``$XDG_CACHE_HOME/deploykit/test-bundles``, else
+``~/.cache/deploykit/test-bundles``) under the sha256 of everything that makes it: convert/ (the training code
+and the Boston data are there), edge/, web/dist, pyproject.toml, this file (the commands), and the versions of
+the libraries that convert. A later run with the same sources takes the models and bundles from there, so the
+TF-free tests (tests/edge) run without importing TensorFlow. An entry whose files changed since it was written
+(a test that altered the shared bundle) is made again. ``DEPLOYKIT_TEST_BUNDLE`` names a bundle to use instead
+of the Boston MLP bundle.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import subprocess
+import shutil
 import sys
+import time
+from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BOSTON_CSV = ROOT / "convert" / "data" / "boston.csv"
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TFDF_DISABLE_WELCOME_MESSAGE": "1", "CUDA_VISIBLE_DEVICES": "-1"}
+from tests.helpers import BOSTON_CSV, QUIET_ENV, ROOT, run, run_cli
+
 os.environ.update(QUIET_ENV)
 
+SOURCES = ("convert", "edge", "web/dist", "tests/conftest.py", "pyproject.toml")  # conftest: the commands
+LIBRARIES = ("tensorflow", "keras", "tensorflowjs", "tf-keras", "ai-edge-litert", "numpy")
+KEEP_DAYS = 14  # cache entries unused for longer are removed
 
-def run_cli(*args: str, module: str = "convert", timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m convert ARGS`` (or ``edge``) and capture its output."""
-    env = {**os.environ, **QUIET_ENV}
-    env.pop("DEPLOYKIT_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=cwd)
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    found = []
+    for folder, dirs, names in os.walk(path, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        found += [Path(folder) / n for n in sorted(names) if not n.endswith(".pyc")]
+    return found
+
+
+def _tree_sha256(root: Path, paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def sources_sha256() -> str:
+    """The sha256 of the sources and library versions that make the cached models and bundles."""
+    paths = [f for name in SOURCES for f in _files(ROOT / name)]
+    versions = []
+    for lib in LIBRARIES:
+        try:
+            versions.append(f"{lib}=={metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{lib} missing")
+    return hashlib.sha256((_tree_sha256(ROOT, paths) + "\n".join(versions)).encode()).hexdigest()
+
+
+def cache_root() -> Path:
+    if os.environ.get("DEPLOYKIT_TEST_CACHE"):
+        return Path(os.environ["DEPLOYKIT_TEST_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "deploykit" / "test-bundles"
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
+def build_cache() -> Path:
+    """This set of sources' folder in the cache (created); entries unused for KEEP_DAYS days are removed."""
+    root = cache_root()
+    entry = root / sources_sha256()[:16]
+    entry.mkdir(parents=True, exist_ok=True)
+    os.utime(entry)
+    for old in root.iterdir():
+        if old != entry and old.is_dir() and time.time() - old.stat().st_mtime > KEEP_DAYS * 86400:
+            shutil.rmtree(old, ignore_errors=True)
+    return entry
 
 
-def _train(kind: str, models_dir: Path) -> Path:
-    out = models_dir / f"{kind}.keras"
-    result = run_cli("train", "--model", kind, "--out", out)
+def cached(entry: Path, name: str, make: Callable[[Path], None]) -> Path:
+    """``entry/name``, made by ``make(path)`` unless the cache holds it unchanged since it was made.
+
+    ``make`` writes to a private path, renamed into place when it succeeded (runs in parallel are safe); a
+    ``name.sha256`` file beside it records its files' digest, checked on every use.
+    """
+    final, stamp = entry / name, entry / f"{name}.sha256"
+
+    def digest() -> str:
+        return _tree_sha256(final, _files(final))
+
+    for _ in range(20):  # another run renamed its build into place and is writing the stamp
+        if not final.exists() or stamp.is_file():
+            break
+        time.sleep(0.5)
+    if final.exists() and stamp.is_file() and stamp.read_text() == digest():
+        return final
+    shutil.rmtree(final, ignore_errors=True) if final.is_dir() else final.unlink(missing_ok=True)
+    for stale in entry.glob(f".{name}.*.partial"):  # a killed run's leftovers (an hour is more than a build)
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    private = entry / f".{name}.{os.getpid()}.partial"
+    shutil.rmtree(private, ignore_errors=True)
+    make(private)
+    try:
+        private.rename(final)
+    except OSError:  # another run put it there first: use that one (it writes the stamp)
+        shutil.rmtree(private, ignore_errors=True) if private.is_dir() else private.unlink(missing_ok=True)
+        return final
+    stamp.write_text(digest())
+    return final
+
+
+def train_cli(kind: str, out: Path, *extra: str) -> None:
+    """``deploykit train --model KIND --out OUT EXTRA``; asserts success."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keras_file = out.with_suffix(".keras") if out.suffix != ".keras" else out
+    result = run_cli("train", "--model", kind, "--out", keras_file, *extra)
     assert result.returncode == 0, result.stderr
-    return out
+    if keras_file != out:
+        keras_file.rename(out)
+
+
+def convert_cli(model: Path, out: Path, *extra: str) -> str:
+    """``deploykit convert MODEL --data boston.csv --target medv --out OUT``; asserts success, returns stdout."""
+    result = run_cli("convert", model, "--data", BOSTON_CSV, "--target", "medv", "--out", out, *extra)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _model(build_cache: Path, kind: str, seed: int = 42) -> Path:
+    name = f"{kind}.keras" if seed == 42 else f"{kind}-seed{seed}.keras"
+    extra = () if seed == 42 else ("--seed", str(seed))
+    return cached(build_cache, name, lambda path: train_cli(kind, path, *extra))
+
+
+def _bundle(build_cache: Path, model: Path) -> Path:
+    name = f"bundle-{model.stem}"
+
+    def make(path: Path) -> None:
+        (build_cache / f"{name}.stdout").write_text(convert_cli(model, path))
+
+    return cached(build_cache, name, make)
 
 
 @pytest.fixture(scope="session")
-def boston_mlp(models_dir) -> Path:
+def from_cache(build_cache) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``from_cache(name, make)``: this set of sources' ``name`` in the cache, made by ``make(path)`` if missing."""
+    return lambda name, make: cached(build_cache, name, make)
+
+
+@pytest.fixture(scope="session")
+def boston_build(build_cache) -> Callable[..., tuple[Path, Path]]:
+    """``boston_build(kind, seed=42)``: (model, bundle) of ``deploykit train --model KIND --seed SEED`` and
+    ``deploykit convert`` with the Boston data, from the cache when it holds them."""
+    def build(kind: str, seed: int = 42) -> tuple[Path, Path]:
+        model = _model(build_cache, kind, seed)
+        return model, _bundle(build_cache, model)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def boston_mlp(build_cache) -> Path:
     """The Boston MLP (Normalization + MLP), trained by ``deploykit train --model mlp``."""
-    return _train("mlp", models_dir)
+    return _model(build_cache, "mlp")
 
 
 @pytest.fixture(scope="session")
-def boston_linear(models_dir) -> Path:
+def boston_linear(build_cache) -> Path:
     """The course's linear Boston model, trained by ``deploykit train --model linear``."""
-    return _train("linear", models_dir)
-
-
-def _bundle(model: Path, out: Path) -> Path:
-    result = run_cli("convert", model, "--data", BOSTON_CSV, "--target", "medv", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
+    return _model(build_cache, "linear")
 
 
 @pytest.fixture(scope="session")
-def boston_mlp_bundle(boston_mlp, tmp_path_factory) -> Path:
+def boston_mlp_bundle(build_cache, boston_mlp) -> Path:
     """The bundle ``deploykit convert`` writes for the Boston MLP."""
-    return _bundle(boston_mlp, tmp_path_factory.mktemp("bundles") / "mlp")
+    return _bundle(build_cache, boston_mlp)
 
 
 @pytest.fixture(scope="session")
-def boston_linear_bundle(boston_linear, tmp_path_factory) -> Path:
+def boston_linear_bundle(build_cache, boston_linear) -> Path:
     """The bundle ``deploykit convert`` writes for the linear Boston model."""
-    return _bundle(boston_linear, tmp_path_factory.mktemp("bundles") / "linear")
+    return _bundle(build_cache, boston_linear)
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +194,7 @@ def image_bundle(tmp_path_factory) -> dict:
     """The image classifier of tests/image_model.py, built in a subprocess and converted by the CLI with
     ``--labels``: {"bundle", "dir" (model, labels, PNGs), "pngs": [Path per class]}."""
     work = tmp_path_factory.mktemp("image-model")
-    env = {**os.environ, **QUIET_ENV}
-    made = subprocess.run([sys.executable, str(ROOT / "tests" / "image_model.py"), str(work)], capture_output=True,
-                          text=True, timeout=900, env=env)
+    made = run([sys.executable, str(ROOT / "tests" / "image_model.py"), str(work)], timeout=900)
     assert made.returncode == 0, made.stderr[-3000:]
     bundle = work / "bundle"
     result = run_cli("convert", work / "colours.keras", "--data", work / "colours.npz", "--target", "label",

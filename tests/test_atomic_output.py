@@ -26,7 +26,7 @@ import pytest
 
 from convert.pipeline import recover_interrupted
 from edge import manifest as manifest_mod
-from tests.conftest import BOSTON_CSV, QUIET_ENV
+from tests.helpers import BOSTON_CSV, ENV
 
 TRIALS = int(os.environ.get("DEPLOYKIT_KILL_TRIALS", "8"))  # `make zoo` runs the 20 trials
 
@@ -98,7 +98,7 @@ STAGES = ["staged", "building", "built", "before_swap", "swapped", "removing_old
 
 
 def _env(private_tmp: Path) -> dict[str, str]:
-    return {**os.environ, **QUIET_ENV, "TMPDIR": str(private_tmp)}
+    return {**ENV, "TMPDIR": str(private_tmp)}
 
 
 def _bundle_name(out: Path) -> str:

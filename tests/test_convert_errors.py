@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BOSTON_CSV, run_cli
+from tests.helpers import BOSTON_CSV, run_cli
 
 
 def assert_clean_error(result, *fragments: str) -> str:

@@ -44,7 +44,7 @@ def _convert(buckets: tuple[Path, Path], out: Path, variants, **extra):
 
 
 def test_an_op_tensorflowjs_lacks_skips_the_graph_model_and_keeps_the_tflite_artifacts(buckets, tmp_path, monkeypatch):
-    """Was: "Error: tensorflowjs cannot convert ..." and no bundle, though the TFLite artifacts were made."""
+    """A TFJS graph conversion that fails is a skip with its reason; the bundle keeps the TFLite artifacts."""
     from convert.tflite import Variant
 
     monkeypatch.delenv("DEPLOYKIT_DEBUG", raising=False)

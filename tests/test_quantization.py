@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge import manifest as manifest_mod
-from tests.conftest import BOSTON_CSV, run_cli
+from tests.helpers import BOSTON_CSV, run_cli
 
 QUANTIZED = ("dynamic", "int8", "int16x8")
 

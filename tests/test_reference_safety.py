@@ -20,7 +20,7 @@ import pytest
 
 from convert.errors import DeployKitError
 from convert.model_safety import MAX_JSON_BYTES, MAX_RATIO, check_keras_archive, check_saved_model_ops
-from tests.conftest import BOSTON_CSV, run_cli
+from tests.helpers import BOSTON_CSV, run_cli
 
 REFUSAL = ("SavedModel {folder!r} holds the op {op} ({where}), which deploykit will not run: loading a SavedModel "
            "runs its graph, and only numeric, array, variable and control-flow ops may run (file, network, process "

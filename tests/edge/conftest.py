@@ -1,4 +1,4 @@
-"""Fixtures for the edge runner tests: a real bundle made by the real `deploykit` CLI, real servers."""
+"""Fixtures for the edge runner tests: a real bundle made by the real `deploykit` CLI (cached), real servers."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from edge_helpers import ENV, PYTHON, REPO, Server, free_port, rewrite_manifest,
 
 @pytest.fixture(scope="session")
 def bundle(request: pytest.FixtureRequest) -> Path:
-    """A Boston MLP bundle written by `python -m convert train` + `python -m convert convert`."""
-    cached = os.environ.get("DEPLOYKIT_TEST_BUNDLE")  # reuse a bundle across local runs
-    if cached and (Path(cached) / "manifest.json").is_file():
-        return Path(cached)
-    return request.getfixturevalue("boston_mlp_bundle")  # tests/conftest.py: train + convert via the CLI
+    """The Boston MLP bundle of ``deploykit train`` + ``deploykit convert`` (tests/conftest.py; cached by the
+    sha256 of its sources, so a repeat run needs no TensorFlow), or the bundle DEPLOYKIT_TEST_BUNDLE names."""
+    named = os.environ.get("DEPLOYKIT_TEST_BUNDLE")
+    if named and (Path(named) / "manifest.json").is_file():
+        return Path(named)
+    return request.getfixturevalue("boston_mlp_bundle")
 
 
 @pytest.fixture()

@@ -16,18 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-PYTHON = sys.executable
-
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-
-
-def run(args: list[str], **kw: Any) -> subprocess.CompletedProcess:
-    """Run a command in the repo with TF logs silenced; text output captured."""
-    return subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=kw.pop("timeout", 600), **kw)
+from tests.helpers import ENV, PYTHON, ROOT as REPO, run  # noqa: F401 - the one subprocess helper and environment
 
 
 def rewrite_manifest(root: Path, change) -> None:

@@ -1,4 +1,6 @@
-"""`deploykit-edge` predict, selftest, info, drift: real subprocesses, exact messages."""
+"""`deploykit-edge` predict, selftest, info, drift, exact messages: run in-process through ``edge.cli.main``
+(``tests.helpers.run_cli``); the BOM-on-stdin and serve-port tests run the installed program in a subprocess,
+its exit codes and its stdin as bytes."""
 
 from __future__ import annotations
 
@@ -12,9 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_helpers import ENV, PYTHON, REPO, run
+from tests.helpers import ENV, PYTHON, ROOT as REPO, run, run_cli
 
 EDGE = [PYTHON, "-m", "edge"]
+
+
+def edge(*args: str, input: str | None = None):
+    """``deploykit-edge ARGS`` in this process; a ``CompletedProcess`` with its status and text."""
+    return run_cli(*args, module="edge", stdin=input)
 
 
 def test_predict_csv_keeps_order_ignores_extra_columns_and_reports_bad_rows(bundle: Path, tmp_path: Path) -> None:
@@ -25,7 +32,7 @@ def test_predict_csv_keeps_order_ignores_extra_columns_and_reports_bad_rows(bund
                    "c,30,5\n"
                    "d,40,8,300,\"quoted, comma\"\n")
     out = tmp_path / "out.csv"
-    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(out)])
+    r = edge("predict", str(bundle), "--input", str(src), "--output", str(out))
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
         "bad row: row 2 (line 3), column tax: 'abc' is not a number",
@@ -54,7 +61,7 @@ def test_predict_row_numbers_count_data_rows_and_name_the_line(bundle: Path, tmp
                    "6,250,66.5,\"two\nlines\"\n"
                    "6,250,\n")
     out = tmp_path / "out.csv"
-    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(out)])
+    r = edge("predict", str(bundle), "--input", str(src), "--output", str(out))
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
         "bad row: row 1 (line 2), column rm: 'x' is not a number",
@@ -66,7 +73,7 @@ def test_predict_row_numbers_count_data_rows_and_name_the_line(bundle: Path, tmp
 
 def test_predict_jsonl_row_numbers(bundle: Path) -> None:
     lines = '{"rm": 6, "tax": 250, "age": 66.5}\n\nnot json\n[1, 2, 3]\n{"rm": 6, "tax": "abc", "age": 1}\n'
-    r = run(EDGE + ["predict", str(bundle), "--input", "-"], input=lines)
+    r = edge("predict", str(bundle), "--input", "-", input=lines)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
         "bad row: row 2 (line 3): not JSON (Expecting value)",
@@ -78,7 +85,7 @@ def test_predict_jsonl_row_numbers(bundle: Path) -> None:
 
 def test_predict_jsonl_from_stdin_to_stdout(bundle: Path) -> None:
     lines = '{"rm": 6, "tax": 250, "age": 66.5}\n{"rm": 7, "tax": 300, "age": 20, "x": 1}\nnot json\n'
-    r = run(EDGE + ["predict", str(bundle), "--input", "-"], input=lines)
+    r = edge("predict", str(bundle), "--input", "-", input=lines)
     assert r.returncode == 1
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert len(rows) == 3 and rows[0]["prediction"] and rows[1]["prediction"] and not rows[2]["prediction"]
@@ -88,7 +95,7 @@ def test_predict_jsonl_from_stdin_to_stdout(bundle: Path) -> None:
 def test_predict_csv_without_a_feature_column(bundle: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text("rm,age\n6,66.5\n")
-    r = run(EDGE + ["predict", str(bundle), "--input", str(src)])
+    r = edge("predict", str(bundle), "--input", str(src))
     assert r.returncode == 1
     assert r.stderr == "Error: the input has no column tax; expected the features rm, tax, age in the header\n"
 
@@ -101,13 +108,13 @@ def test_predict_csv_without_a_feature_column(bundle: Path, tmp_path: Path) -> N
 def test_predict_csv_header_problems(bundle: Path, tmp_path: Path, text: str, message: str) -> None:
     src = tmp_path / "in.csv"
     src.write_text(text)
-    r = run(EDGE + ["predict", str(bundle), "--input", str(src)])
+    r = edge("predict", str(bundle), "--input", str(src))
     assert r.returncode == 1
     assert r.stderr == f"Error: {message}\n"
 
 
 def test_selftest_passes_and_fails_honestly(bundle: Path) -> None:
-    r = run(EDGE + ["selftest", str(bundle)])
+    r = edge("selftest", str(bundle))
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "selftest passed"
     assert r.stderr == ""
@@ -115,35 +122,35 @@ def test_selftest_passes_and_fails_honestly(bundle: Path) -> None:
 
 def test_selftest_without_golden(bundle_copy: Path) -> None:
     (bundle_copy / "golden.json").unlink()
-    r = run(EDGE + ["selftest", str(bundle_copy)])
+    r = edge("selftest", str(bundle_copy))
     assert r.returncode == 1
     assert r.stderr == f"Error: {str(bundle_copy)!r} has no golden.json; copy it with the bundle or re-create the bundle\n"
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
-    r = run(EDGE + ["selftest", str(tmp_path / "nope")])
+    r = edge("selftest", str(tmp_path / "nope"))
     assert r.returncode == 1
     assert r.stderr == f"Error: bundle folder {str(tmp_path / 'nope')!r} does not exist; pass the folder `deploykit convert` wrote\n"
-    r = run(EDGE + ["info", str(tmp_path)])
+    r = edge("info", str(tmp_path))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("Error: ")
 
 
 def test_tampered_bundle_refuses_to_serve(bundle_copy: Path) -> None:
     path = bundle_copy / "edge/model.fp32.tflite"
     path.write_bytes(path.read_bytes()[:-1] + b"X")
-    r = run(EDGE + ["serve", str(bundle_copy), "--port", "1"])
+    r = run(EDGE + ["serve", str(bundle_copy), "--port", "1"])  # the program: a missed check would serve, not hang the tests
     assert r.returncode == 1
     assert r.stderr.startswith("Error: bundle file edge/model.fp32.tflite does not match its sha256")
     assert r.stderr.count("\n") == 1
 
 
 def test_info(bundle: Path) -> None:
-    r = run(EDGE + ["info", str(bundle)])
+    r = edge("info", str(bundle))
     assert r.returncode == 0, r.stderr
     assert "interpreter here: ai_edge_litert" in r.stdout
     for variant in ("float32", "float16", "dynamic", "int8"):
         assert f"  {variant}" in r.stdout
-    info = json.loads(run(EDGE + ["info", str(bundle), "--json"]).stdout)
+    info = json.loads(edge("info", str(bundle), "--json").stdout)
     assert info["default_variant"] == "float32"
     assert all(a["file"] == "ok" for a in info["artifacts"])
 
@@ -156,12 +163,12 @@ def test_drift_cli_on_a_log(bundle: Path, tmp_path: Path) -> None:
     same = [(rng.choice(ref["rm"]), rng.choice(ref["tax"]), rng.choice(ref["age"])) for _ in range(300)]
     (tmp_path / "same").mkdir()
     (tmp_path / "same/predictions.csv").write_text(header + "".join(f"t,i,c,{a},{b},{c},1,float32,s,1\n" for a, b, c in same))
-    r = run(EDGE + ["drift", str(tmp_path / "same"), "--bundle", str(bundle)])
+    r = edge("drift", str(tmp_path / "same"), "--bundle", str(bundle))
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "no drift detected"
     shifted = tmp_path / "shifted.csv"
     shifted.write_text(header + "".join(f"t,i,c,{a + 1.5},{b},{c},1,float32,s,1\n" for a, b, c in same))
-    r = run(EDGE + ["drift", str(shifted), "--bundle", str(bundle), "--json"])
+    r = edge("drift", str(shifted), "--bundle", str(bundle), "--json")
     report = json.loads(r.stdout)
     assert {f["feature"]: f["drifted"] for f in report["features"]} == {"rm": True, "tax": False, "age": False}
 
@@ -170,7 +177,8 @@ def test_drift_cli_on_a_log(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_predict_reads_a_csv_with_a_byte_order_mark_from_a_file_and_stdin(bundle: Path, tmp_path: Path) -> None:
-    """Was: the BOM stuck to the first header name, so the error said the input has no column rm."""
+    """A UTF-8 byte order mark before the header (from a file or stdin, the installed program) is not part of the
+    first column's name."""
     src = tmp_path / "bom.csv"
     src.write_bytes(b"\xef\xbb\xbfrm,tax,age\r\n6,250,66.5\r\n")
     for args, stdin in ((["--input", str(src)], None), (["--input", "-"], src.read_bytes())):
@@ -181,7 +189,7 @@ def test_predict_reads_a_csv_with_a_byte_order_mark_from_a_file_and_stdin(bundle
 
 
 def test_predict_input_that_is_binary_deeply_nested_or_has_a_huge_cell(bundle: Path, tmp_path: Path) -> None:
-    """Was: 'Error: unexpected UnicodeDecodeError / RecursionError / Error ...; please report it'."""
+    """Binary input, a too deeply nested JSON line and an over-long CSV cell are each one error naming the file."""
     binary = tmp_path / "model.bin"
     binary.write_bytes(b"rm,tax,age\n\x94\x00\xff")
     deep = tmp_path / "deep.jsonl"
@@ -194,23 +202,24 @@ def test_predict_input_that_is_binary_deeply_nested_or_has_a_huge_cell(bundle: P
         huge: f"Error: --input {huge} is not a readable CSV (field larger than field limit (131072)); fix the file",
     }
     for path, message in expected.items():
-        r = run(EDGE + ["predict", str(bundle), "--input", str(path)])
+        r = edge("predict", str(bundle), "--input", str(path))
         assert (r.returncode, r.stderr) == (1, message + "\n")
 
 
 def test_predict_refuses_to_write_over_its_input(bundle: Path, tmp_path: Path) -> None:
-    """Was: --output naming the --input file truncated it first, then said 'the input is empty'."""
+    """--output naming the --input file (through a link too) is refused before anything is written."""
     src = tmp_path / "in.csv"
     src.write_text("rm,tax,age\n6,250,66.5\n")
     (tmp_path / "link.csv").symlink_to(src)
-    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(tmp_path / "link.csv")])
+    r = edge("predict", str(bundle), "--input", str(src), "--output", str(tmp_path / "link.csv"))
     assert (r.returncode, r.stderr) == (
         1, f"Error: --output {tmp_path / 'link.csv'} is the --input file, which writing would erase; choose another --output\n")
     assert src.read_text() == "rm,tax,age\n6,250,66.5\n"
 
 
 def test_serve_port_in_use_or_out_of_range_is_one_line(bundle: Path) -> None:
-    """Was: uvicorn's 'ERROR: [Errno 98] ...' after a 'serving ...' line, and exit status 3."""
+    """The installed program: a port in use, a port out of range and a concurrency of 0 are each one error line
+    and exit status 1, before anything is served."""
     import socket
 
     with socket.socket() as busy:
@@ -230,7 +239,7 @@ def test_selftest_on_golden_outside_float32_prints_no_numpy_warning(bundle_copy:
     golden = json.loads((bundle_copy / "golden.json").read_text())
     golden["inputs"]["features"][0] = [1e308, 1e308, 1e308]
     (bundle_copy / "golden.json").write_text(json.dumps(golden))
-    r = run(EDGE + ["selftest", str(bundle_copy)])
+    r = edge("selftest", str(bundle_copy))
     assert r.returncode == 1
     assert r.stderr.splitlines() == ["Error: selftest failed: medv: max error inf of the output's scale (max|ref|) > 1e-05"]
 
@@ -238,12 +247,12 @@ def test_selftest_on_golden_outside_float32_prints_no_numpy_warning(bundle_copy:
 def test_predict_all_rows_bad_and_one_row_good_messages(bundle: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("rm,tax,age\nx,250,66.5\n")
-    r = run(EDGE + ["predict", str(bundle), "--input", str(bad), "--output", str(tmp_path / "o1.csv")])
+    r = edge("predict", str(bundle), "--input", str(bad), "--output", str(tmp_path / "o1.csv"))
     assert r.returncode == 1
     assert r.stderr.splitlines()[-1] == "Error: 1 of 1 rows could not be predicted (listed above); no row was predicted"
     good = tmp_path / "good.csv"
     good.write_text("rm,tax,age\n6,250,66.5\n")
-    r = run(EDGE + ["predict", str(bundle), "--input", str(good), "--output", str(tmp_path / "o2.csv")])
+    r = edge("predict", str(bundle), "--input", str(good), "--output", str(tmp_path / "o2.csv"))
     assert r.returncode == 0
     assert r.stderr.splitlines()[-1].startswith("predicted 1 row with float32 on ")
 
@@ -253,7 +262,7 @@ def test_predict_output_neutralises_headers_and_carriage_returns(bundle: Path, t
     src = tmp_path / "in.csv"
     src.write_text('rm,tax,age,"=HYPERLINK(""http://x"")","@note"\n6,250,66.5,"a\rb","+1+cmd"\n', newline="")
     out = tmp_path / "out.csv"
-    r = run(EDGE + ["predict", str(bundle), "--input", str(src), "--output", str(out)])
+    r = edge("predict", str(bundle), "--input", str(src), "--output", str(out))
     assert r.returncode == 0, r.stderr
     raw = out.read_bytes()
     assert b"\r" not in raw and raw.count(b"\n") == 2

@@ -41,7 +41,7 @@ def test_debug_lets_an_unexpected_error_through() -> None:
 
 
 def test_deploykit_edge_reports_a_ctrl_c_as_deploykit_does(monkeypatch, capsys) -> None:
-    """Was: exit 130 and nothing printed (deploykit printed "Error: interrupted")."""
+    """deploykit-edge follows the one interrupt policy: a Ctrl+C prints "Error: interrupted" and exits 130."""
     from edge import cli
 
     def stop(args) -> int:

@@ -4,8 +4,6 @@ the quantized bound, then per-channel (v12, TFLite >= 2.17) and the manifest dec
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from convert.tflite import Variant, convert_variant, representative
 from edge import interpreter as it
 from edge import tflite_file
 from edge import manifest as mf
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +44,7 @@ def wide_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("wide")
     model, data = _wide(work)
     out = work / "bundle"
-    r = subprocess.run([sys.executable, "-m", "convert", "convert", str(model), "--data", str(data), "--target", "y",
-                        "--out", str(out)], capture_output=True, text=True, timeout=900,
-                       env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    r = run_cli("convert", model, "--data", data, "--target", "y", "--out", out)
     assert r.returncode == 0, r.stderr[-2000:]
     return out, model
 

@@ -25,8 +25,7 @@ import pytest
 
 from convert.parity.engine import verify_bundle
 from edge import manifest as mf
-from parity_helpers import run_cli
-from tests.conftest import BOSTON_CSV
+from tests.helpers import BOSTON_CSV, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -121,13 +120,9 @@ def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], None]) -> Non
 
 
 @pytest.fixture(scope="module")
-def seed7_bundle(tmp_path_factory) -> Path:
+def seed7_bundle(boston_build) -> Path:
     """The Boston MLP trained with another seed, converted the same way."""
-    work = tmp_path_factory.mktemp("seed7")
-    assert run_cli("train", "--model", "mlp", "--seed", "7", "--out", work / "m.keras").returncode == 0
-    result = run_cli("convert", work / "m.keras", "--data", BOSTON_CSV, "--target", "medv", "--out", work / "b")
-    assert result.returncode == 0, result.stderr
-    return work / "b"
+    return boston_build("mlp", seed=7)[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parity_helpers import run_cli
+from tests.helpers import run_cli, run_entry_point
 from convert.parity.engine import RUNTIMES, verify_bundle
 from edge import manifest as mf
 
@@ -170,7 +170,9 @@ def test_relative_bundle_paths_work_from_any_folder(bundle_copy: Path, where: st
                 "symlink": ("link", bundle_copy.parent)}[where]
     if where == "symlink":
         (bundle_copy.parent / "link").symlink_to(bundle_copy, target_is_directory=True)
-    result = run_cli("verify", arg, "--runtimes", "litert,tflite-runtime,chromium-cpu", cwd=cwd)
+    # the installed program (a process of its own: this module's shared browser and another Playwright
+    # cannot live in one process)
+    result = run_entry_point("verify", arg, "--runtimes", "litert,tflite-runtime,chromium-cpu", cwd=cwd)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "FAIL" not in result.stdout
     data = json.loads((bundle_copy / "parity.json").read_text())

@@ -1,6 +1,6 @@
 """Fixtures for the web page tests: one built page, one bundle, one static server, one Chromium per session.
 
-The bundle is made by the real CLI (`python -m convert train` then `python -m convert convert`), with the
+The bundle is made by the real CLI (`deploykit train` then `deploykit convert`, cached: tests/conftest.py), with the
 page freshly built by `npm run build` in web/. Chromium is Debian's /usr/bin/chromium (Playwright cannot
 download its own browser here); on machines with a Playwright-managed browser that one is used.
 """
@@ -17,15 +17,8 @@ from typing import Any, Iterator
 import pytest
 
 from convert.parity.browser import find_chromium
+from tests.helpers import run
 from web_helpers import ARTIFACTS, CHROMIUM_ARGS, COURSE_ROW, ROOT, WEB  # noqa: F401
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-
-
-def _run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=ROOT, env=_env(), text=True, capture_output=True, timeout=900, **kw)
 
 
 def build_web() -> Path:
@@ -43,7 +36,7 @@ def keras_course_prediction(model: Path) -> float:
         "import sys, keras, numpy as np; m = keras.saving.load_model(sys.argv[1]); "
         f"print(repr(float(m.predict(np.array([{COURSE_ROW}], np.float32), verbose=0)[0, 0])))"
     )
-    res = _run([sys.executable, "-c", code, str(model)])
+    res = run([sys.executable, "-c", code, model], timeout=900)
     assert res.returncode == 0, res.stderr
     return float(res.stdout.strip().splitlines()[-1])
 
@@ -57,7 +50,11 @@ def web_dist() -> Path:
 def boston(web_dist: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
     """{"bundle": Path, "keras": float, "manifest": dict} for the Boston MLP (tests/conftest.py made it by the CLI)."""
     bundle = request.getfixturevalue("boston_mlp_bundle")
-    keras_value = keras_course_prediction(request.getfixturevalue("boston_mlp"))
+    model = request.getfixturevalue("boston_mlp")
+    from_cache = request.getfixturevalue("from_cache")  # cached beside the model: no TensorFlow on a repeat run
+    keras_file = from_cache("mlp.course-prediction.txt",
+                            lambda path: path.write_text(repr(keras_course_prediction(model))))
+    keras_value = float(keras_file.read_text())
     assert (bundle / "web" / "index.html").is_file(), "the bundle has no web/index.html"
     manifest = json.loads((bundle / "web" / "manifest.json").read_text())
     return {"bundle": bundle, "keras": keras_value, "manifest": manifest}

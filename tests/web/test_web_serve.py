@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -143,3 +144,62 @@ def test_serve_web_prints_the_url_and_serves(tree: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- JSON errors, methods, port range
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    root = tmp_path / "bundle" / "web"
+    root.mkdir(parents=True)
+    (root / "index.html").write_text("<!doctype html><title>t</title>")
+    (root / "manifest.json").write_text("{}")
+    (root / "model").mkdir()
+    (root / "model" / "model.json").write_text("{}")
+    (tmp_path / "bundle" / "secret.json").write_text('"secret"')
+    server, _ = serve_in_thread(root)
+    yield "127.0.0.1", server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def raw_request(addr: tuple[str, int], method: str, raw_path: str) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(*addr, timeout=10)
+    conn.putrequest(method, raw_path, skip_accept_encoding=True)
+    conn.putheader("Content-Length", "0")
+    conn.endheaders()
+    res = conn.getresponse()
+    body = res.read()
+    conn.close()
+    return res.status, {k.lower(): v for k, v in res.getheaders()}, body
+
+
+@pytest.mark.parametrize("raw", ["/%2e%2e/secret.json", "/model/..%2f..%2fmanifest.json", "/.%2e/manifest.json",
+                                 "/%00", "/index.html%00.js", "/nope"])
+def test_serve_web_errors_are_json_404(web: tuple[str, int], raw: str) -> None:
+    """Encoded traversal (%2e%2e, %2f), NUL bytes and missing files are all a JSON 404: no file from outside
+    the web folder, no dropped connection."""
+    status, headers, body = raw_request(web, "GET", raw)
+    assert status == 404
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"success": False, "error": "File not found", "status": 404}
+
+
+def test_serve_web_methods(web: tuple[str, int]) -> None:
+    status, headers, body = raw_request(web, "POST", "/index.html")
+    assert (status, headers["allow"]) == (405, "GET, HEAD, OPTIONS")
+    assert json.loads(body) == {"success": False, "status": 405,
+                                "error": "method POST is not allowed; this server only serves files (use GET, HEAD, OPTIONS)"}
+    status, headers, body = raw_request(web, "OPTIONS", "/index.html")
+    assert (status, headers["allow"], body) == (204, "GET, HEAD, OPTIONS", b"")
+    status, headers, body = raw_request(web, "HEAD", "/nope")
+    assert (status, headers["content-type"], body) == (404, "application/json", b"")
+
+
+@pytest.mark.parametrize("port", [65536, -1])
+def test_serve_web_port_out_of_range(tmp_path: Path, port: int) -> None:
+    (tmp_path / "web").mkdir()
+    with pytest.raises(DeployKitError) as e:
+        make_server(tmp_path / "web", port=port)
+    assert str(e.value) == f"--port {port} is not a port number: pass 0-65535 (0 picks a free port)"
