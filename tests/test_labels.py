@@ -10,7 +10,7 @@ import pytest
 
 from convert.errors import DeployKitError
 from convert.labels import _image_shape, parse_scale, read_labels
-from conftest import run_cli
+from tests.helpers import BOSTON_CSV, run_cli
 
 
 def write(tmp_path: Path, data: bytes) -> Path:
@@ -80,7 +80,6 @@ def test_cli_refuses_a_label_count_that_is_not_the_output_width(image_bundle: di
 
 
 def test_cli_refuses_image_scale_without_an_image_input(boston_linear: Path, tmp_path: Path) -> None:
-    from conftest import BOSTON_CSV
 
     result = run_cli("convert", boston_linear, "--data", BOSTON_CSV, "--target", "medv", "--image-scale", "0..1",
                      "--out", tmp_path / "b")

@@ -23,12 +23,9 @@ from edge_helpers import Server, metric
 
 
 @pytest.fixture(scope="session")
-def linear_bundle(request: pytest.FixtureRequest) -> Path:
-    """The course's linear Boston bundle (DEPLOYKIT_TEST_LINEAR_BUNDLE reuses one across local runs)."""
-    cached = os.environ.get("DEPLOYKIT_TEST_LINEAR_BUNDLE")
-    if cached and (Path(cached) / "manifest.json").is_file():
-        return Path(cached)
-    return request.getfixturevalue("boston_linear_bundle")
+def linear_bundle(boston_linear_bundle: Path) -> Path:
+    """The course's linear Boston bundle (tests/conftest.py: made once per set of sources, cached)."""
+    return boston_linear_bundle
 
 
 @pytest.fixture(scope="session")
