@@ -51,7 +51,7 @@ from edge.server.routing import Route, Router
 from edge.server.feedback import Feedback
 from edge.server.oip import OpenInference
 from edge.server.served import ServedModel, open_repository
-from edge.server import tfserving
+from edge.server.tfserving import CONVERTERS, TFServing
 from edge.telemetry import Telemetry
 
 T = TypeVar("T")
@@ -149,12 +149,12 @@ class EdgeApp:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._scan_task: Optional[asyncio.Task] = None
         self._scan_timer: Optional[asyncio.TimerHandle] = None
-        self.tfs = tfserving.TFServing(self)
+        self.tfs = TFServing(self)
         self.oip = OpenInference(self)
         self.feedback = Feedback(self)
         self.forms = Forms(self)
         self.images = Images(self)
-        self.router = Router(routes(self), tfserving.CONVERTERS)
+        self.router = Router(routes(self), CONVERTERS)
         self._asgi = OneRowPath(self, CORSMiddleware(self._http, config.allow_origins, self.router, self._record))
 
     # ------------------------------------------------------------------ models

@@ -105,3 +105,19 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
+@pytest.fixture
+def serve_folder() -> Iterator[Any]:
+    """serve_folder(bundle) -> URL of the bundle's web folder on its own localhost server (stopped after the test)."""
+    from convert.serve_web import serve_in_thread
+
+    servers = []
+
+    def start(bundle: Path) -> str:
+        server, url = serve_in_thread(bundle / "web")
+        servers.append(server)
+        return url
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -73,20 +73,8 @@ def autoencoder_bundle(web_dist: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture
-def serve() -> Iterator[Any]:
-    from convert.serve_web import serve_in_thread
-
-    servers = []
-
-    def start(bundle: Path) -> str:
-        server, url = serve_in_thread(bundle / "web")
-        servers.append(server)
-        return url
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def serve(serve_folder: Any) -> Any:
+    return serve_folder
 
 
 def _options(page: Any) -> dict[str, tuple[str, str]]:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -26,24 +26,17 @@ def _sha(data: bytes) -> str:
 
 
 @pytest.fixture
-def serve(boston: dict[str, Any], tmp_path: Path) -> Iterator[Callable[[Callable[[Path], None]], str]]:
+def serve(boston: dict[str, Any], tmp_path: Path, serve_folder: Any) -> Callable[[Callable[[Path], None]], str]:
     """serve(tamper) -> URL of a tampered copy of the bundle's web folder on its own localhost server."""
-    from convert.serve_web import serve_in_thread
-
-    servers = []
+    copies = iter(range(1000))
 
     def start(tamper: Callable[[Path], None]) -> str:
-        bundle = tmp_path / f"bundle{len(servers)}"
+        bundle = tmp_path / f"bundle{next(copies)}"
         shutil.copytree(boston["bundle"], bundle)
         tamper(bundle)
-        server, url = serve_in_thread(bundle / "web")
-        servers.append(server)
-        return url
+        return serve_folder(bundle)
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def _error(page: Any) -> str:
