@@ -31,7 +31,7 @@ from tests.helpers import BOSTON_CSV, ENV
 TRIALS = int(os.environ.get("DEPLOYKIT_KILL_TRIALS", "8"))  # `make zoo` runs the 20 trials
 
 DRIVER = r'''
-import json, os, shutil, signal, sys, time, types
+import contextlib, json, os, shutil, signal, sys, time, types
 from pathlib import Path
 from convert import pipeline
 out, template, stage, model = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
@@ -87,7 +87,7 @@ def rmtree(path, ignore_errors=False):
         die("removing_old")
     real_rmtree(path, ignore_errors=ignore_errors)
 
-pipeline.load = lambda path: types.SimpleNamespace(name="m")
+pipeline.load = lambda path, custom_objects=None: types.SimpleNamespace(name="m", inputs=[], outputs=[], objects_scope=contextlib.nullcontext)
 pipeline.read_data = lambda *args: types.SimpleNamespace(rows=100)
 pipeline._build, pipeline._exchange, os.rename, shutil.rmtree = build, exchange, rename, rmtree
 pipeline.convert(pipeline.ConvertOptions(model=model, data=model, out=out, force=True))
