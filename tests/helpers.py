@@ -38,8 +38,11 @@ def run(args: list[Any], **kw: Any) -> subprocess.CompletedProcess:
 
 def run_entry_point(*args: Any, module: str = "convert", timeout: float = 600,
                     cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m convert ARGS`` (or ``edge``) in a subprocess: the program as a user starts it."""
-    return run([PYTHON, "-m", module, *args], timeout=timeout, cwd=cwd or ROOT)
+    """``deploykit ARGS`` (``module="edge"``: ``deploykit-edge ARGS``) in a subprocess: the installed program as a
+    user starts it (``python -m convert`` when the entry point is not installed beside this Python)."""
+    script = Path(PYTHON).parent / ("deploykit" if module == "convert" else "deploykit-edge")
+    command = [str(script)] if script.is_file() else [PYTHON, "-m", module]
+    return run([*command, *args], timeout=timeout, cwd=cwd or ROOT)
 
 
 @contextlib.contextmanager
