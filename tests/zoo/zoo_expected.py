@@ -73,7 +73,7 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     # (max_scaled 1.4e-7 cpu and wasm, 2.2e-7 webgl); tf.lite fuses the exact GELU into its GELU builtin,
     # which has no int16 kernel (as gelu_tanh_mlp)
     ("gelu_exact_mlp", "int16x8", "*"): Expect("rejected", "", float("inf")),
-    ("gelu_exact_mlp", "layers", "*"): skipped(LAYERS + "Dense 'dense' uses activation 'gelu'"),
+    ("gelu_exact_mlp", "layers", "*"): skipped(LAYERS + "Dense 'gelu_1' uses activation 'gelu'"),
     ("series_attention", "int16x8", "*"): skipped(NOT_16X8 + "'NEG'"),
     ("series_attention", "graph", "chromium-wasm"): Expect("cannot-run", WASM + "Kernel 'Einsum' not registered for backend 'wasm'"),
     ("series_attention", "layers", "*"): skipped(LAYERS + "MultiHeadAttention ('"),  # value as a call kwarg

@@ -54,8 +54,8 @@ def layernorm_mlp(out: Path) -> Built:
 def gelu_exact_mlp(out: Path) -> Built:
     """Dense layers with Keras's default GELU (exact: erf)."""
     def hidden(keras, h):
-        h = keras.layers.Dense(32, activation="gelu")(h)
-        return keras.layers.Dense(16, activation="gelu")(h)
+        h = keras.layers.Dense(32, activation="gelu", name="gelu_1")(h)  # named: messages quote the layer
+        return keras.layers.Dense(16, activation="gelu", name="gelu_2")(h)
     return _mlp(out, "gelu_exact_mlp", 11, hidden)
 
 
