@@ -36,7 +36,7 @@ def browser() -> Iterator[Any]:
     """Chromium with a fake camera (a generated video) that needs no permission prompt."""
     from convert.parity.browser import find_chromium
 
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright_api  # the test extra installs it
     with playwright_api.sync_playwright() as p:
         exe = find_chromium()
         args = [*CHROMIUM_ARGS, *FAKE_CAMERA]
