@@ -17,7 +17,7 @@ from convert.files import replace_file
 
 
 def _report(bundle: Path):
-    from convert.parity.engine import ParityReport
+    from convert.parity.report import ParityReport
 
     return ParityReport(bundle=bundle, name="linear", runtimes=[], reference="golden.json", results=[],
                         at="2026-12-01T00:00:00Z")

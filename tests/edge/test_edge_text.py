@@ -45,7 +45,7 @@ def test_verify_table_and_steps_print_markup_as_text() -> None:
     """A feature name with `[/bold]` made `deploykit verify` raise MarkupError before its table."""
     from rich.console import Console
 
-    from convert.parity.engine import ParityReport, Result
+    from convert.parity.report import ParityReport, Result
     from convert.show import print_artifacts, print_report
     from edge.console import steps
 

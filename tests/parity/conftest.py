@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from convert.parity.engine import Runners
+from convert.parity.runners import Runners
 
 
 @pytest.fixture(scope="module")
