@@ -5,7 +5,7 @@ Keras 3's Embedding looks up ``ops.take(embeddings, ids)``, which on TensorFlow 
 quantizer (the old ``calibrate_and_quantize``; TF uses no other for int16 activations) tries to quantize
 those int32 ops and stops: "Max and min for dynamic tensors should be recorded during calibration: Failed
 for tensor serving_default_tokens:0". int8 does not meet it because it goes through the MLIR quantizer
-(``convert.tflite.quantize_calibrated``), which leaves integer ops alone; that route cannot be reused for
+(``convert.tflite_int8.quantize_calibrated``), which leaves integer ops alone; that route cannot be reused for
 int16x8: its int16 tensors get zero point -1, which the TFLite kernels refuse (measured on an
 Embedding -> GlobalAveragePooling1D -> Dense model: "MEAN ... zero_point != 0 (-1 != 0)").
 

@@ -256,7 +256,8 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
     Never raises for a model the search cannot help: the outcome is then ``rejected`` with its numbers.
     """
     from convert.acceptance import judge, measure
-    from convert.tflite import Variant, quantize_calibrated
+    from convert.tflite import Variant
+    from convert.tflite_int8 import quantize_calibrated
     from edge.tolerance import for_variant
     from edge.transform import apply
 

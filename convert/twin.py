@@ -5,7 +5,7 @@ precision rounded to float16 (and back), run in float32 by ``tf.lite``. A faithf
 to float32 noise; the twin's own distance from the reference is the precision the variant gives up.
 Rounding the Keras model's weights instead would round different numbers wherever the converter folds
 constants (BatchNormalization into kernels, Mul/Add chains), so the twin is built from the converter's
-float graph, matched to the float16 artifact operator by operator (``convert.tflite.half_constants``).
+float graph, matched to the float16 artifact operator by operator (``convert.tflite_fp16.half_constants``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def twin_flatbuffer(fp32: bytes, fp16: bytes) -> bytes:
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from convert.tflite import _serialize, half_constants
+    from convert.tflite_fp16 import half_constants, serialize
 
     m16 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp16))
     m32 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp32))
@@ -39,7 +39,7 @@ def twin_flatbuffer(fp32: bytes, fp16: bytes) -> bytes:
         tensor = m32.subgraphs[pair.graph].tensors[pair.tensor32]
         rounded = pair.value.astype(np.float16).astype("<f4")
         m32.buffers[tensor.buffer].data = np.frombuffer(rounded.tobytes(), dtype=np.uint8)
-    return _serialize(m32)
+    return serialize(m32)
 
 
 def run_flatbuffer(flatbuffer: bytes, manifest: Mapping[str, Any], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

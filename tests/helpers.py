@@ -4,7 +4,9 @@
   status and the text it wrote on stdout and stderr, Python's and the native libraries' alike;
 - :func:`run_entry_point`: the same command as a real subprocess (``python -m convert``/``edge``), for the few
   tests that prove the installed entry points, their exit codes and their Ctrl+C policy;
-- :func:`run`: any command in the repository, with :data:`ENV` (TensorFlow's logs silenced).
+- :func:`run`: any command in the repository, with :data:`ENV` (TensorFlow's logs silenced);
+- model helpers: :func:`boston_features`, :func:`small_classifier` (Keras), :func:`litert_predict`,
+  :func:`tflite_op_types` (LiteRT and the .tflite reader), each importing its heavy library when called.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BOSTON_CSV = ROOT / "convert" / "data" / "boston.csv"
@@ -121,3 +125,44 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def boston_features() -> np.ndarray:
+    """The Boston CSV's rm, tax and age columns (the course model's features), float32."""
+    data = np.genfromtxt(BOSTON_CSV, delimiter=",", names=True)
+    return np.stack([data["rm"], data["tax"], data["age"]], axis=1).astype(np.float32)
+
+
+def litert_predict(path: Path, rows: np.ndarray, transforms: Any) -> np.ndarray:
+    """A .tflite file's serving_default outputs in LiteRT, one row at a time, after the input transforms."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge.transform import apply
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    feed = apply(transforms, {"features": rows})["features"]
+    return np.concatenate([runner(features=feed[i : i + 1])["output_0"] for i in range(len(feed))])
+
+
+def tflite_op_types(flatbuffer: bytes) -> list[tuple[str, list[str]]]:
+    """The operators of a TFLite model's first subgraph with the types of their input tensors ("-" for none)."""
+    from edge.tflite_file import operators
+
+    return [(op.name, [(t or "-").upper() for t in op.inputs]) for op in operators(flatbuffer)]
+
+
+def small_classifier(tmp_path: Path) -> tuple[Any, np.ndarray]:
+    """A small Sequential softmax classifier on features of ranges 1 to 200, saved and reloaded."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(10, 3, 400), rng.uniform(0, 200, 400), rng.normal(0, 1, 400)].astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.05 * x[:, 1], [15, 20])
+    model = keras.Sequential([keras.Input((3,), name="features"), keras.layers.Dense(16),
+                              keras.layers.BatchNormalization(), keras.layers.Activation("relu"),
+                              keras.layers.Dense(3, activation="softmax")], name="clf")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, verbose=0)
+    model.save(tmp_path / "clf.keras")
+    return keras.models.load_model(tmp_path / "clf.keras"), x

@@ -11,25 +11,10 @@ import pytest
 
 from edge import manifest as manifest_mod
 from edge.tolerance import judge_outputs
-from tests.helpers import BOSTON_CSV, run_cli, run_entry_point
+from tests.helpers import BOSTON_CSV, boston_features, litert_predict, run_cli, run_entry_point, small_classifier
 
 VARIANTS = ("float32", "float16", "dynamic", "int8", "int16x8")
 QUANTIZED = ("dynamic", "int8", "int16x8")
-
-
-def _boston_rows() -> np.ndarray:
-    data = np.genfromtxt(BOSTON_CSV, delimiter=",", names=True)
-    return np.stack([data["rm"], data["tax"], data["age"]], axis=1).astype(np.float32)
-
-
-def _litert_predict(path: Path, rows: np.ndarray, transforms) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edge.transform import apply
-
-    runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
-    feed = apply(transforms, {"features": rows})["features"]
-    return np.concatenate([runner(features=feed[i : i + 1])["output_0"] for i in range(len(feed))])
 
 
 def test_bundle_has_every_artifact_and_a_valid_manifest(boston_mlp_bundle):
@@ -77,11 +62,11 @@ def test_every_tflite_variant_stays_within_its_tolerance_on_every_row(which, req
     model = keras.models.load_model(request.getfixturevalue(f"boston_{which}"))
     manifest = manifest_mod.load(bundle)
     golden = json.loads((bundle / "golden.json").read_text())
-    rows = np.concatenate([_boston_rows(), np.asarray(golden["inputs"]["features"], dtype=np.float32)])
+    rows = np.concatenate([boston_features(), np.asarray(golden["inputs"]["features"], dtype=np.float32)])
     reference = model.predict(rows, verbose=0)
     by_variant = {a["variant"]: a for a in manifest["artifacts"] if a["format"] == "tflite"}
     for artifact in by_variant.values():
-        actual = _litert_predict(bundle / artifact["path"], rows, artifact["input_transform"])
+        actual = litert_predict(bundle / artifact["path"], rows, artifact["input_transform"])
         if artifact["variant"] in QUANTIZED:
             assert artifact["input_transform"], "quantized Boston artifacts carry the per-feature scaling"
         twin = None
@@ -102,12 +87,12 @@ def test_naive_int8_is_what_the_fold_fixes(boston_mlp, tmp_path):
     from convert.tflite import Variant, convert_variant, representative
 
     model = keras.models.load_model(boston_mlp)
-    rows = _boston_rows()
+    rows = boston_features()
     saved = export(model, tmp_path / "sm")
     result = convert_variant(saved, Variant.INT8, tmp_path / "naive.tflite", representative({"features": rows}, {"features": "float32"}))
     assert result.error is None
     reference = model.predict(rows, verbose=0)
-    naive = _litert_predict(result.path, rows, [])
+    naive = litert_predict(result.path, rows, [])
     span = float(reference.max() - reference.min())
     assert np.abs(naive - reference).max() > 0.01 * span
 
@@ -148,7 +133,7 @@ def test_saved_models_convert_including_keras2_exports(tmp_path):
     """SavedModels from Keras 3 ``model.export`` and from Keras 2 (tf_keras) ``model.export`` both convert."""
     import tf_keras
 
-    rows = _boston_rows()
+    rows = boston_features()
     k2 = tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(3,))])
     k2.compile(optimizer="adam", loss="mse")
     k2.fit(rows, rows[:, :1] * 0.1, epochs=1, verbose=0)
@@ -222,58 +207,15 @@ def test_sequential_output_is_named_after_its_layer(tmp_path: Path) -> None:
     assert [o.key for o in ref.outputs] == ["output_0"]
 
 
-# --- the quantized converter: fold, GPTQ rounding, float heads, float32 biases, unrolled RNNs ---
-
-def _tflite_ops(flatbuffer: bytes) -> list[tuple[str, list[str]]]:
-    """The operators of a TFLite model's first subgraph with the types of their input tensors ("-" for none)."""
-    from edge.tflite_file import operators
-
-    return [(op.name, [(t or "-").upper() for t in op.inputs]) for op in operators(flatbuffer)]
-
-
-def _int8_weights(flatbuffer: bytes) -> list[np.ndarray]:
-    """The int8 weights of every FULLY_CONNECTED operator, dequantized, as (in, out) matrices."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    graph = model.subgraphs[0]
-    out = []
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(int(code.builtinCode), int(code.deprecatedBuiltinCode)) != schema.BuiltinOperator.FULLY_CONNECTED:
-            continue
-        tensor = graph.tensors[op.inputs[1]]
-        q = np.frombuffer(np.asarray(model.buffers[tensor.buffer].data, dtype=np.uint8).tobytes(), dtype=np.int8)
-        q = q.reshape(tensor.shape).astype(np.float64)
-        scale = np.asarray(tensor.quantization.scale, dtype=np.float64)
-        out.append((q * scale[:, None]).T)
-    return out
-
-
-def _classifier(tmp_path: Path):
-    """A small Sequential softmax classifier on features of ranges 1 to 200, saved and reloaded."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = np.c_[rng.normal(10, 3, 400), rng.uniform(0, 200, 400), rng.normal(0, 1, 400)].astype(np.float32)
-    y = np.digitize(x[:, 0] + 0.05 * x[:, 1], [15, 20])
-    model = keras.Sequential([keras.Input((3,), name="features"), keras.layers.Dense(16),
-                              keras.layers.BatchNormalization(), keras.layers.Activation("relu"),
-                              keras.layers.Dense(3, activation="softmax")], name="clf")
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=3, verbose=0)
-    model.save(tmp_path / "clf.keras")
-    return keras.models.load_model(tmp_path / "clf.keras"), x
-
+# --- the quantized converter: fold, GPTQ rounding, unrolled RNNs (int8 heads: test_tflite_int8.py, fp16 biases:
+# test_tflite_fp16.py) ---
 
 def test_fold_reads_loaded_sequential_models(tmp_path):
     """A loaded Sequential model's first layer holds one node per build; it is still folded."""
     from convert.fold import fold_inputs
     from edge.transform import apply
 
-    model, x = _classifier(tmp_path)
+    model, x = small_classifier(tmp_path)
     fold = fold_inputs(model, {"features": x})
     assert fold is not None and fold.note.startswith("per-feature input scaling (folded into dense")
     z = apply(fold.transforms, {"features": x})["features"]
@@ -316,60 +258,6 @@ def test_gptq_rounding_is_on_the_int8_grid_and_beats_rounding_to_nearest():
     assert np.linalg.norm(x @ (q - w)) < 0.8 * np.linalg.norm(x @ (nearest - w))  # 0.70 measured
 
 
-def test_int8_softmax_runs_in_float_on_weights_the_converter_kept(tmp_path):
-    """int8: the output softmax runs in float32 (an int8 softmax only outputs multiples of 1/256), and
-    the converter keeps the GPTQ-rounded weights exactly (BatchNormalization folded in scales whole rows)."""
-    from convert.fold import fold_inputs
-    from convert.reference import export
-    from convert.rounding import round_keras
-    from convert.tflite import Variant, convert_variant, representative
-    from edge.transform import apply
-
-    model, x = _classifier(tmp_path)
-    fold = fold_inputs(model, {"features": x})
-    rounded = round_keras(fold, {"features": x})
-    assert rounded.note.startswith("int8 weights GPTQ-rounded on DATA (") and rounded.model is not fold.model
-    z = apply(fold.transforms, {"features": x})
-    result = convert_variant(export(rounded.model, tmp_path / "sm"), Variant.INT8, tmp_path / "m.tflite",
-                             representative(z, {"features": "float32"}))
-    assert result.error is None
-    flatbuffer = result.path.read_bytes()
-    ops = _tflite_ops(flatbuffer)
-    assert ("SOFTMAX", ["FLOAT32"]) in ops
-    assert [types for name, types in ops if name == "FULLY_CONNECTED"] == [["INT8", "INT8", "INT32"]] * 2
-    bn = rounded.model.layers[1]
-    gamma, beta, mean, var = (np.asarray(v, dtype=np.float64) for v in bn.get_weights())
-    fused = np.asarray(rounded.model.layers[0].kernel, dtype=np.float64) * (gamma / np.sqrt(var + bn.epsilon))
-    first, last = _int8_weights(flatbuffer)
-    np.testing.assert_allclose(first, fused, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(last, np.asarray(rounded.model.layers[3].kernel), rtol=1e-5, atol=1e-7)
-    reference = model.predict(x, verbose=0)
-    actual = _litert_predict(result.path, x, fold.transforms)
-    assert np.abs(actual - reference).max() <= 0.02
-
-
-def test_fp16_keeps_biases_in_float32(tmp_path):
-    import keras
-
-    from convert.reference import export
-    from convert.tflite import Variant, convert_variant
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((3,), name="features")
-    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(64, activation="relu")(inputs)))
-    rng = np.random.default_rng(0)
-    model.set_weights([w + rng.normal(0, 0.1, w.shape).astype(np.float32) for w in model.get_weights()])  # biases not 0
-    result = convert_variant(export(model, tmp_path / "sm"), Variant.FP16, tmp_path / "m.tflite", None)
-    assert result.error is None
-    ops = _tflite_ops(result.path.read_bytes())
-    assert [types for name, types in ops if name == "FULLY_CONNECTED"] == [["FLOAT32", "FLOAT32", "FLOAT32"]] * 2
-    assert [types for name, types in ops if name == "DEQUANTIZE"] == [["FLOAT16"]] * 2  # the two kernels
-    rows = _boston_rows()[:50]
-    reference = model.predict(rows, verbose=0)
-    actual = _litert_predict(result.path, rows, [])
-    assert np.abs(actual - reference).max() <= 1e-3 * np.abs(reference).max()
-
-
 def test_recurrent_layers_unroll_to_tflite_builtins(tmp_path):
     """A Keras 3 LSTM converts to builtins (no WHILE, no Flex) for any batch size once unrolled."""
     import keras
@@ -399,13 +287,3 @@ def test_recurrent_layers_unroll_to_tflite_builtins(tmp_path):
     np.testing.assert_allclose(actual, model.predict(x, verbose=0), atol=1e-6)
     variable = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4)])
     assert unrolled(variable) is None  # no fixed number of steps to unroll
-
-
-def test_converter_errors_are_one_short_line_each_sentence_once():
-    from convert.tflite import _first_error
-
-    dump = ("loc(fused[...]): error: Quantization to 16x8-bit not yet supported for op: 'NEG'. "
-            "Quantization to 16x8-bit not yet supported for op: 'NEG'.\nnote: see current operation ...")
-    assert _first_error(dump) == "Quantization to 16x8-bit not yet supported for op: 'NEG'."
-    assert _first_error("error: Empty min/max for tensor serving_default_tokens") == (
-        "Empty min/max for tensor serving_default_tokens")

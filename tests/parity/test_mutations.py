@@ -44,9 +44,9 @@ def _model(data: bytes) -> Any:
 
 
 def _pack(model: Any) -> bytes:
-    from convert.tflite import _serialize
+    from convert.tflite_fp16 import serialize
 
-    return _serialize(model)
+    return serialize(model)
 
 
 def _const(model: Any, tensor: Any, dtype: str) -> np.ndarray:

@@ -1,0 +1,119 @@
+"""The float16 variant's float32 biases: float16 constants matched to the plain model's float32 ones, operator
+by operator, through TF's TFLite schema objects (also the float16 precision twin's source, ``convert.twin``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def _builtin(model: Any, op: Any) -> int:
+    c = model.operatorCodes[op.opcodeIndex]
+    return max(int(c.builtinCode), int(c.deprecatedBuiltinCode))
+
+
+def _constant(model: Any, tensor: Any, dtype: Any) -> np.ndarray | None:
+    data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+    if data is None or len(data) == 0:
+        return None
+    return np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+
+
+@dataclass
+class HalfConstant:
+    """A constant the float16 model stores in half precision, matched to its float32 twin in the plain model."""
+
+    graph: int          # subgraph index
+    tensor16: int       # the DEQUANTIZE output tensor in the float16 model
+    tensor32: int       # the float32 constant tensor in the plain model
+    dequantize: Any     # the float16 model's DEQUANTIZE operator
+    value: np.ndarray   # the float32 value (flat)
+
+
+def half_constants(m16: Any, m32: Any) -> list[HalfConstant] | None:
+    """Match every float16 constant of a float16 model (behind a DEQUANTIZE) to the plain model's float32
+    constant, operator by operator; None when the two graphs do not line up exactly (same operators in the
+    same order, and every float16 value the float32 value rounded)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    if len(m16.subgraphs) != len(m32.subgraphs):
+        return None
+    found: list[HalfConstant] = []
+    for index, (g16, g32) in enumerate(zip(m16.subgraphs, m32.subgraphs)):
+        dequantized = {}  # output tensor -> DEQUANTIZE op, for float16 constants
+        for op in g16.operators:
+            if _builtin(m16, op) == schema.BuiltinOperator.DEQUANTIZE and len(op.inputs) == 1:
+                source = g16.tensors[op.inputs[0]]
+                if source.type == schema.TensorType.FLOAT16 and _constant(m16, source, np.float16) is not None:
+                    dequantized[int(op.outputs[0])] = op
+        ops16 = [op for op in g16.operators if not any(op is d for d in dequantized.values())]
+        if len(ops16) != len(g32.operators):
+            return None
+        for op16, op32 in zip(ops16, g32.operators):
+            if _builtin(m16, op16) != _builtin(m32, op32) or len(op16.inputs) != len(op32.inputs):
+                return None
+            for t16, t32 in zip(op16.inputs, op32.inputs):
+                deq = dequantized.get(int(t16))
+                if deq is None or t32 < 0:
+                    continue
+                half = _constant(m16, g16.tensors[deq.inputs[0]], np.float16)
+                full = g32.tensors[t32]
+                value = _constant(m32, full, np.float32) if full.type == schema.TensorType.FLOAT32 else None
+                if value is None or value.shape != half.shape or not np.array_equal(value.astype(np.float16), half):
+                    return None
+                found.append(HalfConstant(index, int(t16), int(t32), deq, value))
+    return found
+
+
+def float32_biases(fp16: bytes, fp32: bytes) -> bytes:
+    """The float16 model with its rank-1 constants (biases) restored to their float32 values.
+
+    The converter stores every float constant as float16 behind a DEQUANTIZE. A bias's rounding
+    (relative 2^-11) adds straight to the layer's output, and biases are a few hundred bytes, so
+    they stay float32 (as int8 keeps biases in int32). The float32 values come from the plain
+    conversion of the same model, matched operator by operator (:func:`half_constants`); anything that
+    does not match exactly leaves the converter's model as it is.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m16 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp16))
+    m32 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp32))
+    pairs = half_constants(m16, m32)
+    if pairs is None:
+        return fp16
+    drop: dict[int, list[Any]] = {}
+    for pair in pairs:
+        if len(m32.subgraphs[pair.graph].tensors[pair.tensor32].shape) != 1:
+            continue
+        if any(d is pair.dequantize for d in drop.get(pair.graph, [])):
+            continue
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(pair.value.astype("<f4").tobytes(), dtype=np.uint8)
+        m16.buffers.append(buffer)
+        m16.subgraphs[pair.graph].tensors[pair.tensor16].buffer = len(m16.buffers) - 1
+        drop.setdefault(pair.graph, []).append(pair.dequantize)
+    if not drop:
+        return fp16
+    for index, ops in drop.items():
+        graph = m16.subgraphs[index]
+        graph.operators = [op for op in graph.operators if not any(op is d for d in ops)]
+    return serialize(m16)
+
+
+def serialize(model: Any) -> bytes:
+    """Pack a TFLite model object; byte vectors (buffers) 16-byte aligned, as the converter writes them."""
+    import flatbuffers
+
+    class Aligned(flatbuffers.Builder):
+        def StartVector(self, elemSize, numElems, alignment):  # noqa: N802,N803 - flatbuffers' names
+            if elemSize == 1:
+                alignment = max(alignment, 16)
+            return super().StartVector(elemSize, numElems, alignment)
+
+    builder = Aligned(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
