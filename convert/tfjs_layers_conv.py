@@ -1,5 +1,6 @@
 """TFJS layers-model writers for convolutions, padding and pooling: Conv1D (causal rewritten as an exact 'same'),
-Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, ZeroPadding2D and the (global) poolings."""
+Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, ZeroPadding2D,
+UpSampling2D (nearest) and the (global) poolings."""
 
 from __future__ import annotations
 
@@ -146,6 +147,27 @@ def _global_pool(class_name: str) -> Translator:
     return translate
 
 
+def _upsampling(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
+    """UpSampling2D, nearest only: each pixel repeated ``size`` times, in Keras 3 (``ops.repeat``) and in TFJS
+    (``resizeNearestNeighbor`` by a whole factor samples input pixel floor(i / s), the same pixels)."""
+    where = f"UpSampling2D {cfg['name']!r}"
+    interpolation = cfg.get("interpolation", "nearest")
+    require(interpolation == "nearest", f"{where} uses interpolation {interpolation!r}: "
+            + _UPSAMPLING_DIFFERS.get(interpolation, "TFJS 4.22's UpSampling2D has nearest and bilinear only"))
+    size = cfg.get("size", (2, 2))
+    size = [int(size), int(size)] if isinstance(size, int) else [int(v) for v in size]
+    return "UpSampling2D", base(cfg) | {"size": size, "interpolation": "nearest",
+                                        "data_format": cfg.get("data_format") or "channels_last"}, []
+
+
+# Keras 3 resizes bilinearly with tf.image.resize (half-pixel centers); TFJS 4.22's UpSampling2D calls
+# tf.image.resizeBilinear(x, size) with its defaults (alignCorners=false, halfPixelCenters=false).
+_UPSAMPLING_DIFFERS = {
+    "bilinear": "TFJS 4.22's UpSampling2D resizes without half-pixel centers (output pixel i samples input "
+                "i / s; Keras 3 samples (i + 0.5) / s - 0.5), a different function",
+}
+
+
 CONV: dict[str, Translator] = {
     "Conv1D": _conv("Conv1D", 1),
     "Conv2D": _conv("Conv2D", 2),
@@ -153,6 +175,7 @@ CONV: dict[str, Translator] = {
     "DepthwiseConv2D": _depthwise,
     "SeparableConv2D": _separable,
     "ZeroPadding2D": _zero_padding,
+    "UpSampling2D": _upsampling,
     **{name: _pool(name) for name in ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D")},
     **{name: _global_pool(name) for name in ("GlobalAveragePooling1D", "GlobalAveragePooling2D",
                                              "GlobalMaxPooling1D", "GlobalMaxPooling2D")},

@@ -276,6 +276,21 @@ def wrapped_recurrent() -> tuple[Any, list[np.ndarray]]:
                                           rng.normal(0, 1, (4, 3, 6, 2)).astype("float32")]
 
 
+def upsampling() -> tuple[Any, list[np.ndarray]]:
+    """UpSampling2D (nearest; size 2 and (2, 3)) between convolutions, and one on channels_first data."""
+    img = keras.Input((5, 4, 2), name="img")
+    x = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(img)
+    x = keras.layers.UpSampling2D(size=(2, 3))(x)
+    x = keras.layers.Conv2D(2, 2, activation="tanh")(x)
+    x = keras.layers.UpSampling2D()(x)
+    planes = keras.Input((2, 3, 4), name="planes")
+    y = keras.layers.UpSampling2D(size=3, data_format="channels_first")(planes)
+    model = keras.Model([img, planes], [x, y])
+    rng = np.random.default_rng(34)
+    return _randomize_biases(model, 35), [rng.normal(0, 1, (3, 5, 4, 2)).astype("float32"),
+                                          rng.normal(0, 1, (3, 2, 3, 4)).astype("float32")]
+
+
 BOSTON_CSV = ROOT / "convert" / "data" / "boston.csv"
 
 
@@ -322,6 +337,7 @@ MODELS: dict[str, Callable[[], tuple[Any, list[np.ndarray]]]] = {
     "transpose_decoder": transpose_decoder,
     "prelu_elu_layernorm": prelu_elu_layernorm,
     "wrapped_recurrent": wrapped_recurrent,
+    "upsampling": upsampling,
 }
 
 
@@ -412,8 +428,10 @@ def test_layers_model_loads_in_tfjs_and_matches_keras(
 
 
 # Normalization over 3 channels feeding a Dense (webgl packs 2x2 blocks: odd channel counts leave padding
-# lanes; with epsilon=0 these two gave NaN), plus a real BatchNormalization and a two-input model as controls.
-WEBGL_MODELS = ["boston_mlp_keras_file", "normalization_variants", "two_inputs_two_outputs", "bn_dropout_classifier"]
+# lanes; with epsilon=0 these two gave NaN), plus a real BatchNormalization and a two-input model as controls,
+# and UpSampling2D by 3 (the shader's float32 i * (1/3) must still floor to the right source pixel).
+WEBGL_MODELS = ["boston_mlp_keras_file", "normalization_variants", "two_inputs_two_outputs", "bn_dropout_classifier",
+                "upsampling"]
 
 
 @pytest.fixture(scope="module")
@@ -518,7 +536,7 @@ def test_what_tfjs_cannot_express_is_named_with_its_reason(tmp_path: pathlib.Pat
     b = keras.layers.Conv1D(3, 2, strides=2, padding="causal", name="causal")(seq)
     c = keras.layers.ELU(alpha=0.5, name="elu")(seq)
     d = keras.layers.DepthwiseConv2D(3, dilation_rate=2, name="dw")(img)
-    e = keras.layers.UpSampling2D(name="up")(img)
+    e = keras.layers.UpSampling2D(interpolation="bilinear", name="up")(img)
     model = keras.Model([seq, img], [a, b, c, d, e])
     with pytest.raises(UnsupportedLayers) as err:
         write_layers_model(model, tmp_path / "m")
@@ -531,7 +549,8 @@ def test_what_tfjs_cannot_express_is_named_with_its_reason(tmp_path: pathlib.Pat
         "ELU 'elu' uses alpha=0.5: TFJS 4.22's ELU layer throws NotImplementedError for any alpha but 1; "
         "DepthwiseConv2D 'dw' uses dilation_rate [2, 2], which TFJS 4.22's DepthwiseConv2D ignores (it runs "
         "undilated); "
-        "UpSampling2D ('up'): TFJS 4.22 has this layer, but the kit's writer does not translate it yet; "
+        "UpSampling2D 'up' uses interpolation 'bilinear': TFJS 4.22's UpSampling2D resizes without half-pixel "
+        "centers (output pixel i samples input i / s; Keras 3 samples (i + 0.5) / s - 0.5), a different function; "
         "the graph model is still written")
     assert not (tmp_path / "m").exists()
 
@@ -544,3 +563,24 @@ def test_causal_conv1d_is_written_as_same_padding_with_zero_taps(tmp_path: pathl
     assert (layer["config"]["padding"], layer["config"]["kernel_size"]) == ("same", [5])
     assert written["notes"] == ["Conv1D 'tcn' (padding 'causal') written as padding 'same' with kernel 5 whose "
                                 "last 2 taps are zero (TFJS 4.22 cannot run causal padding; same function)"]
+
+
+@pytest.mark.parametrize("name", [pytest.param("bilinear", marks=needs_browser)])
+def test_bilinear_upsampling_is_refused_because_tfjs_computes_another_function(
+        name: str, site: tuple[pathlib.Path, str], page: Any) -> None:
+    """The measurement behind the refusal: the same layers model with ``interpolation: bilinear`` (written as
+    nearest, then edited) loads in TFJS 4.22 and answers, but not what Keras 3's bilinear UpSampling2D computes."""
+    img = keras.Input((4, 4, 1))
+    model = keras.Model(img, keras.layers.UpSampling2D(interpolation="bilinear", name="up")(img))
+    x = np.arange(2 * 16, dtype="float32").reshape(2, 4, 4, 1)
+    nearest = keras.Model(img, keras.layers.UpSampling2D(name="up")(img))
+    root, base = site
+    write_layers_model(nearest, root / name)
+    path = root / name / "model.json"
+    text = path.read_text()
+    assert text.count('"interpolation":"nearest"') == 1
+    path.write_text(text.replace('"interpolation":"nearest"', '"interpolation":"bilinear"'))
+    refs, result = _keras_and_tfjs(model, [x], page, f"{base}/{name}/model.json", "cpu")
+    error = _max_rel(refs[0], np.array(result["outputs"][0]["data"]))
+    print(f"bilinear UpSampling2D, TFJS 4.22 vs Keras 3: max relative error {error:.3g}")
+    assert error > 0.05  # 1.0 measured (relative to the output scale): far over MAX_REL
