@@ -61,37 +61,61 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 def routes(app: "EdgeApp") -> list[Route]:
-    """The route table: every path the server answers, its methods and its handler."""
+    """The route table: every path the server answers, its methods, its handler and its documentation (the
+    names of its request body and answers in ``edge.server.openapi.catalog``); /openapi.json is made from it."""
     tfs, forms, v2, feedback = app.tfs, app.forms, app.oip, app.feedback
-    return [
-        Route(POST, "/predict_json", app.predict_json, "predict_json", predicts=True),
-        Route(GET, "/form", forms.form, "form"),
-        Route(POST, "/predict_form", forms.predict_form, "predict_form", predicts=True, error_page=forms.error_page),
-        Route(GET, "/healthz", app.healthz, "healthz", limited=False),
-        Route(GET, "/readyz", app.readyz, "readyz", limited=False),
-        Route(GET, "/metrics", app.metrics, "metrics", limited=False),
-        Route(GET, "/drift", app.drift, "drift"),
-        Route(GET, "/openapi.json", app.openapi, "openapi"),
-        Route(GET, "/", app.index, "index"),
-        Route(GET, "/feedback", feedback.metrics, "feedback_metrics"),
-        Route(GET, "/v1/repository", feedback.repository, "repository"),
+    oip_model, oip_ready = "OIP v2: model metadata.", "OIP v2: model ready."
+    oip_infer = "OIP v2 inference: typed tensors (JSON, or Triton's binary extension)."
+    table = [
+        Route(POST, "/predict_json", app.predict_json, "predict_json", predicts=True, request="rows", response="prediction",
+              summary="Predict one row or a list of rows (the course's contract)."),
+        Route(GET, "/form", forms.form, "form", summary="The HTML form.", response="page"),
+        Route(POST, "/predict_form", forms.predict_form, "predict_form", predicts=True, error_page=forms.error_page,
+              summary="Predict from the HTML form.", request="form", response="result_page"),
+        Route(GET, "/healthz", app.healthz, "healthz", limited=False, summary="Alive.", response="alive"),
+        Route(GET, "/readyz", app.readyz, "readyz", limited=False, response="ready",
+              summary="Model loaded and self-test passed (503 otherwise)."),
+        Route(GET, "/metrics", app.metrics, "metrics", limited=False, summary="Prometheus metrics.", response="text"),
+        Route(GET, "/drift", app.drift, "drift", summary="Per-feature KS drift of the recent input window."),
+        Route(GET, "/", app.index, "index", summary="What this server serves."),
+        Route(GET, "/feedback", feedback.metrics, "feedback_metrics",
+              summary="Online metrics per model, version and window from the joined ground truth."),
+        Route(GET, "/v1/repository", feedback.repository, "repository",
+              summary="The model repository as the server sees it (versions, states, labels)."),
         # TF Serving; the order matters: a path ending in :predict is a predict whatever comes before
-        Route(POST, "/v1/models/{model:tfs_model}:predict", tfs.predict, "tfs_predict", predicts=True),
-        Route(POST, "/v1/models/{model:tfs_model}:classify", app.images.classify, "classify", predicts=True),
-        Route(POST, "/v1/models/{model:tfs_model}/feedback", feedback.feedback, "feedback"),
-        Route(GET, "/v1/models/{model:tfs_model}/metadata", tfs.metadata, "tfs_metadata"),
-        Route(GET, "/v1/models/{model:tfs_status}", tfs.status, "tfs_status"),
+        Route(POST, "/v1/models/{model:tfs_model}:predict", tfs.predict, "tfs_predict", predicts=True, request="tfs",
+              response="tfs_predictions",
+              summary="TensorFlow Serving REST predict (row format `instances` or columnar `inputs`)."),
+        Route(POST, "/v1/models/{model:tfs_model}:classify", app.images.classify, "classify", predicts=True,
+              response="classify", summary="Classify images: the top k classes with their labels (?k=N, default 5)."),
+        Route(POST, "/v1/models/{model:tfs_model}/feedback", feedback.feedback, "feedback", request="feedback",
+              response="feedback",
+              summary="Ground truth for earlier predictions, joined by prediction id (one item or a list)."),
+        Route(GET, "/v1/models/{model:tfs_model}/metadata", tfs.metadata, "tfs_metadata", response="tfs_model",
+              summary="TensorFlow Serving model metadata (signature)."),
+        Route(GET, "/v1/models/{model:tfs_status}", tfs.status, "tfs_status", response="tfs_model",
+              summary="TensorFlow Serving model status."),
         # the Open Inference Protocol v2 (edge.server.oip)
-        Route(GET, "/v2", v2.server, "oip_server"),
-        Route(GET, "/v2/health/live", v2.live, "oip_live", limited=False),
-        Route(GET, "/v2/health/ready", v2.ready, "oip_ready", limited=False),
-        Route(GET, "/v2/models/{name}", v2.metadata, "oip_metadata"),
-        Route(GET, "/v2/models/{name}/versions/{version}", v2.metadata, "oip_metadata"),
-        Route(GET, "/v2/models/{name}/ready", v2.model_ready, "oip_model_ready", limited=False),
-        Route(GET, "/v2/models/{name}/versions/{version}/ready", v2.model_ready, "oip_model_ready", limited=False),
-        Route(POST, "/v2/models/{name}/infer", v2.infer, "oip_infer"),
-        Route(POST, "/v2/models/{name}/versions/{version}/infer", v2.infer, "oip_infer"),
+        Route(GET, "/v2", v2.server, "oip_server", summary="Open Inference Protocol v2: server metadata."),
+        Route(GET, "/v2/health/live", v2.live, "oip_live", limited=False, summary="OIP v2: live."),
+        Route(GET, "/v2/health/ready", v2.ready, "oip_ready", limited=False, response="oip_ready",
+              summary="OIP v2: ready (503 otherwise)."),
+        Route(GET, "/v2/models/{name}", v2.metadata, "oip_metadata", response="oip_model", summary=oip_model),
+        Route(GET, "/v2/models/{name}/versions/{version}", v2.metadata, "oip_metadata", response="oip_model",
+              summary=oip_model),
+        Route(GET, "/v2/models/{name}/ready", v2.model_ready, "oip_model_ready", limited=False, response="oip_model",
+              summary=oip_ready),
+        Route(GET, "/v2/models/{name}/versions/{version}/ready", v2.model_ready, "oip_model_ready", limited=False,
+              response="oip_model", summary=oip_ready),
+        Route(POST, "/v2/models/{name}/infer", v2.infer, "oip_infer", request="oip_infer", response="oip_outputs",
+              summary=oip_infer),
+        Route(POST, "/v2/models/{name}/versions/{version}/infer", v2.infer, "oip_infer", request="oip_infer",
+              response="oip_outputs", summary=oip_infer),
     ]
+    from edge.server.openapi import handler as document  # the document of this very table, itself included
+
+    table.append(Route(GET, "/openapi.json", document(app, table), "openapi", summary="This document."))
+    return table
 
 
 def value(row: np.ndarray) -> Any:

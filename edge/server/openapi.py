@@ -1,17 +1,34 @@
-"""The OpenAPI 3.1 description of the server's routes for a bundle (``GET /openapi.json``): every status
-each route can answer, with its body, the HTTP layer's own refusals (``edge.http_protocol``) included.
-schemathesis drives the server from it in the tests."""
+"""The OpenAPI 3.1 description of the server's routes for a bundle (``GET /openapi.json``), made from the route
+table (``edge.server.app.routes``): each ``Route`` names its summary, its request body and its answers, and
+this module's catalog (:func:`catalog`) holds what those names stand for: every status each route can answer,
+with its body, the HTTP layer's own refusals (``edge.http_protocol``) included. A route cannot be in the table
+without being in the document: the router refuses a route without a summary, and a name the catalog lacks
+fails the document. The one exception is in :data:`DOCUMENTED_BY`. schemathesis drives the server from the
+document in the tests.
+
+In a path, the served model's name stands for the ``{model}`` / ``{name}`` parameter (the document describes
+one model's routes); any other parameter (``{version}``) stays a path parameter.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, Sequence
 
 from edge import __version__
 from edge.inputs import FLOAT32_MAX
+from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.runner import Predictor
     from edge.server.config import ServeConfig
+    from edge.server.routing import Handler, Route
+
+# Answers documented by the route's own module, only where the route applies to the served model.
+DOCUMENTED_BY = {"classify": "edge.server.images.Images.describe (a model that takes one image)"}
+MODEL_PARAMETERS = ("model", "name")  # the parameters the served model's name stands for
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[A-Za-z_][A-Za-z0-9_]*)?\}")
+_PATH_PARAMETER = {"type": "string", "pattern": "^[0-9]{1,9}$"}  # {version}: a version number
 
 
 def _tensor_schema(spec: dict[str, Any], max_batch: int) -> dict[str, Any]:
@@ -34,11 +51,8 @@ def _tensor_schema(spec: dict[str, Any], max_batch: int) -> dict[str, Any]:
     return schema
 
 
-def openapi(predictor: "Predictor", config: "ServeConfig", name: str | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.1 description of the server's routes for this bundle (served as model ``name``, by
-    default the bundle's): every status each route can answer, with its body (the HTTP layer's own
-    refusals, ``edge.http_protocol``, included)."""
-    name = name or predictor.bundle.name
+def catalog(predictor: "Predictor", config: "ServeConfig", name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the routes' names stand for: (request bodies by ``Route.request``, answers by ``Route.response``)."""
     features = predictor.manifest.get("features") or []
     specs = predictor.manifest["inputs"]
     number = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
@@ -66,11 +80,10 @@ def openapi(predictor: "Predictor", config: "ServeConfig", name: str | None = No
         (503, "busy: too many requests in flight, too many connections, shutting down, or not ready (the self-test "
               "failed, see /readyz)")]
 
-    def get(summary: str, schema: dict | None = None, ctype: str = "application/json",
-            more: list[tuple[int, str]] | None = None, more_content: dict | None = None) -> dict:
-        responses = {"200": {"description": "OK", "content": {ctype: {"schema": schema or {}}}},
-                     **errors(http_layer), **errors(more or [], more_content or json_error)}
-        return {"get": {"summary": summary, "responses": responses}}
+    def answers(schema: dict | None = None, ctype: str = "application/json",
+                more: list[tuple[int, str]] | None = None, more_content: dict | None = None) -> dict:
+        return {"200": {"description": "OK", "content": {ctype: {"schema": schema or {}}}},
+                **errors(http_layer), **errors(more or [], more_content or json_error)}
 
     ok = {"type": "object", "required": ["success"], "properties": {"success": {"const": True}}}
     prediction_ok = {"oneOf": [
@@ -99,7 +112,7 @@ def openapi(predictor: "Predictor", config: "ServeConfig", name: str | None = No
         {"type": "object", "required": ["inputs"], "not": {"required": ["instances"]},
          "properties": {"inputs": columns, "signature_name": signature}}]}
     tfs_ok = {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}}
-    not_found = [(404, f"no such model, version or label"),
+    not_found = [(404, "no such model, version or label"),
                  (503, "the version is not AVAILABLE (LOADING, UNLOADING, END), or busy")]
     oip_error = {"application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/OipError"}, ref]}}}
     out0 = predictor.manifest["outputs"][0]
@@ -135,74 +148,101 @@ def openapi(predictor: "Predictor", config: "ServeConfig", name: str | None = No
     with_oip = [(400, "a request the protocol refuses"), (404, "no such model or version"),
                 (413, "body or batch over the limit"), (415, "wrong content type"),
                 (422, "non-finite output"), (500, "internal error"), (503, "not ready or not AVAILABLE, or busy")]
+    form_errors = errors(predict_errors, {**html, **json_error})  # the app's errors are pages, the HTTP layer's JSON
+    requests = {
+        "rows": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            row, obj, {"type": "array", "minItems": 1, "maxItems": config.max_batch, "items": {"oneOf": [row, obj]}}]}}}},
+        "form": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": form}}},
+        "tfs": {"required": True, "content": {"application/json": {"schema": tfs_body}}},
+        # a list's items each answer for themselves (a wrong one is "invalid" in the results)
+        "feedback": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            feedback_item, {"type": "array", "minItems": 1, "maxItems": 1000}]}}}},
+        # the data's length must be the shape's product: JSON Schema cannot say it (edge_st_hooks.py)
+        "oip_infer": {"required": True, "content": {"application/json": {"schema": infer_body}}},
+    }
+    responses = {
+        "object": answers({"type": "object"}),
+        "page": answers({"type": "string"}, "text/html"),
+        "text": answers({"type": "string"}, "text/plain"),
+        "alive": answers({"type": "object", "properties": {"status": {"const": "ok"}}}),
+        "ready": answers({"type": "object"}, more=[(503, "not ready (the self-test failed), or the HTTP layer's 503")]),
+        "prediction": {"200": {"description": "prediction", "content": {"application/json": {"schema": prediction_ok}}},
+                       **errors(predict_errors)},
+        "result_page": {"200": {"description": "result page", "content": html}, **form_errors},
+        "tfs_predictions": {"200": {"description": "predictions",
+                                    "content": {"application/json": {"schema": tfs_ok}}},
+                            **errors(predict_errors + not_found)},
+        "tfs_model": answers({"type": "object"}, more=not_found),
+        "feedback": {"200": {"description": "joined, or a duplicate (counted once); a list: each item's result",
+                             "content": {"application/json": {"schema": ok}}},
+                     **errors(with_body + [(400, "malformed JSON"), (404, "unknown or expired id, or no such model"),
+                                           (409, "the id was joined with another truth"),
+                                           (413, "too many items"), (415, "wrong content type"),
+                                           (422, "an item of the wrong shape or type"), (500, "internal error"),
+                                           (503, "busy, or the model has no AVAILABLE version")])},
+        "oip_ready": answers({"type": "object"}, more=[(503, "not ready")], more_content=oip_error),
+        "oip_model": answers({"type": "object"}, more=not_found, more_content=oip_error),
+        "oip_outputs": {"200": {"description": "outputs", "content": {"application/json": {"schema": {"type": "object"}}}},
+                        **errors(with_body), **errors(with_oip, oip_error)},
+    }
+    return requests, responses
+
+
+def _path(pattern: str, name: str) -> tuple[str, list[dict[str, Any]]]:
+    """A route's pattern as a document path for model ``name``, and its remaining path parameters."""
+    parameters: list[dict[str, Any]] = []
+
+    def fill(m: re.Match[str]) -> str:
+        if m.group(1) in MODEL_PARAMETERS:
+            return name
+        parameters.append({"name": m.group(1), "in": "path", "required": True, "schema": dict(_PATH_PARAMETER)})
+        return "{" + m.group(1) + "}"
+
+    return _PARAM.sub(fill, pattern), parameters
+
+
+def openapi(predictor: "Predictor", config: "ServeConfig", name: str | None, table: Sequence["Route"]) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the routes of ``table`` for this bundle (served as model ``name``, by
+    default the bundle's), one operation per route and method (HEAD goes with GET).
+
+    Raises:
+        KeyError: a route names a request or an answer the catalog lacks (a route without its documentation).
+    """
+    name = name or predictor.bundle.name
+    requests, responses = catalog(predictor, config, name)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in table:
+        if route.response in DOCUMENTED_BY:
+            continue
+        path, parameters = _path(route.pattern, name)
+        operation: dict[str, Any] = {"summary": route.summary}
+        if parameters:
+            operation["parameters"] = parameters
+        if route.request is not None:
+            operation["requestBody"] = requests[route.request]
+        operation["responses"] = responses[route.response]
+        for method in route.methods:
+            if method != "HEAD":
+                paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": f"deploykit-edge: {name}", "version": __version__,
                  "description": f"TFLite {predictor.variant} ({predictor.artifact['path']}) on {predictor.runtime.describe()}"},
-        "paths": {
-            "/predict_json": {"post": {
-                "summary": "Predict one row or a list of rows (the course's contract).",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                    row, obj, {"type": "array", "minItems": 1, "maxItems": config.max_batch,
-                               "items": {"oneOf": [row, obj]}}]}}}},
-                "responses": {"200": {"description": "prediction", "content": {"application/json": {"schema": prediction_ok}}},
-                              **errors(predict_errors)}}},
-            "/form": get("The HTML form.", {"type": "string"}, "text/html"),
-            "/predict_form": {"post": {"summary": "Predict from the HTML form.",
-                                       "requestBody": {"required": True,
-                                                       "content": {"application/x-www-form-urlencoded": {"schema": form}}},
-                                       "responses": {"200": {"description": "result page", "content": html},
-                                                     # the app's errors are pages, the HTTP layer's JSON
-                                                     **errors(predict_errors, {**html, **json_error})}}},
-            f"/v1/models/{name}:predict": {"post": {
-                "summary": "TensorFlow Serving REST predict (row format `instances` or columnar `inputs`).",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": tfs_body}}},
-                "responses": {"200": {"description": "predictions", "content": {"application/json": {"schema": tfs_ok}}},
-                              **errors(predict_errors + not_found)}}},
-            f"/v1/models/{name}": get("TensorFlow Serving model status.", {"type": "object"}, more=not_found),
-            f"/v1/models/{name}/metadata": get("TensorFlow Serving model metadata (signature).", {"type": "object"},
-                                                more=not_found),
-            f"/v1/models/{name}/feedback": {"post": {
-                "summary": "Ground truth for earlier predictions, joined by prediction id (one item or a list).",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                    # a list's items each answer for themselves (a wrong one is "invalid" in the results)
-                    feedback_item, {"type": "array", "minItems": 1, "maxItems": 1000}]}}}},
-                "responses": {"200": {"description": "joined, or a duplicate (counted once); a list: each item's result",
-                                      "content": {"application/json": {"schema": ok}}},
-                              **errors(with_body + [(400, "malformed JSON"), (404, "unknown or expired id, or no such model"),
-                                                    (409, "the id was joined with another truth"),
-                                                    (413, "too many items"), (415, "wrong content type"),
-                                                    (422, "an item of the wrong shape or type"), (500, "internal error"),
-                                                    (503, "busy, or the model has no AVAILABLE version")])}}},
-            "/feedback": get("Online metrics per model, version and window from the joined ground truth.",
-                             {"type": "object"}),
-            "/v1/repository": get("The model repository as the server sees it (versions, states, labels).",
-                                  {"type": "object"}),
-            "/v2": get("Open Inference Protocol v2: server metadata.", {"type": "object"}),
-            "/v2/health/live": get("OIP v2: live.", {"type": "object"}),
-            "/v2/health/ready": get("OIP v2: ready (503 otherwise).", {"type": "object"},
-                                    more=[(503, "not ready")], more_content=oip_error),
-            f"/v2/models/{name}": get("OIP v2: model metadata.", {"type": "object"}, more=not_found,
-                                      more_content=oip_error),
-            f"/v2/models/{name}/ready": get("OIP v2: model ready.", {"type": "object"}, more=not_found,
-                                            more_content=oip_error),
-            f"/v2/models/{name}/infer": {"post": {
-                "summary": "OIP v2 inference: typed tensors (JSON, or Triton's binary extension).",
-                # the data's length must be the shape's product: JSON Schema cannot say it (edge_st_hooks.py)
-                "requestBody": {"required": True, "content": {"application/json": {"schema": infer_body}}},
-                "responses": {"200": {"description": "outputs", "content": {"application/json": {"schema": {"type": "object"}}}},
-                              **errors(with_body), **errors(with_oip, oip_error)}}},
-            "/healthz": get("Alive.", {"type": "object", "properties": {"status": {"const": "ok"}}}),
-            "/readyz": get("Model loaded and self-test passed (503 otherwise).", {"type": "object"},
-                           more=[(503, "not ready (the self-test failed), or the HTTP layer's 503")]),
-            "/metrics": get("Prometheus metrics.", {"type": "string"}, "text/plain"),
-            "/drift": get("Per-feature KS drift of the recent input window.", {"type": "object"}),
-            "/openapi.json": get("This document.", {"type": "object"}),
-            "/": get("What this server serves.", {"type": "object"}),
-        },
+        "paths": paths,
         "components": {"schemas": {"Error": {"type": "object", "required": ["success", "error"], "properties": {
             "success": {"const": False}, "error": {"type": "string"}}},
             "OipError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}},
     }
 
 
+def handler(app: Any, table: Sequence["Route"]) -> "Handler":
+    """``GET /openapi.json`` for ``app`` (an ``EdgeApp``): the document of ``table`` (with the routes whose own
+    module documents them, :data:`DOCUMENTED_BY`), made once, on the first request."""
+    made: list[bytes] = []
+
+    async def document(request: Request) -> Answer:
+        if not made:
+            made.append(json_bytes(app.images.describe(openapi(app.p, app.config, app.name, table))))
+        return 200, JSON_TYPE, made[0], []
+
+    return document

@@ -1,5 +1,7 @@
-"""The route table: ``Route(methods, pattern, handler)`` objects, and the ``Router`` that matches a path
-to one of them and parses its parameters.
+"""The route table: ``Route(methods, pattern, handler, name, summary=...)`` objects, and the ``Router`` that
+matches a path to one of them and parses its parameters. Each route also carries its documentation (a summary,
+and the names of its request body and answers in ``edge.server.openapi``'s catalog): ``/openapi.json`` is made
+from the table, and the router refuses a route without a summary.
 
 A pattern is a path with ``{name}`` or ``{name:converter}`` parameters. A converter is a regular
 expression for the parameter's text and a function that turns the text into the handler's value; the
@@ -39,7 +41,9 @@ class Route:
 
     ``limited``: counted against ``--max-concurrency`` (health and metrics are not). ``predicts``: refused
     with 503 until the self-test passed. ``error_page``: the route answers its errors as HTML, made from
-    the message by this function (the form), instead of the JSON error body.
+    the message by this function (the form), instead of the JSON error body. ``summary``: its line in
+    /openapi.json; ``request`` and ``response``: the names of its request body (None: it takes none) and of its
+    answers (every status, with its body) in ``edge.server.openapi.catalog``.
     """
 
     methods: tuple[str, ...]
@@ -49,6 +53,9 @@ class Route:
     limited: bool = True
     predicts: bool = False
     error_page: Optional[Callable[[str], bytes]] = None
+    summary: str = ""
+    request: Optional[str] = None
+    response: str = "object"
 
     @property
     def static(self) -> bool:
@@ -67,7 +74,8 @@ class Router:
     """Matches paths against a route table (see the module's docstring).
 
     Raises:
-        ValueError: (at construction) a pattern names an unknown converter, or two static routes share a path.
+        ValueError: (at construction) a pattern names an unknown converter, two static routes share a path, or a
+            route has no summary (it would be missing from /openapi.json).
     """
 
     def __init__(self, routes: Sequence[Route], converters: Optional[dict[str, Converter]] = None) -> None:
@@ -76,6 +84,8 @@ class Router:
         self._static: dict[str, Match] = {}
         self._dynamic: list[tuple[re.Pattern[str], dict[str, Converter], Route]] = []
         for route in self.routes:
+            if not route.summary.strip():
+                raise ValueError(f"route {route.name} ({route.pattern}) has no summary for /openapi.json")
             if route.static:
                 if route.pattern in self._static:
                     raise ValueError(f"two routes for {route.pattern}")

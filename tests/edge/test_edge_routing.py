@@ -16,11 +16,11 @@ async def _handler(request):  # pragma: no cover - never called here
 def _router() -> Router:
     get, post = ("GET", "HEAD"), ("POST",)
     return Router([
-        Route(post, "/predict_json", _handler, "predict_json"),
-        Route(get, "/", _handler, "index"),
-        Route(post, "/v1/models/{model:tfs_model}:predict", _handler, "tfs_predict"),
-        Route(get, "/v1/models/{model:tfs_model}/metadata", _handler, "tfs_metadata"),
-        Route(get, "/v1/models/{model:tfs_status}", _handler, "tfs_status"),
+        Route(post, "/predict_json", _handler, "predict_json", summary="predict"),
+        Route(get, "/", _handler, "index", summary="index"),
+        Route(post, "/v1/models/{model:tfs_model}:predict", _handler, "tfs_predict", summary="TF Serving predict"),
+        Route(get, "/v1/models/{model:tfs_model}/metadata", _handler, "tfs_metadata", summary="TF Serving metadata"),
+        Route(get, "/v1/models/{model:tfs_status}", _handler, "tfs_status", summary="TF Serving status"),
     ], CONVERTERS)
 
 
@@ -62,6 +62,8 @@ def test_paths_without_a_route(path: str) -> None:
 def test_static_paths_are_listed_and_bad_tables_refused() -> None:
     assert _router().static_paths() == ["/", "/predict_json"]
     with pytest.raises(ValueError, match=r"^unknown converter 'nope' in /x/\{a:nope\}$"):
-        Router([Route(("GET",), "/x/{a:nope}", _handler, "x")])
+        Router([Route(("GET",), "/x/{a:nope}", _handler, "x", summary="x")])
     with pytest.raises(ValueError, match="^two routes for /x$"):
-        Router([Route(("GET",), "/x", _handler, "x"), Route(("POST",), "/x", _handler, "y")])
+        Router([Route(("GET",), "/x", _handler, "x", summary="x"), Route(("POST",), "/x", _handler, "y", summary="y")])
+    with pytest.raises(ValueError, match=r"^route x \(/x\) has no summary for /openapi.json$"):
+        Router([Route(("GET",), "/x", _handler, "x", summary=" ")])
