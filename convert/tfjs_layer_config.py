@@ -182,3 +182,15 @@ def input_layer(cfg: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     if out != dtype:
         notes.append(f"input {cfg['name']!r} is {out} in TFJS (Keras: {dtype})")
     return {"batch_input_shape": list(shape), "dtype": out, "sparse": False, "name": cfg["name"]}
+
+
+def units_config(cfg: dict[str, Any], where: str, notes: list[str], default_activation: str) -> dict[str, Any]:
+    """The config of a layer of ``units`` (Dense, the recurrent layers): units, activation, bias and its
+    kernel and bias initializers, after the base keys. Raises Skip for an activation TFJS lacks."""
+    return base(cfg) | {
+        "units": int(cfg["units"]),
+        "activation": activation(cfg.get("activation", default_activation), where),
+        "use_bias": bool(cfg.get("use_bias", True)),
+        "kernel_initializer": initializer(cfg.get("kernel_initializer"), notes),
+        "bias_initializer": initializer(cfg.get("bias_initializer"), notes),
+    }

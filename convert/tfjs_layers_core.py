@@ -7,6 +7,7 @@ from typing import Any
 
 from convert.tfjs_layer_config import (
     LayerOut, Translator, activation, base, initializer, kernel_weights, no_regularizers, require, to_numpy,
+    units_config,
 )
 
 
@@ -14,13 +15,7 @@ def _dense(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
     where = f"Dense {cfg['name']!r}"
     require(getattr(layer, "quantization_mode", None) is None, f"{where} is quantized")
     no_regularizers(cfg, notes)
-    out = base(cfg) | {
-        "units": int(cfg["units"]),
-        "activation": activation(cfg.get("activation", "linear"), where),
-        "use_bias": bool(cfg.get("use_bias", True)),
-        "kernel_initializer": initializer(cfg.get("kernel_initializer"), notes),
-        "bias_initializer": initializer(cfg.get("bias_initializer"), notes),
-    }
+    out = units_config(cfg, where, notes, "linear")
     weights = kernel_weights(layer, out["use_bias"])
     return "Dense", out, weights
 

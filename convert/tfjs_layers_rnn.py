@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from convert.tfjs_layer_config import (
-    LayerOut, Translator, activation, base, initializer, kernel_weights, no_regularizers, require,
+    LayerOut, Translator, activation, initializer, kernel_weights, no_regularizers, require, units_config,
 )
 
 
@@ -19,13 +19,8 @@ def _rnn(class_name: str) -> Translator:
                      "from U·(r∘h) where Keras computes r∘(U·h + b), which no choice of weights makes equal; "
                      "build the GRU with reset_after=False for a layers model")
         no_regularizers(cfg, notes)
-        out = base(cfg) | {
-            "units": int(cfg["units"]),
-            "activation": activation(cfg.get("activation", "tanh"), where),
-            "use_bias": bool(cfg.get("use_bias", True)),
-            "kernel_initializer": initializer(cfg.get("kernel_initializer"), notes),
+        out = units_config(cfg, where, notes, "tanh") | {
             "recurrent_initializer": initializer(cfg.get("recurrent_initializer"), notes),
-            "bias_initializer": initializer(cfg.get("bias_initializer"), notes),
             "dropout": float(cfg.get("dropout", 0.0)),
             "recurrent_dropout": float(cfg.get("recurrent_dropout", 0.0)),
             "return_sequences": bool(cfg.get("return_sequences", False)),
