@@ -126,16 +126,29 @@ class Version:
     fingerprint: tuple = ()
     since: float = field(default_factory=time.time)
     inflight: int = 0
+    lock: Any = field(default_factory=threading.Lock, repr=False)  # inflight and the move to END
 
     def acquire(self) -> None:
-        """A request starts on this version."""
-        self.inflight += 1
+        """A request starts on this version (the event loop, the inference and shadow threads share it)."""
+        with self.lock:
+            self.inflight += 1
 
     def release(self) -> None:
         """A request on this version ended (an UNLOADING version with none left goes to END)."""
-        self.inflight -= 1
-        if self.inflight <= 0 and self.state is State.UNLOADING:
-            self._end("")
+        with self.lock:
+            self.inflight -= 1
+            if self.inflight <= 0 and self.state is State.UNLOADING:
+                self._end("")
+
+    def unload(self) -> bool:
+        """Its folder was removed: UNLOADING, and END at once when no request is on it. Returns whether it
+        reached END."""
+        with self.lock:
+            self.state, self.since = State.UNLOADING, time.time()
+            if self.inflight <= 0:
+                self._end("")
+                return True
+            return False
 
     def _end(self, error: str) -> None:
         self.state, self.error, self.predictor, self.since = State.END, error, None, time.time()
@@ -271,10 +284,8 @@ class Repository:
                         todo.append(version)
                 for number, version in versions.items():
                     if number not in on_disk and version.state in (State.AVAILABLE, State.LOADING):
-                        version.state, version.since = State.UNLOADING, time.time()
                         changes.append(f"{name} {number}: UNLOADING (its folder was removed)")
-                        if version.inflight <= 0:
-                            version._end("")
+                        if version.unload():
                             changes.append(f"{name} {number}: END")
                 model.versions = versions  # LOADING versions are visible while they load
                 for version in todo:
