@@ -67,7 +67,7 @@ class _Plan:
     """The default route, worked out once per change of labels, versions or config (identity checks)."""
 
     __slots__ = ("labels", "versions", "config", "stable", "value", "lo", "hi", "canary", "shadow", "number", "store",
-                 "share", "draw", "fast_canary")
+                 "share", "draw", "fast_canary", "copy")
 
     def __init__(self, labels: Any, versions: Any, config: Any, stable: Optional[Version], lo: float, hi: float,
                  canary: bool, shadow: bool, store: Optional[FeedbackStore] = None,
@@ -81,6 +81,7 @@ class _Plan:
         self.share = chooser.share if chooser is not None else 0.0
         self.draw = chooser._random if chooser is not None else None
         self.fast_canary = fast_canary
+        self.copy: Optional[tuple[Version, float, dict[str, Any]]] = None  # the shadow's (version, share, manifest)
 
 
 class _FastCanary:
@@ -200,6 +201,11 @@ class Dispatcher:
         plan = _Plan(labels, versions, self._config, stable, lo, hi, has_canary,
                      self.config.shadow_version is not None, self._store(stable) if stable is not None else None,
                      self.chooser, fast_canary)
+        shadow = self._available(self.config.shadow_version)
+        if shadow is not None and stable is not None:
+            if self.shadow_stats.version != shadow.number:
+                self.shadow_stats = ShadowStats(version=shadow.number)
+            plan.copy = (shadow, self.config.shadow_share, stable.predictor.manifest)
         self._plan = plan
         return plan
 
@@ -263,7 +269,7 @@ class Dispatcher:
                     answers[number] = answers.get(number, 0) + 1
                     outcome = Outcome(number, value, [plan.store.remember(number, value)])
                     if plan.shadow:
-                        outcome.shadow = self._shadow_job(plan.stable, value, row=row)
+                        outcome.shadow = self._copy(plan, number, value, row)
                     return outcome
                 return self._answer(_value_runner(row), _check_value, None, None, key, target=(plan.stable, False))
         return self._answer(_value_runner(row), _check_value, version, label, key)
@@ -290,7 +296,7 @@ class Dispatcher:
                     self._rolled_back(event)
                 outcome = Outcome(number, value, [self._store(fast.version).remember(number, value)], canary=True)
                 if plan.shadow:
-                    outcome.shadow = self._shadow_job(fast.version, value, row=row)
+                    outcome.shadow = self._copy(plan, number, value, row)
                 return outcome
         found = self._available(plan.labels.get("canary"))
         if found is None:
@@ -389,12 +395,27 @@ class Dispatcher:
         self.stats.rollback_events.append(event)
         self.repo.take_out(self.name, "canary", event.reason)
 
+    def _copy(self, plan: _Plan, live: int, value: float, row: Sequence[float]) -> Optional[ShadowJob]:
+        """``_shadow_job`` of a one-value answer with what the plan worked out (the same draw and checks)."""
+        copy = plan.copy
+        if copy is None:
+            return None
+        shadow, share, manifest = copy
+        if shadow.number == live:
+            return None
+        if (share < 1.0 and self._sample() >= share) or shadow.state is not State.AVAILABLE:
+            return None
+        return ShadowJob(shadow, manifest, value, self.shadow_stats, row=row)
+
     def _shadow_job(self, live: Version, outputs: Any, row: Optional[Sequence[float]] = None,
                     run: Optional[Callable[[Version], Any]] = None) -> Optional[ShadowJob]:
         """A job comparing the shadow version with this answer (None when not sampled or no shadow): on the
         one-value path it predicts ``row``, else it calls ``run``."""
         number = self.config.shadow_version
-        if number is None or number == live.number or self._sample() >= self.config.shadow_share:
+        if number is None or number == live.number:
+            return None
+        share = self.config.shadow_share
+        if share < 1.0 and self._sample() >= share:  # a share of 1 copies every request without a draw
             return None
         shadow = self._available(number)
         if shadow is None:
@@ -402,7 +423,8 @@ class Dispatcher:
         stats = self.shadow_stats
         if stats.version != number:
             self.shadow_stats = stats = ShadowStats(version=number)
-        return ShadowJob(shadow, live, outputs, stats, row=row, run=run)
+        manifest = (live.predictor if live.predictor is not None else shadow.predictor).manifest
+        return ShadowJob(shadow, manifest, outputs, stats, row=row, run=run)
 
 
 def _value_runner(row: Sequence[float]) -> Callable[[Version], float]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+from math import isfinite
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -68,10 +69,17 @@ class ShadowStats:
         self.lock = threading.Lock()
 
     def record(self, d: Disagreement) -> None:
+        """Count one comparison (``Histogram.observe`` of both differences, written out: once per copy)."""
+        absolute, relative = d.absolute, d.relative
+        a, r = self.absolute, self.relative
         with self.lock:
             self.compared += 1
-            self.absolute.observe(d.absolute)
-            self.relative.observe(d.relative)
+            a.counts[bisect.bisect_left(a.bounds, absolute)] += 1
+            a.count += 1
+            a.sum += absolute if isfinite(absolute) else 0.0
+            r.counts[bisect.bisect_left(r.bounds, relative)] += 1
+            r.count += 1
+            r.sum += relative if isfinite(relative) else 0.0
             if d.top1:
                 self.top1_differs += 1
             self.last = d
@@ -90,42 +98,54 @@ class ShadowJob:
 
     Args:
         shadow: the shadow ``edge.repository.Version``.
-        live: the version that answered (its manifest says how to compare).
+        manifest: the live version's manifest (it says how to compare; every version's interface is the same).
         outputs: the live answer: a float (one-value path) or ``{output key: array}``.
         stats: where the comparison is counted.
         row: the one-value path's row (the shadow answers it with ``predict_value``), or None.
         run: else how a version answers the request (``run(version) -> outputs``).
 
     Calling it returns the request's ``Disagreement`` (None when the shadow failed or was gone: counted
-    in ``stats.errors`` / ``stats.dropped``); nothing raises. ``rows`` is then each row's disagreement.
+    in ``stats.errors`` / ``stats.dropped``); nothing raises. ``rows()`` is then each row's disagreement.
+    The shadow's predictor is taken once: a version that reaches END meanwhile answers this copy still.
     """
 
-    __slots__ = ("shadow", "live", "outputs", "stats", "row", "run", "rows")
+    __slots__ = ("shadow", "manifest", "outputs", "stats", "row", "run", "other", "result")
 
-    def __init__(self, shadow: Any, live: Any, outputs: Any, stats: ShadowStats,
+    def __init__(self, shadow: Any, manifest: dict[str, Any], outputs: Any, stats: ShadowStats,
                  row: Optional[Sequence[float]] = None, run: Optional[Callable[[Any], Any]] = None) -> None:
-        self.shadow, self.live, self.outputs, self.stats, self.row, self.run = shadow, live, outputs, stats, row, run
-        self.rows: list[Disagreement] = []
+        self.shadow, self.manifest, self.outputs, self.stats, self.row, self.run = shadow, manifest, outputs, stats, row, run
+        self.other: Any = None
+        self.result: Optional[Disagreement] = None
 
     def __call__(self) -> Optional[Disagreement]:
-        shadow, stats = self.shadow, self.stats
-        shadow.acquire()
+        stats = self.stats
+        predictor = self.shadow.predictor
+        if predictor is None:  # it reached END while the copy waited
+            stats.drop()
+            return None
         try:
-            predictor = shadow.predictor
-            if predictor is None:  # it reached END while the copy waited
-                stats.drop()
-                return None
-            other = predictor.predict_value(self.row) if self.row is not None else self.run(shadow)  # type: ignore[misc]
+            if self.row is not None:
+                other = predictor.predict_value(self.row)
+            else:
+                shadow = self.shadow
+                shadow.acquire()
+                try:
+                    other = self.run(shadow)  # type: ignore[misc]
+                finally:
+                    shadow.release()
         except Exception:  # noqa: BLE001 - the shadow's failure is counted, never answered
             stats.failed()
             return None
-        finally:
-            shadow.release()
-        manifest = self.live.predictor.manifest if self.live.predictor is not None else predictor.manifest
-        d = compare(manifest, self.outputs, other)
+        d = compare(self.manifest, self.outputs, other)
         stats.record(d)
-        self.rows = per_row(manifest, self.outputs, other, d)
+        self.other, self.result = other, d
         return d
+
+    def rows(self) -> list[Disagreement]:
+        """Each row's disagreement once the job ran (the request's own for one row; none if it failed)."""
+        if self.result is None:
+            return []
+        return per_row(self.manifest, self.outputs, self.other, self.result)
 
 
 def compare(manifest: dict[str, Any], live: Any, other: Any) -> Disagreement:

@@ -86,7 +86,9 @@ class ShadowWorker:
         if d is None or logs is None:
             return
         now = utc_now()
-        rows = job.rows if len(job.rows) == len(outcome.ids) else [d] * len(outcome.ids)
+        rows = job.rows()
+        if len(rows) != len(outcome.ids):
+            rows = [d] * len(outcome.ids)
         for pid, r in zip(outcome.ids, rows):
             logs.shadow([now, pid, outcome.version, job.shadow.number, r.absolute, r.relative,
                          "" if r.top1 is None else r.top1])
