@@ -5,7 +5,7 @@ Per request (``Dispatcher.predict_value`` for the one-value row path, ``Dispatch
 
 1. *Pick.* ``versions/N`` and ``labels/L`` reach that version. Otherwise the ``canary`` label's version
    answers when ``CanaryChooser`` says so (sticky by the client key header), else the ``stable`` label's
-   (else the newest AVAILABLE version). The default route is a ``_Plan`` made once per change of labels,
+   (else the newest AVAILABLE version). The default route is a ``Plan`` made once per change of labels,
    versions or config (identity checks): on the one-value path the stable's and the canary's answers that
    pass the check take no other step (the canary's goes to the rollback monitor too).
 2. *Outcome and check.* The picked version predicts; ``OutputChecker`` judges the answer. When the
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -36,83 +35,13 @@ import numpy as np
 from edge import rollout_config as rc
 from edge.errors import EdgeError
 from edge.feedback import FeedbackStore
+from edge.outcome import DispatchError, DispatchStats, Outcome
+from edge.route_plan import FastCanary, Plan, value_of
 from edge.repository import NotServed, Repository, State, Version
 from edge.rollout import CanaryChooser, OutputChecker, RollbackMonitor
 from edge.shadow import Histogram, ShadowJob, ShadowStats, compare
 
-__all__ = ["DispatchError", "DispatchStats", "Dispatcher", "Histogram", "Outcome", "ShadowStats"]
-
-class DispatchError(EdgeError):
-    """A request no version could answer; ``status`` is the HTTP status (422, 500 or 503)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Outcome:
-    """What answered a request: the version, the outputs (a float on the one-value path), the ids (one
-    per row), whether it was the canary, whether the fallback answered and why, and the shadow job (the
-    server's shadow worker runs it once the answer is sent) or None."""
-
-    __slots__ = ("version", "outputs", "ids", "canary", "fallback", "reason", "shadow")
-
-    def __init__(self, version: int, outputs: Any, ids: list[str], canary: bool = False, fallback: bool = False,
-                 reason: str = "", shadow: Optional[ShadowJob] = None) -> None:
-        self.version, self.outputs, self.ids, self.canary = version, outputs, ids, canary
-        self.fallback, self.reason, self.shadow = fallback, reason, shadow
-
-
-class _Plan:
-    """The default route, worked out once per change of labels, versions or config (identity checks)."""
-
-    __slots__ = ("labels", "versions", "config", "stable", "value", "lo", "hi", "canary", "shadow", "number", "store",
-                 "share", "draw", "fast_canary", "copy")
-
-    def __init__(self, labels: Any, versions: Any, config: Any, stable: Optional[Version], lo: float, hi: float,
-                 canary: bool, shadow: bool, store: Optional[FeedbackStore] = None,
-                 chooser: Optional[CanaryChooser] = None, fast_canary: Optional["_FastCanary"] = None) -> None:
-        self.labels, self.versions, self.config, self.stable = labels, versions, config, stable
-        self.value = _value_of(stable)
-        self.lo, self.hi, self.canary, self.shadow = lo, hi, canary, shadow
-        self.number = stable.number if stable is not None else 0
-        self.store = store
-        # the keyless draw, inlined (CanaryChooser.canary without the call): share > 0 whenever canary is true
-        self.share = chooser.share if chooser is not None else 0.0
-        self.draw = chooser._random if chooser is not None else None
-        self.fast_canary = fast_canary
-        self.copy: Optional[tuple[Version, float, dict[str, Any]]] = None  # the shadow's (version, share, manifest)
-
-
-class _FastCanary:
-    """The canary's one-value answer in the fewest steps, worked out with the plan: its version, its
-    ``predict_value`` and output range. Used only when the rollback needs no inline comparison with
-    ``stable`` (no ``max_disagreement``); anything out of the ordinary goes to the general path."""
-
-    __slots__ = ("version", "value", "lo", "hi", "number")
-
-    def __init__(self, version: Version, lo: float, hi: float) -> None:
-        self.version, self.value, self.lo, self.hi, self.number = version, _value_of(version), lo, hi, version.number
-
-
-def _value_of(version: Optional[Version]) -> Optional[Callable[[Sequence[float]], float]]:
-    """A version's bound ``predict_value`` (None for no version or a predictor without one)."""
-    if version is None or not hasattr(version.predictor, "predict_value"):
-        return None
-    return version.predictor.predict_value
-
-
-@dataclass
-class DispatchStats:
-    """Counters for ``/metrics``: answers per version, fallbacks, failed checks, rollbacks."""
-
-    answers: dict[int, int] = field(default_factory=dict)
-    fallbacks: int = 0
-    check_failures: dict[int, int] = field(default_factory=dict)
-    errors: dict[int, int] = field(default_factory=dict)
-    rollbacks: int = 0
-    rollback_events: list[Any] = field(default_factory=list)
-
+__all__ = ["DispatchError", "DispatchStats", "Dispatcher", "Histogram", "Outcome", "ShadowStats"]  # re-exported
 
 class Dispatcher:
     """Routes one model's requests over the repository's versions (see the module's steps).
@@ -139,7 +68,7 @@ class Dispatcher:
         self.feedback: Optional[FeedbackStore] = None
         self._checkers: dict[int, OutputChecker] = {}
         self._model = self.repo.model(name)  # NotServed for an unknown model
-        self._plan: Optional[_Plan] = None
+        self._plan: Optional[Plan] = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -179,7 +108,7 @@ class Dispatcher:
         self._refresh()
         return self._store(self.repo.resolve(self.name))
 
-    def _replan(self) -> _Plan:
+    def _replan(self) -> Plan:
         """Work out the default route again (after a scan, a label move, a config change)."""
         self._refresh()
         model = self._model
@@ -195,10 +124,10 @@ class Dispatcher:
         has_canary = canary is not None and canary != labels.get("stable") and self.chooser.share > 0
         fast_canary = None
         found = self._available(canary) if has_canary and stable is not None else None
-        if found is not None and self.config.rollback.max_disagreement is None and _value_of(found) is not None:
+        if found is not None and self.config.rollback.max_disagreement is None and value_of(found) is not None:
             checker = self._checker(found)
-            fast_canary = _FastCanary(found, checker._lo, checker._hi)
-        plan = _Plan(labels, versions, self._config, stable, lo, hi, has_canary,
+            fast_canary = FastCanary(found, checker._lo, checker._hi)
+        plan = Plan(labels, versions, self._config, stable, lo, hi, has_canary,
                      self.config.shadow_version is not None, self._store(stable) if stable is not None else None,
                      self.chooser, fast_canary)
         shadow = self._available(self.config.shadow_version)
@@ -274,7 +203,7 @@ class Dispatcher:
                 return self._answer(_value_runner(row), _check_value, None, None, key, target=(plan.stable, False))
         return self._answer(_value_runner(row), _check_value, version, label, key)
 
-    def _canary_value(self, row: Sequence[float], key: Optional[str], plan: _Plan) -> Optional[Outcome]:
+    def _canary_value(self, row: Sequence[float], key: Optional[str], plan: Plan) -> Optional[Outcome]:
         """A one-value request the draw sent to the canary: answered by ``plan.fast_canary`` when its answer
         passes the check, else (or when the plan has none) by the general path, told the pick; None when
         the canary is no longer AVAILABLE (the stable answers, as ``pick`` would say)."""
@@ -395,7 +324,7 @@ class Dispatcher:
         self.stats.rollback_events.append(event)
         self.repo.take_out(self.name, "canary", event.reason)
 
-    def _copy(self, plan: _Plan, live: int, value: float, row: Sequence[float]) -> Optional[ShadowJob]:
+    def _copy(self, plan: Plan, live: int, value: float, row: Sequence[float]) -> Optional[ShadowJob]:
         """``_shadow_job`` of a one-value answer with what the plan worked out (the same draw and checks)."""
         copy = plan.copy
         if copy is None:

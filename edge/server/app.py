@@ -172,6 +172,19 @@ class EdgeApp(Lifecycle, Predicting):
         return {"model": self.name, "variant": p.variant, "sha256": p.sha256,
                 "runtime": p.runtime.describe(), "artifact": p.artifact["path"]}
 
+    @property
+    def subject(self) -> str:
+        """What the start-up banner says is served: the model's name as the URLs use it (a repository's
+        model folder, not its manifest's name) and, in a repository, the version the default route
+        answers with and how many are AVAILABLE (``houses version 2 of 3 AVAILABLE``)."""
+        if self.repo.single:
+            return self.name
+        try:
+            number = self.repo.resolve(self.name).number
+        except NotServed:
+            return f"{self.name} (no version AVAILABLE yet)"
+        return f"{self.name} version {number} of {len(self.repo.models[self.name].available())} AVAILABLE"
+
     def _event(self, line: str) -> None:
         """A rollout event (a rollback, a scan's change) on stderr, one line."""
         print(line if line.startswith("deploykit-edge: ") else f"deploykit-edge: {line}", file=sys.stderr, flush=True)
