@@ -25,6 +25,21 @@ def exposition(repo, dispatcher) -> str:
     return generate_latest(registry).decode()
 
 
+def gated(repo) -> tuple[threading.Event, threading.Event]:
+    """Make the shadow version's predictions wait for ``gate``; ``started`` is set when one is waiting."""
+    shadow = repo.models["boston"].versions[2].predictor
+    started, gate = threading.Event(), threading.Event()
+    plain = shadow.predict_value
+
+    def slow(row: list[float]) -> float:
+        started.set()
+        gate.wait(10)
+        return plain(row)
+
+    shadow.predict_value = slow
+    return started, gate
+
+
 def test_copies_are_compared_on_the_worker_thread_one_log_line_per_id(tmp_path: Path) -> None:
     repo, dispatcher = make(tmp_path / "models", {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
     shadow = repo.models["boston"].versions[2].predictor
@@ -52,16 +67,7 @@ def test_copies_are_compared_on_the_worker_thread_one_log_line_per_id(tmp_path: 
 
 def test_a_full_queue_drops_the_copy_and_counts_it_in_metrics(tmp_path: Path) -> None:
     repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
-    shadow = repo.models["boston"].versions[2].predictor
-    started, gate = threading.Event(), threading.Event()
-    plain = shadow.predict_value
-
-    def slow(row: list[float]) -> float:
-        started.set()
-        assert gate.wait(10)
-        return plain(row)
-
-    shadow.predict_value = slow
+    started, gate = gated(repo)
     worker = ShadowWorker(None, max_queue=2)
     assert worker.submit(dispatcher.predict_value(ROW))
     assert started.wait(10)  # the worker holds the first copy; the queue is empty
@@ -78,16 +84,7 @@ def test_a_full_queue_drops_the_copy_and_counts_it_in_metrics(tmp_path: Path) ->
 
 def test_shutdown_counts_the_copies_it_could_not_finish(tmp_path: Path) -> None:
     repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
-    shadow = repo.models["boston"].versions[2].predictor
-    started, gate = threading.Event(), threading.Event()
-    plain = shadow.predict_value
-
-    def stuck(row: list[float]) -> float:
-        started.set()
-        gate.wait(10)
-        return plain(row)
-
-    shadow.predict_value = stuck
+    started, gate = gated(repo)
     worker = ShadowWorker(None)
     for _ in range(3):
         assert worker.submit(dispatcher.predict_value(ROW))
