@@ -23,7 +23,7 @@ Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI 
 The rollout's cost (issue 14) is measured in the same run, side by side with the single-bundle server
 (``edge``): ``edge_canary`` serves ``MODELS/boston/{1,2}`` (the same bundle twice) with a 10 % canary
 (routing, the canary's draw, the version headers and ids on every answer); ``edge_shadow`` the same
-repository with version 2 shadowing every request (run after the answer is sent). With ``--before-tree
+repository with version 2 shadowing every request (its jobs on the server's shadow worker thread). With ``--before-tree
 PATH`` (a checkout of the server before the rollout, e.g. ``git worktree add /tmp/before 574a0ef``),
 ``edge_before`` runs that tree's single-bundle server too. Goals: the canary server keeps >= 90 % of the
 single-bundle server's requests/s, the shadow adds <= 5 % to its p99. RSS per loaded version: the idle
