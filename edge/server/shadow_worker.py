@@ -15,7 +15,9 @@ caller's answer never waits for them.
   behind and drops copies: it compares fewer requests rather than slow the answers down.
 * ``stop`` (the server's shutdown) lets the thread finish what is queued, up to ``timeout`` seconds, then
   stops it; the copies it could not run are counted as dropped. The logs are closed after it, so no
-  compared line is lost beyond the logs' own rule (at most the last unflushed line).
+  compared line is lost beyond the logs' own rule (at most the last unflushed line): each line is
+  written when its copy is compared. A server killed outright (``kill -9``) loses the copies still
+  queued, never compared and so never logged; the answers' own lines were written before they left.
 """
 
 from __future__ import annotations
