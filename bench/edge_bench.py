@@ -23,7 +23,7 @@ Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI 
 The rollout's cost (issue 14) is measured in the same run, side by side with the single-bundle server
 (``edge``): ``edge_canary`` serves ``MODELS/boston/{1,2}`` (the same bundle twice) with a 10 % canary
 (routing, the canary's draw, the version headers and ids on every answer); ``edge_shadow`` the same
-repository with version 2 shadowing every request (run after the answer is sent). With ``--before-tree
+repository with version 2 shadowing every request (its jobs on the server's shadow worker thread). With ``--before-tree
 PATH`` (a checkout of the server before the rollout, e.g. ``git worktree add /tmp/before 574a0ef``),
 ``edge_before`` runs that tree's single-bundle server too. Goals: the canary server keeps >= 90 % of the
 single-bundle server's requests/s, the shadow adds <= 5 % to its p99. RSS per loaded version: the idle
@@ -127,6 +127,21 @@ def post_once(port: int, timeout: float = 2.0) -> int:
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         resp.read()
         return resp.status
+
+
+def shadow_counts(port: int) -> dict:
+    """The shadow's compared and dropped copies from a server's /metrics (empty when it has no shadow)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for what in ("compared", "dropped", "errors"):
+        m = re.search(rf"^deploykit_shadow_{what}_total{{[^}}]*}} (\S+)$", text, re.M)
+        if m:
+            out[what] = float(m.group(1))
+    return out
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -259,6 +274,7 @@ def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds:
                 runs[name].append(result)
                 rss[name] = max(rss[name], tree_rss_mb(proc.pid))
                 print(f"  round {r + 1}/{rounds} {name:9} {result['rps']:10.0f} req/s  p99 {result['p99_ms']:8.2f} ms", flush=True)
+        shadows = {name: shadow_counts(port) for name, (_, port, _) in procs.items()}
     finally:
         for proc, _, _ in procs.values():
             stop(proc)
@@ -273,6 +289,7 @@ def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds:
             "generator": results[0]["generator"],
             "rounds": [{"rps": x["rps"], "p99_ms": x["p99_ms"]} for x in results],
             "rss_mb": rss[name], "start_to_first_200_s": procs[name][2],
+            **({"shadow": shadows[name]} if shadows.get(name) else {}),
         }
     return out
 
@@ -429,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'requests/s':32} " + " ".join(f"{results[n]['rps']:12.0f}" for n in rollout))
     print(f"{'p99 latency (ms)':32} " + " ".join(f"{results[n]['p99_ms']:12.2f}" for n in rollout))
     print(f"{'resident memory (MB)':32} " + " ".join(f"{results[n]['rss_mb']:12.1f}" for n in rollout))
+    sh = results["edge_shadow"].get("shadow", {})
+    if sh:
+        print(f"{'shadow copies compared/dropped':32} {sh.get('compared', 0):12.0f} {sh.get('dropped', 0):12.0f}   "
+              f"(over every round; a full queue drops the copy)")
     print(f"{'RSS per loaded version (MB)':32} {memory['rss_per_version_mb']:12.1f}   "
           f"(1 version {memory['rss_1_version_mb']:.1f}, 4 versions {memory['rss_4_versions_mb']:.1f})")
     if "edge_before" in results:

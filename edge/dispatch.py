@@ -5,7 +5,9 @@ Per request (``Dispatcher.predict_value`` for the one-value row path, ``Dispatch
 
 1. *Pick.* ``versions/N`` and ``labels/L`` reach that version. Otherwise the ``canary`` label's version
    answers when ``CanaryChooser`` says so (sticky by the client key header), else the ``stable`` label's
-   (else the newest AVAILABLE version).
+   (else the newest AVAILABLE version). The default route is a ``Plan`` made once per change of labels,
+   versions or config (identity checks): on the one-value path the stable's and the canary's answers that
+   pass the check take no other step (the canary's goes to the rollback monitor too).
 2. *Outcome and check.* The picked version predicts; ``OutputChecker`` judges the answer. When the
    interpreter raised or the check failed and a ``fallback`` version is configured (and AVAILABLE, and not
    the picked one), the fallback answers instead: ``Outcome.fallback`` is true and ``Outcome.reason`` says
@@ -16,18 +18,16 @@ Per request (``Dispatcher.predict_value`` for the one-value row path, ``Dispatch
    configured, its disagreement with ``stable`` on the same input, computed inline) goes to the
    ``RollbackMonitor``; when it fires, the repository takes the canary label out (``take_out``).
 4. *Shadow.* When a shadow version is configured and AVAILABLE, a sampled share of requests returns a
-   ``shadow`` job with the answer: the server runs it after the answer is sent; it predicts on the shadow
-   version and records the disagreement (``ShadowStats``), never touching the answer.
+   ``shadow`` job (``edge.shadow.ShadowJob``) with the answer: the server's shadow worker thread runs it
+   after the answer is sent; it predicts on the shadow version and records the disagreement
+   (``ShadowStats``), never touching the answer.
 5. *Ids.* Each answered row gets an id from the model's ``FeedbackStore`` (remembered for feedback).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
-import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -35,105 +35,13 @@ import numpy as np
 from edge import rollout_config as rc
 from edge.errors import EdgeError
 from edge.feedback import FeedbackStore
+from edge.outcome import DispatchError, DispatchStats, Outcome
+from edge.route_plan import FastCanary, Plan, value_of
 from edge.repository import NotServed, Repository, State, Version
-from edge.rollout import (CanaryChooser, Disagreement, OutputChecker, RollbackMonitor, disagreement,
-                          disagreement_value)
+from edge.rollout import CanaryChooser, OutputChecker, RollbackMonitor
+from edge.shadow import Histogram, ShadowJob, ShadowStats, compare
 
-ABS_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
-REL_BUCKETS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.5, 1.0)
-
-
-class DispatchError(EdgeError):
-    """A request no version could answer; ``status`` is the HTTP status (422, 500 or 503)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Histogram:
-    """Counts of observations at or below each bucket's upper bound (Prometheus' cumulative buckets are
-    the running sums of ``counts``), with their sum and count; +Inf is the last bucket."""
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.count += 1
-        self.sum += value if math.isfinite(value) else 0.0
-
-    def cumulative(self) -> list[tuple[float, int]]:
-        """``[(upper bound, observations <= it), ..., (inf, count)]``."""
-        out, running = [], 0
-        for bound, n in zip(self.bounds + (math.inf,), self.counts):
-            running += n
-            out.append((bound, running))
-        return out
-
-
-@dataclass
-class ShadowStats:
-    """The shadow version's disagreement with the live answers it copied."""
-
-    version: Optional[int] = None
-    compared: int = 0
-    errors: int = 0
-    top1_differs: int = 0
-    absolute: Histogram = field(default_factory=lambda: Histogram(ABS_BUCKETS))
-    relative: Histogram = field(default_factory=lambda: Histogram(REL_BUCKETS))
-    last: Optional[Disagreement] = None
-
-    def record(self, d: Disagreement) -> None:
-        self.compared += 1
-        self.absolute.observe(d.absolute)
-        self.relative.observe(d.relative)
-        if d.top1:
-            self.top1_differs += 1
-        self.last = d
-
-
-class Outcome:
-    """What answered a request: the version, the outputs (a float on the one-value path), the ids (one
-    per row), whether it was the canary, whether the fallback answered and why, and the shadow job (run
-    it after the answer is sent) or None."""
-
-    __slots__ = ("version", "outputs", "ids", "canary", "fallback", "reason", "shadow")
-
-    def __init__(self, version: int, outputs: Any, ids: list[str], canary: bool = False, fallback: bool = False,
-                 reason: str = "", shadow: Optional[Callable[[], Optional[Disagreement]]] = None) -> None:
-        self.version, self.outputs, self.ids, self.canary = version, outputs, ids, canary
-        self.fallback, self.reason, self.shadow = fallback, reason, shadow
-
-
-class _Plan:
-    """The default route, worked out once per change of labels, versions or config (identity checks)."""
-
-    __slots__ = ("labels", "versions", "config", "stable", "value", "lo", "hi", "canary", "shadow", "number", "store")
-
-    def __init__(self, labels: Any, versions: Any, config: Any, stable: Optional[Version], lo: float, hi: float,
-                 canary: bool, shadow: bool, store: Optional[FeedbackStore] = None) -> None:
-        self.labels, self.versions, self.config, self.stable = labels, versions, config, stable
-        self.value = stable.predictor.predict_value if stable is not None and hasattr(stable.predictor, "predict_value") else None
-        self.lo, self.hi, self.canary, self.shadow = lo, hi, canary, shadow
-        self.number = stable.number if stable is not None else 0
-        self.store = store
-
-
-@dataclass
-class DispatchStats:
-    """Counters for ``/metrics``: answers per version, fallbacks, failed checks, rollbacks."""
-
-    answers: dict[int, int] = field(default_factory=dict)
-    fallbacks: int = 0
-    check_failures: dict[int, int] = field(default_factory=dict)
-    errors: dict[int, int] = field(default_factory=dict)
-    rollbacks: int = 0
-    rollback_events: list[Any] = field(default_factory=list)
-
+__all__ = ["DispatchError", "DispatchStats", "Dispatcher", "Histogram", "Outcome", "ShadowStats"]  # re-exported
 
 class Dispatcher:
     """Routes one model's requests over the repository's versions (see the module's steps).
@@ -160,7 +68,7 @@ class Dispatcher:
         self.feedback: Optional[FeedbackStore] = None
         self._checkers: dict[int, OutputChecker] = {}
         self._model = self.repo.model(name)  # NotServed for an unknown model
-        self._plan: Optional[_Plan] = None
+        self._plan: Optional[Plan] = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -200,7 +108,7 @@ class Dispatcher:
         self._refresh()
         return self._store(self.repo.resolve(self.name))
 
-    def _replan(self) -> _Plan:
+    def _replan(self) -> Plan:
         """Work out the default route again (after a scan, a label move, a config change)."""
         self._refresh()
         model = self._model
@@ -213,9 +121,20 @@ class Dispatcher:
         if stable is not None and not getattr(stable.predictor, "one_value", True):
             stable = None  # not a one-value model: the general path answers (and refuses) it
         canary = labels.get("canary")
-        plan = _Plan(labels, versions, self._config, stable, lo, hi,
-                     canary is not None and canary != labels.get("stable") and self.chooser.share > 0,
-                     self.config.shadow_version is not None, self._store(stable) if stable is not None else None)
+        has_canary = canary is not None and canary != labels.get("stable") and self.chooser.share > 0
+        fast_canary = None
+        found = self._available(canary) if has_canary and stable is not None else None
+        if found is not None and self.config.rollback.max_disagreement is None and value_of(found) is not None:
+            checker = self._checker(found)
+            fast_canary = FastCanary(found, checker._lo, checker._hi)
+        plan = Plan(labels, versions, self._config, stable, lo, hi, has_canary,
+                     self.config.shadow_version is not None, self._store(stable) if stable is not None else None,
+                     self.chooser, fast_canary)
+        shadow = self._available(self.config.shadow_version)
+        if shadow is not None and stable is not None:
+            if self.shadow_stats.version != shadow.number:
+                self.shadow_stats = ShadowStats(version=shadow.number)
+            plan.copy = (shadow, self.config.shadow_share, stable.predictor.manifest)
         self._plan = plan
         return plan
 
@@ -263,10 +182,10 @@ class Dispatcher:
                 plan = self._replan()
             predict = plan.value
             if predict is not None:
-                if plan.canary and self.chooser.canary(key):  # drawn once: the general path is told the pick
-                    found = self._available(model.labels.get("canary"))
-                    if found is not None:
-                        return self._answer(_value_runner(row), _check_value, None, None, key, target=(found, True))
+                if plan.canary and (plan.draw() < plan.share if not key else self.chooser.canary(key)):
+                    outcome = self._canary_value(row, key, plan)  # drawn once: the general path is told the pick
+                    if outcome is not None:
+                        return outcome
                 try:
                     value = predict(row)
                 except EdgeError:
@@ -279,10 +198,39 @@ class Dispatcher:
                     answers[number] = answers.get(number, 0) + 1
                     outcome = Outcome(number, value, [plan.store.remember(number, value)])
                     if plan.shadow:
-                        outcome.shadow = self._shadow_job(plan.stable, _value_runner(row), value)
+                        outcome.shadow = self._copy(plan, number, value, row)
                     return outcome
                 return self._answer(_value_runner(row), _check_value, None, None, key, target=(plan.stable, False))
         return self._answer(_value_runner(row), _check_value, version, label, key)
+
+    def _canary_value(self, row: Sequence[float], key: Optional[str], plan: Plan) -> Optional[Outcome]:
+        """A one-value request the draw sent to the canary: answered by ``plan.fast_canary`` when its answer
+        passes the check, else (or when the plan has none) by the general path, told the pick; None when
+        the canary is no longer AVAILABLE (the stable answers, as ``pick`` would say)."""
+        fast = plan.fast_canary
+        if fast is not None and fast.version.state is State.AVAILABLE:
+            try:
+                value = fast.value(row)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - EdgeError included: the general path runs it again and decides
+                value = math.nan
+            if fast.lo <= value <= fast.hi:  # False for NaN
+                number = fast.number
+                answers = self.stats.answers
+                answers[number] = answers.get(number, 0) + 1
+                monitor = self.monitor
+                if monitor is None or monitor.version != number:
+                    monitor = self.monitor = RollbackMonitor(self.name, number, self.config.rollback, log=self.log)
+                event = monitor.record(False, False, None)
+                if event is not None:
+                    self._rolled_back(event)
+                outcome = Outcome(number, value, [self._store(fast.version).remember(number, value)], canary=True)
+                if plan.shadow:
+                    outcome.shadow = self._copy(plan, number, value, row)
+                return outcome
+        found = self._available(plan.labels.get("canary"))
+        if found is None:
+            return None
+        return self._answer(_value_runner(row), _check_value, None, None, key, target=(found, True))
 
     def predict(self, inputs: Mapping[str, np.ndarray], version: Optional[int] = None, label: Optional[str] = None,
                 key: Optional[str] = None) -> Outcome:
@@ -344,7 +292,7 @@ class Dispatcher:
             ids = [store.remember(answer_version.number, r) for r in first]
         answer = Outcome(answer_version.number, outputs, ids, canary=is_canary, fallback=fallback, reason=why)
         if not explicit:
-            answer.shadow = self._shadow_job(answer_version, run, outputs)
+            answer.shadow = self._shadow_job(answer_version, outputs, run=run)
         return answer
 
     def _watch(self, canary: Version, run: Callable[[Version], Any], outputs: Any, reason: Optional[str],
@@ -363,20 +311,40 @@ class Dispatcher:
                         other = run(stable)
                     finally:
                         stable.release()
-                    score = _compare(canary, outputs, other).score
+                    score = compare(canary.predictor.manifest, outputs, other).score
                 except Exception:  # noqa: BLE001 - stable failing says nothing about the canary
                     score = None
         event = monitor.record(raised, reason is not None and not raised, score)
         if event is not None:
-            self.stats.rollbacks += 1
-            self.stats.rollback_events.append(event)
-            self.repo.take_out(self.name, "canary", event.reason)
+            self._rolled_back(event)
 
-    def _shadow_job(self, live: Version, run: Callable[[Version], Any], outputs: Any
-                    ) -> Optional[Callable[[], Optional[Disagreement]]]:
-        """A job comparing the shadow version with this answer (None when not sampled or no shadow)."""
+    def _rolled_back(self, event: Any) -> None:
+        """The rollback monitor fired: count it and take the canary label out."""
+        self.stats.rollbacks += 1
+        self.stats.rollback_events.append(event)
+        self.repo.take_out(self.name, "canary", event.reason)
+
+    def _copy(self, plan: Plan, live: int, value: float, row: Sequence[float]) -> Optional[ShadowJob]:
+        """``_shadow_job`` of a one-value answer with what the plan worked out (the same draw and checks)."""
+        copy = plan.copy
+        if copy is None:
+            return None
+        shadow, share, manifest = copy
+        if shadow.number == live:
+            return None
+        if (share < 1.0 and self._sample() >= share) or shadow.state is not State.AVAILABLE:
+            return None
+        return ShadowJob(shadow, manifest, value, self.shadow_stats, row=row)
+
+    def _shadow_job(self, live: Version, outputs: Any, row: Optional[Sequence[float]] = None,
+                    run: Optional[Callable[[Version], Any]] = None) -> Optional[ShadowJob]:
+        """A job comparing the shadow version with this answer (None when not sampled or no shadow): on the
+        one-value path it predicts ``row``, else it calls ``run``."""
         number = self.config.shadow_version
-        if number is None or number == live.number or self._sample() >= self.config.shadow_share:
+        if number is None or number == live.number:
+            return None
+        share = self.config.shadow_share
+        if share < 1.0 and self._sample() >= share:  # a share of 1 copies every request without a draw
             return None
         shadow = self._available(number)
         if shadow is None:
@@ -384,21 +352,8 @@ class Dispatcher:
         stats = self.shadow_stats
         if stats.version != number:
             self.shadow_stats = stats = ShadowStats(version=number)
-
-        def job() -> Optional[Disagreement]:
-            shadow.acquire()
-            try:
-                other = run(shadow)
-            except Exception:  # noqa: BLE001 - the shadow's failure is counted, never answered
-                stats.errors += 1
-                return None
-            finally:
-                shadow.release()
-            d = _compare(live, outputs, other)
-            stats.record(d)
-            return d
-
-        return job
+        manifest = (live.predictor if live.predictor is not None else shadow.predictor).manifest
+        return ShadowJob(shadow, manifest, outputs, stats, row=row, run=run)
 
 
 def _value_runner(row: Sequence[float]) -> Callable[[Version], float]:
@@ -419,10 +374,3 @@ def _check(checker: OutputChecker, outputs: Any) -> Optional[str]:
 def _non_finite(reason: str) -> bool:
     """Whether an output check's reason is a non-finite value (``OutputChecker._reason``'s wording)."""
     return "is not finite (" in reason
-
-
-def _compare(version: Version, live: Any, other: Any) -> Disagreement:
-    manifest = version.predictor.manifest
-    if isinstance(live, float) and isinstance(other, float):
-        return disagreement_value(manifest, live, other)
-    return disagreement(manifest, live, other)

@@ -24,37 +24,22 @@
 
 from __future__ import annotations
 
-import enum
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edge import manifest as mf
 from edge import rollout_config as rc
 from edge.errors import EdgeError
+from edge.versions import Model, NotServed, State, Version, _fingerprint, interface, interface_difference
+
+__all__ = ["Loader", "MODEL_NAME", "Model", "NotServed", "Repository", "State", "VERSION_NAME", "Version",
+           "interface", "interface_difference", "load_bundle"]
 
 VERSION_NAME = re.compile(r"^[1-9][0-9]{0,15}$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-class State(str, enum.Enum):
-    """A version's state (TF Serving's names)."""
-
-    LOADING = "LOADING"
-    AVAILABLE = "AVAILABLE"
-    UNLOADING = "UNLOADING"
-    END = "END"
-
-
-class NotServed(EdgeError):
-    """A request names a model, version or label that cannot answer; ``status`` is 404 or 503."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 Loader = Callable[[Path, Optional[str]], "tuple[Any, dict[str, Any]]"]
@@ -75,95 +60,6 @@ def load_bundle(path: Path, variant: Optional[str] = None) -> tuple[Any, dict[st
     if not result["passed"]:
         raise EdgeError("self-test failed: " + "; ".join(result["failures"]))
     return predictor, result
-
-
-def interface(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What a request and an answer depend on: the task, inputs, features (names, order) and outputs."""
-    return {"task": manifest["task"],
-            "inputs": [(i["name"], i["dtype"], list(i["shape"])) for i in manifest["inputs"]],
-            "features": [(f["name"], f["input"], f["index"]) for f in manifest.get("features") or []],
-            "outputs": [(o["key"], o["dtype"], list(o["shape"])) for o in manifest["outputs"]]}
-
-
-def interface_difference(manifest: dict[str, Any], other: dict[str, Any]) -> Optional[str]:
-    """How two versions' interfaces differ (the first part that does), or None when they match."""
-    a, b = interface(manifest), interface(other)
-    for part in ("task", "inputs", "features", "outputs"):
-        if a[part] != b[part]:
-            return f"its {part} are {a[part]!r}, not {b[part]!r}" if part != "task" else f"its task is {a[part]!r}, not {b[part]!r}"
-    return None
-
-
-def _fingerprint(path: Path) -> tuple:
-    """Names, sizes and modification times of a version folder's files (top level and ``edge/``)."""
-    out = []
-    for folder in (path, path / "edge"):
-        try:
-            entries = sorted(folder.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            out.append((str(entry.relative_to(path)), st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
-@dataclass(eq=False)
-class Version:
-    """One version of a model. Take ``predictor`` once after ``resolve`` (it is None outside AVAILABLE and
-    UNLOADING); ``acquire``/``release`` around a request let an unloading version reach END."""
-
-    model: str
-    number: int
-    path: Path
-    state: State = State.LOADING
-    error: str = ""
-    predictor: Any = None
-    selftest: Optional[dict[str, Any]] = None
-    fingerprint: tuple = ()
-    since: float = field(default_factory=time.time)
-    inflight: int = 0
-
-    def acquire(self) -> None:
-        """A request starts on this version."""
-        self.inflight += 1
-
-    def release(self) -> None:
-        """A request on this version ended (an UNLOADING version with none left goes to END)."""
-        self.inflight -= 1
-        if self.inflight <= 0 and self.state is State.UNLOADING:
-            self._end("")
-
-    def _end(self, error: str) -> None:
-        self.state, self.error, self.predictor, self.since = State.END, error, None, time.time()
-
-    def status(self) -> dict[str, Any]:
-        """TF Serving's ``model_version_status`` entry."""
-        failed = self.state is State.END and bool(self.error)
-        return {"version": str(self.number), "state": self.state.value,
-                "status": {"error_code": "UNKNOWN" if failed else "OK", "error_message": self.error}}
-
-
-@dataclass(eq=False)
-class Model:
-    """A model's versions and labels. ``versions`` and ``labels`` are replaced whole, never changed in
-    place, so readers on other threads see one consistent table."""
-
-    name: str
-    versions: dict[int, Version] = field(default_factory=dict)
-    labels: dict[str, int] = field(default_factory=dict)
-    wanted: dict[str, int] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-    # label -> (the version wanted when it was taken out, the version taken out, why): the label stays out
-    # until the wanted version changes (the config, or set_label, points it elsewhere)
-    rolled_back: dict[str, tuple[Optional[int], int, str]] = field(default_factory=dict)
-
-    def available(self) -> list[int]:
-        """The AVAILABLE version numbers, ascending."""
-        return sorted(n for n, v in self.versions.items() if v.state is State.AVAILABLE)
 
 
 class Repository:
@@ -271,10 +167,8 @@ class Repository:
                         todo.append(version)
                 for number, version in versions.items():
                     if number not in on_disk and version.state in (State.AVAILABLE, State.LOADING):
-                        version.state, version.since = State.UNLOADING, time.time()
                         changes.append(f"{name} {number}: UNLOADING (its folder was removed)")
-                        if version.inflight <= 0:
-                            version._end("")
+                        if version.unload():
                             changes.append(f"{name} {number}: END")
                 model.versions = versions  # LOADING versions are visible while they load
                 for version in todo:

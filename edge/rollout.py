@@ -15,7 +15,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import numpy as np
 
@@ -151,8 +151,7 @@ class RollbackMonitor:
         return None
 
 
-@dataclass(frozen=True)
-class Disagreement:
+class Disagreement(NamedTuple):
     """How a shadow (or canary) answer differs from the live one on one request.
 
     ``absolute``: max |live - other| over every element of every output. ``relative``: max
@@ -160,7 +159,7 @@ class Disagreement:
     0 (infinities included); a NaN on either side differs infinitely. ``top1``: the
     share of rows whose predicted class differs (classifiers; None for regression). ``score`` is what the
     rollback monitor averages: ``top1`` for classifiers, else ``absolute`` over the width of the first
-    output's range (a range fraction).
+    output's range (a range fraction). A named tuple: the shadow worker makes one per request.
     """
 
     absolute: float

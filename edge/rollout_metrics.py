@@ -1,7 +1,7 @@
 """The rollout's ``/metrics`` families: a ``prometheus_client`` custom collector over the repository (version
 states, load errors, the config's error) and each model's ``Dispatcher`` (answers per version, fallbacks,
-failed output checks, interpreter errors, rollbacks, the shadow's disagreement histograms and top-1
-differences, the feedback's online metrics per version and window). It only reads what those own; the
+failed output checks, interpreter errors, rollbacks, the shadow's disagreement histograms, top-1
+differences and dropped copies, the feedback's online metrics per version and window). It only reads what those own; the
 ``Telemetry`` owner registers it beside its own collector (``Telemetry.exposition``)."""
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ class RolloutCollector(Collector):
                                        labels=["model", "shadow_version"])
         shadow_errors = CounterMetricFamily("deploykit_shadow_errors", "Shadow predictions that failed.",
                                             labels=["model", "shadow_version"])
+        dropped = CounterMetricFamily("deploykit_shadow_dropped",
+                                      "Copies for the shadow not compared: the shadow worker's queue was full, "
+                                      "the shadow version went away first, or the server stopped.",
+                                      labels=["model", "shadow_version"])
         top1 = CounterMetricFamily("deploykit_shadow_top1_differs", "Shadow comparisons whose top-1 class differs.",
                                    labels=["model", "shadow_version"])
         absolute = HistogramMetricFamily("deploykit_shadow_absolute_difference",
@@ -90,12 +94,14 @@ class RolloutCollector(Collector):
             rollbacks.add_metric([name], st.rollbacks)
             sh = d.shadow_stats
             if sh.version is not None:
-                key = [name, str(sh.version)]
-                compared.add_metric(key, sh.compared)
-                shadow_errors.add_metric(key, sh.errors)
-                top1.add_metric(key, sh.top1_differs)
-                for family, hist in ((absolute, sh.absolute), (relative, sh.relative)):
-                    family.add_metric(key, [(_bound(b), n) for b, n in hist.cumulative()], hist.sum)
+                with sh.lock:  # the shadow worker writes them
+                    key = [name, str(sh.version)]
+                    compared.add_metric(key, sh.compared)
+                    shadow_errors.add_metric(key, sh.errors)
+                    dropped.add_metric(key, sh.dropped)
+                    top1.add_metric(key, sh.top1_differs)
+                    for family, hist in ((absolute, sh.absolute), (relative, sh.relative)):
+                        family.add_metric(key, [(_bound(b), n) for b, n in hist.cumulative()], hist.sum)
             store = d.feedback
             if store is not None:
                 for number, per in store.metrics().items():
@@ -105,5 +111,5 @@ class RolloutCollector(Collector):
                         for family, field in ((mae, "mae"), (rmse, "rmse"), (accuracy, "accuracy")):
                             if stats.get(field) is not None:
                                 family.add_metric(key, stats[field])
-        yield from (answers, checks, errors, fallbacks, rollbacks, compared, shadow_errors, top1, absolute, relative,
+        yield from (answers, checks, errors, fallbacks, rollbacks, compared, shadow_errors, dropped, top1, absolute, relative,
                     joined, mae, rmse, accuracy)

@@ -7,36 +7,30 @@ handler, turns any exception into a JSON error answer (no input raises out of th
 lines before the answer leaves, and counts the request (``edge.telemetry``). The course's, health and
 metrics handlers live here; TF Serving's in ``edge.server.tfserving``, the pages in ``edge.server.forms``.
 
-Predictions run inline on the event loop when the model is fast: a tabular TFLite model answers in
-microseconds, far less than a thread hand-off costs. At start-up, after the self-test, one prediction of
-a batch of one is timed (the median of ``TIMED_RUNS``); when it takes longer than
-``ServeConfig.offload_after`` (an image model), every prediction runs on the app's own worker thread
-(one thread, so one interpreter, ``Predictor`` keeps one per thread), and the event loop stays free:
-``/healthz`` and ``/metrics`` answer while the interpreter is busy. The counting stays on the event loop.
-Each worker process has its own interpreter.
+``EdgeApp`` is made of three parts along the request's life: this module (the models, the ASGI entry,
+the general path, the log lines, the plain handlers), ``edge.server.lifecycle`` (start-up and readiness,
+whether predictions run inline or on the inference thread, the repository's scans, shutdown) and
+``edge.server.predictions`` (from checked input to the dispatcher and back, and the hand-off of shadow
+jobs to the shadow worker, ``edge.server.shadow_worker``). Each worker process has its own interpreter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import statistics
 import os
 import signal
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional, TypeVar
-
-import numpy as np
+from typing import Any, Optional
 
 from edge import __version__
-from edge.dispatch import DispatchError, Outcome
+from edge.dispatch import DispatchError
 from edge.errors import EdgeError
-from edge.inputs import InputError, parse_json
+from edge.inputs import InputError
 from edge.logs import CsvLogs
-from edge.repository import NotServed, Repository, State
+from edge.repository import NotServed, Repository
 from edge.rollout_metrics import RolloutCollector
 from edge.runner import Predictor
 from edge.server.config import CONFIG_ENV, ServeConfig, limits
@@ -44,17 +38,19 @@ from edge.server.cors import CORSMiddleware
 from edge.server.fastpath import OneRowPath
 from edge.server.forms import Forms
 from edge.server.images import Images
+from edge.server.lifecycle import Lifecycle
 from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, Request, Send, error_body,
-                                  json_bytes, json_float, outcome_headers, read_body)
+                                  json_bytes, utc_now)
 from edge.server.openapi import openapi
 from edge.server.routing import Route, Router
 from edge.server.feedback import Feedback
 from edge.server.oip import OpenInference
+from edge.server.predictions import Predicting, value
 from edge.server.served import ServedModel, open_repository
+from edge.server.shadow_worker import ShadowWorker
 from edge.server.tfserving import CONVERTERS, TFServing
 from edge.telemetry import Telemetry
 
-T = TypeVar("T")
 GET = ("GET", "HEAD")
 POST = ("POST",)
 METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -118,13 +114,7 @@ def routes(app: "EdgeApp") -> list[Route]:
     return table
 
 
-def value(row: np.ndarray) -> Any:
-    """One predicted row as the JSON answers write it: a number, or a list of numbers."""
-    flat = np.asarray(row, dtype=np.float64).ravel()
-    return float(flat[0]) if flat.size == 1 else [float(v) for v in flat]
-
-
-class EdgeApp:
+class EdgeApp(Lifecycle, Predicting):
     """The ASGI app over a model repository (see the module's docstring).
 
     Args:
@@ -139,7 +129,6 @@ class EdgeApp:
     """
 
     TALLY_EVERY = Telemetry.TALLY_EVERY
-    TIMED_RUNS = 5
     value = staticmethod(value)
 
     def __init__(self, repo: Repository, config: ServeConfig, logs: Optional[CsvLogs] = None,
@@ -173,6 +162,7 @@ class EdgeApp:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._scan_task: Optional[asyncio.Task] = None
         self._scan_timer: Optional[asyncio.TimerHandle] = None
+        self.shadows = ShadowWorker(logs)  # the shadow jobs' thread (started at the first copy)
         self.tfs = TFServing(self)
         self.oip = OpenInference(self)
         self.feedback = Feedback(self)
@@ -206,128 +196,22 @@ class EdgeApp:
         return {"model": self.name, "variant": p.variant, "sha256": p.sha256,
                 "runtime": p.runtime.describe(), "artifact": p.artifact["path"]}
 
+    @property
+    def subject(self) -> str:
+        """What the start-up banner says is served: the model's name as the URLs use it (a repository's
+        model folder, not its manifest's name) and, in a repository, the version the default route
+        answers with and how many are AVAILABLE (``houses version 2 of 3 AVAILABLE``)."""
+        if self.repo.single:
+            return self.name
+        try:
+            number = self.repo.resolve(self.name).number
+        except NotServed:
+            return f"{self.name} (no version AVAILABLE yet)"
+        return f"{self.name} version {number} of {len(self.repo.models[self.name].available())} AVAILABLE"
+
     def _event(self, line: str) -> None:
         """A rollout event (a rollback, a scan's change) on stderr, one line."""
         print(line if line.startswith("deploykit-edge: ") else f"deploykit-edge: {line}", file=sys.stderr, flush=True)
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def startup(self) -> None:
-        """Work out readiness (the versions were loaded and self-tested by the scan); time one prediction
-        to decide whether predictions run inline or on the inference thread."""
-        self.update_ready()
-        if not self.ready and not self.config.serve_unready:
-            return
-        self.predict_seconds = self._time_one_prediction()
-        if self.predict_seconds > self.config.offload_after and self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploykit-edge-inference")
-            self._executor.submit(self._time_one_prediction).result()  # loads the thread's own interpreter
-        self.inline = self.ready and self._executor is None
-
-    def update_ready(self) -> None:
-        """Ready when every model has an AVAILABLE version (and, for a single bundle, its self-test passed)."""
-        errors = []
-        for name, model in sorted(self.repo.models.items()):
-            try:
-                version = self.repo.resolve(name)
-                self.served(name)  # its dispatcher counts from now on (/metrics)
-            except NotServed as exc:
-                errors.append(str(exc))
-                continue
-            result = version.selftest or {}
-            if not result.get("passed", True):
-                errors.append(result.get("error") or "self-test failed: " + "; ".join(result.get("failures", [])))
-        self.ready = not errors
-        self.ready_error = "; ".join(errors)
-        self.inline = self.ready and self._executor is None and self.predict_seconds is not None
-
-    def failed_versions(self) -> list[dict[str, Any]]:
-        """Versions whose load failed (END with an error), for ``/readyz``."""
-        return [{"model": name, "version": n, "error": v.error}
-                for name, model in sorted(self.repo.models.items())
-                for n, v in sorted(model.versions.items()) if v.state is State.END and v.error]
-
-    def _time_one_prediction(self) -> float:
-        """The median time of one prediction of a batch of one (zeros; the self-test has checked the model);
-        0 when the model refuses zeros (then predictions stay inline, as before this was measured)."""
-        p = self.p
-        inputs = {s["name"]: np.zeros([1] + [1 if d is None else int(d) for d in s["shape"][1:]], dtype=s["dtype"])
-                  for s in p.manifest["inputs"]}
-        times = []
-        try:
-            for _ in range(self.TIMED_RUNS):
-                t = time.perf_counter()
-                p.predict(inputs)
-                times.append(time.perf_counter() - t)
-        except Exception:  # noqa: BLE001 - a start-up measurement, never a reason not to start
-            return 0.0
-        return statistics.median(times)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)``, a model call: inline, or on the inference thread (see the module's docstring)."""
-        if self._executor is None:
-            return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def after_answer(self, outcome: Outcome, served: Optional[ServedModel] = None) -> None:
-        """Run an outcome's shadow job off the request's path: on the inference thread when predictions are
-        offloaded, else on the event loop once the answer is sent; its disagreement goes to the shadow log."""
-        job = outcome.shadow
-        if job is None:
-            return
-        dispatcher = (served or self.default).dispatcher
-
-        def shadow() -> None:
-            d = job()
-            if d is not None and self.logs is not None:
-                self.logs.shadow([_now(), outcome.ids[0] if len(outcome.ids) == 1 else " ".join(outcome.ids),
-                                  outcome.version, dispatcher.shadow_stats.version, d.absolute, d.relative,
-                                  "" if d.top1 is None else d.top1])
-
-        if self._executor is not None:
-            self._executor.submit(shadow)
-        else:
-            (self._loop or asyncio.get_event_loop()).call_soon(shadow)
-
-    # ------------------------------------------------------------------ scanning
-
-    def _schedule_scan(self) -> None:
-        loop = self._loop
-        if loop is None or self.repo.single:
-            return
-        self._scan_timer = loop.call_later(max(0.05, self.repo.config.poll_seconds), self.scan_soon)
-
-    def scan_soon(self) -> None:
-        """Start a scan of the repository now (the poll timer and SIGHUP call this); one at a time."""
-        if self._loop is None or (self._scan_task is not None and not self._scan_task.done()):
-            return
-        if self._scan_timer is not None:
-            self._scan_timer.cancel()
-        self._scan_task = self._loop.create_task(self._scan())
-
-    async def _scan(self) -> None:
-        try:
-            changes = await asyncio.to_thread(self.repo.scan)
-        except Exception as exc:  # noqa: BLE001 - a failed scan keeps what is served; the next one retries
-            changes = [f"the repository scan failed: {type(exc).__name__}: {exc}"]
-        for line in changes:
-            self._event(line)
-        was_ready = self.ready
-        self.update_ready()
-        if self.ready and not was_ready and self.predict_seconds is None:
-            self.startup()
-        self._schedule_scan()
-
-    def shutdown(self) -> None:
-        """Close the logs (fsync) and say on stderr what was written and what, if anything, was lost."""
-        if self._scan_timer is not None:
-            self._scan_timer.cancel()
-        self.telemetry.stop()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        if self.logs is not None:
-            self.logs.close()
-            print(f"deploykit-edge: {self.logs.summary()}", file=sys.stderr, flush=True)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -422,7 +306,7 @@ class EdgeApp:
         A log row is ``[*inputs, prediction, variant, sha256, prediction id, version, fallback]``."""
         logs = self.logs
         assert logs is not None
-        now = _now()
+        now = utc_now()
         client = scope.get("client")
         client_text = f"{client[0]}:{client[1]}" if client else ""
         latency_ms = round(elapsed * 1000, 3)
@@ -430,162 +314,7 @@ class EdgeApp:
             logs.prediction([now, request_id, client_text, *cells[:-3], latency_ms, *cells[-3:]])
         logs.request([now, request_id, client_text, scope["method"], scope["path"][:200], status, latency_ms, error[:300]])
 
-    # ------------------------------------------------------------------ predictions
-
-    def log_outcome(self, log_rows: Optional[list[list[Any]]], x: Any, answers: list[Any], outcome: Outcome,
-                    served: ServedModel) -> None:
-        """Add one prediction-log row per answered row (``--log-dir`` only)."""
-        if log_rows is None or self.logs is None:
-            return
-        version = self.repo.models[served.name].versions.get(outcome.version)
-        p = version.predictor if version is not None and version.predictor is not None else served.reference
-        for row, answer, pid in zip(x, answers, outcome.ids):
-            cells = [*[float(v) for v in row]] if served.features else [json.dumps(np.asarray(row).tolist())]
-            log_rows.append([*cells, json.dumps(answer), p.variant, p.sha256, pid, outcome.version,
-                             "true" if outcome.fallback else ""])
-
-    def predict_one(self, row: list[float], log_rows: Optional[list[list[Any]]], key: Optional[str] = None,
-                    served: Optional[ServedModel] = None) -> tuple[bytes, Outcome]:
-        """One checked row -> (the ``/predict_json`` answer body, the outcome), predicted inline through the
-        model's dispatcher; the row counted as a batch is (queued).
-
-        Raises:
-            NotServed, DispatchError: no version could answer (404/503, 422/500).
-        """
-        served = served or self.default
-        if served.one_value:
-            outcome = served.dispatcher.predict_value(row, key=key)
-        else:
-            outcome = served.dispatcher.predict(served.reference.rows_to_inputs([row]), key=key)
-        return self.one_body(row, outcome, log_rows, served), outcome
-
-    def fast_one(self, row: list[float], key: Optional[str]) -> tuple[bytes, bytes, Outcome]:
-        """The fast path's one row: ``(body, prediction id, outcome)`` through the default model's dispatcher,
-        the row queued for counting (``predict_one`` in the fewest steps for a one-value answer).
-
-        Raises:
-            NotServed, DispatchError: no version could answer.
-        """
-        served = self.default
-        if not served.one_value:
-            body, outcome = self.predict_one(row, None, key, served)
-            return body, outcome.ids[0].encode(), outcome
-        outcome = served.dispatcher.predict_value(row, None, None, key)
-        pid = outcome.ids[0].encode()
-        if outcome.fallback:
-            return self.one_body(row, outcome, None, served), pid, outcome
-        body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"}' % (
-            json_float(outcome.outputs), outcome.version, pid)  # what json_bytes would write
-        self.telemetry.queue_row(row)
-        return body, pid, outcome
-
-    async def predict_one_async(self, row: list[float], log_rows: Optional[list[list[Any]]], key: Optional[str],
-                                served: ServedModel) -> tuple[bytes, Outcome]:
-        """``predict_one`` inline or on the inference thread (``run``)."""
-        d = served.dispatcher
-        if served.one_value:
-            outcome = await self.run(lambda: d.predict_value(row, key=key))
-        else:
-            inputs = served.reference.rows_to_inputs([row])
-            outcome = await self.run(lambda: d.predict(inputs, key=key))
-        return self.one_body(row, outcome, log_rows, served), outcome
-
-    def one_body(self, row: list[float], outcome: Outcome, log_rows: Optional[list[list[Any]]],
-                 served: ServedModel) -> bytes:
-        """The answer body of one row's outcome; the row counted (queued) and logged."""
-        v = outcome.outputs
-        if isinstance(v, float):
-            answer: Any = v
-            text = json_float(v)
-        else:
-            answer = value(v[served.output_keys[0]][0])
-            text = json_bytes(answer)
-        if outcome.fallback:
-            tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason)
-            body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"%s}' % (
-                text, outcome.version, outcome.ids[0].encode(), tail)
-        else:  # what json_bytes would write
-            body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"}' % (
-                text, outcome.version, outcome.ids[0].encode())
-        self.telemetry.queue_row(row)
-        if log_rows is not None and self.logs is not None:
-            self.log_outcome(log_rows, [row], [answer], outcome, served)
-        return body
-
-    async def predict_rows(self, x: np.ndarray, log_rows: list[list[Any]], key: Optional[str] = None,
-                           served: Optional[ServedModel] = None) -> tuple[np.ndarray, Outcome]:
-        """Predict checked feature rows through the dispatcher; count them and add their log rows.
-
-        Raises:
-            NotServed, DispatchError: no version could answer.
-        """
-        served = served or self.default
-        inputs = served.reference.rows_to_inputs(x)
-        d = served.dispatcher
-        outcome = await self.run(lambda: d.predict(inputs, key=key))
-        y = np.asarray(outcome.outputs[served.output_keys[0]], dtype=np.float64)
-        self.telemetry.count_rows(x)
-        self.log_outcome(log_rows, x, [value(r) for r in y], outcome, served)
-        return y, outcome
-
-    async def predict_inputs(self, inputs: dict[str, np.ndarray], log_rows: list[list[Any]], served: ServedModel,
-                             version: Optional[int] = None, label: Optional[str] = None,
-                             key: Optional[str] = None) -> tuple[dict[str, np.ndarray], Outcome]:
-        """Predict checked input tensors (TF Serving's, OIP's) through the dispatcher; count and log them.
-
-        Raises:
-            NotServed, DispatchError: no version could answer; EdgeError: inputs the model refuses.
-        """
-        d = served.dispatcher
-        outcome = await self.run(lambda: d.predict(inputs, version=version, label=label, key=key))
-        outputs = outcome.outputs
-        first = np.asarray(outputs[served.output_keys[0]], dtype=np.float64)
-        if served.features and served is self.default:
-            x = np.stack([inputs[f["input"]][:, f["index"]] for f in served.features], axis=1)
-            self.telemetry.count_rows(x)
-        else:
-            x = next(iter(inputs.values()))
-            self.telemetry.count_predictions(x.shape[0])
-        if log_rows is not None and self.logs is not None:
-            if served.features:
-                x = np.stack([inputs[f["input"]][:, f["index"]] for f in served.features], axis=1)
-            self.log_outcome(log_rows, x, [value(r) for r in first], outcome, served)
-        return outputs, outcome
-
     # ------------------------------------------------------------------ handlers
-
-    def sticky_key(self, request: Request, served: ServedModel) -> Optional[str]:
-        """The canary's sticky client key (the configured header), if the request carries one."""
-        raw = request.headers.get(served.dispatcher.config.sticky_header.encode("latin-1"))
-        return raw.decode("latin-1") if raw is not None else None
-
-    async def predict_json(self, request: Request) -> Answer:
-        """Raises: InputError: as ``RowParser``; Reply: as ``read_body``; NotServed, DispatchError."""
-        data = parse_json(await read_body(request, (JSON_TYPE,), self.config.max_body))
-        if self.rows is None:
-            raise InputError(422, f"this model has no tabular features; POST to /v1/models/{self.name}:predict")
-        served = self.default
-        key = self.sticky_key(request, served)
-        row = self.rows.quick_row(data)
-        if row is not None:  # one row: as the fast path answers it
-            failed = request.scope.pop("edge.failed", None)
-            if failed is not None:  # the fast path's dispatcher refused it already
-                raise failed
-            body, outcome = await self.predict_one_async(row, request.log_rows, key, served)
-            request.after.append((outcome, served))
-            return 200, JSON_TYPE, body, outcome_headers(outcome)
-        x, single = self.rows.payload(data)
-        y, outcome = await self.predict_rows(x, request.log_rows, key)
-        request.after.append((outcome, served))
-        extra = outcome_headers(outcome)
-        tail: dict[str, Any] = {"model_version": outcome.version}
-        if outcome.fallback:
-            tail.update(fallback=True, fallback_reason=outcome.reason)
-        if single:
-            return 200, JSON_TYPE, json_bytes({"prediction": value(y[0]), "success": True, **tail,
-                                               "id": outcome.ids[0]}), extra
-        return 200, JSON_TYPE, json_bytes({"predictions": [value(r) for r in y], "success": True, **tail,
-                                           "ids": outcome.ids}), extra
 
     async def healthz(self, request: Request) -> Answer:
         return 200, JSON_TYPE, b'{"status":"ok"}', []
@@ -613,11 +342,6 @@ class EdgeApp:
         if self._openapi is None:
             self._openapi = json_bytes(self.images.describe(openapi(self.p, self.config, self.name)))
         return 200, JSON_TYPE, self._openapi, []
-
-
-def _now() -> str:
-    wall = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
 
 
 def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:

@@ -4,6 +4,7 @@ answer tuple, the ``Reply`` exception that answers an error, JSON writing and th
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
 
@@ -21,6 +22,12 @@ Answer = tuple[int, bytes, bytes, Headers]  # (status, content type, body, extra
 JSON_TYPE = b"application/json"
 HTML_TYPE = b"text/html; charset=utf-8"
 JSON_HEADER = (b"content-type", JSON_TYPE)
+
+
+def utc_now() -> str:
+    """The time a log line is written: ISO 8601 UTC with milliseconds (``2026-12-01T16:09:47.123Z``)."""
+    wall = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
 
 
 class Reply(Exception):

@@ -90,6 +90,31 @@ def test_the_canary_share_is_within_binomial_bounds_and_sticky(tmp_path: Path) -
     assert sum(dispatcher.stats.answers.values()) == n + 200
 
 
+def test_a_healthy_canary_answers_on_the_one_value_path_and_is_watched(tmp_path: Path) -> None:
+    """Keyless and keyed canary answers that pass the check take the plan's one-value route (never the
+    general one); each is counted, remembered for feedback and recorded by the rollback monitor."""
+    _, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 20}},
+                         {"labels": {"stable": 1, "canary": 2}, "canary": {"share": 0.3}})
+
+    def general(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the general path answered a one-value request")
+
+    dispatcher._answer = general  # type: ignore[method-assign]
+    answers = [dispatcher.predict_value(ROW) for _ in range(300)]
+    answers += [dispatcher.predict_value(ROW, key=f"client-{i}") for i in range(300)]
+    canary = [a for a in answers if a.canary]
+    assert all(a.version == 2 and a.outputs == 20.0 for a in canary) and 60 < len(canary) < 300
+    assert all(a.version == 1 and a.outputs == 10.0 for a in answers if not a.canary)
+    assert dispatcher.stats.answers == {1: 600 - len(canary), 2: len(canary)}
+    assert dispatcher.monitor is not None and dispatcher.monitor.version == 2
+    assert dispatcher.monitor.rates() == {"requests": min(len(canary), 200), "error_rate": 0.0,
+                                          "output_check_failures": 0.0, "disagreement": 0.0}
+    store = dispatcher.store()
+    results = store.join_body([{"id": a.ids[0], "truth": 20.0} for a in canary[:3]])
+    assert [r.outcome for r in results] == ["joined"] * 3
+    assert store.metrics()[2]["all"]["mae"] == 0.0
+
+
 def test_failover_answers_from_the_fallback_and_says_why(tmp_path: Path) -> None:
     _, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 1000}, 3: {"value": 0, "raise": "Invoke failed"}},
                      {"labels": {"stable": 2}, "fallback": 1, "output_check": {"margin": 0.1}})

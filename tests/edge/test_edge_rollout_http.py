@@ -287,6 +287,59 @@ def test_shadow_disagreement_is_the_offline_difference(server_factory, models: P
     assert {p["model_version"] for p in predictions} == {"2"}
 
 
+def test_a_batch_copied_to_the_shadow_logs_one_line_per_prediction_id(server_factory, models: Path, bundle: Path,
+                                                                     linear_bundle: Path, golden_rows: list,
+                                                                     tmp_path: Path) -> None:
+    """A batch of five rows copied to the shadow: shadow.csv has one line per prediction id (as the
+    prediction log), each with that row's own difference, the offline difference of the two models'
+    batch predictions on the same rows; /metrics counts the request once, with the batch's largest."""
+    shutil.copytree(linear_bundle, models / "boston" / "1")
+    shutil.copytree(bundle, models / "boston" / "2")
+    write_config(models, {"labels": {"stable": 2}, "shadow": {"version": 1, "share": 1.0}})
+    logs = tmp_path / "logs"
+    server = server_factory(models, log_dir=logs)
+    rows = golden_rows[:5]
+    c = Client(server)
+    status, _, body = c.post("/predict_json", rows)
+    c.close()
+    assert status == 200 and body["model_version"] == 2 and len(set(body["ids"])) == 5
+
+    def compared() -> bool:
+        text = server.request("GET", "/metrics")[2].decode()
+        return metric(text, "deploykit_shadow_compared_total", model="boston", shadow_version="1") == 1.0
+
+    wait_for(compared)
+    text = server.request("GET", "/metrics")[2].decode()
+    server.stop()
+    live = Predictor(bundle).predict_rows(rows)[:, 0].astype(np.float64).tolist()
+    other = Predictor(linear_bundle).predict_rows(rows)[:, 0].astype(np.float64).tolist()
+    expected = [[pid, "2", "1", repr(abs(a - b)), repr(abs(a - b) / max(abs(a), abs(b))), ""]
+                for pid, a, b in zip(body["ids"], live, other)]
+    with (logs / "shadow.csv").open(newline="") as f:
+        got = [[r["prediction_id"], r["live_version"], r["shadow_version"], r["absolute"], r["relative"],
+                r["top1_differs"]] for r in csv.DictReader(f)]
+    assert got == expected
+    assert metric(text, "deploykit_shadow_absolute_difference_sum", model="boston", shadow_version="1") == \
+        max(abs(a - b) for a, b in zip(live, other))
+    assert metric(text, "deploykit_shadow_dropped_total", model="boston", shadow_version="1") == 0.0
+
+
+def test_the_banner_names_the_model_folder_and_the_version(models: Path, bundle: Path, linear_bundle: Path) -> None:
+    """The start-up banner's subject (``EdgeApp.subject``): in a repository the model's folder name (the
+    name in the URLs), not its manifest's, with the default route's version; a single bundle by its name."""
+    from edge.server import ServeConfig, build_app
+
+    houses = models.parent / "houses-models"
+    shutil.copytree(linear_bundle, houses / "houses" / "1")
+    shutil.copytree(bundle, houses / "houses" / "2")
+    (houses / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"houses": {"labels": {"stable": 1}}}}))
+    assert json.loads((bundle / "manifest.json").read_text())["name"] != "houses"
+    app = build_app(ServeConfig(bundle=str(houses)))
+    assert app.subject == "houses version 1 of 2 AVAILABLE"
+    single = build_app(ServeConfig(bundle=str(bundle)))
+    assert single.subject == json.loads((bundle / "manifest.json").read_text())["name"]
+
+
 def test_feedback_metrics_are_the_offline_mae(server_factory, models: Path, bundle: Path, linear_bundle: Path,
                                               golden_rows: list, offline: dict) -> None:
     """Predictions answered by two versions (a sticky canary); the truth sent later, one by one and in a
