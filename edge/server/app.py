@@ -41,7 +41,7 @@ from edge.server.images import Images
 from edge.server.lifecycle import Lifecycle
 from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, Request, Send, error_body,
                                   json_bytes, utc_now)
-from edge.server.openapi import openapi
+from edge.server.openapi import handler as document
 from edge.server.routing import Route, Router
 from edge.server.feedback import Feedback
 from edge.server.oip import OpenInference
@@ -108,8 +108,7 @@ def routes(app: "EdgeApp") -> list[Route]:
         Route(POST, "/v2/models/{name}/versions/{version}/infer", v2.infer, "oip_infer", request="oip_infer",
               response="oip_outputs", summary=oip_infer),
     ]
-    from edge.server.openapi import handler as document  # the document of this very table, itself included
-
+    # the document of this very table, itself included
     table.append(Route(GET, "/openapi.json", document(app, table), "openapi", summary="This document."))
     return table
 
@@ -158,7 +157,6 @@ class EdgeApp(Lifecycle, Predicting):
         self.predict_seconds: Optional[float] = None  # one prediction, timed at start-up
         self.inline = False  # ready, and predictions run on the event loop (the fast path may answer)
         self._executor: Optional[ThreadPoolExecutor] = None  # the inference thread, when not inline
-        self._openapi: Optional[bytes] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._scan_task: Optional[asyncio.Task] = None
         self._scan_timer: Optional[asyncio.TimerHandle] = None
@@ -338,10 +336,6 @@ class EdgeApp(Lifecycle, Predicting):
                 "routes": self.router.static_paths() + self.tfs.index_paths()}
         return 200, JSON_TYPE, json_bytes(body), []
 
-    async def openapi(self, request: Request) -> Answer:
-        if self._openapi is None:
-            self._openapi = json_bytes(self.images.describe(openapi(self.p, self.config, self.name)))
-        return 200, JSON_TYPE, self._openapi, []
 
 
 def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
