@@ -15,6 +15,10 @@ The image is decoded, resized and scaled by ``edge.images`` (the page does the s
 ``web/src/image.js``); decoding runs where predictions run (off the event loop for a slow model). The body
 limit is the server's ``--max-body``; an image over ``edge.images.MAX_PIXELS`` is refused from its header.
 ``:predict`` accepts ``{"b64": ...}`` for an image input too (``b64_inputs``) and answers as TF Serving.
+
+With ``--log-dir``, each image is a prediction-log row like any prediction's, but its ``inputs`` cell is a
+summary of the image (``{"image": "PNG", "width", "height", "bytes", "sha256"}``, worked out from the data)
+instead of its pixels, and ``prediction`` is the top k (``:classify``) or the output row (``:predict``).
 """
 
 from __future__ import annotations
@@ -50,9 +54,14 @@ def _k(request: Request, classes: int) -> int:
     return min(int(text), classes)
 
 
-def b64_inputs(manifest: dict[str, Any], instances: list, specs: list[dict]) -> Optional[dict[str, np.ndarray]]:
-    """Row-format ``instances`` whose image inputs are ``{"b64": ...}`` as input tensors; None when no
-    instance has a ``{"b64": ...}`` value (the caller's ordinary parsing goes on).
+Decoded = tuple[dict[str, np.ndarray], list[Optional[dict[str, Any]]]]
+
+
+def b64_inputs(manifest: dict[str, Any], instances: list, specs: list[dict], summarise: bool = False) -> Optional[Decoded]:
+    """Row-format ``instances`` whose image inputs are ``{"b64": ...}`` as input tensors, with each image's
+    summary for the prediction log (``edge.images.load``; None each unless ``summarise``); None when no
+    instance has a ``{"b64": ...}`` value (the caller's ordinary parsing goes on). Runs where predictions
+    run (``EdgeApp.run``): base64 and image decoding stay off the event loop for a slow model.
 
     Raises:
         InputError: an instance that is not an image (or an object keyed by the inputs), or bad image data,
@@ -69,9 +78,24 @@ def b64_inputs(manifest: dict[str, Any], instances: list, specs: list[dict]) -> 
     if len(names) != 1 or names[0] not in image_specs:
         raise InputError(422, f"b64 images are taken for a model whose one input is an image; this model takes {names}")
     spec = image_specs[names[0]]
-    rows = [images.from_b64(value_of(inst, spec.name), spec, f"instance {i}: ")
+    rows = [images.from_b64(value_of(inst, spec.name), spec, f"instance {i}: ", summarise=summarise)
             for i, inst in enumerate(instances, start=1)]
-    return {spec.name: np.concatenate(rows, axis=0)}
+    return {spec.name: np.concatenate([t for t, _ in rows], axis=0)}, [s for _, s in rows]
+
+
+def log_images(app: "EdgeApp", request: Request, summaries: list[Optional[dict[str, Any]]], answers: list[Any],
+               outcome: Any, served: "ServedModel") -> None:
+    """The prediction-log rows of image predictions (``--log-dir`` only): each image's summary
+    (``edge.images.load``: format, size, bytes, sha256; never the pixels) in the ``inputs`` column and the
+    answer (the top k, or the output row for ``:predict``) in ``prediction``, as JSON; the rest as every
+    prediction's row (``EdgeApp.log_outcome``). Every cell goes through ``edge.logs.neutralise``."""
+    if app.logs is not None:
+        app.log_outcome(request.log_rows, [_Summary(s) for s in summaries], answers, outcome, served)
+
+
+class _Summary(dict):
+    """An image's summary as ``EdgeApp.log_outcome`` takes a non-tabular row: ``np.asarray(row).tolist()``
+    of a 0-d object array is the dict itself, so the cell is its JSON."""
 
 
 class Images:
@@ -102,6 +126,7 @@ class Images:
         key, labels = output["key"], output.get("labels")
         k = _k(request, int(output["shape"][-1] or 1))
         body = await read_body(request, (*images.IMAGE_TYPES, JSON_TYPE), app.config.max_body)
+        summarise = app.logs is not None
         ctype = request.headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if ctype == JSON_TYPE:
             data = parse_json(body)
@@ -110,17 +135,20 @@ class Images:
                 raise InputError(422, 'the JSON body must be {"instances": [{"b64": "<base64 of a JPEG or PNG>"}, ...]}')
             if len(instances) > app.config.max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {app.config.max_batch}")
-            inputs = await app.run(b64_inputs, served.manifest, instances, served.manifest["inputs"])
-            if inputs is None:
+            decoded = await app.run(b64_inputs, served.manifest, instances, served.manifest["inputs"], summarise)
+            if decoded is None:
                 raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
+            inputs, summaries = decoded
         else:
-            inputs = {spec.name: await app.run(images.to_tensor, body, spec)}
-        outputs, outcome = await app.predict_inputs(inputs, request.log_rows, served, version=ref.number(),
+            tensor, summary = await app.run(images.load, body, spec, summarise)
+            inputs, summaries = {spec.name: tensor}, [summary]
+        outputs, outcome = await app.predict_inputs(inputs, None, served, version=ref.number(),  # logged below
                                                     label=ref.label, key=app.sticky_key(request, served))
         request.after.append((outcome, served))
         scores = np.asarray(outputs[key], dtype=np.float64)
         scores = scores.reshape(scores.shape[0], -1)
         predictions = [{"top_k": images.top_k(row, labels, k)} for row in scores]
+        log_images(app, request, summaries, [p["top_k"] for p in predictions], outcome, served)
         return (200, JSON_TYPE, json_bytes({"model": served.name, "model_version": outcome.version, "ids": outcome.ids,
                                             "predictions": predictions}), outcome_headers(outcome))
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from edge.inputs import InputError, check_tensor, parse_json
 from edge.repository import NotServed
-from edge.server.images import b64_inputs
+from edge import images
+from edge.server.images import Decoded, b64_inputs, log_images
 from edge.server.messages import JSON_TYPE, Answer, Reply, Request, json_bytes, outcome_headers, read_body
 from edge.server.routing import Converter
 
@@ -104,13 +105,16 @@ class TFServing:
             raise InputError(422, f"unknown signature_name {signature!r}; this model has serving_default")
         specs = served.manifest["inputs"]
         max_batch = app.config.max_batch
+        decoded: Optional[Decoded] = None  # b64 images: (inputs, their summaries for the log)
         if "instances" in data:
             instances = data["instances"]
             if not isinstance(instances, list) or not instances:
                 raise InputError(422, '"instances" must be a non-empty list')
             if len(instances) > max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {max_batch}")
-            inputs = b64_inputs(served.manifest, instances, specs) or self._instances_to_inputs(instances, specs, served)
+            if images.image_inputs(served.manifest):  # decoded where predictions run (off the loop when slow)
+                decoded = await app.run(b64_inputs, served.manifest, instances, specs, app.logs is not None)
+            inputs = decoded[0] if decoded is not None else self._instances_to_inputs(instances, specs, served)
         else:
             columns = data["inputs"]
             if not isinstance(columns, dict):
@@ -129,11 +133,15 @@ class TFServing:
         n_rows = {a.shape[0] for a in inputs.values()}
         if len(n_rows) != 1:
             raise InputError(422, "all inputs must have the same number of rows")
-        outputs, outcome = await app.predict_inputs(inputs, request.log_rows, served, version=ref.number(),
-                                                    label=ref.label, key=app.sticky_key(request, served))
+        outputs, outcome = await app.predict_inputs(inputs, request.log_rows if decoded is None else None, served,
+                                                    version=ref.number(), label=ref.label,
+                                                    key=app.sticky_key(request, served))
         request.after.append((outcome, served))
-        extra = outcome_headers(outcome)
         keys = served.output_keys
+        if decoded is not None:  # images are logged summarised, not as pixels
+            first = np.asarray(outputs[keys[0]], dtype=np.float64)
+            log_images(app, request, decoded[1], [app.value(r) for r in first], outcome, served)
+        extra = outcome_headers(outcome)
         if "instances" in data:
             if len(keys) == 1:
                 preds = np.asarray(outputs[keys[0]], dtype=np.float64).tolist()
