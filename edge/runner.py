@@ -8,12 +8,22 @@ Order of the checks when a Predictor is built (any failure raises before a singl
 4. the model's signature (``serving_default``) has the manifest's inputs and outputs, dtypes and shapes.
 
 Each thread gets its own interpreter (the TFLite interpreter is not thread-safe).
+
+Interpreter threads (``num_threads``; ``None`` is "auto", what ``serve`` does without ``--threads``): with
+1 thread, one prediction of a batch of one (zeros) is timed, the median of ``TIMED_RUNS``. A model under
+``AUTO_THREADS_AFTER`` (1 ms) keeps 1 thread: a tabular model answers in microseconds and threads would
+only add hand-offs. A slower one is timed again with every CPU this process may run on
+(``os.sched_getaffinity``) and keeps them only when that is at least ``AUTO_THREADS_GAIN`` (10 %) faster;
+on a busy or one-core device it keeps 1. ``threads_reason`` says what was measured.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -163,8 +173,12 @@ class Predictor:
         EdgeError: no interpreter installed, or it cannot load the file.
     """
 
+    TIMED_RUNS = 5
+    AUTO_THREADS_AFTER = 0.001  # seconds a prediction with 1 thread, above which more threads are tried
+    AUTO_THREADS_GAIN = 0.9  # kept when the time with them is at most this fraction of the 1-thread time
+
     def __init__(self, bundle_dir: str | Path | Bundle, variant: str | None = None, runtime: str | None = None,
-                 num_threads: int = 1, allow_rejected: bool = False) -> None:
+                 num_threads: int | None = 1, allow_rejected: bool = False) -> None:
         self.bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
         self.manifest = self.bundle.manifest
         self.runtime: Runtime = pick(runtime)
@@ -173,7 +187,8 @@ class Predictor:
         self.path = mf.check_file(self.bundle.root, self.artifact["path"], self.artifact["sha256"], self.artifact["bytes"])
         self.sha256: str = self.artifact["sha256"]
         check_runtime(self.artifact, self.runtime)
-        self.num_threads = num_threads
+        self.num_threads: int = 1 if num_threads is None else num_threads
+        self.threads_reason = "--threads" if num_threads is not None else ""
         # Same arithmetic as edge.transform.apply; mean/std are turned into arrays once, not per call.
         self.transforms = [
             None if t is None else {**t, "mean": np.asarray(t["mean"], dtype=np.float64), "std": np.asarray(t["std"], dtype=np.float64)}
@@ -211,6 +226,8 @@ class Predictor:
         out_shape = _dims(self.manifest["outputs"][0]["shape"])
         self.one_value = len(self.output_keys) == 1 and len(out_shape) in (1, 2) and out_shape[1:] in ([], [1])
         self._ops = frozenset(op["name"] for op in tflite_ops(self.path))
+        if num_threads is None:
+            self._pick_threads()
 
     # ------------------------------------------------------------------ loading
 
@@ -261,6 +278,49 @@ class Predictor:
                 raise BundleError(
                     f"{where}: {kind} {name!r} is tensor {detail['name']!r} in the model, {recorded!r} in the manifest; re-create the bundle"
                 )
+
+    def time_one(self) -> float:
+        """The median time of one prediction of a batch of one (zeros), on this thread's interpreter.
+
+        Raises:
+            EdgeError: the model refuses zeros (an input the manifest's checks refuse).
+        """
+        inputs = {s["name"]: np.zeros([1] + [1 if d is None else int(d) for d in s["shape"][1:]], dtype=s["dtype"])
+                  for s in self.manifest["inputs"]}
+        self.predict(inputs)  # warm-up: the first invoke allocates
+        times = []
+        for _ in range(self.TIMED_RUNS):
+            t = time.perf_counter()
+            self.predict(inputs)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    def _pick_threads(self) -> None:
+        """The "auto" rule of the module's docstring: sets ``num_threads`` and ``threads_reason``."""
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            one = self.time_one()
+        except Exception as exc:  # noqa: BLE001 - a start-up measurement, never a reason not to load
+            self.threads_reason = f"auto: 1 (a timed prediction failed: {type(exc).__name__})"
+            return
+        if one <= self.AUTO_THREADS_AFTER or cpus < 2:
+            why = f"under {self.AUTO_THREADS_AFTER * 1000:g} ms" if one <= self.AUTO_THREADS_AFTER else "1 CPU"
+            self.threads_reason = f"auto: 1 thread, {one * 1000:.3g} ms a prediction ({why})"
+            return
+        self.num_threads = cpus
+        self._local = threading.local()  # this thread's next interpreter has the new count
+        try:
+            many = self.time_one()
+        except Exception:  # noqa: BLE001 - as above
+            many = float("inf")
+        if many <= one * self.AUTO_THREADS_GAIN:
+            self.threads_reason = (f"auto: {cpus} threads, {many * 1000:.3g} ms a prediction "
+                                   f"(1 thread: {one * 1000:.3g} ms)")
+            return
+        self.num_threads = 1
+        self._local = threading.local()
+        self.threads_reason = (f"auto: 1 thread, {one * 1000:.3g} ms a prediction ({cpus} threads were not "
+                               f"{round((1 - self.AUTO_THREADS_GAIN) * 100)} % faster: {many * 1000:.3g} ms)")
 
     # ------------------------------------------------------------------ predicting
 
@@ -377,4 +437,4 @@ class Predictor:
     def describe(self) -> dict[str, Any]:
         """What is loaded: variant, file, sha256, runtime."""
         return {"variant": self.variant, "artifact": self.artifact["path"], "sha256": self.sha256,
-                "runtime": self.runtime.name, "runtime_version": self.runtime.version}
+                "runtime": self.runtime.name, "runtime_version": self.runtime.version, "threads": self.num_threads}
