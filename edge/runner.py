@@ -279,46 +279,63 @@ class Predictor:
                     f"{where}: {kind} {name!r} is tensor {detail['name']!r} in the model, {recorded!r} in the manifest; re-create the bundle"
                 )
 
+    def _zeros(self) -> dict[str, np.ndarray]:
+        """A batch of one of zeros (fixed dimensions as the manifest's, free ones 1)."""
+        return {s["name"]: np.zeros([1] + [1 if d is None else int(d) for d in s["shape"][1:]], dtype=s["dtype"])
+                for s in self.manifest["inputs"]}
+
+    def _once(self, inputs: dict[str, np.ndarray]) -> float:
+        t = time.perf_counter()
+        self.predict(inputs)
+        return time.perf_counter() - t
+
     def time_one(self) -> float:
         """The median time of one prediction of a batch of one (zeros), on this thread's interpreter.
 
         Raises:
             EdgeError: the model refuses zeros (an input the manifest's checks refuse).
         """
-        inputs = {s["name"]: np.zeros([1] + [1 if d is None else int(d) for d in s["shape"][1:]], dtype=s["dtype"])
-                  for s in self.manifest["inputs"]}
+        inputs = self._zeros()
         self.predict(inputs)  # warm-up: the first invoke allocates
-        times = []
-        for _ in range(self.TIMED_RUNS):
-            t = time.perf_counter()
-            self.predict(inputs)
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
+        return statistics.median(self._once(inputs) for _ in range(self.TIMED_RUNS))
 
     def _pick_threads(self) -> None:
-        """The "auto" rule of the module's docstring: sets ``num_threads`` and ``threads_reason``."""
+        """The "auto" rule of the module's docstring: sets ``num_threads`` and ``threads_reason``. The two
+        counts are timed in turns (one prediction each, ``TIMED_RUNS`` times), so that a burst of load on a
+        shared device weighs on both."""
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         try:
             one = self.time_one()
         except Exception as exc:  # noqa: BLE001 - a start-up measurement, never a reason not to load
-            self.threads_reason = f"auto: 1 (a timed prediction failed: {type(exc).__name__})"
+            self.threads_reason = f"auto: 1 thread (a timed prediction failed: {type(exc).__name__})"
             return
         if one <= self.AUTO_THREADS_AFTER or cpus < 2:
             why = f"under {self.AUTO_THREADS_AFTER * 1000:g} ms" if one <= self.AUTO_THREADS_AFTER else "1 CPU"
             self.threads_reason = f"auto: 1 thread, {one * 1000:.3g} ms a prediction ({why})"
             return
+        single = self._session()
         self.num_threads = cpus
-        self._local = threading.local()  # this thread's next interpreter has the new count
+        self._local.session = None  # the next session of this thread has the new count
+        inputs = self._zeros()
         try:
-            many = self.time_one()
+            many_session = self._session()
+            self.predict(inputs)  # its warm-up
+            ones, manys = [], []
+            for _ in range(self.TIMED_RUNS):
+                self._local.session = single
+                ones.append(self._once(inputs))
+                self._local.session = many_session
+                manys.append(self._once(inputs))
+            one, many = statistics.median(ones), statistics.median(manys)
         except Exception:  # noqa: BLE001 - as above
             many = float("inf")
         if many <= one * self.AUTO_THREADS_GAIN:
+            self._local.session = many_session
             self.threads_reason = (f"auto: {cpus} threads, {many * 1000:.3g} ms a prediction "
                                    f"(1 thread: {one * 1000:.3g} ms)")
             return
         self.num_threads = 1
-        self._local = threading.local()
+        self._local.session = single
         self.threads_reason = (f"auto: 1 thread, {one * 1000:.3g} ms a prediction ({cpus} threads were not "
                                f"{round((1 - self.AUTO_THREADS_GAIN) * 100)} % faster: {many * 1000:.3g} ms)")
 
