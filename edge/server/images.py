@@ -12,7 +12,9 @@ and answers the top ``k`` classes of each image (``?k=N``, default 5), with the 
 bundle has no labels (``deploykit convert --labels FILE``).
 
 The image is decoded, resized and scaled by ``edge.images`` (the page does the same in
-``web/src/image.js``); decoding runs where predictions run (off the event loop for a slow model). The body
+``web/src/image.js``); decoding runs where predictions run, in the same call (``EdgeApp.predict_inputs``
+takes a function that makes the inputs), and a server whose model takes an image runs predictions off the
+event loop (``Images.offloads``). The body
 limit is the server's ``--max-body``; an image over ``edge.images.MAX_PIXELS`` is refused from its header.
 ``:predict`` accepts ``{"b64": ...}`` for an image input too (``b64_inputs``) and answers as TF Serving.
 
@@ -128,6 +130,20 @@ class Images:
         body = await read_body(request, (*images.IMAGE_TYPES, JSON_TYPE), app.config.max_body)
         summarise = app.logs is not None
         ctype = request.headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        summaries: list[Optional[dict[str, Any]]] = []
+
+        def decode() -> dict[str, np.ndarray]:
+            """Runs where the prediction runs, just before it (``EdgeApp.predict_inputs``: one hop)."""
+            if ctype == JSON_TYPE:
+                decoded = b64_inputs(served.manifest, instances, served.manifest["inputs"], summarise)
+                if decoded is None:
+                    raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
+                summaries.extend(decoded[1])
+                return decoded[0]
+            tensor, summary = images.load(body, spec, summarise)
+            summaries.append(summary)
+            return {spec.name: tensor}
+
         if ctype == JSON_TYPE:
             data = parse_json(body)
             instances = data.get("instances") if isinstance(data, dict) else None
@@ -135,14 +151,7 @@ class Images:
                 raise InputError(422, 'the JSON body must be {"instances": [{"b64": "<base64 of a JPEG or PNG>"}, ...]}')
             if len(instances) > app.config.max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {app.config.max_batch}")
-            decoded = await app.run(b64_inputs, served.manifest, instances, served.manifest["inputs"], summarise)
-            if decoded is None:
-                raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
-            inputs, summaries = decoded
-        else:
-            tensor, summary = await app.run(images.load, body, spec, summarise)
-            inputs, summaries = {spec.name: tensor}, [summary]
-        outputs, outcome = await app.predict_inputs(inputs, None, served, version=ref.number(),  # logged below
+        outputs, outcome = await app.predict_inputs(decode, None, served, version=ref.number(),  # logged below
                                                     label=ref.label, key=app.sticky_key(request, served))
         request.after.append((outcome, served))
         scores = np.asarray(outputs[key], dtype=np.float64)
@@ -151,6 +160,13 @@ class Images:
         log_images(app, request, summaries, [p["top_k"] for p in predictions], outcome, served)
         return (200, JSON_TYPE, json_bytes({"model": served.name, "model_version": outcome.version, "ids": outcome.ids,
                                             "predictions": predictions}), outcome_headers(outcome))
+
+    def offloads(self) -> bool:
+        """Whether the app's default model takes an image: then predictions run on the inference thread
+        whatever one prediction costs (``EdgeApp.startup``), because decoding an upload can take far longer
+        than the model (a 640x480 JPEG about 8 ms here, a phone photo hundreds) and must not hold up the event
+        loop."""
+        return bool(images.image_inputs(self.app.default.manifest))
 
     def describe(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` (the OpenAPI document) with ``:classify`` added when the model takes one image."""
