@@ -9,28 +9,21 @@ Order of the checks when a Predictor is built (any failure raises before a singl
 
 Each thread gets its own interpreter (the TFLite interpreter is not thread-safe).
 
-Interpreter threads (``num_threads``; ``None`` is "auto", what ``serve`` does without ``--threads``): with
-1 thread, one prediction of a batch of one (zeros) is timed, the median of ``TIMED_RUNS``. A model under
-``AUTO_THREADS_AFTER`` (1 ms) keeps 1 thread: a tabular model answers in microseconds and threads would
-only add hand-offs. A slower one is timed again with every CPU this process may run on
-(``os.sched_getaffinity``) and keeps them only when that is at least ``AUTO_THREADS_GAIN`` (10 %) faster;
-on a busy or one-core device it keeps 1. ``threads_reason`` says what was measured.
+Interpreter threads: ``num_threads``; ``None`` is "auto" (what ``serve`` does without ``--threads``), the
+rule of ``edge.threads``; ``threads_reason`` says what was measured.
 """
 
 from __future__ import annotations
 
-import os
-import statistics
 import struct
 import threading
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from edge import manifest as mf
-from edge import transform
+from edge import threads, transform
 from edge.bundle import Bundle
 from edge.errors import BundleError, EdgeError
 from edge.inputs import check_vocabulary
@@ -173,10 +166,6 @@ class Predictor:
         EdgeError: no interpreter installed, or it cannot load the file.
     """
 
-    TIMED_RUNS = 5
-    AUTO_THREADS_AFTER = 0.001  # seconds a prediction with 1 thread, above which more threads are tried
-    AUTO_THREADS_GAIN = 0.9  # kept when the time with them is at most this fraction of the 1-thread time
-
     def __init__(self, bundle_dir: str | Path | Bundle, variant: str | None = None, runtime: str | None = None,
                  num_threads: int | None = 1, allow_rejected: bool = False) -> None:
         self.bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
@@ -227,7 +216,7 @@ class Predictor:
         self.one_value = len(self.output_keys) == 1 and len(out_shape) in (1, 2) and out_shape[1:] in ([], [1])
         self._ops = frozenset(op["name"] for op in tflite_ops(self.path))
         if num_threads is None:
-            self._pick_threads()
+            threads.pick(self)
 
     # ------------------------------------------------------------------ loading
 
@@ -278,66 +267,6 @@ class Predictor:
                 raise BundleError(
                     f"{where}: {kind} {name!r} is tensor {detail['name']!r} in the model, {recorded!r} in the manifest; re-create the bundle"
                 )
-
-    def _zeros(self) -> dict[str, np.ndarray]:
-        """A batch of one of zeros (fixed dimensions as the manifest's, free ones 1)."""
-        return {s["name"]: np.zeros([1] + [1 if d is None else int(d) for d in s["shape"][1:]], dtype=s["dtype"])
-                for s in self.manifest["inputs"]}
-
-    def _once(self, inputs: dict[str, np.ndarray]) -> float:
-        t = time.perf_counter()
-        self.predict(inputs)
-        return time.perf_counter() - t
-
-    def time_one(self) -> float:
-        """The median time of one prediction of a batch of one (zeros), on this thread's interpreter.
-
-        Raises:
-            EdgeError: the model refuses zeros (an input the manifest's checks refuse).
-        """
-        inputs = self._zeros()
-        self.predict(inputs)  # warm-up: the first invoke allocates
-        return statistics.median(self._once(inputs) for _ in range(self.TIMED_RUNS))
-
-    def _pick_threads(self) -> None:
-        """The "auto" rule of the module's docstring: sets ``num_threads`` and ``threads_reason``. The two
-        counts are timed in turns (one prediction each, ``TIMED_RUNS`` times), so that a burst of load on a
-        shared device weighs on both."""
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        try:
-            one = self.time_one()
-        except Exception as exc:  # noqa: BLE001 - a start-up measurement, never a reason not to load
-            self.threads_reason = f"auto: 1 thread (a timed prediction failed: {type(exc).__name__})"
-            return
-        if one <= self.AUTO_THREADS_AFTER or cpus < 2:
-            why = f"under {self.AUTO_THREADS_AFTER * 1000:g} ms" if one <= self.AUTO_THREADS_AFTER else "1 CPU"
-            self.threads_reason = f"auto: 1 thread, {one * 1000:.3g} ms a prediction ({why})"
-            return
-        single = self._session()
-        self.num_threads = cpus
-        self._local.session = None  # the next session of this thread has the new count
-        inputs = self._zeros()
-        try:
-            many_session = self._session()
-            self.predict(inputs)  # its warm-up
-            ones, manys = [], []
-            for _ in range(self.TIMED_RUNS):
-                self._local.session = single
-                ones.append(self._once(inputs))
-                self._local.session = many_session
-                manys.append(self._once(inputs))
-            one, many = statistics.median(ones), statistics.median(manys)
-        except Exception:  # noqa: BLE001 - as above
-            many = float("inf")
-        if many <= one * self.AUTO_THREADS_GAIN:
-            self._local.session = many_session
-            self.threads_reason = (f"auto: {cpus} threads, {many * 1000:.3g} ms a prediction "
-                                   f"(1 thread: {one * 1000:.3g} ms)")
-            return
-        self.num_threads = 1
-        self._local.session = single
-        self.threads_reason = (f"auto: 1 thread, {one * 1000:.3g} ms a prediction ({cpus} threads were not "
-                               f"{round((1 - self.AUTO_THREADS_GAIN) * 100)} % faster: {many * 1000:.3g} ms)")
 
     # ------------------------------------------------------------------ predicting
 

@@ -16,7 +16,7 @@ The image is decoded, resized and scaled by ``edge.images`` (the page does the s
 takes a function that makes the inputs), and a server whose model takes an image runs predictions off the
 event loop (``Images.offloads``). The body
 limit is the server's ``--max-body``; an image over ``edge.images.MAX_PIXELS`` is refused from its header.
-``:predict`` accepts ``{"b64": ...}`` for an image input too (``b64_inputs``) and answers as TF Serving.
+``:predict`` accepts ``{"b64": ...}`` for an image input too (``b64_decoder``) and answers as TF Serving.
 
 With ``--log-dir``, each image is a prediction-log row like any prediction's, but its ``inputs`` cell is a
 summary of the image (``{"image": "PNG", "width", "height", "bytes", "sha256"}``, worked out from the data)
@@ -25,7 +25,7 @@ instead of its pixels, and ``prediction`` is the top k (``:classify``) or the ou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -59,15 +59,17 @@ def _k(request: Request, classes: int) -> int:
 Decoded = tuple[dict[str, np.ndarray], list[Optional[dict[str, Any]]]]
 
 
-def b64_inputs(manifest: dict[str, Any], instances: list, specs: list[dict], summarise: bool = False) -> Optional[Decoded]:
-    """Row-format ``instances`` whose image inputs are ``{"b64": ...}`` as input tensors, with each image's
-    summary for the prediction log (``edge.images.load``; None each unless ``summarise``); None when no
-    instance has a ``{"b64": ...}`` value (the caller's ordinary parsing goes on). Runs where predictions
-    run (``EdgeApp.run``): base64 and image decoding stay off the event loop for a slow model.
+def b64_decoder(manifest: dict[str, Any], instances: list, specs: list[dict],
+                summarise: bool = False) -> Optional[Callable[[], Decoded]]:
+    """For row-format ``instances`` whose image input is ``{"b64": ...}``: a function that decodes them
+    (base64, then the image) into the input tensors, with each image's summary for the prediction log
+    (``edge.images.load``; None each unless ``summarise``), to be run where predictions run
+    (``EdgeApp.predict_inputs``); None when no instance has a ``{"b64": ...}`` value (the caller's ordinary
+    parsing goes on). Only the cheap checks run here.
 
     Raises:
-        InputError: an instance that is not an image (or an object keyed by the inputs), or bad image data,
-            naming the instance (numbered from 1).
+        InputError: 422 when the model does not take one image. The function raises InputError for an
+            instance that is not an image or holds bad data, naming the instance (numbered from 1).
     """
     image_specs = {i.name: i for i in images.image_inputs(manifest)}
     names = [s["name"] for s in specs]
@@ -80,9 +82,12 @@ def b64_inputs(manifest: dict[str, Any], instances: list, specs: list[dict], sum
     if len(names) != 1 or names[0] not in image_specs:
         raise InputError(422, f"b64 images are taken for a model whose one input is an image; this model takes {names}")
     spec = image_specs[names[0]]
-    rows = [images.from_b64(value_of(inst, spec.name), spec, f"instance {i}: ", summarise=summarise)
-            for i, inst in enumerate(instances, start=1)]
-    return {spec.name: np.concatenate([t for t, _ in rows], axis=0)}, [s for _, s in rows]
+
+    def decode() -> Decoded:
+        rows = [images.from_b64(value_of(inst, spec.name), spec, f"instance {i}: ", summarise=summarise)
+                for i, inst in enumerate(instances, start=1)]
+        return {spec.name: np.concatenate([t for t, _ in rows], axis=0)}, [s for _, s in rows]
+    return decode
 
 
 def log_images(app: "EdgeApp", request: Request, summaries: list[Optional[dict[str, Any]]], answers: list[Any],
@@ -132,18 +137,7 @@ class Images:
         ctype = request.headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         summaries: list[Optional[dict[str, Any]]] = []
 
-        def decode() -> dict[str, np.ndarray]:
-            """Runs where the prediction runs, just before it (``EdgeApp.predict_inputs``: one hop)."""
-            if ctype == JSON_TYPE:
-                decoded = b64_inputs(served.manifest, instances, served.manifest["inputs"], summarise)
-                if decoded is None:
-                    raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
-                summaries.extend(decoded[1])
-                return decoded[0]
-            tensor, summary = images.load(body, spec, summarise)
-            summaries.append(summary)
-            return {spec.name: tensor}
-
+        b64: Optional[Callable[[], Decoded]] = None
         if ctype == JSON_TYPE:
             data = parse_json(body)
             instances = data.get("instances") if isinstance(data, dict) else None
@@ -151,6 +145,20 @@ class Images:
                 raise InputError(422, 'the JSON body must be {"instances": [{"b64": "<base64 of a JPEG or PNG>"}, ...]}')
             if len(instances) > app.config.max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {app.config.max_batch}")
+            b64 = b64_decoder(served.manifest, instances, served.manifest["inputs"], summarise)
+            if b64 is None:
+                raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
+
+        def decode() -> dict[str, np.ndarray]:
+            """Runs where the prediction runs, just before it (``EdgeApp.predict_inputs``: one hop)."""
+            if b64 is not None:
+                inputs, found = b64()
+                summaries.extend(found)
+                return inputs
+            tensor, summary = images.load(body, spec, summarise)
+            summaries.append(summary)
+            return {spec.name: tensor}
+
         outputs, outcome = await app.predict_inputs(decode, None, served, version=ref.number(),  # logged below
                                                     label=ref.label, key=app.sticky_key(request, served))
         request.after.append((outcome, served))

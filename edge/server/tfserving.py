@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
 from edge.inputs import InputError, check_tensor, parse_json
 from edge.repository import NotServed
-from edge import images
-from edge.server.images import Decoded, b64_inputs, log_images
+from edge.server.images import Decoded, b64_decoder, log_images
 from edge.server.messages import JSON_TYPE, Answer, Reply, Request, json_bytes, outcome_headers, read_body
 from edge.server.routing import Converter
 
@@ -105,16 +104,16 @@ class TFServing:
             raise InputError(422, f"unknown signature_name {signature!r}; this model has serving_default")
         specs = served.manifest["inputs"]
         max_batch = app.config.max_batch
-        decoded: Optional[Decoded] = None  # b64 images: (inputs, their summaries for the log)
+        b64: Optional[Callable[[], Decoded]] = None  # b64 images: decoded with the prediction, logged summarised
+        summaries: list[Optional[dict]] = []
         if "instances" in data:
             instances = data["instances"]
             if not isinstance(instances, list) or not instances:
                 raise InputError(422, '"instances" must be a non-empty list')
             if len(instances) > max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {max_batch}")
-            if images.image_inputs(served.manifest):  # decoded where predictions run (off the loop when slow)
-                decoded = await app.run(b64_inputs, served.manifest, instances, specs, app.logs is not None)
-            inputs = decoded[0] if decoded is not None else self._instances_to_inputs(instances, specs, served)
+            b64 = b64_decoder(served.manifest, instances, specs, app.logs is not None)
+            inputs = self._instances_to_inputs(instances, specs, served) if b64 is None else {}
         else:
             columns = data["inputs"]
             if not isinstance(columns, dict):
@@ -130,17 +129,24 @@ class TFServing:
             n = {a.shape[0] for a in inputs.values()}
             if max(n) > max_batch:
                 raise InputError(413, f"batch of {max(n)} rows is over the limit of {max_batch}")
-        n_rows = {a.shape[0] for a in inputs.values()}
+        n_rows = {a.shape[0] for a in inputs.values()} if b64 is None else {len(data["instances"])}
         if len(n_rows) != 1:
             raise InputError(422, "all inputs must have the same number of rows")
-        outputs, outcome = await app.predict_inputs(inputs, request.log_rows if decoded is None else None, served,
+
+        def decode() -> dict[str, np.ndarray]:  # b64 images: decoded where the prediction runs, in the same call
+            made, found = b64()  # type: ignore[misc]
+            summaries.extend(found)
+            return made
+
+        outputs, outcome = await app.predict_inputs(inputs if b64 is None else decode,
+                                                    request.log_rows if b64 is None else None, served,
                                                     version=ref.number(), label=ref.label,
                                                     key=app.sticky_key(request, served))
         request.after.append((outcome, served))
         keys = served.output_keys
-        if decoded is not None:  # images are logged summarised, not as pixels
+        if b64 is not None:  # images are logged summarised, not as pixels
             first = np.asarray(outputs[keys[0]], dtype=np.float64)
-            log_images(app, request, decoded[1], [app.value(r) for r in first], outcome, served)
+            log_images(app, request, summaries, [app.value(r) for r in first], outcome, served)
         extra = outcome_headers(outcome)
         if "instances" in data:
             if len(keys) == 1:
