@@ -10,15 +10,16 @@ version's.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from edge.inputs import InputError, check_tensor, parse_json
 from edge.repository import NotServed
-from edge.server.images import Decoded, b64_decoder, log_images
+from edge.server.images import INLINE_DECODE_BYTES, Decoded, b64_decoder, log_images
 from edge.server.messages import JSON_TYPE, Answer, Reply, Request, json_bytes, outcome_headers, read_body
 from edge.server.routing import Converter
 
@@ -96,7 +97,8 @@ class TFServing:
         app = self.app
         ref: ModelRef = request.params["model"]
         served = self.check_model(ref)
-        data = parse_json(await read_body(request, (JSON_TYPE,), app.config.max_body))
+        body = await read_body(request, (JSON_TYPE,), app.config.max_body)
+        data = parse_json(body)
         if not isinstance(data, dict) or ("instances" in data) == ("inputs" in data):
             raise InputError(422, 'the body must be an object with either "instances" (row format) or "inputs" (columnar)')
         signature = data.get("signature_name", "serving_default")
@@ -138,7 +140,10 @@ class TFServing:
             summaries.extend(found)
             return made
 
-        outputs, outcome = await app.predict_inputs(inputs if b64 is None else decode,
+        feed: Any = inputs if b64 is None else decode
+        if b64 is not None and app.inline and len(body) > INLINE_DECODE_BYTES:  # as :classify (edge.server.images)
+            feed = await asyncio.to_thread(decode)
+        outputs, outcome = await app.predict_inputs(feed,
                                                     request.log_rows if b64 is None else None, served,
                                                     version=ref.number(), label=ref.label,
                                                     key=app.sticky_key(request, served))
