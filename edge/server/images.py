@@ -13,8 +13,9 @@ bundle has no labels (``deploykit convert --labels FILE``).
 
 The image is decoded, resized and scaled by ``edge.images`` (the page does the same in
 ``web/src/image.js``); decoding runs where predictions run, in the same call (``EdgeApp.predict_inputs``
-takes a function that makes the inputs): on the inference thread for a slow model; on the event loop for a
-fast one when the body is small (``INLINE_DECODE_BYTES``), else on a thread of its own first. The body
+takes a function that makes the inputs): on the inference thread when the default model takes an image
+(``Images.offloads``) or is slow; else on the event loop when the body is small (``INLINE_DECODE_BYTES``),
+and on a thread of its own first when it is not. The body
 limit is the server's ``--max-body``; an image over ``edge.images.MAX_PIXELS`` is refused from its header.
 ``:predict`` accepts ``{"b64": ...}`` for an image input too (``b64_decoder``) and answers as TF Serving.
 
@@ -40,9 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from edge.server.served import ServedModel
 
 MAX_K = 1000
-#: a body up to this size is decoded where the prediction runs, even on the event loop (a fast model): a
-#: 96x96 JPEG (4 KB) decodes in ~0.2 ms, less than two thread hand-offs cost on a busy device; a bigger one
-#: (a 640x480 JPEG, 109 KB: ~8 ms) is decoded on a thread of its own, so the loop never waits for it
+#: when predictions run on the event loop (the default model is fast and takes no image, ``Images.offloads``),
+#: a body up to this size is decoded there with the prediction: a 96x96 JPEG (4 KB) decodes in ~0.2 ms; a
+#: bigger one (a 640x480 JPEG, 109 KB: ~8 ms) is decoded on a thread of its own, so the loop never waits for it
 INLINE_DECODE_BYTES = 32 * 1024
 
 
@@ -176,6 +177,13 @@ class Images:
         log_images(app, request, summaries, [p["top_k"] for p in predictions], outcome, served)
         return (200, JSON_TYPE, json_bytes({"model": served.name, "model_version": outcome.version, "ids": outcome.ids,
                                             "predictions": predictions}), outcome_headers(outcome))
+
+    def offloads(self) -> bool:
+        """Whether the app's default model takes an image: then predictions (and the decoding, in the same
+        call) run on the inference thread whatever one prediction costs (``EdgeApp.startup``), so that
+        ``/healthz`` answers while uploads are decoded and predicted. Without it, which side of the 2 ms
+        threshold a sub-millisecond image model lands on depends on the load at start-up."""
+        return bool(images.image_inputs(self.app.default.manifest))
 
     def describe(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` (the OpenAPI document) with ``:classify`` added when the model takes one image."""

@@ -294,8 +294,9 @@ def test_image_predictions_are_logged_with_a_summary_not_the_pixels(image_bundle
 
 def test_a_big_upload_is_decoded_off_the_event_loop(image_bundle: dict[str, Any],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The colours model predicts in microseconds, so predictions stay on the event loop; a small upload is
-    decoded there too (cheaper than two thread hand-offs), one over INLINE_DECODE_BYTES on another thread."""
+    """When predictions run on the event loop (a repository whose default model is fast and takes no image:
+    here ``Images.offloads`` says no), a small upload is decoded there too, one over INLINE_DECODE_BYTES on
+    another thread."""
     import asyncio
     import threading
 
@@ -306,6 +307,7 @@ def test_a_big_upload_is_decoded_off_the_event_loop(image_bundle: dict[str, Any]
     real = images.load
     monkeypatch.setattr(images, "load", lambda *a, **k: where.append(threading.current_thread().name) or real(*a, **k))
     app = build_app(ServeConfig(bundle=str(image_bundle["bundle"]), variant="float32"))
+    monkeypatch.setattr(app.images, "offloads", lambda: False)
     small = image_bundle["pngs"][0].read_bytes()
     big = png(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8))
     assert len(small) <= INLINE_DECODE_BYTES < len(big)
@@ -329,5 +331,19 @@ def test_a_big_upload_is_decoded_off_the_event_loop(image_bundle: dict[str, Any]
         assert app.inline and app._executor is None
         assert asyncio.run(post(small)) == 200 and asyncio.run(post(big)) == 200
         assert where[0] == threading.current_thread().name and where[1] != where[0], where
+    finally:
+        app.shutdown()
+
+
+def test_an_image_model_predicts_off_the_event_loop(image_bundle: dict[str, Any]) -> None:
+    """The colours model predicts in microseconds, under the 2 ms threshold, yet its server decodes uploads:
+    predictions (and the decoding, in the same call) run on the inference thread, not the event loop."""
+    from edge.server import ServeConfig, build_app
+
+    app = build_app(ServeConfig(bundle=str(image_bundle["bundle"]), variant="float32"))
+    try:
+        app.startup()
+        assert app.predict_seconds is not None and app.predict_seconds < app.config.offload_after
+        assert app.images.offloads() and app._executor is not None and app.inline is False
     finally:
         app.shutdown()
