@@ -8,13 +8,20 @@ built at bench time and converted (float32 TFLite + TFJS graph) with a labels fi
   same runtime, input set once): a 96x96 JPEG upload to ``:classify``, a 640x480 JPEG upload (resized on
   the Pi), b64 JSON to ``:classify``, and TF Serving JSON ``instances`` to ``:predict`` (the same tensor as
   text, the old way). Rounds take turns (invoke, then each request kind), medians of every request.
-  The goal: a JPEG upload end to end within 1.5x the invoke time (reported as the ratio).
+  The goal: a JPEG upload end to end within 1.5x the invoke time (reported as the ratio). The server runs
+  with the interpreter threads the "auto" rule picks (``edge.runner``), measured here first, and the
+  invoke is timed with that count too.
+* **spans**: the parts of one upload in this process (Pillow decode, resize + scale, predict, top-k), the
+  medians, to say where the time goes.
+* **health under load**: ``/healthz`` latency (p50, p99) while 4 clients (threads of one other process)
+  keep ``:classify`` JPEG uploads in flight. The goal: p99 <= 5 ms.
 * **page**: navigation to the first image prediction in headless Chromium, per backend (wasm, cpu,
   webgl): the page is opened, a 96x96 JPEG is given to its file picker as soon as it is ready, and the
   figure is the page's own mark ``deploykit:first-image-prediction`` (ms since navigation start);
   median of --page-runs fresh contexts per backend.
 
-    python bench/image_bench.py [--requests 200] [--rounds 3] [--page-runs 3] [--json test-artifacts/image_bench.json]
+    python bench/image_bench.py [--requests 200] [--rounds 3] [--page-runs 3] [--health 400] [--no-page]
+                                [--bundle DIR] [--json test-artifacts/image_bench.json]
 """
 
 from __future__ import annotations
@@ -78,13 +85,13 @@ def jpeg(width: int, height: int, seed: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def invoke_times(bundle: Path, n: int) -> list[float]:
+def invoke_times(bundle: Path, n: int, threads: int = 1) -> list[float]:
     """The interpreter's own invoke(), input set once (what the model costs, nothing else)."""
     import numpy as np
 
     from edge.runner import Predictor
 
-    p = Predictor(bundle, "float32")
+    p = Predictor(bundle, "float32", num_threads=threads)
     session = p._session()
     interp = session.interpreter
     detail = interp.get_input_details()[0]
@@ -125,8 +132,12 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     name = json.loads((bundle / "manifest.json").read_text())["name"]
     spec = images.image_inputs(json.loads((bundle / "manifest.json").read_text()))[0]
+    from edge.runner import Predictor
+
     small, large = jpeg(SIZE, SIZE), jpeg(640, 480)
     tensor = images.to_tensor(small, spec)[0]
+    auto = Predictor(bundle, "float32", num_threads=None)  # the rule serve applies without --threads
+    threads = auto.num_threads
     kinds = {
         "jpeg_upload_96": (f"/v1/models/{name}:classify", small, "image/jpeg"),
         "jpeg_upload_640x480": (f"/v1/models/{name}:classify", large, "image/jpeg"),
@@ -135,17 +146,18 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
         "json_instances_predict": (f"/v1/models/{name}:predict",
                                    json.dumps({"instances": [tensor.tolist()]}).encode(), "application/json"),
     }
-    server = Server(bundle, "--variant", "float32", "--max-body", str(4 * 1024 * 1024))
+    server = Server(bundle, "--variant", "float32", "--max-body", str(4 * 1024 * 1024), "--threads", str(threads))
     samples: dict[str, list[float]] = {"invoke": [], **{k: [] for k in kinds}}
     try:
         for _ in range(args.rounds):
-            samples["invoke"] += invoke_times(bundle, args.requests)
+            samples["invoke"] += invoke_times(bundle, args.requests, threads)
             for kind, (path, body, ctype) in kinds.items():
                 samples[kind] += request_times(server.port, path, body, ctype, args.requests)
     finally:
         server.stop()
     invoke = statistics.median(samples["invoke"])
-    out: dict[str, Any] = {"bytes": {k: len(v[1]) for k, v in kinds.items()}}
+    out: dict[str, Any] = {"bytes": {k: len(v[1]) for k, v in kinds.items()}, "threads": threads,
+                           "threads_reason": auto.threads_reason}
     for kind, values in samples.items():
         ms = [v * 1000 for v in values]
         out[kind] = {"median_ms": statistics.median(ms), "p90_ms": float(np.percentile(ms, 90)), "n": len(ms),
@@ -153,6 +165,92 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
     out["goal"] = f"jpeg_upload_96 end to end <= {GOAL_RATIO}x invoke"
     out["goal_met"] = out["jpeg_upload_96"]["vs_invoke"] <= GOAL_RATIO
     return out
+
+
+def spans(bundle: Path, n: int) -> dict[str, Any]:
+    """Medians (ms) of the parts of one upload, in this process: decode, resize + scale, predict, top-k."""
+    import numpy as np
+
+    from edge import images
+    from edge.runner import Predictor
+
+    p = Predictor(bundle, "float32")
+    spec = images.image_inputs(p.manifest)[0]
+    labels = p.manifest["outputs"][0].get("labels")
+    out: dict[str, Any] = {}
+    for name, data in (("jpeg_96", jpeg(SIZE, SIZE)), ("jpeg_640x480", jpeg(640, 480))):
+        pixels = images.decode(data)
+        tensor = images.from_pixels(pixels, spec)
+        scores = p.predict({spec.name: tensor})[p.output_keys[0]][0]
+        parts = {"decode": lambda: images.decode(data), "resize_scale": lambda: images.from_pixels(pixels, spec),
+                 "predict": lambda: p.predict({spec.name: tensor}),
+                 "top_k": lambda: images.top_k(np.asarray(scores, dtype=np.float64), labels, 5)}
+        times: dict[str, list[float]] = {k: [] for k in parts}
+        for _ in range(n):
+            for k, fn in parts.items():
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+        out[name] = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    return out
+
+
+_LOAD_CLIENTS = """
+import http.client, sys, threading
+port, path, body = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
+def client():
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while True:
+        conn.request("POST", path, body=body, headers={"Content-Type": "image/jpeg"})
+        r = conn.getresponse(); r.read()
+        if r.status != 200: raise SystemExit(f"HTTP {r.status}")
+threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+[t.start() for t in threads]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def health_under_load(bundle: Path, n: int, threads: int, work: Path) -> dict[str, Any]:
+    """/healthz latency while 4 clients (another process) keep JPEG uploads to :classify in flight."""
+    import subprocess
+
+    import numpy as np
+
+    from edge_helpers import Server
+
+    name = json.loads((bundle / "manifest.json").read_text())["name"]
+    picture = work / "load.jpg"
+    picture.write_bytes(jpeg(SIZE, SIZE))
+    server = Server(bundle, "--variant", "float32", "--threads", str(threads))
+    load = None
+    try:
+        load = subprocess.Popen([sys.executable, "-c", _LOAD_CLIENTS, str(server.port), f"/v1/models/{name}:classify",
+                                 str(picture)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert load.stdout is not None and load.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # the four are in flight
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        times = []
+        for i in range(n + 10):
+            t = time.perf_counter()
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            if i >= 10:
+                times.append(time.perf_counter() - t)
+            time.sleep(0.005)
+        conn.close()
+        if load.poll() is not None:
+            raise RuntimeError(f"the load clients stopped (status {load.returncode})")
+    finally:
+        if load is not None:
+            load.kill()
+            load.wait()
+        server.stop()
+    ms = [v * 1000 for v in times]
+    p99 = float(np.percentile(ms, 99))
+    return {"n": len(ms), "p50_ms": statistics.median(ms), "p99_ms": p99, "max_ms": max(ms), "goal": "p99 <= 5 ms",
+            "goal_met": p99 <= 5.0}
 
 
 def page(bundle: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -206,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=200, help="requests per kind and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--page-runs", type=int, default=3)
+    ap.add_argument("--health", type=int, default=400, help="/healthz requests under load")
+    ap.add_argument("--no-page", action="store_true", help="skip the headless Chromium part")
     ap.add_argument("--json", type=Path, default=ROOT / "test-artifacts" / "image_bench.json")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="deploykit-image-bench-") as tmp:
@@ -214,17 +314,26 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         load = os.getloadavg()
         result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "load_average_at_start": load,
-                  "cpus": os.cpu_count(), "runner": runner(bundle, args), "page": page(bundle, args, work)}
+                  "cpus": os.cpu_count(), "runner": runner(bundle, args)}
+        result["spans"] = spans(bundle, args.requests)
+        result["health_under_load"] = health_under_load(bundle, args.health, result["runner"]["threads"], work)
+        result["page"] = {} if args.no_page else page(bundle, args, work)
         result["load_average_at_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     r = result["runner"]
     print(f"load average {load[0]:.1f} at start, {result['load_average_at_end'][0]:.1f} at end, {result['cpus']} CPUs")
-    print("runner (median of every request, ms; x the interpreter's invoke):")
+    print(f"runner (median of every request, ms; x the interpreter's invoke), {r['threads']} interpreter "
+          f"thread(s) ({r['threads_reason']}):")
     for kind in ["invoke", "jpeg_upload_96", "jpeg_upload_640x480", "b64_json_classify", "json_instances_predict"]:
         size = f", body {r['bytes'][kind]:,} B" if kind in r["bytes"] else ""
         print(f"  {kind:24s} {r[kind]['median_ms']:8.3f} ms  p90 {r[kind]['p90_ms']:8.3f}  {r[kind]['vs_invoke']:6.2f}x{size}")
     print(f"  goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'}")
+    for name, parts in result["spans"].items():
+        print(f"spans of one {name} upload in-process (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+    h = result["health_under_load"]
+    print(f"/healthz with 4 clients uploading: p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms "
+          f"(n {h['n']}); goal {h['goal']}: {'met' if h['goal_met'] else 'NOT met'}")
     print("page: navigation to first image prediction (median ms; ready in brackets)")
     for backend, v in result["page"].items():
         if "error" in v:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -67,6 +69,15 @@ def decode(data: bytes, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.n
         InputError: 400 when ``data`` is not a JPEG or PNG or cannot be decoded (truncated, corrupt), 413 when
             its header says it has more than ``max_pixels`` pixels (nothing is decoded then).
     """
+    return _decode(data, channels, max_pixels)[0]
+
+
+def _decode(data: bytes, channels: int, max_pixels: int) -> tuple[np.ndarray, str]:
+    """``decode``, and the format Pillow found in the data (``JPEG`` or ``PNG``, not what the client said).
+
+    Raises:
+        InputError: as ``decode``.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -83,6 +94,7 @@ def decode(data: bytes, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.n
                               "send a smaller picture")
     if width < 1 or height < 1:
         raise InputError(400, f"the image is {width}x{height} pixels: empty")
+    found = str(im.format)
     try:
         im.load()
         if im.getexif().get(_ORIENTATION, 1) != 1:
@@ -93,35 +105,63 @@ def decode(data: bytes, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.n
     except Image.DecompressionBombError as exc:
         raise InputError(413, f"the image is too large to decode ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise InputError(400, f"the image could not be decoded ({im.format}): {' '.join(str(exc).split())[:200]}") from None
-    return np.asarray(im, dtype=np.uint8)
+        raise InputError(400, f"the image could not be decoded ({found}): {' '.join(str(exc).split())[:200]}") from None
+    return np.asarray(im, dtype=np.uint8), found
 
 
-def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear sampling along one axis, half-pixel centres: first and second source index, weight of the second."""
+@lru_cache(maxsize=32)
+def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear sampling along one axis, half-pixel centres: first and second source index, weight of the
+    first (``1 - f``) and of the second (``f``). Kept per (in, out) size: a server sees the same few sizes."""
     ratio = n_in / n_out
     s = (np.arange(n_out, dtype=np.float64) + 0.5) * ratio - 0.5
     s = np.minimum(np.maximum(s, 0.0), float(n_in - 1))
     i0 = np.floor(s)
     f = s - i0
     i0 = i0.astype(np.intp)
-    return i0, np.minimum(i0 + 1, n_in - 1), f
+    tables = (i0, np.minimum(i0 + 1, n_in - 1), 1.0 - f, f)
+    for t in tables:
+        t.flags.writeable = False
+    return tables
 
 
 def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """``pixels`` ``[h, w, c]`` resized to ``[height, width, c]`` (bilinear, half-pixel centres, stretched), float64.
 
-    At the same size every weight is 0 and the formula gives each pixel back exactly, so it is skipped."""
-    p = np.asarray(pixels, dtype=np.float64)
-    if p.shape[0] == height and p.shape[1] == width:
-        return p
-    y0, y1, fy = _axis(p.shape[0], height)
-    x0, x1, fx = _axis(p.shape[1], width)
-    gx, hx = (1.0 - fx)[None, :, None], fx[None, :, None]
-    rows0, rows1 = p[y0], p[y1]
-    top = rows0[:, x0] * gx + rows0[:, x1] * hx
-    bottom = rows1[:, x0] * gx + rows1[:, x1] * hx
-    return top * (1.0 - fy)[:, None, None] + bottom * fy[:, None, None]
+    Per output pixel, with the four source pixels ``a b / c d`` and the weights of ``_axis``:
+    ``(a*gx + b*hx) * gy + (c*gx + d*hx) * hy``, each operation in IEEE double, in that order (the page's
+    ``web/src/image.js`` does the same). The four source pixels are gathered first, in the input's dtype
+    (uint8 from ``decode``), so only ``height * width`` pixels are converted and multiplied, whatever the
+    picture's size (index and weight tables are kept per pair of sizes). At the same size every weight is 0 and the formula gives each pixel back exactly, so
+    it is skipped."""
+    p = np.asarray(pixels)
+    h, w = p.shape[0], p.shape[1]
+    if h == height and w == width:
+        return p.astype(np.float64)
+    i00, i01, i10, i11, gx, hx, gy, hy = _tables(h, w, height, width)
+    flat = p.reshape(h * w, -1)  # one row per source pixel (a copy only when p is a view with gaps)
+    top = flat.take(i00, axis=0) * gx
+    top += flat.take(i01, axis=0) * hx
+    bottom = flat.take(i10, axis=0) * gx
+    bottom += flat.take(i11, axis=0) * hx
+    top *= gy
+    bottom *= hy
+    top += bottom
+    return top
+
+
+@lru_cache(maxsize=32)
+def _tables(h: int, w: int, height: int, width: int) -> tuple[np.ndarray, ...]:
+    """For ``resize`` from h x w to height x width: the flat source index of the four pixels around each
+    output pixel (``[height, width]``) and the four weights, shaped to broadcast against ``[height, width, c]``."""
+    y0, y1, gy, hy = _axis(h, height)
+    x0, x1, gx, hx = _axis(w, width)
+    tables = (y0[:, None] * w + x0[None, :], y0[:, None] * w + x1[None, :],
+              y1[:, None] * w + x0[None, :], y1[:, None] * w + x1[None, :],
+              gx[None, :, None], hx[None, :, None], gy[:, None, None], hy[:, None, None])
+    for t in tables:
+        t.flags.writeable = False
+    return tables
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:
@@ -132,6 +172,9 @@ def gray(rgb: np.ndarray) -> np.ndarray:
 
 def from_pixels(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
     """Decoded uint8 pixels (``[h, w, 3|4]``) as the model's input tensor ``[1, height, width, channels]``, float32.
+
+    Scaling is ``low + v * ((high - low) / 255)`` in double, then rounded to float32 (raw pixels, 0..255,
+    are the pixels themselves: a uint8 or a double of one is exact in float32, so no arithmetic is done).
 
     Raises:
         InputError: 422 when the manifest does not give the input's pixel range.
@@ -144,12 +187,16 @@ def from_pixels(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
         source = pixels[..., :3]
     else:
         source = pixels
-    values = resize(source, spec.height, spec.width)
     low, high = spec.pixels
     step = (high - low) / 255.0
-    if low == 0.0 and step == 1.0:  # raw pixels: low + v * 1.0 is v
-        return values.astype(np.float32)[None]
-    return (low + values * step).astype(np.float32)[None]
+    raw = low == 0.0 and step == 1.0  # low + v * 1.0 is v
+    if raw and source.shape[0] == spec.height and source.shape[1] == spec.width:
+        return source.astype(np.float32)[None]  # uint8 (or gray's doubles) to float32: exact
+    values = resize(source, spec.height, spec.width)  # a new float64 array: scaled in place
+    if not raw:
+        values *= step
+        values += low  # low + v * step: IEEE addition is commutative, so the same double
+    return values.astype(np.float32)[None]
 
 
 def to_tensor(data: bytes, spec: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -162,8 +209,29 @@ def to_tensor(data: bytes, spec: ImageInput, max_pixels: int = MAX_PIXELS) -> np
     return from_pixels(decode(data, spec.channels, max_pixels), spec)
 
 
-def from_b64(value: Any, spec: ImageInput, where: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """TF Serving's ``{"b64": "..."}`` (standard base64 of a JPEG or PNG) as the input tensor.
+def load(data: bytes, spec: ImageInput, summarise: bool = False,
+         max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, Optional[dict[str, Any]]]:
+    """``to_tensor``, and (when ``summarise``) what the prediction log records of the image instead of its
+    pixels: ``{"image": "JPEG"|"PNG", "width", "height", "bytes", "sha256"}``, every value worked out here
+    from the data (the format is the one Pillow found, not the request's Content-Type), so no text a client
+    sent reaches the log.
+
+    Raises:
+        InputError: as ``to_tensor``.
+    """
+    spec.check_scaled()
+    pixels, found = _decode(data, spec.channels, max_pixels)
+    tensor = from_pixels(pixels, spec)
+    if not summarise:
+        return tensor, None
+    return tensor, {"image": found, "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+                    "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def from_b64(value: Any, spec: ImageInput, where: str, max_pixels: int = MAX_PIXELS,
+             summarise: bool = False) -> tuple[np.ndarray, Optional[dict[str, Any]]]:
+    """TF Serving's ``{"b64": "..."}`` (standard base64 of a JPEG or PNG) as the input tensor, and its
+    summary as ``load`` makes it (None unless ``summarise``).
 
     Raises:
         InputError: 400 for text that is not base64; as ``to_tensor``, each message prefixed by ``where``.
@@ -176,7 +244,7 @@ def from_b64(value: Any, spec: ImageInput, where: str, max_pixels: int = MAX_PIX
     except (binascii.Error, ValueError):
         raise InputError(400, f"{where}input {spec.name!r}: the b64 value is not base64") from None
     try:
-        return to_tensor(data, spec, max_pixels)
+        return load(data, spec, summarise, max_pixels)
     except InputError as exc:
         raise InputError(exc.status, f"{where}{exc}") from None
 

@@ -8,6 +8,9 @@ Order of the checks when a Predictor is built (any failure raises before a singl
 4. the model's signature (``serving_default``) has the manifest's inputs and outputs, dtypes and shapes.
 
 Each thread gets its own interpreter (the TFLite interpreter is not thread-safe).
+
+Interpreter threads: ``num_threads``; ``None`` is "auto" (what ``serve`` does without ``--threads``), the
+rule of ``edge.threads``; ``threads_reason`` says what was measured.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge import manifest as mf
-from edge import transform
+from edge import threads, transform
 from edge.bundle import Bundle
 from edge.errors import BundleError, EdgeError
 from edge.inputs import check_vocabulary
@@ -164,7 +167,7 @@ class Predictor:
     """
 
     def __init__(self, bundle_dir: str | Path | Bundle, variant: str | None = None, runtime: str | None = None,
-                 num_threads: int = 1, allow_rejected: bool = False) -> None:
+                 num_threads: int | None = 1, allow_rejected: bool = False) -> None:
         self.bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
         self.manifest = self.bundle.manifest
         self.runtime: Runtime = pick(runtime)
@@ -173,7 +176,8 @@ class Predictor:
         self.path = mf.check_file(self.bundle.root, self.artifact["path"], self.artifact["sha256"], self.artifact["bytes"])
         self.sha256: str = self.artifact["sha256"]
         check_runtime(self.artifact, self.runtime)
-        self.num_threads = num_threads
+        self.num_threads: int = 1 if num_threads is None else num_threads
+        self.threads_reason = "--threads" if num_threads is not None else ""
         # Same arithmetic as edge.transform.apply; mean/std are turned into arrays once, not per call.
         self.transforms = [
             None if t is None else {**t, "mean": np.asarray(t["mean"], dtype=np.float64), "std": np.asarray(t["std"], dtype=np.float64)}
@@ -211,6 +215,8 @@ class Predictor:
         out_shape = _dims(self.manifest["outputs"][0]["shape"])
         self.one_value = len(self.output_keys) == 1 and len(out_shape) in (1, 2) and out_shape[1:] in ([], [1])
         self._ops = frozenset(op["name"] for op in tflite_ops(self.path))
+        if num_threads is None:
+            threads.pick(self)
 
     # ------------------------------------------------------------------ loading
 
@@ -377,4 +383,4 @@ class Predictor:
     def describe(self) -> dict[str, Any]:
         """What is loaded: variant, file, sha256, runtime."""
         return {"variant": self.variant, "artifact": self.artifact["path"], "sha256": self.sha256,
-                "runtime": self.runtime.name, "runtime_version": self.runtime.version}
+                "runtime": self.runtime.name, "runtime_version": self.runtime.version, "threads": self.num_threads}

@@ -45,9 +45,10 @@ class ServeConfig:
     keep_alive_timeout: float = LIMIT_DEFAULTS.keep_alive_timeout
     max_connections: int = LIMIT_DEFAULTS.max_connections
     graceful_timeout: float = LIMIT_DEFAULTS.graceful_timeout
-    # inference: the interpreter's threads, and the prediction time (measured at start-up) above which
-    # predictions run on a worker thread instead of the event loop (edge.server.app)
-    threads: int = 1
+    # inference: the interpreter's threads (None: measured per model, the "auto" rule of edge.threads), and the
+    # prediction time (measured at start-up) above which predictions run on a worker thread instead of the
+    # event loop (edge.server.app)
+    threads: Optional[int] = None
     offload_after: float = 0.002
 
     def to_json(self) -> str:

@@ -54,7 +54,7 @@ class Lifecycle:
         if not self.ready and not self.config.serve_unready:
             return
         self.predict_seconds = self._time_one_prediction()
-        if self.predict_seconds > self.config.offload_after and self._executor is None:
+        if (self.predict_seconds > self.config.offload_after or self.images.offloads()) and self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploykit-edge-inference")
             self._executor.submit(self._time_one_prediction).result()  # loads the thread's own interpreter
         self.inline = self.ready and self._executor is None

@@ -157,16 +157,25 @@ class Predicting:
         self.log_outcome(log_rows, x, [value(r) for r in y], outcome, served)
         return y, outcome
 
-    async def predict_inputs(self, inputs: dict[str, np.ndarray], log_rows: list[list[Any]], served: ServedModel,
+    async def predict_inputs(self, inputs: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]],
+                             log_rows: list[list[Any]], served: ServedModel,
                              version: Optional[int] = None, label: Optional[str] = None,
                              key: Optional[str] = None) -> tuple[dict[str, np.ndarray], Outcome]:
         """Predict checked input tensors (TF Serving's, OIP's) through the dispatcher; count and log them.
+        ``inputs`` may be a function that makes them (an image's decoding): it runs in the same ``run`` call.
 
         Raises:
             NotServed, DispatchError: no version could answer; EdgeError: inputs the model refuses.
         """
         d = served.dispatcher
-        outcome = await self.run(lambda: d.predict(inputs, version=version, label=label, key=key))
+        made: list[dict[str, np.ndarray]] = []  # edge.server.images: inputs made where the prediction runs
+
+        def job() -> Outcome:
+            made.append(inputs() if callable(inputs) else inputs)
+            return d.predict(made[0], version=version, label=label, key=key)
+
+        outcome = await self.run(job)
+        inputs = made[0]
         outputs = outcome.outputs
         first = np.asarray(outputs[served.output_keys[0]], dtype=np.float64)
         if served.features and served is self.default:

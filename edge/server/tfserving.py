@@ -10,15 +10,16 @@ version's.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from edge.inputs import InputError, check_tensor, parse_json
 from edge.repository import NotServed
-from edge.server.images import b64_inputs
+from edge.server.images import INLINE_DECODE_BYTES, Decoded, b64_decoder, log_images
 from edge.server.messages import JSON_TYPE, Answer, Reply, Request, json_bytes, outcome_headers, read_body
 from edge.server.routing import Converter
 
@@ -96,7 +97,8 @@ class TFServing:
         app = self.app
         ref: ModelRef = request.params["model"]
         served = self.check_model(ref)
-        data = parse_json(await read_body(request, (JSON_TYPE,), app.config.max_body))
+        body = await read_body(request, (JSON_TYPE,), app.config.max_body)
+        data = parse_json(body)
         if not isinstance(data, dict) or ("instances" in data) == ("inputs" in data):
             raise InputError(422, 'the body must be an object with either "instances" (row format) or "inputs" (columnar)')
         signature = data.get("signature_name", "serving_default")
@@ -104,13 +106,16 @@ class TFServing:
             raise InputError(422, f"unknown signature_name {signature!r}; this model has serving_default")
         specs = served.manifest["inputs"]
         max_batch = app.config.max_batch
+        b64: Optional[Callable[[], Decoded]] = None  # b64 images: decoded with the prediction, logged summarised
+        summaries: list[Optional[dict]] = []
         if "instances" in data:
             instances = data["instances"]
             if not isinstance(instances, list) or not instances:
                 raise InputError(422, '"instances" must be a non-empty list')
             if len(instances) > max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {max_batch}")
-            inputs = b64_inputs(served.manifest, instances, specs) or self._instances_to_inputs(instances, specs, served)
+            b64 = b64_decoder(served.manifest, instances, specs, app.logs is not None)
+            inputs = self._instances_to_inputs(instances, specs, served) if b64 is None else {}
         else:
             columns = data["inputs"]
             if not isinstance(columns, dict):
@@ -126,14 +131,28 @@ class TFServing:
             n = {a.shape[0] for a in inputs.values()}
             if max(n) > max_batch:
                 raise InputError(413, f"batch of {max(n)} rows is over the limit of {max_batch}")
-        n_rows = {a.shape[0] for a in inputs.values()}
+        n_rows = {a.shape[0] for a in inputs.values()} if b64 is None else {len(data["instances"])}
         if len(n_rows) != 1:
             raise InputError(422, "all inputs must have the same number of rows")
-        outputs, outcome = await app.predict_inputs(inputs, request.log_rows, served, version=ref.number(),
-                                                    label=ref.label, key=app.sticky_key(request, served))
+
+        def decode() -> dict[str, np.ndarray]:  # b64 images: decoded where the prediction runs, in the same call
+            made, found = b64()  # type: ignore[misc]
+            summaries.extend(found)
+            return made
+
+        feed: Any = inputs if b64 is None else decode
+        if b64 is not None and app.inline and len(body) > INLINE_DECODE_BYTES:  # as :classify (edge.server.images)
+            feed = await asyncio.to_thread(decode)
+        outputs, outcome = await app.predict_inputs(feed,
+                                                    request.log_rows if b64 is None else None, served,
+                                                    version=ref.number(), label=ref.label,
+                                                    key=app.sticky_key(request, served))
         request.after.append((outcome, served))
-        extra = outcome_headers(outcome)
         keys = served.output_keys
+        if b64 is not None:  # images are logged summarised, not as pixels
+            first = np.asarray(outputs[keys[0]], dtype=np.float64)
+            log_images(app, request, summaries, [app.value(r) for r in first], outcome, served)
+        extra = outcome_headers(outcome)
         if "instances" in data:
             if len(keys) == 1:
                 preds = np.asarray(outputs[keys[0]], dtype=np.float64).tolist()

@@ -269,3 +269,19 @@ def test_predict_output_neutralises_headers_and_carriage_returns(bundle: Path, t
     header, row = list(csv.reader(out.open(newline="")))
     assert header == ["row", "rm", "tax", "age", "'=HYPERLINK(\"http://x\")", "'@note", "prediction", "error"]
     assert row[4:6] == ["a\\rb", "'+1+cmd"]
+
+
+def test_serve_banner_names_the_interpreter_threads(bundle: Path) -> None:
+    """Without --threads the count is measured (edge.runner's "auto" rule) and the banner says what was
+    chosen and why; --threads N is taken as given."""
+    import re
+
+    from edge_helpers import Server
+
+    code, err = Server(bundle).stop()
+    assert code == 0, err
+    assert re.search(r"\) with \S+ \S+, 1 interpreter thread \(auto: 1 thread, [0-9.e+-]+ ms a prediction "
+                     r"\(under 1 ms\)\) on http://127\.0\.0\.1:\d+ \(1 worker\)\n", err), err
+    code, err = Server(bundle, "--threads", "2").stop()
+    assert code == 0, err
+    assert re.search(r", 2 interpreter threads \(--threads\) on http://", err), err

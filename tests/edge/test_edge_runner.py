@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import selftest
+from edge import selftest, threads
 from edge.bundle import Bundle
 from edge.errors import BundleError, EdgeError
 from edge.runner import Predictor
@@ -249,3 +251,46 @@ def test_edge_never_imports_tensorflow(bundle: Path) -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code, str(bundle)], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ interpreter threads ("auto")
+
+AUTO = re.compile(r"auto: (\d+) threads?, ([0-9.e+-]+) ms a prediction \((.*)\)$")
+
+
+def test_auto_threads_keep_one_for_a_fast_model(bundle: Path) -> None:
+    """The Boston MLP answers in microseconds: under the 1 ms threshold, so 1 thread, and the reason says so."""
+    p = Predictor(bundle, num_threads=None)
+    match = AUTO.match(p.threads_reason)
+    assert match and p.num_threads == 1, p.threads_reason
+    assert match.group(1) == "1" and float(match.group(2)) < 1.0 and match.group(3) == "under 1 ms"
+    assert p.describe()["threads"] == 1
+
+
+def test_auto_threads_over_the_threshold_try_every_cpu(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the threshold at 0 every model is "slow": it is timed again with every CPU and keeps them only
+    when that was at least 10 % faster; the reason gives both times (on one CPU it says so)."""
+    monkeypatch.setattr(threads, "AFTER", 0.0)
+    cpus = len(os.sched_getaffinity(0))
+    p = Predictor(bundle, num_threads=None)
+    match = AUTO.match(p.threads_reason)
+    assert match, p.threads_reason
+    assert int(match.group(1)) == p.num_threads
+    if cpus == 1:
+        assert p.num_threads == 1 and match.group(3) == "1 CPU"
+    elif p.num_threads == cpus:
+        one = float(re.fullmatch(r"1 thread: ([0-9.e+-]+) ms", match.group(3)).group(1))  # type: ignore[union-attr]
+        assert float(match.group(2)) <= one * threads.GAIN
+    else:
+        found = re.fullmatch(rf"{cpus} threads were not 10 % faster: ([0-9.e+-]+) ms", match.group(3))
+        assert p.num_threads == 1 and found, p.threads_reason
+        assert float(found.group(1)) > float(match.group(2)) * threads.GAIN * 0.999  # 3 digits shown
+    x, y = golden(bundle)  # the interpreter it ends with still answers
+    np.testing.assert_allclose(p.predict_rows(x), y, rtol=1e-5, atol=1e-5)
+    assert p._session().interpreter is not None
+
+
+def test_threads_given_are_kept_and_not_timed(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "time_one", lambda p: pytest.fail("timed although --threads was given"))
+    p = Predictor(bundle, num_threads=3)
+    assert (p.num_threads, p.threads_reason) == (3, "--threads")
