@@ -113,12 +113,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         app = build_app(config)
         predictor = app.p
+        subject = app.subject  # a repository's model folder and version, not the manifest's name
         target: Any = app
         uv_config = uvicorn.Config(target, **common)
     else:
         # fail here, cleanly, before forking workers
         predictor = Predictor(config.bundle, config.variant, num_threads=config.threads,
                               allow_rejected=config.allow_rejected)
+        subject = predictor.bundle.name
         if config.log_dir:
             check_writable(config.log_dir)
         config.shared_dir = tempfile.mkdtemp(prefix="deploykit-edge-workers-")  # metrics/drift of all workers
@@ -131,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         common["port"] = port
     shown = f"[{args.host}]" if ":" in args.host else args.host
     _print(
-        f"deploykit-edge {__version__}: serving {predictor.bundle.name} {predictor.variant} "
+        f"deploykit-edge {__version__}: serving {subject} {predictor.variant} "
         f"({predictor.artifact['path']}, sha256 {predictor.sha256[:12]}) with {predictor.runtime.describe()}, "
         f"{_threads(predictor)} on http://{shown}:{port} ({args.workers} worker{'s' if args.workers > 1 else ''})",
         file=sys.stderr, flush=True,

@@ -42,3 +42,16 @@ def test_serve_refuses_a_repository_with_several_workers(bundle: Path, tmp_path:
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: --workers N serves one bundle folder only; serve a model repository (MODELS/, --rollout-config) "
         "with --workers 1: the canary's rollback, the shadow and the feedback ids are kept per process")
+
+
+def test_serve_banner_names_the_model_folder_and_its_version(bundle: Path, tmp_path: Path) -> None:
+    """A repository's banner says the model as its URLs name it (the folder, not the manifest's name) and
+    the version the default route answers with."""
+    from edge_helpers import Server
+
+    models = tmp_path / "models"
+    shutil.copytree(bundle, models / "houses" / "1")
+    shutil.copytree(bundle, models / "houses" / "2")
+    code, err = Server(models).stop()
+    assert code == 0, err
+    assert ": serving houses version 2 of 2 AVAILABLE float32 (" in err, err
