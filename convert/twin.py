@@ -75,3 +75,53 @@ def twin_outputs(fp32: bytes, fp16: bytes, manifest: Mapping[str, Any],
         DeployKitError: no twin can be built, or it cannot run on the inputs.
     """
     return run_flatbuffer(twin_flatbuffer(fp32, fp16), manifest, inputs)
+
+
+def precision_check(fp16: bytes, inputs: Mapping[str, np.ndarray], twin: Mapping[str, np.ndarray],
+                    reference: Mapping[str, np.ndarray], manifest_like: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert's verdict on a float16 artifact from its precision twin, before any runtime runs it.
+
+    ``manifest_like`` needs ``inputs`` and ``outputs`` (``key``, ``range``); ``reference`` and ``twin`` are the
+    reference's and the twin's outputs on the golden rows ``inputs``. The artifact itself is run (``tf.lite``)
+    on the same rows for the converter error. Returns the artifact's manifest fields: ``precision`` (``rows``,
+    ``precision_loss``: max|twin - ref| / range, ``converter_error``: max|artifact - twin| / max|twin|, each the
+    largest over the outputs) and ``status``: ``rejected`` (with ``rejection``) when the precision loss alone
+    exceeds the float16 range bound, the model then losing more than the bound in half precision whatever the
+    converter does; else ``accepted``. A converter error above its bound does not reject (verify fails it).
+    Never raises: an artifact tf.lite cannot run gets ``converter_error`` None.
+    """
+    from edge.tolerance import FLOAT16, compare_output
+
+    first = next(iter(reference.values()))
+    rows = int(np.asarray(first).shape[0])
+    loss = 0.0
+    for out in manifest_like["outputs"]:
+        ref = np.asarray(reference[out["key"]], dtype=np.float64)
+        metrics = compare_output(ref, ref, tuple(out["range"]), False, twin=twin[out["key"]])
+        loss = max(loss, float(metrics["precision_loss"]))
+    error: float | None = None
+    try:
+        actual = run_flatbuffer(fp16, manifest_like, inputs)
+        error = 0.0
+        for out in manifest_like["outputs"]:
+            ref = np.asarray(reference[out["key"]], dtype=np.float64)
+            metrics = compare_output(ref, actual[out["key"]], tuple(out["range"]), False, twin=twin[out["key"]])
+            error = max(error, float(metrics["twin_scaled"]))
+    except Exception:  # noqa: BLE001 - the runtimes' verdict will say why it cannot run
+        from convert import interrupt
+
+        interrupt.check()
+        error = None
+    fields: dict[str, Any] = {"precision": {"rows": rows, "precision_loss": loss, "converter_error": error},
+                              "status": "accepted"}
+    bound = float(FLOAT16["max_range_fraction"])
+    if loss > bound:
+        faithful = "" if error is None else (
+            f"; the converter is faithful: the artifact is {error:.3g} of the scale from its twin"
+            if error <= float(FLOAT16["max_twin_scaled"]) else
+            f"; the artifact is also {error:.3g} of the scale from its twin")
+        fields["status"] = "rejected"
+        fields["rejection"] = (f"the model itself loses {loss:.3%} of the output range in float16 (its precision twin, "
+                               f"the float32 graph with the stored constants rounded to float16, against the reference "
+                               f"on {rows} golden rows) > {bound * 100:g}%{faithful}")
+    return fields
