@@ -114,3 +114,20 @@ def test_a_saved_model_source_records_no_noise_and_says_why(tmp_path: Path) -> N
     float32 = [a for a in manifest["artifacts"] if a["tolerance"]["kind"] == "scaled"]
     assert float32 and all(a["note"].endswith(SAVED_MODEL_NOTE) for a in float32)
     assert "reference noise not measured" in result.stdout  # the table's row (its text wraps in the cell)
+
+
+def test_verify_says_the_bound_and_the_noise() -> None:
+    from convert.parity.engine import Result
+    from convert.parity.html import render
+    from convert.show import why
+    from edge.tolerance import FLOAT32
+
+    result = Result("edge/model.fp32.tflite", "tflite", "float32", "litert", 100, dict(FLOAT32), passed=True,
+                    status="passed", golden={"y": {"max_scaled": 3e-5, "reference_noise": 1.82e-5,
+                                                   "max_scaled_allowed": 4.64e-5}})
+    assert why(result) == "of-scale bound 4.64e-05 (reference noise 1.82e-05)"
+    page = render({"passed": True, "results": [{**result.__dict__, "task_metric": None}], "bundle": "b", "name": "b",
+                   "runtimes": ["litert"], "reference": "keras", "at": "now", "seconds": 1.0, "sample_rows": 0,
+                   "environment": {}})
+    assert "error ≤ 1e-05 of the output&#x27;s scale + 2 × the reference&#x27;s own float32 noise (1.82e-05)" in page \
+        or "error ≤ 1e-05 of the output's scale + 2 × the reference's own float32 noise (1.82e-05)" in page
