@@ -116,12 +116,12 @@ def precision_check(fp16: bytes, inputs: Mapping[str, np.ndarray], twin: Mapping
                               "status": "accepted"}
     bound = float(FLOAT16["max_range_fraction"])
     if loss > bound:
+        limit = float(FLOAT16["max_twin_scaled"])
         faithful = "" if error is None else (
-            f"; the converter is faithful: the artifact is {error:.3g} of the scale from its twin"
-            if error <= float(FLOAT16["max_twin_scaled"]) else
-            f"; the artifact is also {error:.3g} of the scale from its twin")
+            f"; converter error (artifact vs twin) {error:.3g} of the scale, within {limit:g}: the converter is faithful"
+            if error <= limit else f"; converter error (artifact vs twin) {error:.3g} of the scale > {limit:g}")
         fields["status"] = "rejected"
-        fields["rejection"] = (f"the model itself loses {loss:.3%} of the output range in float16 (its precision twin, "
-                               f"the float32 graph with the stored constants rounded to float16, against the reference "
-                               f"on {rows} golden rows) > {bound * 100:g}%{faithful}")
+        fields["rejection"] = (f"precision loss: the model itself loses {loss:.3%} of the output range in float16 (its "
+                               f"precision twin, the float32 graph with the stored constants rounded to float16, against "
+                               f"the reference on {rows} golden rows) > {bound * 100:g}%{faithful}")
     return fields

@@ -92,9 +92,10 @@ def test_float16_is_rejected_when_the_model_itself_loses_more_than_the_bound(bos
     assert fields["status"] == "rejected"
     assert fields["precision"]["precision_loss"] == pytest.approx(0.005, rel=1e-6)
     assert fields["rejection"].startswith(
-        "the model itself loses 0.500% of the output range in float16 (its precision twin, the float32 graph with the "
-        "stored constants rounded to float16, against the reference on 33 golden rows) > 0.1%; the converter is "
-        "faithful: the artifact is ")
+        "precision loss: the model itself loses 0.500% of the output range in float16 (its precision twin, the float32 "
+        "graph with the stored constants rounded to float16, against the reference on 33 golden rows) > 0.1%; "
+        "converter error (artifact vs twin) ")
+    assert fields["rejection"].endswith(" of the scale, within 1e-05: the converter is faithful")
     honest = precision_check(fp16, inputs, twin, {out["key"]: np.asarray(golden["outputs"][out["key"]])}, manifest)
     assert honest["status"] == "accepted" and "rejection" not in honest
 
