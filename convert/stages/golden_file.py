@@ -34,18 +34,18 @@ def write_golden(ref: Reference, run: ReferenceRun, written: Written) -> None:
             by_variant["float16"]["note"] = "; ".join(n for n in (by_variant["float16"]["note"], note) if n)
             written.note_row(GOLDEN, "golden", "float16", note)
         else:
-            _judge_float16(by_variant["float16"], ref, run, twins["float16"], written)
+            _judge_float16(by_variant["float16"], by_variant["float32"], ref, run, twins["float16"], written)
     golden = golden_json(run.golden_inputs, run.kinds, run.golden_outputs, twins)
     (written.staging / GOLDEN).write_text(json.dumps(golden), encoding="utf-8")
 
 
-def _judge_float16(artifact: dict, ref: Reference, run: ReferenceRun, twin: dict, written: Written) -> None:
+def _judge_float16(artifact: dict, fp32: dict, ref: Reference, run: ReferenceRun, twin: dict, written: Written) -> None:
     """Record ``precision`` and ``status`` (and ``rejection``) on the float16 artifact, and say a rejection in the table."""
     from convert.twin import precision_check
 
     like = {"inputs": [s.to_json() for s in ref.inputs], "outputs": run.outputs}
     fields = precision_check((written.staging / artifact["path"]).read_bytes(), run.golden_inputs, twin,
-                             run.golden_outputs, like)
+                             run.golden_outputs, like, (written.staging / fp32["path"]).read_bytes())
     artifact.update(fields)
     if fields["status"] == "rejected":
         note = f"rejected: {fields['rejection']}"
