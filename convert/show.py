@@ -53,6 +53,10 @@ def why(r: Any) -> str:
     text = r.error or "; ".join(r.failures)
     if r.status in ("rejected", "unsupported"):
         text = r.note + (f" (measured here: {text})" if text and r.status == "rejected" else "")
+    noises = [m["reference_noise"] for m in r.golden.values() if m.get("reference_noise") is not None]
+    if noises and r.status in ("passed", "failed") and not r.error:
+        bound = max(m["max_scaled_allowed"] for m in r.golden.values() if m.get("reference_noise") is not None)
+        text = (text + "; " if text else "") + f"of-scale bound {bound:.3g} (reference noise {max(noises):.3g})"
     if r.task_metric:
         text = (text + "; " if text else "") + ", ".join(f"{k} {v:.4g} (info)" for k, v in r.task_metric.items())
     return text

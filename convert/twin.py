@@ -42,15 +42,21 @@ def twin_flatbuffer(fp32: bytes, fp16: bytes) -> bytes:
     return serialize(m32)
 
 
-def run_flatbuffer(flatbuffer: bytes, manifest: Mapping[str, Any], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Outputs of a TFLite model (``tf.lite``, float32) on inputs named as in the manifest, keyed by output key.
+def run_flatbuffer(flatbuffer: bytes, manifest: Mapping[str, Any], inputs: Mapping[str, np.ndarray], *,
+                   delegates: bool = True) -> dict[str, np.ndarray]:
+    """Outputs of a TFLite model (``tf.lite``, float32) on inputs named as in the manifest, keyed by output key;
+    ``delegates=False`` runs TFLite's builtin kernels without the default XNNPACK delegate.
 
     Raises:
         DeployKitError: the model lacks the serving signature, or an input/output of the manifest.
     """
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    if delegates:
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    else:
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer, experimental_op_resolver_type=(
+            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
     signatures = interpreter.get_signature_list()
     name = SIGNATURE if SIGNATURE in signatures else next(iter(signatures), None)
     if name is None:
@@ -75,3 +81,62 @@ def twin_outputs(fp32: bytes, fp16: bytes, manifest: Mapping[str, Any],
         DeployKitError: no twin can be built, or it cannot run on the inputs.
     """
     return run_flatbuffer(twin_flatbuffer(fp32, fp16), manifest, inputs)
+
+
+def precision_check(fp16: bytes, inputs: Mapping[str, np.ndarray], twin: Mapping[str, np.ndarray],
+                    reference: Mapping[str, np.ndarray], manifest_like: Mapping[str, Any],
+                    fp32: bytes | None = None) -> dict[str, Any]:
+    """Convert's verdict on a float16 artifact from its precision twin, before any runtime runs it.
+
+    ``manifest_like`` needs ``inputs`` and ``outputs`` (``key``, ``range``); ``reference`` and ``twin`` are the
+    reference's and the twin's outputs on the golden rows ``inputs``. The artifact itself is run (``tf.lite``)
+    on the same rows for the converter error (where tf.lite's XNNPACK delegate refuses it, artifact and twin, rebuilt
+    from ``fp32``, both run on the builtin kernels). Returns the artifact's manifest fields: ``precision`` (``rows``,
+    ``precision_loss``: max|twin - ref| / range, ``converter_error``: max|artifact - twin| / max|twin|, each the
+    largest over the outputs) and ``status``: ``rejected`` (with ``rejection``) when the precision loss alone
+    exceeds the float16 range bound, the model then losing more than the bound in half precision whatever the
+    converter does; else ``accepted``. A converter error above its bound does not reject (verify fails it).
+    Never raises: an artifact tf.lite cannot run gets ``converter_error`` None.
+    """
+    from edge.tolerance import FLOAT16, compare_output
+
+    first = next(iter(reference.values()))
+    rows = int(np.asarray(first).shape[0])
+    loss = 0.0
+    for out in manifest_like["outputs"]:
+        ref = np.asarray(reference[out["key"]], dtype=np.float64)
+        metrics = compare_output(ref, ref, tuple(out["range"]), False, twin=twin[out["key"]])
+        loss = max(loss, float(metrics["precision_loss"]))
+    error: float | None = None
+    try:
+        try:
+            actual = run_flatbuffer(fp16, manifest_like, inputs)
+        except RuntimeError:  # tf.lite's XNNPACK delegate refuses some float16 graphs (a DEPTHWISE_CONV_2D of
+            # MobileNetV2): both the artifact and its twin then run on the builtin kernels, so only the converter differs
+            if fp32 is None:
+                raise
+            actual = run_flatbuffer(fp16, manifest_like, inputs, delegates=False)
+            twin = run_flatbuffer(twin_flatbuffer(fp32, fp16), manifest_like, inputs, delegates=False)
+        error = 0.0
+        for out in manifest_like["outputs"]:
+            ref = np.asarray(reference[out["key"]], dtype=np.float64)
+            metrics = compare_output(ref, actual[out["key"]], tuple(out["range"]), False, twin=twin[out["key"]])
+            error = max(error, float(metrics["twin_scaled"]))
+    except Exception:  # noqa: BLE001 - the runtimes' verdict will say why it cannot run
+        from convert import interrupt
+
+        interrupt.check()
+        error = None
+    fields: dict[str, Any] = {"precision": {"rows": rows, "precision_loss": loss, "converter_error": error},
+                              "status": "accepted"}
+    bound = float(FLOAT16["max_range_fraction"])
+    if loss > bound:
+        limit = float(FLOAT16["max_twin_scaled"])
+        faithful = "" if error is None else (
+            f"; converter error (artifact vs twin) {error:.3g} of the scale, within {limit:g}: the converter is faithful"
+            if error <= limit else f"; converter error (artifact vs twin) {error:.3g} of the scale > {limit:g}")
+        fields["status"] = "rejected"
+        fields["rejection"] = (f"precision loss: the model itself loses {loss:.3%} of the output range in float16 (its "
+                               f"precision twin, the float32 graph with the stored constants rounded to float16, against "
+                               f"the reference on {rows} golden rows) > {bound * 100:g}%{faithful}")
+    return fields

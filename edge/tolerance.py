@@ -8,7 +8,10 @@ has the derivation):
 * ``scaled`` (float32): ``max|y - ref| <= max_scaled * max|ref|`` over each output. Float32 kernels
   differ from Keras in summation order, fusions and transcendental functions, so the error is a few
   ulps of the *magnitudes summed*, which are the output's scale, not the element's own size (an element
-  near zero comes from cancellation).
+  near zero comes from cancellation). The reference is itself float32, so where convert measured its own
+  float32 error against a float64 run of the same model (the output's ``reference_noise`` in the manifest,
+  ``noise = max|ref32 - ref64| / max|ref64|``) the bound is ``(max_scaled + 2 * noise) * max|ref|``: the
+  reference is ``noise`` away from the exact function and a faithful float32 artifact is as far again.
 * ``float16`` (weights stored in half precision): ``max|y - ref| <= max_range_fraction * span`` of the
   output's reference range on DATA (the precision loss a user sees), and ``max|y - twin| <=
   max_twin_scaled * max|twin|``, where the *twin* is the float32 graph with exactly the constants the
@@ -51,14 +54,24 @@ def for_variant(variant: str) -> dict[str, Any]:
     return dict(VARIANT_TOLERANCE[variant])
 
 
-def describe(tolerance: Mapping[str, Any]) -> str:
-    """A tolerance in words (the page's ``describeTolerance`` says the same)."""
+def describe(tolerance: Mapping[str, Any], reference_noise: float | None = None) -> str:
+    """A tolerance in words (the page's ``describeTolerance`` says the same); ``reference_noise`` is the
+    largest ``outputs[].reference_noise`` of the manifest (float32 tolerances only)."""
     if tolerance["kind"] == "scaled":
-        return f"error ≤ {float(tolerance['max_scaled']):g} of the output's scale"
+        text = f"error ≤ {float(tolerance['max_scaled']):g} of the output's scale"
+        if reference_noise is not None:
+            text += f" + 2 × the reference's own float32 noise ({float(reference_noise):.3g})"
+        return text
     text = f"error ≤ {float(tolerance['max_range_fraction']) * 100:g}% of the output range"
     if tolerance["kind"] == "float16":
         return f"{text}, and within {float(tolerance['max_twin_scaled']):g} of the float16 twin"
     return f"{text}, top-1 ≥ {float(tolerance['min_top1']) * 100:g}% on decisive rows"
+
+
+def reference_noise(manifest: Mapping[str, Any]) -> float | None:
+    """The largest ``outputs[].reference_noise`` of a manifest (None when no output has one)."""
+    values = [float(o["reference_noise"]) for o in manifest.get("outputs", []) if o.get("reference_noise") is not None]
+    return max(values) if values else None
 
 
 def _max(values: np.ndarray) -> float:
@@ -133,8 +146,18 @@ def _percent(x: float) -> str:
     return f"{x:.3%}"
 
 
+def scaled_limit(tolerance: Mapping[str, Any], reference_noise: float | None) -> float:
+    """The float32 bound on ``max_scaled``: ``max_scaled + 2 * reference_noise`` (the plain ``max_scaled``
+    when no noise was recorded)."""
+    limit = float(tolerance["max_scaled"])
+    return limit if reference_noise is None else limit + 2.0 * float(reference_noise)
+
+
 def judge(tolerance: Mapping[str, Any], metrics: Mapping[str, Any]) -> tuple[bool, str]:
     """Judge one output's metrics against a tolerance; return (passed, every reason it failed, joined by "; ").
+
+    A float32 (``scaled``) tolerance reads the output's reference noise from ``metrics["reference_noise"]``
+    (set by :func:`judge_outputs` from the manifest; absent or None: the plain bound).
 
     Raises:
         ValueError: an unknown tolerance kind.
@@ -144,9 +167,12 @@ def judge(tolerance: Mapping[str, Any], metrics: Mapping[str, Any]) -> tuple[boo
         raise ValueError(f"unknown tolerance kind {kind!r}")
     reasons = []
     if kind == "scaled":
-        limit = float(tolerance["max_scaled"])
+        noise = metrics.get("reference_noise")
+        limit = scaled_limit(tolerance, noise)
         if not metrics["max_scaled"] <= limit:
-            reasons.append(f"max error {metrics['max_scaled']:.3g} of the output's scale (max|ref|) > {limit:g}")
+            bound = f"{limit:g}" if noise is None else (f"{limit:.3g} ({float(tolerance['max_scaled']):g} + 2 × "
+                                                      f"the reference's own float32 noise {float(noise):.3g})")
+            reasons.append(f"max error {metrics['max_scaled']:.3g} of the output's scale (max|ref|) > {bound}")
     else:
         limit = float(tolerance["max_range_fraction"])
         if not metrics["range_fraction"] <= limit:
@@ -176,8 +202,9 @@ def judge_outputs(
 ) -> dict[str, Any]:
     """Compare every output of a run with the reference; report all failures at once.
 
-    ``manifest`` needs ``task`` and ``outputs`` (``name``, ``key``, ``range``); ``twin`` holds the precision
-    twin's outputs for ``float16`` tolerances (``golden.json``'s ``twins[variant]``).
+    ``manifest`` needs ``task`` and ``outputs`` (``name``, ``key``, ``range``, optionally ``reference_noise``,
+    which a float32 tolerance adds twice to its bound and reports in the output's metrics); ``twin`` holds the
+    precision twin's outputs for ``float16`` tolerances (``golden.json``'s ``twins[variant]``).
 
     Returns ``{"passed": bool, "outputs": {name: metrics + passed + reason}, "failures": [...]}``.
 
@@ -206,6 +233,9 @@ def judge_outputs(
             result["passed"] = False
             result["failures"].append(f"{out['name']}: {exc}")
             continue
+        if tolerance["kind"] == "scaled" and out.get("reference_noise") is not None:
+            metrics["reference_noise"] = float(out["reference_noise"])
+            metrics["max_scaled_allowed"] = scaled_limit(tolerance, metrics["reference_noise"])
         ok, reason = judge(tolerance, metrics)
         metrics.update(passed=ok, reason=reason)
         result["outputs"][out["name"]] = metrics

@@ -71,7 +71,8 @@ def render(data: dict[str, Any]) -> str:
     verdict = "<span class='pass'>PASS</span>" if data["passed"] else "<span class='fail'>FAIL</span>"
     rows = []
     for r in data["results"]:
-        tol_text = describe_tolerance(r["tolerance"])
+        noises = [m["reference_noise"] for m in (r.get("golden") or {}).values() if m.get("reference_noise") is not None]
+        tol_text = describe_tolerance(r["tolerance"], max(noises) if noises else None)
         state = r.get("status") or ("passed" if r["passed"] else "failed")
         status = f"<span class='{'pass' if state == 'passed' else 'fail' if state == 'failed' else 'note'}'>{state}</span>"
         why = r["error"] or "; ".join(r["failures"])

@@ -38,6 +38,7 @@ def write_manifest(name: str, ref: Reference, sources: Sources, run: ReferenceRu
         jsonschema.ValidationError: the manifest breaks its schema (a bug of the kit's).
     """
     written.require_one()
+    note_noise(run, written)
     staging = written.staging
     web = staging / "web"
     if web.is_dir():
@@ -78,6 +79,16 @@ def write_manifest(name: str, ref: Reference, sources: Sources, run: ReferenceRu
     if web.is_dir():
         (web / "manifest.json").write_text(text, encoding="utf-8")
     return manifest
+
+
+def note_noise(run: ReferenceRun, written: Written) -> None:
+    """Say on every float32 artifact, and in the table, why no reference noise was recorded (when none was)."""
+    if not run.noise_note:
+        return
+    for artifact in written.artifacts:
+        if artifact["tolerance"]["kind"] == "scaled":
+            artifact["note"] = "; ".join(n for n in (artifact["note"], run.noise_note) if n)
+    written.note_row("manifest.json", "reference", "float32", run.noise_note)
 
 
 def in_graph_preprocessing(ref: Reference) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""Stage 3, run the reference: its outputs on DATA and on the golden inputs, the task, and the split of DATA
-into the rows quantization calibrates on and the rows it is judged on (``convert.acceptance``)."""
+"""Stage 3, run the reference: its outputs on DATA and on the golden inputs, its own float32 noise on the
+golden inputs (``convert.reference_noise``), the task, and the split of DATA into the rows quantization
+calibrates on and the rows it is judged on (``convert.acceptance``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from convert.stages.sources import Sources
 @dataclass
 class ReferenceRun:
     """The reference's outputs: on DATA (``on_data``) and on the golden inputs (``golden_inputs``, whose
-    row ``kinds`` say where each came from), the task, and the manifest's output records (with ranges)."""
+    row ``kinds`` say where each came from), the task, and the manifest's output records (with ranges and,
+    where measured, ``reference_noise``); ``noise_note`` says why no noise was recorded ("" when it was)."""
 
     on_data: dict[str, np.ndarray]
     golden_inputs: dict[str, np.ndarray]
@@ -25,6 +27,7 @@ class ReferenceRun:
     golden_outputs: dict[str, np.ndarray]
     task: str
     outputs: list[dict[str, Any]]
+    noise_note: str = ""
 
 
 @dataclass
@@ -37,7 +40,10 @@ class Split:
 
 
 def run_reference(ref: Reference, sources: Sources) -> ReferenceRun:
-    """Run ``ref`` on DATA and on the golden inputs (``convert.golden``)."""
+    """Run ``ref`` on DATA and on the golden inputs (``convert.golden``), and measure its float32 noise on the
+    golden inputs against a float64 run (``convert.reference_noise.measure``; never raises for that)."""
+    from convert.reference_noise import measure
+
     on_data = ref.predict(sources.dataset.inputs)
     g_inputs, kinds = golden_inputs(sources.dataset, sources.features)
     g_outputs = ref.predict(g_inputs)
@@ -46,7 +52,11 @@ def run_reference(ref: Reference, sources: Sources) -> ReferenceRun:
         values = np.concatenate([np.asarray(on_data[spec.key], dtype=np.float64).reshape(-1),
                                  np.asarray(g_outputs[spec.key], dtype=np.float64).reshape(-1)])
         outputs.append({**spec.to_json(), "key": spec.key, "range": [float(values.min()), float(values.max())]})
-    return ReferenceRun(on_data, g_inputs, kinds, g_outputs, task_of(on_data), outputs)
+    noise = measure(ref, g_inputs, g_outputs)
+    for out in outputs:
+        if out["key"] in noise.values:
+            out["reference_noise"] = noise.values[out["key"]]
+    return ReferenceRun(on_data, g_inputs, kinds, g_outputs, task_of(on_data), outputs, noise.note)
 
 
 def split(sources: Sources, run: ReferenceRun, seed: int | None) -> Split:

@@ -111,3 +111,49 @@ def test_tolerances_in_words() -> None:
     assert describe(FLOAT32) == "error ≤ 1e-05 of the output's scale"
     assert describe(FLOAT16) == "error ≤ 0.1% of the output range, and within 1e-05 of the float16 twin"
     assert describe(QUANTIZED) == "error ≤ 1% of the output range, top-1 ≥ 99% on decisive rows"
+    assert describe(FLOAT32, 1.82e-5) == "error ≤ 1e-05 of the output's scale + 2 × the reference's own float32 noise (1.82e-05)"
+
+
+def _noisy_manifest(noise: float | None) -> dict:
+    out = {"name": "y", "key": "output_0", "range": [0.0, 10.0]}
+    if noise is not None:
+        out["reference_noise"] = noise
+    return {"task": "regression", "outputs": [out]}
+
+
+def test_float32_bound_adds_twice_the_reference_noise() -> None:
+    from edge.tolerance import reference_noise, scaled_limit
+
+    ref = {"output_0": np.array([[10.0], [5.0]])}
+    act = {"output_0": np.array([[10.0 + 3e-4], [5.0]])}  # 3e-5 of scale
+    plain = judge_outputs(_noisy_manifest(None), FLOAT32, ref, act)
+    assert plain["failures"] == ["y: max error 3e-05 of the output's scale (max|ref|) > 1e-05"]
+    assert "reference_noise" not in plain["outputs"]["y"]
+    noisy = judge_outputs(_noisy_manifest(1.82e-5), FLOAT32, ref, act)  # bound 1e-5 + 2 * 1.82e-5 = 4.64e-5
+    assert noisy["passed"] is True
+    assert noisy["outputs"]["y"]["reference_noise"] == 1.82e-5
+    assert noisy["outputs"]["y"]["max_scaled_allowed"] == pytest.approx(4.64e-5, rel=1e-12)
+    too_far = judge_outputs(_noisy_manifest(5e-6), FLOAT32, ref, act)  # bound 2e-5
+    assert too_far["failures"] == ["y: max error 3e-05 of the output's scale (max|ref|) > 2e-05 "
+                                   "(1e-05 + 2 × the reference's own float32 noise 5e-06)"]
+    assert scaled_limit(FLOAT32, None) == 1e-5
+    assert reference_noise(_noisy_manifest(None)) is None
+    assert reference_noise({"outputs": [{"reference_noise": 1e-7}, {}, {"reference_noise": 3e-7}]}) == 3e-7
+
+
+def test_reference_noise_never_widens_other_variants() -> None:
+    ref = {"output_0": np.array([[10.0], [0.0]])}
+    act = {"output_0": np.array([[10.2], [0.0]])}  # 2% of the range
+    verdict = judge_outputs(_noisy_manifest(0.5), QUANTIZED, ref, act)
+    assert verdict["failures"] == ["y: max error 2.000% of the output range > 1%"]
+    assert "reference_noise" not in verdict["outputs"]["y"]
+
+
+def test_a_broken_artifact_fails_even_with_the_largest_recordable_noise() -> None:
+    """convert records at most 1e-3 of noise (convert.reference_noise.MAX_NOISE, checked in
+    tests/test_reference_noise.py): the bound is then 2.01e-3 of scale, and a 1 % change of the output still fails."""
+    MAX_NOISE = 1e-3
+    ref = {"output_0": np.array([[10.0], [5.0]])}
+    act = {"output_0": np.array([[10.1], [5.05]])}
+    verdict = judge_outputs(_noisy_manifest(MAX_NOISE), FLOAT32, ref, act)
+    assert verdict["passed"] is False

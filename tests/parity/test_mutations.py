@@ -179,6 +179,31 @@ def test_a_scaled_kernel_fails(bundle_copy: Path, runners, variant: str, factor:
         assert any("precision twin" in f for f in result.failures), result.failures
 
 
+def test_a_scaled_kernel_fails_with_the_reference_noise_in_the_bound(bundle_copy: Path, runners) -> None:
+    """The float32 bound adds twice the output's reference noise; with the largest noise convert records
+    (1e-3 of scale, convert.reference_noise.MAX_NOISE) the bound is 2.01e-3, and a 1 % kernel change still fails."""
+    from convert.reference_noise import MAX_NOISE
+
+    manifest = json.loads((bundle_copy / mf.MANIFEST).read_text())
+    [output] = manifest["outputs"]
+    assert 0 <= output["reference_noise"] < 1e-6  # measured by convert on the Boston MLP (float64 run)
+
+    def noisiest(m: dict[str, Any]) -> None:
+        m["outputs"][0]["reference_noise"] = MAX_NOISE
+
+    edit_manifest(bundle_copy, noisiest)
+    rel = TFLITE["float32"]
+    assert _results(bundle_copy, runners)[rel].status == "passed"  # the faithful artifact
+    replace_file(bundle_copy, rel, scale_first_kernel((bundle_copy / rel).read_bytes(), 1.01))
+    result = _results(bundle_copy, runners)[rel]
+    assert result.error == ""
+    assert result.status == "failed", result.golden
+    [metrics] = result.golden.values()
+    assert metrics["reference_noise"] == MAX_NOISE
+    assert metrics["max_scaled"] > metrics["max_scaled_allowed"] == pytest.approx(1e-5 + 2 * MAX_NOISE)
+    assert any("the reference's own float32 noise 0.001" in f for f in result.failures), result.failures
+
+
 def test_a_wrong_input_transform_fails(bundle_copy: Path, runners) -> None:
     def swap_columns(manifest: dict[str, Any]) -> None:
         for artifact in manifest["artifacts"]:

@@ -38,8 +38,11 @@ def cases() -> list[dict]:
         twin = ref + rng.normal(size=ref.shape) * (10.0 ** rng.integers(-9, -2))
         if task == "classification" and i % 4 == 1:  # near ties: rows that are not decisive
             ref[:, 1] = ref[:, 0] + rng.normal(size=rows) * 1e-3
+        output = {"name": "y", "key": "output_0", "range": [rng_lo, rng_hi]}
+        if i % 5 in (1, 4):  # a recorded reference noise (the float32 bound adds twice it)
+            output["reference_noise"] = float(10.0 ** rng.integers(-8, -3))
         out.append({
-            "manifest": {"task": task, "outputs": [{"name": "y", "key": "output_0", "range": [rng_lo, rng_hi]}]},
+            "manifest": {"task": task, "outputs": [output]},
             "tolerance": [FLOAT32, FLOAT16, QUANTIZED][i % 3],
             "reference": {"output_0": ref.tolist()},
             "actual": {"output_0": [[None if np.isnan(v) else float(v) for v in row] for row in act]},
@@ -76,7 +79,8 @@ def test_js_tolerance_matches_python() -> None:
         assert got["failures"] == want["failures"]
         w, g = want["outputs"]["y"], got["outputs"]["y"]
         assert sorted(g) == sorted(w)
-        for key in ("max_abs", "max_scaled", "range_fraction", "twin_scaled", "precision_loss"):
+        for key in ("max_abs", "max_scaled", "range_fraction", "twin_scaled", "precision_loss", "reference_noise",
+                    "max_scaled_allowed"):
             if key in w:
                 gv = float(g[key]) if isinstance(g[key], str) else g[key]
                 assert gv == pytest.approx(w[key], rel=1e-12, nan_ok=True), key

@@ -4,7 +4,7 @@
 import * as tf from './vendor/tfjs.js';
 import { validateFeatures, parseJsonInputs, formatNumber } from './validate.js';
 import { applyInputTransforms, rowToInputs, graphArtifact, pageRelativeUrl } from './preprocess.js';
-import { judgeOutputs, formatG, describeTolerance, FLOAT32 } from './tolerance.js';
+import { judgeOutputs, formatG, describeTolerance, referenceNoise, FLOAT32 } from './tolerance.js';
 import { executeGraph } from './execute.js';
 import { bundleFile, fetchChecked, IntegrityError } from './integrity.js';
 import { BACKEND_ORDER, backendPlan } from './backends.js';
@@ -414,7 +414,7 @@ async function checkDevice() {
   const metrics = Object.values(verdict.outputs);
   const maxAbs = Math.max(...metrics.map((x) => x.max_abs));
   const maxScaled = Math.max(...metrics.map((x) => x.max_scaled));
-  const rule = describeTolerance(tolerance);
+  const rule = describeTolerance(tolerance, tolerance.kind === 'scaled' ? referenceNoise(state.manifest) : null);
   out.replaceChildren();
   const head = document.createElement('p');
   head.id = 'check-verdict';

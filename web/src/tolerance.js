@@ -1,7 +1,8 @@
 /**
  * The parity rule of edge/tolerance.py, ported line for line (docs/architecture.md, "Tolerances").
  *
- * scaled (float32):   max|y - ref| <= max_scaled * max|ref| over each output
+ * scaled (float32):   max|y - ref| <= (max_scaled + 2 * noise) * max|ref| over each output, where noise is the
+ *                     output's reference_noise in the manifest (the reference's own float32 error; 0 when absent)
  * float16:            max|y - ref| <= max_range_fraction * span, and max|y - twin| <= max_twin_scaled * max|twin|
  * quantized:          max|y - ref| <= max_range_fraction * span, and top-1 >= min_top1 over the decisive rows
  *                     (reference margin between the two best classes > twice the allowed error)
@@ -131,12 +132,27 @@ export function formatG(x, p = 6) {
 }
 
 /**
+ * The largest outputs[].reference_noise of a manifest, as edge.tolerance.reference_noise returns it.
+ * @param {{outputs: Array<{reference_noise?: number|null}>}} manifest
+ * @returns {number|null} null when no output has one
+ */
+export function referenceNoise(manifest) {
+  const values = manifest.outputs.map((o) => o.reference_noise).filter((v) => v !== undefined && v !== null);
+  return values.length ? maxOf(values.map(Number)) : null;
+}
+
+/**
  * A tolerance in words, for the page.
  * @param {object} tolerance
+ * @param {number|null} [noise] the largest outputs[].reference_noise (float32 tolerances only)
  * @returns {string}
  */
-export function describeTolerance(tolerance) {
-  if (tolerance.kind === 'scaled') return `error ≤ ${formatG(tolerance.max_scaled)} of the output's scale`;
+export function describeTolerance(tolerance, noise = null) {
+  if (tolerance.kind === 'scaled') {
+    let text = `error ≤ ${formatG(tolerance.max_scaled)} of the output's scale`;
+    if (noise !== null && noise !== undefined) text += ` + 2 × the reference's own float32 noise (${formatG(Number(noise), 3)})`;
+    return text;
+  }
   const range = `error ≤ ${formatG(tolerance.max_range_fraction * 100)}% of the output range`;
   if (tolerance.kind === 'float16') return `${range}, and within ${formatG(tolerance.max_twin_scaled)} of the float16 twin`;
   return `${range}, top-1 ≥ ${formatG(tolerance.min_top1 * 100)}% on decisive rows`;
@@ -145,7 +161,19 @@ export function describeTolerance(tolerance) {
 const percent = (x, digits) => `${(x * 100).toFixed(digits)}%`;
 
 /**
- * Judge one output's metrics against a tolerance, as edge.tolerance.judge does.
+ * The float32 bound on max_scaled, as edge.tolerance.scaled_limit: max_scaled + 2 * noise (plain without noise).
+ * @param {{max_scaled: number}} tolerance
+ * @param {number|null|undefined} noise
+ * @returns {number}
+ */
+export function scaledLimit(tolerance, noise) {
+  const limit = Number(tolerance.max_scaled);
+  return noise === null || noise === undefined ? limit : limit + 2.0 * Number(noise);
+}
+
+/**
+ * Judge one output's metrics against a tolerance, as edge.tolerance.judge does (a float32 tolerance reads
+ * metrics.reference_noise, which judgeOutputs sets from the manifest).
  * @param {{kind: string, max_scaled?: number, max_range_fraction?: number, max_twin_scaled?: number, min_top1?: number}} tolerance
  * @param {object} metrics what compareOutput returned
  * @returns {[boolean, string]} passed, and every reason it failed (joined by '; ')
@@ -156,9 +184,12 @@ export function judge(tolerance, metrics) {
   if (!['scaled', 'float16', 'quantized'].includes(kind)) throw new Error(`unknown tolerance kind '${kind}'`);
   const reasons = [];
   if (kind === 'scaled') {
-    const limit = Number(tolerance.max_scaled);
+    const noise = metrics.reference_noise;
+    const limit = scaledLimit(tolerance, noise);
     if (!(metrics.max_scaled <= limit)) {
-      reasons.push(`max error ${formatG(metrics.max_scaled, 3)} of the output's scale (max|ref|) > ${formatG(limit)}`);
+      const bound = noise === null || noise === undefined ? formatG(limit)
+        : `${formatG(limit, 3)} (${formatG(Number(tolerance.max_scaled))} + 2 × the reference's own float32 noise ${formatG(Number(noise), 3)})`;
+      reasons.push(`max error ${formatG(metrics.max_scaled, 3)} of the output's scale (max|ref|) > ${bound}`);
     }
   } else {
     const limit = Number(tolerance.max_range_fraction);
@@ -187,7 +218,7 @@ export function judge(tolerance, metrics) {
 
 /**
  * Compare every output of a run with the reference, as edge.tolerance.judge_outputs does.
- * @param {{task?: string, outputs: Array<{name: string, key: string, range: [number, number]}>}} manifest
+ * @param {{task?: string, outputs: Array<{name: string, key: string, range: [number, number], reference_noise?: number|null}>}} manifest
  * @param {object} tolerance
  * @param {Record<string, Array>} reference reference outputs per key
  * @param {Record<string, Array>} actual outputs per key
@@ -216,6 +247,10 @@ export function judgeOutputs(manifest, tolerance, reference, actual, twin = null
       result.passed = false;
       result.failures.push(`${out.name}: ${err.message}`);
       continue;
+    }
+    if (tolerance.kind === 'scaled' && out.reference_noise !== undefined && out.reference_noise !== null) {
+      metrics.reference_noise = Number(out.reference_noise);
+      metrics.max_scaled_allowed = scaledLimit(tolerance, metrics.reference_noise);
     }
     const [ok, reason] = judge(tolerance, metrics);
     Object.assign(metrics, { passed: ok, reason });

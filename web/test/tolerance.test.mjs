@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compareOutput, judge, judgeOutputs, formatG, describeTolerance, FLOAT32 } from '../src/tolerance.js';
+import { compareOutput, judge, judgeOutputs, formatG, describeTolerance, referenceNoise, FLOAT32 } from '../src/tolerance.js';
 
 // The same cases as tests/edge/test_tolerance.py; tests/web/test_web_tolerance.py also checks this port
 // against the Python implementation on random cases.
@@ -89,4 +89,22 @@ test('formatG matches Python format(x, "g"); tolerances in words', () => {
   assert.equal(describeTolerance(FLOAT32), "error ≤ 1e-05 of the output's scale");
   assert.equal(describeTolerance(Q), 'error ≤ 1% of the output range, top-1 ≥ 99% on decisive rows');
   assert.equal(describeTolerance(F16), 'error ≤ 0.1% of the output range, and within 1e-05 of the float16 twin');
+});
+
+test('float32: twice the reference noise joins the bound, as edge.tolerance does', () => {
+  const manifest = (noise) => ({ task: 'regression', outputs: [{ name: 'y', key: 'output_0', range: [0, 10], ...(noise === undefined ? {} : { reference_noise: noise }) }] });
+  const ref = { output_0: [[10], [5]] };
+  const act = { output_0: [[10 + 3e-4], [5]] };
+  assert.deepEqual(judgeOutputs(manifest(undefined), FLOAT32, ref, act).failures, ["y: max error 3e-05 of the output's scale (max|ref|) > 1e-05"]);
+  const noisy = judgeOutputs(manifest(1.82e-5), FLOAT32, ref, act);
+  assert.equal(noisy.passed, true);
+  assert.equal(noisy.outputs.y.reference_noise, 1.82e-5);
+  assert.deepEqual(judgeOutputs(manifest(5e-6), FLOAT32, ref, act).failures,
+    ["y: max error 3e-05 of the output's scale (max|ref|) > 2e-05 (1e-05 + 2 × the reference's own float32 noise 5e-06)"]);
+  assert.equal(referenceNoise(manifest(undefined)), null);
+  assert.equal(referenceNoise({ outputs: [{ reference_noise: 1e-7 }, {}, { reference_noise: 3e-7 }] }), 3e-7);
+  assert.equal(describeTolerance(FLOAT32, 1.82e-5), "error ≤ 1e-05 of the output's scale + 2 × the reference's own float32 noise (1.82e-05)");
+  // quantized tolerances never read it
+  const q = judgeOutputs(manifest(0.5), Q, { output_0: [[10], [0]] }, { output_0: [[10.2], [0]] });
+  assert.deepEqual(q.failures, ['y: max error 2.000% of the output range > 1%']);
 });
