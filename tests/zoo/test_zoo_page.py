@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import queue
 import threading
 from pathlib import Path
@@ -45,6 +46,8 @@ BACKENDS = ("wasm", "webgl", "cpu")  # the page's order of preference (web/src/b
 ROW = 0  # the golden row each page predicts
 TOP_K = 5  # what the picture panel lists (web/src/image-ui.js)
 TIMEOUT_MS = 180_000
+# What each page did (how the row was given, the backend, the worst error, the outcome), rewritten after each case.
+RECORD = Path(os.environ.get("ZOO_PAGE_REPORT") or Path(__file__).resolve().parents[2] / "test-artifacts" / "zoo_page.json")
 
 # Measured non-pass outcomes of the page, by model. Kinds: ``miss`` (the page's answer for the golden row is
 # outside the artifact's tolerance; number: its max error over the output's scale), ``error`` (the page did
@@ -258,6 +261,13 @@ def judge_row(manifest: dict[str, Any], golden: dict[str, Any], page: dict[str, 
     return judge_outputs(manifest, tolerance, reference, actual, twin)
 
 
+def record(model: str, **facts: Any) -> None:
+    data = json.loads(RECORD.read_text()) if RECORD.is_file() else {}
+    data[model] = {**data.get(model, {}), **facts}
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    RECORD.write_text(json.dumps(data, indent=1, allow_nan=True))
+
+
 def observe(zm: Any, chromium: PageThread, tmp: Path) -> tuple[str, str, float | None]:
     """What the page did for this model: ("pass", "", None), or (kind, message, number) as PAGE_EXPECTED."""
     assert zm.bundle is not None, f"convert failed: {zm.convert_error}"
@@ -277,6 +287,7 @@ def observe(zm: Any, chromium: PageThread, tmp: Path) -> tuple[str, str, float |
         return "error", seen["load_error"], None
     form = seen["form"]
     want = default_backend(manifest)
+    record(zm.name, via=action["via"], backend=form["backend"], verify_default=want, status=form["status"])
     if want is not None:
         assert form["backend"] == want, f"the page runs on {form['backend']}, verify passed {want} first ({form['status']})"
         assert form["fallback"] == "false", form["status"]
@@ -295,9 +306,10 @@ def observe(zm: Any, chromium: PageThread, tmp: Path) -> tuple[str, str, float |
     assert last["backend"] == form["backend"]
     check_shown(manifest, seen, last)
     verdict = judge_row(manifest, golden, last, reference_row)
+    worst = max(m["max_scaled"] for m in verdict["outputs"].values())
+    record(zm.name, max_scaled=worst, tolerance=graph_artifact(manifest).get("tolerance"), failures=verdict["failures"])
     if verdict["passed"]:
         return "pass", "", None
-    worst = max(m["max_scaled"] for m in verdict["outputs"].values())
     return "miss", "; ".join(verdict["failures"]), worst
 
 
@@ -318,7 +330,7 @@ def check_shown(manifest: dict[str, Any], seen: dict[str, Any], last: dict[str, 
     for out in last["outputs"]:
         meta = outputs[out["key"]]
         data = out["data"]
-        if classifier and len(data) > 1:
+        if classifier and len(out["shape"]) == 2 and out["shape"][1] > 1:  # class scores of one row
             k = int(np.argmax(data))
             label = meta["labels"][k] if meta.get("labels") else f"class {k}"
             assert f"{meta['name']}: {label} (" in seen["text"], (seen["text"], k)
@@ -329,6 +341,7 @@ def check_shown(manifest: dict[str, Any], seen: dict[str, Any], last: dict[str, 
 @pytest.mark.parametrize("model", list(_cases()))
 def test_zoo_page(zoo, chromium: PageThread, tmp_path: Path, model: str) -> None:
     kind, message, number = observe(zoo(model), chromium, tmp_path)
+    record(model, outcome=kind, message=message, number=number)
     want = PAGE_EXPECTED.get(model)
     if want is None:
         assert kind == "pass", f"{kind}: {message} ({number})"
@@ -338,3 +351,16 @@ def test_zoo_page(zoo, chromium: PageThread, tmp_path: Path, model: str) -> None
         assert message.startswith(want.text), message
     if want.number is not None:
         assert number is not None and close(number, want.number), f"measured {number:.3g}, recorded {want.number:.3g}: {message}"
+
+
+def test_a_changed_answer_fails_the_row() -> None:
+    """judge_row can fail: 2e-5 of the output's scale off on row 0 misses the float32 tolerance (1e-5)."""
+    manifest = {"task": "regression", "artifacts": [{"format": "tfjs_graph", "path": GRAPH, "tolerance": FLOAT32}],
+                "outputs": [{"name": "y", "key": "output_0", "range": [0.0, 10.0]}]}
+    golden = {"outputs": {"output_0": [[1.0], [10.0]]}}
+    near = {"outputs": [{"key": "output_0", "shape": [1, 1], "data": [1.0 + 5e-5]}]}
+    off = {"outputs": [{"key": "output_0", "shape": [1, 1], "data": [1.0 + 2e-4]}]}
+    assert judge_row(manifest, golden, near, None)["passed"]
+    verdict = judge_row(manifest, golden, off, None)
+    assert not verdict["passed"]
+    assert verdict["failures"] == ["y: max error 2e-05 of the output's scale (max|ref|) > 1e-05"]

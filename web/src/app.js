@@ -291,7 +291,9 @@ function describePrediction(outputs) {
   const m = state.manifest;
   const parts = [];
   for (const { out, data } of flatOutputs(outputs)) {
-    if (m.task === 'classification' && data.length > 1) {
+    // Class scores: one row of more than one class ([1, classes]); a sequence of them is shown as values.
+    const shape = outputs[out.key].shape;
+    if (m.task === 'classification' && shape.length === 2 && shape[0] === 1 && shape[1] > 1) {
       const k = data.indexOf(Math.max(...data));
       parts.push(`${out.name}: ${out.labels ? out.labels[k] : `class ${k}`} (${formatG(data[k], 4)})`);
     } else {
