@@ -42,6 +42,7 @@ class ZooModel:
     report: ParityReport | None
     seconds: dict[str, float] = field(default_factory=dict)
     entry: dict[str, Any] = field(default_factory=dict)  # what zoo_report.json holds for it (zoo_expected.check reads it)
+    model: Path | None = None  # the source model convert read
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +109,18 @@ def zoo_report() -> ZooReport:
     return ZooReport(REPORT)
 
 
+@pytest.fixture(scope="session")
+def zoo_built() -> dict[str, ZooModel]:
+    """The zoo models built in this session, by name: every module's ``zoo`` reads and fills it, so a model is
+    converted and verified once per session (test_zoo_page.py opens the bundles test_zoo.py made)."""
+    return {}
+
+
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory, zoo_runners: Runners, zoo_report: ZooReport, request) -> Callable[[str], ZooModel]:
-    """``zoo(name) -> ZooModel``: build, convert (CLI) and verify a zoo model once."""
-    cache: dict[str, ZooModel] = {}
+def zoo(tmp_path_factory, zoo_runners: Runners, zoo_report: ZooReport, zoo_built: dict[str, ZooModel],
+        request) -> Callable[[str], ZooModel]:
+    """``zoo(name) -> ZooModel``: build, convert (CLI) and verify a zoo model once per session."""
+    cache = zoo_built
     root = tmp_path_factory.mktemp("zoo")
 
     def get(name: str) -> ZooModel:
@@ -142,7 +151,7 @@ def zoo(tmp_path_factory, zoo_runners: Runners, zoo_report: ZooReport, request) 
                 report = verify_bundle(bundle, model=model, runners=zoo_runners)
                 seconds["verify"] = time.perf_counter() - begin
                 manifest = json.loads((bundle / "manifest.json").read_text())
-            cache[name] = ZooModel(name, None if error else bundle, error, manifest, report, seconds)
+            cache[name] = ZooModel(name, None if error else bundle, error, manifest, report, seconds, model=Path(model))
             zoo_report.add(cache[name])
         return cache[name]
 

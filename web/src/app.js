@@ -29,6 +29,7 @@ const state = {
   plan: null, // backendPlan(): the backends to try, in order, and the parity record's verdicts
   warmed: new Set(),
   last: null, // {values|tensors, outputs, backend, ms}
+  shown: null, // the last answer the page showed, from the form or a picture: {via, outputs, backend}
   predictions: 0,
 };
 
@@ -290,7 +291,9 @@ function describePrediction(outputs) {
   const m = state.manifest;
   const parts = [];
   for (const { out, data } of flatOutputs(outputs)) {
-    if (m.task === 'classification' && data.length > 1) {
+    // Class scores: one row of more than one class ([1, classes]); a sequence of them is shown as values.
+    const shape = outputs[out.key].shape;
+    if (m.task === 'classification' && shape.length === 2 && shape[0] === 1 && shape[1] > 1) {
       const k = data.indexOf(Math.max(...data));
       parts.push(`${out.name}: ${out.labels ? out.labels[k] : `class ${k}`} (${formatG(data[k], 4)})`);
     } else {
@@ -342,6 +345,7 @@ async function submit() {
   state.last = res;
   state.predictions += 1;
   showPrediction(res);
+  state.shown = { via: 'form', outputs, backend: res.backend };
   if (state.predictions === 1) performance.mark('deploykit:first-prediction');
   return res;
 }
@@ -689,7 +693,12 @@ async function start() {
   $('title').textContent = `Predict ${manifest.target || manifest.outputs[0].name} in your browser`;
   buildForm(manifest);
   markPicker(state.plan);
-  mountImage(manifest, { run: runModel, backend: () => tf.getBackend() });
+  mountImage(manifest, {
+    run: runModel,
+    backend: () => tf.getBackend(),
+    describe: describePrediction,
+    shown: (outputs) => (state.shown = { via: 'image', outputs, backend: tf.getBackend() }),
+  });
   const predictNow = prefillFromQuery();
   const startNote = await startModel(first, await artifacts, predictNow);
   $('backend').value = tf.getBackend();
@@ -735,6 +744,17 @@ window.deploykit = {
     };
   },
   memory: () => tf.memory(),
+  /**
+   * The last answer the page showed (the form's Predict or a picture), every output in full:
+   * {via: 'form'|'image', backend, outputs: [{key, shape, data}]} in the manifest's order; null before one.
+   */
+  last: () => state.shown && {
+    via: state.shown.via,
+    backend: state.shown.backend,
+    outputs: state.manifest.outputs.map((o) => ({
+      key: o.key, shape: state.shown.outputs[o.key].shape, data: Array.from(state.shown.outputs[o.key].data),
+    })),
+  },
   image: imageApi,
   runRows: async (rows) => {
     const m = state.manifest;

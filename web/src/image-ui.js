@@ -23,8 +23,12 @@ function el(tag, props = {}, ...children) {
 
 /**
  * Add the picture panel after #predict-form when the model takes one image; returns false otherwise.
+ * When the bundle does not say which pixel values the model takes, the panel only says how to fix that and
+ * the JSON box stays the way to predict.
  * @param {object} manifest
- * @param {{run: (inputs: object) => Promise<object>, backend: () => string}} hooks app.js's runModel and backend
+ * @param {{run: (inputs: object) => Promise<object>, backend: () => string,
+ *   describe?: (outputs: object) => string, shown?: (outputs: object) => void}} hooks app.js's runModel, backend,
+ *   the prediction line for outputs that are not class scores, and what to call once an answer is shown
  */
 export function mountImage(manifest, hooks) {
   const specs = imageInputs(manifest);
@@ -32,6 +36,17 @@ export function mountImage(manifest, hooks) {
   const spec = specs[0];
   const output = manifest.outputs[0];
   const classifier = manifest.task === 'classification';
+  if (!spec.pixels) {
+    const why = `This model takes a ${spec.width}×${spec.height} picture, but the bundle does not say which pixel ` +
+      'values it expects, so pictures cannot be used: re-convert with --image-scale LOW..HIGH (e.g. 0..1). ' +
+      'Meanwhile, type the input as JSON above.';
+    document.getElementById('predict-form').after(el('section', { id: 'image-panel', className: 'panel' },
+      el('h2', {}, 'Picture'), el('p', { id: 'image-msg', className: 'msg warning', role: 'status' }, why)));
+    return false;
+  }
+  // Top-k for class scores (one output, one row of more than one class); else the app's prediction line.
+  const ranked = classifier && manifest.outputs.length === 1 && Array.isArray(output.shape) &&
+    output.shape.length === 2 && output.shape[1] > 1;
 
   const file = el('input', { id: 'image-file', type: 'file', accept: 'image/png,image/jpeg,image/*' });
   const drop = el('div', { id: 'image-drop', className: 'drop', tabIndex: 0 },
@@ -42,9 +57,10 @@ export function mountImage(manifest, hooks) {
   const msg = el('p', { id: 'image-msg', className: 'msg', role: 'status' });
   const preview = el('img', { id: 'image-preview', alt: 'The picture the model saw' });
   const list = el('ol', { id: 'image-topk' });
+  const answer = el('p', { id: 'image-answer', className: 'prediction', hidden: true });
   const info = el('p', { id: 'image-info', className: 'muted' });
   const result = el('div', { id: 'image-result', className: 'image-result', hidden: true },
-    preview, el('div', {}, list, info));
+    preview, el('div', {}, list, answer, info));
   const hint = `The picture is resized to ${spec.width}×${spec.height} (stretched) and scaled to ` +
     (spec.pixels ? `${spec.pixels[0]}..${spec.pixels[1]}` : 'an unknown range') + ' on this device; nothing is uploaded.';
   const panel = el('section', { id: 'image-panel', className: 'panel' },
@@ -70,13 +86,20 @@ export function mountImage(manifest, hooks) {
     return tensorFromRGBA(rgba, spec);
   }
 
-  function show(scores, ms) {
-    const top = topK(scores, output.labels, TOP_K);
-    list.replaceChildren(...top.map((t) => el('li', { dataset: { index: String(t.index), score: String(t.score) } },
-      el('span', { className: 'label' }, t.label ?? `class ${t.index}`), ' ',
-      el('span', { className: 'score' }, classifier ? `${(t.score * 100).toFixed(1)} %` : formatG(t.score, 4)))));
+  function show(outputs, ms) {
     info.textContent = `Backend ${hooks.backend()} · ${ms.toFixed(1)} ms`;
     result.hidden = false;
+    list.hidden = !ranked;
+    answer.hidden = ranked;
+    if (!ranked) {
+      answer.textContent = hooks.describe ? hooks.describe(outputs) : Array.from(outputs[output.key].data.slice(0, 16), (v) => formatG(v, 7)).join(', ');
+      list.replaceChildren();
+      return [];
+    }
+    const top = topK(outputs[output.key].data, output.labels, TOP_K);
+    list.replaceChildren(...top.map((t) => el('li', { dataset: { index: String(t.index), score: String(t.score) } },
+      el('span', { className: 'label' }, t.label ?? `class ${t.index}`), ' ',
+      el('span', { className: 'score' }, `${(t.score * 100).toFixed(1)} %`))));
     return top;
   }
 
@@ -91,7 +114,8 @@ export function mountImage(manifest, hooks) {
       if (previewUrl) URL.revokeObjectURL(previewUrl);
       previewUrl = picture ? URL.createObjectURL(picture) : null;
       if (previewUrl) preview.src = previewUrl;
-      const top = show(outputs[output.key].data, ms);
+      const top = show(outputs, ms);
+      if (hooks.shown) hooks.shown(outputs);
       say('');
       count += 1;
       if (count === 1) performance.mark('deploykit:first-image-prediction');
