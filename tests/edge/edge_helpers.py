@@ -94,7 +94,8 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-async def acall(app: Any, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+async def acall(app: Any, method: str, path: str, body: bytes = b"",
+                content_type: bytes = b"application/json") -> tuple[int, bytes]:
     """One request to an ASGI app, in-process; (status, body)."""
     sent: list[dict] = []
     pending = [{"type": "http.request", "body": body, "more_body": False}]
@@ -106,6 +107,6 @@ async def acall(app: Any, method: str, path: str, body: bytes = b"") -> tuple[in
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"test"), (b"content-type", b"application/json")]}
+             "headers": [(b"host", b"test"), (b"content-type", content_type)]}
     await app(scope, receive, send)
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])

@@ -17,7 +17,7 @@ import pytest
 
 from edge import images
 from edge.inputs import InputError
-from edge_helpers import Server
+from edge_helpers import Server, acall
 
 SPEC = images.ImageInput("image", 32, 32, 3, (0.0, 255.0))
 
@@ -313,18 +313,7 @@ def test_a_big_upload_is_decoded_off_the_event_loop(image_bundle: dict[str, Any]
     assert len(small) <= INLINE_DECODE_BYTES < len(big)
 
     async def post(body: bytes) -> int:
-        sent: list[dict] = []
-        pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict:
-            return pending.pop() if pending else {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        await app({"type": "http", "method": "POST", "path": "/v1/models/colours:classify", "query_string": b"",
-                   "client": ("127.0.0.1", 1), "headers": [(b"content-type", b"image/png")]}, receive, send)
-        return sent[0]["status"]
+        return (await acall(app, "POST", "/v1/models/colours:classify", body, content_type=b"image/png"))[0]
 
     try:
         app.startup()

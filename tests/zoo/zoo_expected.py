@@ -206,13 +206,22 @@ def check(entry: dict[str, Any], short: str, runtime: str) -> None:
     """
     kind, message, number = observe(entry, short, runtime)
     want = expected_for(entry["model"], short, runtime)
+    assert_outcome(want, kind, message, number)
+    if want is not None and kind == "skipped":
+        assert NAMES_A_LAYER_OR_OP.search(message), f"the skip reason names no layer or op: {message}"
+
+
+def assert_outcome(want: Expect | None, kind: str, message: str, number: float | None) -> None:
+    """Assert one observed outcome against a table entry (None: it must pass); the page test uses it too.
+
+    Raises:
+        AssertionError: naming what happened instead.
+    """
     if want is None:
-        assert kind == "pass", f"{kind}: {message}"
+        assert kind == "pass", f"{kind}: {message} ({number})"
         return
     assert kind == want.kind, f"expected {want.kind} ({want.text or want.number}), got {kind}: {message or 'now passes: drop the entry'}"
     if want.text:
         assert message.startswith(want.text), message
-    if kind == "skipped":
-        assert NAMES_A_LAYER_OR_OP.search(message), f"the skip reason names no layer or op: {message}"
     if want.number is not None:
         assert number is not None and close(number, want.number), f"measured {number:.3g}, recorded {want.number:.3g}: {message}"
