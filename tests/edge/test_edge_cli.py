@@ -241,7 +241,10 @@ def test_selftest_on_golden_outside_float32_prints_no_numpy_warning(bundle_copy:
     (bundle_copy / "golden.json").write_text(json.dumps(golden))
     r = edge("selftest", str(bundle_copy))
     assert r.returncode == 1
-    assert r.stderr.splitlines() == ["Error: selftest failed: medv: max error inf of the output's scale (max|ref|) > 1e-05"]
+    noise = json.loads((bundle_copy / "manifest.json").read_text())["outputs"][0]["reference_noise"]
+    assert r.stderr.splitlines() == [
+        f"Error: selftest failed: medv: max error inf of the output's scale (max|ref|) > {1e-5 + 2 * noise:.3g} "
+        f"(1e-05 + 2 × the reference's own float32 noise {noise:.3g})"]
 
 
 def test_predict_all_rows_bad_and_one_row_good_messages(bundle: Path, tmp_path: Path) -> None:
