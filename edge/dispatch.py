@@ -60,6 +60,10 @@ class Dispatcher:
         self.log = log
         self.stats = DispatchStats()
         self.shadow_stats = ShadowStats()
+        # the server's shadow worker (edge.server.shadow_worker): while its ``full`` is set no copy is made,
+        # and each one not made is counted as dropped (making a copy costs the event loop more than the
+        # comparison costs the worker)
+        self.shadow_gate: Any = _NO_GATE
         self._sample = random.Random(None if seed is None else seed + 1).random
         self._config: Optional[rc.RolloutConfig] = None
         self.config = rc.ModelConfig()
@@ -334,6 +338,9 @@ class Dispatcher:
             return None
         if (share < 1.0 and self._sample() >= share) or shadow.state is not State.AVAILABLE:
             return None
+        if self.shadow_gate.full:
+            self.shadow_stats.drop()
+            return None
         return ShadowJob(shadow, manifest, value, self.shadow_stats, row=row)
 
     def _shadow_job(self, live: Version, outputs: Any, row: Optional[Sequence[float]] = None,
@@ -352,8 +359,20 @@ class Dispatcher:
         stats = self.shadow_stats
         if stats.version != number:
             self.shadow_stats = stats = ShadowStats(version=number)
+        if self.shadow_gate.full:
+            stats.drop()
+            return None
         manifest = (live.predictor if live.predictor is not None else shadow.predictor).manifest
         return ShadowJob(shadow, manifest, outputs, stats, row=row, run=run)
+
+
+class _NoGate:
+    """A dispatcher without a shadow worker (tests, the status command): never full."""
+
+    full = False
+
+
+_NO_GATE = _NoGate()
 
 
 def _value_runner(row: Sequence[float]) -> Callable[[Version], float]:

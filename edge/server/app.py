@@ -144,6 +144,7 @@ class EdgeApp(Lifecycle, Predicting):
         if model not in repo.models:
             raise EdgeError(f"--model {model!r} is not in the repository; it serves {', '.join(names) or 'no model'}")
         self.name = model
+        self.shadows = ShadowWorker(logs)  # the shadow jobs' thread (started at the first copy)
         self._served: dict[str, ServedModel] = {}
         self.default = self.served(model)
         self.dispatcher = self.default.dispatcher
@@ -160,7 +161,6 @@ class EdgeApp(Lifecycle, Predicting):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._scan_task: Optional[asyncio.Task] = None
         self._scan_timer: Optional[asyncio.TimerHandle] = None
-        self.shadows = ShadowWorker(logs)  # the shadow jobs' thread (started at the first copy)
         self.tfs = TFServing(self)
         self.oip = OpenInference(self)
         self.feedback = Feedback(self)
@@ -180,6 +180,7 @@ class EdgeApp(Lifecycle, Predicting):
         found = self._served.get(name)
         if found is None:
             found = self._served[name] = ServedModel(self.repo, name, self.config.max_batch, log=self._event)
+            found.dispatcher.shadow_gate = self.shadows  # a full shadow queue: no copy is even made
         return found
 
     @property
