@@ -101,3 +101,24 @@ def test_a_failing_shadow_is_counted_never_raised(tmp_path: Path) -> None:
     assert answer.outputs == 10.0 and worker.submit(answer)
     assert worker.stop() == 0
     assert (dispatcher.shadow_stats.errors, dispatcher.shadow_stats.compared, worker.failures) == (1, 0, 0)
+
+
+def test_while_the_queue_is_full_no_copy_is_made_until_it_is_worked_down(tmp_path: Path) -> None:
+    """A refused copy sets the worker's ``full``; the dispatcher then makes no copy (one-value and batch
+    answers alike), counting each as dropped, until the worker has worked its queue down to a quarter."""
+    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
+    started, gate = gated(repo)
+    worker = ShadowWorker(None, max_queue=4)
+    dispatcher.shadow_gate = worker
+    assert worker.submit(dispatcher.predict_value(ROW))
+    assert started.wait(10)
+    for _ in range(4):
+        assert worker.submit(dispatcher.predict_value(ROW))
+    assert not worker.full
+    assert not worker.submit(dispatcher.predict_value(ROW)) and worker.full  # refused: full from now on
+    assert dispatcher.predict_value(ROW).shadow is None
+    assert dispatcher.predict({"features": np.array([ROW, ROW])}).shadow is None
+    assert dispatcher.shadow_stats.dropped == 3
+    gate.set()
+    assert worker.stop() == 0
+    assert not worker.full and dispatcher.shadow_stats.compared == 5
