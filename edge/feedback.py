@@ -62,10 +62,10 @@ class PredictionIds:
 
 @dataclass
 class _Prediction:
-    number: int
+    """A prediction whose truth arrived (its id's number and time stay in the ring's columns)."""
+
     version: int
     value: Any  # float64 values (regression) or the predicted class (classification)
-    at: float
     truth: Any = None
     joined: bool = False
 
@@ -179,7 +179,7 @@ class FeedbackStore:
                 value: Any = int(predicted_class(np.asarray(entry, dtype=np.float64).reshape(1, -1))[0])
             else:
                 value = np.asarray(entry, dtype=np.float64).reshape(-1)
-            entry = self._answers[slot] = _Prediction(n, int(self._versions[slot]), value, self._times[slot])
+            entry = self._answers[slot] = _Prediction(int(self._versions[slot]), value)
         try:
             truth_value = self._truth(truth, entry)
         except InputError as exc:
