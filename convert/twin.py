@@ -11,7 +11,6 @@ float graph, matched to the float16 artifact operator by operator (``convert.tfl
 from __future__ import annotations
 
 import math
-
 from typing import Any, Mapping
 
 import numpy as np
@@ -125,19 +124,18 @@ def precision_check(fp16: bytes, inputs: Mapping[str, np.ndarray], twin: Mapping
     error: float | None = None
     try:
         try:
-            actual = run_flatbuffer(fp16, manifest_like, inputs)
+            error = _converter_error(run_flatbuffer(fp16, manifest_like, inputs), twin, reference, manifest_like)
         except RuntimeError:  # tf.lite's XNNPACK delegate refuses some float16 graphs (a DEPTHWISE_CONV_2D of
-            # MobileNetV2): both the artifact and its twin then run on the builtin kernels, so only the converter differs
-            if fp32 is None:
+            if fp32 is None:  # MobileNetV2)
                 raise
+            error = math.inf
+        if not math.isfinite(error) and fp32 is not None:
+            # refused, or answered NaN (TF 2.19's tf.lite XNNPACK on the test image CNN, which LiteRT and
+            # tflite-runtime run finitely): artifact and twin both on the builtin kernels, so only the
+            # converter differs
             actual = run_flatbuffer(fp16, manifest_like, inputs, delegates=False)
-            twin = run_flatbuffer(twin_flatbuffer(fp32, fp16), manifest_like, inputs, delegates=False)
-        error = _converter_error(actual, twin, reference, manifest_like)
-        if not math.isfinite(error) and fp32 is not None:  # TF 2.19's tf.lite XNNPACK answers NaN for some float16
-            # graphs that LiteRT and tflite-runtime run finitely (the test image CNN): the builtin kernels again
-            actual = run_flatbuffer(fp16, manifest_like, inputs, delegates=False)
-            twin = run_flatbuffer(twin_flatbuffer(fp32, fp16), manifest_like, inputs, delegates=False)
-            error = _converter_error(actual, twin, reference, manifest_like)
+            builtin_twin = run_flatbuffer(twin_flatbuffer(fp32, fp16), manifest_like, inputs, delegates=False)
+            error = _converter_error(actual, builtin_twin, reference, manifest_like)
         if not math.isfinite(error):  # never written into the manifest; the runtimes' verdict says what it does
             error = None
     except Exception:  # noqa: BLE001 - the runtimes' verdict will say why it cannot run
