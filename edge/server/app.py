@@ -22,7 +22,6 @@ import signal
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from edge import __version__
@@ -38,6 +37,7 @@ from edge.server.cors import CORSMiddleware
 from edge.server.fastpath import OneRowPath
 from edge.server.forms import Forms
 from edge.server.images import Images
+from edge.server.inference import InferenceThread
 from edge.server.lifecycle import Lifecycle
 from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, Request, Send, error_body,
                                   json_bytes, utc_now)
@@ -157,7 +157,7 @@ class EdgeApp(Lifecycle, Predicting):
         self.ready_error = "self-test has not run"
         self.predict_seconds: Optional[float] = None  # one prediction, timed at start-up
         self.inline = False  # ready, and predictions run on the event loop (the fast path may answer)
-        self._executor: Optional[ThreadPoolExecutor] = None  # the inference thread, when not inline
+        self._executor: Optional[InferenceThread] = None  # the inference thread, when not inline
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._scan_task: Optional[asyncio.Task] = None
         self._scan_timer: Optional[asyncio.TimerHandle] = None

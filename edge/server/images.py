@@ -166,10 +166,11 @@ class Images:
             return {spec.name: tensor}
 
         feed: Any = decode
-        if app.inline and len(body) > INLINE_DECODE_BYTES:  # a big picture: not decoded on the event loop
+        big = len(body) > INLINE_DECODE_BYTES  # a big picture: never decoded on the event loop
+        if big and app.inline:
             feed = await asyncio.to_thread(decode)
         outputs, outcome = await app.predict_inputs(feed, None, served, version=ref.number(),  # logged below
-                                                    label=ref.label, key=app.sticky_key(request, served))
+                                                    label=ref.label, key=app.sticky_key(request, served), heavy=big)
         request.after.append((outcome, served))
         scores = np.asarray(outputs[key], dtype=np.float64)
         scores = scores.reshape(scores.shape[0], -1)

@@ -3,11 +3,13 @@ repository's scans and shutdown.
 
 At start-up (the ASGI lifespan), after the versions were loaded and self-tested by the first scan, one
 prediction of a batch of one is timed (the median of ``TIMED_RUNS``); when it takes longer than
-``ServeConfig.offload_after`` (an image model), every prediction runs on the app's own inference thread
-(one thread, so one interpreter; ``Predictor`` keeps one per thread) and the event loop stays free, else
-predictions run inline (``inline``: the fast path may answer). A repository (not a single bundle) is
-scanned every ``poll_seconds`` and on SIGHUP, off the event loop, one scan at a time; readiness is worked
-out again after each. Shutdown stops the scans, the inference thread and the shadow worker (which first
+``ServeConfig.offload_after``, or the default model takes an image, the app gets its own inference thread
+(``edge.server.inference``; one thread, so one interpreter: ``Predictor`` keeps one per thread), else
+predictions run inline (``inline``: the fast path may answer). With the thread, a call that is alone and
+typically under ``offload_after`` still runs on the event loop (``edge.server.inference``; seeded with the
+faster of the two timings, the loop's and the thread's). A repository (not a single bundle) is scanned
+every ``poll_seconds`` and on SIGHUP, off the event loop, one scan at a time; readiness is worked out
+again after each. Shutdown stops the scans, the inference thread and the shadow worker (which first
 finishes the copies queued, up to ``SHADOW_DRAIN_SECONDS``) before the logs are closed.
 """
 
@@ -17,13 +19,13 @@ import asyncio
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
 
 from edge.repository import NotServed, Repository, State
 from edge.server.config import ServeConfig
+from edge.server.inference import InferenceThread
 from edge.server.shadow_worker import ShadowWorker
 from edge.telemetry import Telemetry
 
@@ -42,7 +44,7 @@ class Lifecycle:
     ready_error: str
     inline: bool
     predict_seconds: Optional[float]
-    _executor: Optional[ThreadPoolExecutor]
+    _executor: Optional[InferenceThread]
     _loop: Optional[asyncio.AbstractEventLoop]
     _scan_task: Optional[asyncio.Task]
     _scan_timer: Optional[asyncio.TimerHandle]
@@ -55,8 +57,9 @@ class Lifecycle:
             return
         self.predict_seconds = self._time_one_prediction()
         if (self.predict_seconds > self.config.offload_after or self.images.offloads()) and self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploykit-edge-inference")
-            self._executor.submit(self._time_one_prediction).result()  # loads the thread's own interpreter
+            self._executor = InferenceThread(self.config.offload_after)
+            there = self._executor.call(self._time_one_prediction)  # also loads the thread's own interpreter
+            self._executor.typical = min(self.predict_seconds, there)
         self.inline = self.ready and self._executor is None
 
     def update_ready(self) -> None:

@@ -3,8 +3,11 @@ input to the model's dispatcher (``edge.dispatch``) and back, the answer bodies,
 prediction-log rows, and the hand-off of shadow jobs to the shadow worker.
 
 Predictions run inline on the event loop when the model is fast (a tabular TFLite model answers in
-microseconds, far less than a thread hand-off costs), else on the inference thread (``run``;
-``edge.server.lifecycle`` decides at start-up). ``fast_one`` is the one-row fast path's prediction
+microseconds, far less than a thread hand-off costs), else through the inference thread
+(``edge.server.inference``; ``edge.server.lifecycle`` decides at start-up which of the two a server has),
+which still predicts on the event loop a call that is alone and cheap (``run``: no other counted request in
+flight, not ``heavy``, a call typically under ``ServeConfig.offload_after``), so that a lone client pays
+no thread hand-off and ``/healthz`` waits at most one such call. ``fast_one`` is the one-row fast path's prediction
 (``edge.server.fastpath``), ``predict_one`` / ``predict_one_async`` the general path's one row,
 ``predict_rows`` a batch of feature rows, ``predict_inputs`` input tensors (TF Serving, OIP, images).
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
@@ -22,6 +24,7 @@ from edge.dispatch import Outcome
 from edge.inputs import InputError, RowParser, parse_json
 from edge.repository import Repository
 from edge.server.config import ServeConfig
+from edge.server.inference import InferenceThread
 from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, json_float, outcome_headers, read_body
 from edge.server.served import ServedModel
 from edge.server.shadow_worker import ShadowWorker
@@ -47,13 +50,23 @@ class Predicting:
     name: str
     default: ServedModel
     rows: Optional[RowParser]
-    _executor: Optional[ThreadPoolExecutor]
+    _executor: Optional[InferenceThread]
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)``, a model call: inline, or on the inference thread (see the module's docstring)."""
-        if self._executor is None:
+    async def run(self, fn: Callable[..., T], *args: Any, heavy: bool = False) -> T:
+        """``fn(*args)``, a model call: inline, or through the inference thread (see the module's docstring);
+        ``heavy`` (a batch, or a big picture to decode first) always goes to the thread when there is one.
+
+        Raises:
+            Whatever ``fn`` raises.
+        """
+        thread = self._executor
+        if thread is None:
             return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await thread.run(fn, *args, alone=self._alone, heavy=heavy)
+
+    def _alone(self) -> bool:
+        """No counted request in flight but the one asking (``Telemetry.inflight``)."""
+        return self.telemetry.inflight <= 1
 
     def after_answer(self, outcome: Outcome, served: Optional[ServedModel] = None) -> None:
         """Hand an outcome's shadow job to the shadow worker, once the answer is sent (``served`` is kept
@@ -151,7 +164,7 @@ class Predicting:
         served = served or self.default
         inputs = served.reference.rows_to_inputs(x)
         d = served.dispatcher
-        outcome = await self.run(lambda: d.predict(inputs, key=key))
+        outcome = await self.run(lambda: d.predict(inputs, key=key), heavy=len(x) > 1)
         y = np.asarray(outcome.outputs[served.output_keys[0]], dtype=np.float64)
         self.telemetry.count_rows(x)
         self.log_outcome(log_rows, x, [value(r) for r in y], outcome, served)
@@ -160,9 +173,11 @@ class Predicting:
     async def predict_inputs(self, inputs: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]],
                              log_rows: list[list[Any]], served: ServedModel,
                              version: Optional[int] = None, label: Optional[str] = None,
-                             key: Optional[str] = None) -> tuple[dict[str, np.ndarray], Outcome]:
+                             key: Optional[str] = None, heavy: bool = False) -> tuple[dict[str, np.ndarray], Outcome]:
         """Predict checked input tensors (TF Serving's, OIP's) through the dispatcher; count and log them.
-        ``inputs`` may be a function that makes them (an image's decoding): it runs in the same ``run`` call.
+        ``inputs`` may be a function that makes them (an image's decoding): it runs in the same ``run`` call
+        (``heavy``: more than one prediction's work, e.g. a batch or a big picture, so never on the event loop;
+        a batch of tensors is heavy whatever the caller says).
 
         Raises:
             NotServed, DispatchError: no version could answer; EdgeError: inputs the model refuses.
@@ -174,7 +189,9 @@ class Predicting:
             made.append(inputs() if callable(inputs) else inputs)
             return d.predict(made[0], version=version, label=label, key=key)
 
-        outcome = await self.run(job)
+        if not callable(inputs):
+            heavy = heavy or any(a.shape[0] > 1 for a in inputs.values() if a.ndim)  # a batch
+        outcome = await self.run(job, heavy=heavy)
         inputs = made[0]
         outputs = outcome.outputs
         first = np.asarray(outputs[served.output_keys[0]], dtype=np.float64)

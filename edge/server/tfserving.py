@@ -141,12 +141,13 @@ class TFServing:
             return made
 
         feed: Any = inputs if b64 is None else decode
-        if b64 is not None and app.inline and len(body) > INLINE_DECODE_BYTES:  # as :classify (edge.server.images)
+        big = b64 is not None and len(body) > INLINE_DECODE_BYTES  # as :classify (edge.server.images)
+        if big and app.inline:
             feed = await asyncio.to_thread(decode)
         outputs, outcome = await app.predict_inputs(feed,
                                                     request.log_rows if b64 is None else None, served,
                                                     version=ref.number(), label=ref.label,
-                                                    key=app.sticky_key(request, served))
+                                                    key=app.sticky_key(request, served), heavy=big)
         request.after.append((outcome, served))
         keys = served.output_keys
         if b64 is not None:  # images are logged summarised, not as pixels
