@@ -13,9 +13,12 @@ bundle has no labels (``deploykit convert --labels FILE``).
 
 The image is decoded, resized and scaled by ``edge.images`` (the page does the same in
 ``web/src/image.js``); decoding runs where predictions run, in the same call (``EdgeApp.predict_inputs``
-takes a function that makes the inputs): on the inference thread when the default model takes an image
-(``Images.offloads``) or is slow; else on the event loop when the body is small (``INLINE_DECODE_BYTES``),
-and on a thread of its own first when it is not. The body
+takes a function that makes the inputs). A server whose default model takes an image has an inference
+thread (``Images.offloads``): a lone upload of one small picture is decoded and predicted on the event loop
+(no hand-off), one that arrives while others are in flight, a batch of b64 images or a body over
+``INLINE_DECODE_BYTES`` on the thread (``edge.server.inference``). Without the thread (the default model is
+fast and takes no image), a small body is decoded on the event loop, a bigger one on a thread of its own
+first. The body
 limit is the server's ``--max-body``; an image over ``edge.images.MAX_PIXELS`` is refused from its header.
 ``:predict`` accepts ``{"b64": ...}`` for an image input too (``b64_decoder``) and answers as TF Serving.
 
@@ -41,9 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from edge.server.served import ServedModel
 
 MAX_K = 1000
-#: when predictions run on the event loop (the default model is fast and takes no image, ``Images.offloads``),
-#: a body up to this size is decoded there with the prediction: a 96x96 JPEG (4 KB) decodes in ~0.2 ms; a
-#: bigger one (a 640x480 JPEG, 109 KB: ~8 ms) is decoded on a thread of its own, so the loop never waits for it
+#: a body up to this size may be decoded on the event loop with its prediction: a 96x96 JPEG (4 KB) decodes in
+#: ~0.2 ms; a bigger one (a 640x480 JPEG, 109 KB: ~8 ms) never is (the inference thread, or a thread of its own)
 INLINE_DECODE_BYTES = 32 * 1024
 
 
@@ -144,6 +146,7 @@ class Images:
         summaries: list[Optional[dict[str, Any]]] = []
 
         b64: Optional[Callable[[], Decoded]] = None
+        count = 1  # images in the request
         if ctype == JSON_TYPE:
             data = parse_json(body)
             instances = data.get("instances") if isinstance(data, dict) else None
@@ -152,6 +155,7 @@ class Images:
             if len(instances) > app.config.max_batch:
                 raise InputError(413, f"batch of {len(instances)} instances is over the limit of {app.config.max_batch}")
             b64 = b64_decoder(served.manifest, instances, served.manifest["inputs"], summarise)
+            count = len(instances)
             if b64 is None:
                 raise InputError(422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}')
 
@@ -169,8 +173,9 @@ class Images:
         big = len(body) > INLINE_DECODE_BYTES  # a big picture: never decoded on the event loop
         if big and app.inline:
             feed = await asyncio.to_thread(decode)
+        heavy = big or count > 1  # more than one prediction's work
         outputs, outcome = await app.predict_inputs(feed, None, served, version=ref.number(),  # logged below
-                                                    label=ref.label, key=app.sticky_key(request, served), heavy=big)
+                                                    label=ref.label, key=app.sticky_key(request, served), heavy=heavy)
         request.after.append((outcome, served))
         scores = np.asarray(outputs[key], dtype=np.float64)
         scores = scores.reshape(scores.shape[0], -1)
@@ -180,10 +185,11 @@ class Images:
                                             "predictions": predictions}), outcome_headers(outcome))
 
     def offloads(self) -> bool:
-        """Whether the app's default model takes an image: then predictions (and the decoding, in the same
-        call) run on the inference thread whatever one prediction costs (``EdgeApp.startup``), so that
-        ``/healthz`` answers while uploads are decoded and predicted. Without it, which side of the 2 ms
-        threshold a sub-millisecond image model lands on depends on the load at start-up."""
+        """Whether the app's default model takes an image: then it has an inference thread whatever one
+        prediction costs (``EdgeApp.startup``), so that ``/healthz`` answers while uploads are decoded and
+        predicted; a lone small upload still runs on the event loop (``edge.server.inference``). Without
+        it, which side of the 2 ms threshold a sub-millisecond image model lands on depends on the load at
+        start-up."""
         return bool(images.image_inputs(self.app.default.manifest))
 
     def describe(self, doc: dict[str, Any]) -> dict[str, Any]:

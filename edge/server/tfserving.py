@@ -147,7 +147,8 @@ class TFServing:
         outputs, outcome = await app.predict_inputs(feed,
                                                     request.log_rows if b64 is None else None, served,
                                                     version=ref.number(), label=ref.label,
-                                                    key=app.sticky_key(request, served), heavy=big)
+                                                    key=app.sticky_key(request, served),
+                                                    heavy=big or max(n_rows) > 1)  # a batch: never on the loop
         request.after.append((outcome, served))
         keys = served.output_keys
         if b64 is not None:  # images are logged summarised, not as pixels
