@@ -8,11 +8,15 @@ built at bench time and converted (float32 TFLite + TFJS graph) with a labels fi
   same runtime, input set once): a 96x96 JPEG upload to ``:classify``, a 640x480 JPEG upload (resized on
   the Pi), b64 JSON to ``:classify``, and TF Serving JSON ``instances`` to ``:predict`` (the same tensor as
   text, the old way). Rounds take turns (invoke, then each request kind), medians of every request.
-  The goal: a JPEG upload end to end within 1.5x the invoke time (reported as the ratio). The server runs
+  Each kind is reported as end to end / invoke and as overhead / invoke, the overhead being end to end
+  minus the invoke. The goal is on the overhead: the 96x96 JPEG upload's overhead at most 1.5x the invoke
+  time (so end to end at most 2.5x the invoke). The server runs
   with the interpreter threads the "auto" rule picks (``edge.runner``), measured here first, and the
   invoke is timed with that count too.
 * **spans**: the parts of one upload in this process (Pillow decode, resize + scale, predict, top-k), the
-  medians, to say where the time goes.
+  medians, to say where the time goes; and the whole ``:classify`` handler in-process through ASGI (no
+  socket) with the prediction on the event loop (a lone request, what ``edge.server.inference`` does) and
+  forced onto the inference thread (what a request does while others are in flight): the hand-off's cost.
 * **health under load**: ``/healthz`` latency (p50, p99) while 4 clients (threads of one other process)
   keep ``:classify`` JPEG uploads in flight. The goal: p99 <= 5 ms.
 * **page**: navigation to the first image prediction in headless Chromium, per backend (wasm, cpu,
@@ -45,7 +49,7 @@ sys.path.insert(0, str(ROOT / "tests" / "edge"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SIZE = 96
-GOAL_RATIO = 1.5
+GOAL_OVERHEAD = 1.5  # (end to end - invoke) / invoke, for the 96x96 JPEG upload
 BACKENDS = ["wasm", "cpu", "webgl"]
 
 
@@ -160,10 +164,11 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
                            "threads_reason": auto.threads_reason}
     for kind, values in samples.items():
         ms = [v * 1000 for v in values]
+        median = statistics.median(values)
         out[kind] = {"median_ms": statistics.median(ms), "p90_ms": float(np.percentile(ms, 90)), "n": len(ms),
-                     "vs_invoke": statistics.median(values) / invoke}
-    out["goal"] = f"jpeg_upload_96 end to end <= {GOAL_RATIO}x invoke"
-    out["goal_met"] = out["jpeg_upload_96"]["vs_invoke"] <= GOAL_RATIO
+                     "vs_invoke": median / invoke, "overhead_vs_invoke": (median - invoke) / invoke}
+    out["goal"] = f"jpeg_upload_96 overhead (end to end - invoke) <= {GOAL_OVERHEAD}x invoke"
+    out["goal_met"] = out["jpeg_upload_96"]["overhead_vs_invoke"] <= GOAL_OVERHEAD
     return out
 
 
@@ -192,7 +197,42 @@ def spans(bundle: Path, n: int) -> dict[str, Any]:
                 fn()
                 times[k].append(time.perf_counter() - t)
         out[name] = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    out["classify_asgi_96"] = handler_spans(bundle, jpeg(SIZE, SIZE), n)
     return out
+
+
+def handler_spans(bundle: Path, body: bytes, n: int) -> dict[str, float]:
+    """Medians (ms) of the whole ``:classify`` handler in-process (ASGI, no socket), the prediction on the
+    event loop (a lone request) and forced onto the inference thread, in turns."""
+    import asyncio
+
+    from edge.server import ServeConfig, build_app
+    from edge_helpers import acall
+
+    app = build_app(ServeConfig(bundle=str(bundle), variant="float32", threads=1))
+    app.startup()
+    thread = app._executor
+    assert thread is not None, "an image model has an inference thread"
+    path = f"/v1/models/{app.name}:classify"
+    under = thread.inline_under
+    times: dict[str, list[float]] = {"inline": [], "thread": []}
+
+    async def rounds() -> None:
+        for i in range(n + 10):
+            for kind, threshold in (("inline", under), ("thread", 0.0)):
+                thread.inline_under = threshold  # 0: every call is queued on the thread
+                t = time.perf_counter()
+                status, answer = await acall(app, "POST", path, body, content_type=b"image/jpeg")
+                if status != 200:
+                    raise RuntimeError(f"{path}: HTTP {status} {answer[:200]!r}")
+                if i >= 10:
+                    times[kind].append(time.perf_counter() - t)
+
+    try:
+        asyncio.run(rounds())
+    finally:
+        app.shutdown()
+    return {f"handler_{k}": statistics.median(v) * 1000 for k, v in times.items()}
 
 
 _LOAD_CLIENTS = """
@@ -323,14 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(result, indent=2))
     r = result["runner"]
     print(f"load average {load[0]:.1f} at start, {result['load_average_at_end'][0]:.1f} at end, {result['cpus']} CPUs")
-    print(f"runner (median of every request, ms; x the interpreter's invoke), {r['threads']} interpreter "
-          f"thread(s) ({r['threads_reason']}):")
+    print(f"runner (median of every request, ms; end to end / invoke; overhead (end to end - invoke) / invoke), "
+          f"{r['threads']} interpreter thread(s) ({r['threads_reason']}):")
     for kind in ["invoke", "jpeg_upload_96", "jpeg_upload_640x480", "b64_json_classify", "json_instances_predict"]:
         size = f", body {r['bytes'][kind]:,} B" if kind in r["bytes"] else ""
-        print(f"  {kind:24s} {r[kind]['median_ms']:8.3f} ms  p90 {r[kind]['p90_ms']:8.3f}  {r[kind]['vs_invoke']:6.2f}x{size}")
+        print(f"  {kind:24s} {r[kind]['median_ms']:8.3f} ms  p90 {r[kind]['p90_ms']:8.3f}  {r[kind]['vs_invoke']:6.2f}x"
+              f"  overhead {r[kind]['overhead_vs_invoke']:6.2f}x{size}")
     print(f"  goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'}")
     for name, parts in result["spans"].items():
-        print(f"spans of one {name} upload in-process (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+        what = "the :classify handler via ASGI" if name.startswith("classify_asgi") else "one upload"
+        print(f"spans of {what}, {name}, in-process (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     h = result["health_under_load"]
     print(f"/healthz with 4 clients uploading: p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms "
           f"(n {h['n']}); goal {h['goal']}: {'met' if h['goal_met'] else 'NOT met'}")

@@ -14,7 +14,6 @@ no thread hand-off and ``/healthz`` waits at most one such call. ``fast_one`` is
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, Callable, Optional, TypeVar
 
