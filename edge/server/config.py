@@ -46,8 +46,8 @@ class ServeConfig:
     max_connections: int = LIMIT_DEFAULTS.max_connections
     graceful_timeout: float = LIMIT_DEFAULTS.graceful_timeout
     # inference: the interpreter's threads (None: measured per model, the "auto" rule of edge.threads), and the
-    # prediction time (measured at start-up) above which predictions run on a worker thread instead of the
-    # event loop (edge.server.app)
+    # prediction time (measured at start-up, then the recent calls' median) above which predictions run on the
+    # inference thread instead of the event loop (edge.server.lifecycle, edge.server.inference)
     threads: Optional[int] = None
     offload_after: float = 0.002
 
