@@ -14,11 +14,14 @@ the event loop instead when the call is alone and cheap:
   had one turn, ``asyncio.sleep(0)``, so that the requests read in the same turn have started and been
   counted), nothing is queued on the thread, and the call is not ``heavy`` (a batch, or a big picture to
   decode first: the caller knows);
-* and a call typically takes under ``inline_under`` seconds (``ServeConfig.offload_after``): the median
-  of the last ``RECENT`` calls' own durations (inline or on the thread; ``heavy`` ones left out), seeded
-  with the time measured at start-up. A ``/healthz`` that arrives during an inline call waits for at most
-  that one call; a device that becomes busy (calls slower than the threshold) sends every call to the
-  thread, and back when it calms down.
+* and a call typically costs under ``inline_under`` seconds (``ServeConfig.offload_after``): the median
+  of the last ``RECENT`` calls' CPU time on the thread that ran them (``time.thread_time``; inline or on
+  the thread, ``heavy`` ones left out), seeded with the time measured at start-up. CPU time is what the
+  call costs, not how long a loaded device kept it waiting (preempted, or waiting for the GIL): the litert
+  and tflite-runtime kernels compute on the calling thread (with more interpreter threads, XNNPACK's pool
+  includes it: its share) and so does Pillow, so on an idle device it is about the call's wall time. A ``/healthz`` that arrives during an inline call
+  waits for at most that one call; a model that turns slow (an input that costs more, a runtime that
+  changed) goes to the thread after a few calls, and back when it is cheap again.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class InferenceThread:
     def __init__(self, inline_under: float = 0.0, seconds: Optional[float] = None, name: str = NAME) -> None:
         self.inline_under = inline_under
         self._recent: collections.deque[float] = collections.deque(maxlen=RECENT)
-        #: a call's typical duration (seconds): the median of the recent ones, or what start-up measured
+        #: a call's typical cost (CPU seconds): the median of the recent ones, or what start-up measured
         self.typical = float("inf") if seconds is None else seconds
         self.queued = 0  # calls handed to the thread and not yet back (changed on the event loop only)
         self.inline_calls = 0
@@ -71,7 +74,7 @@ class InferenceThread:
         return self._thread.name
 
     def _note(self, seconds: float) -> None:
-        """One call's duration (either thread); ``typical`` becomes the median of the recent ones."""
+        """One call's CPU seconds (either thread); ``typical`` becomes the median of the recent ones."""
         recent = self._recent
         recent.append(seconds)
         self.typical = sorted(recent)[len(recent) // 2]
@@ -82,14 +85,14 @@ class InferenceThread:
             if job is None:
                 return
             fn, args, done, timed = job
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
                 done(None, exc)
             else:
                 if timed:
-                    self._note(time.perf_counter() - start)
+                    self._note(time.thread_time() - start)
                 done(result, None)
             del job, fn, args, done  # no reference to the last call's inputs while idle
 
@@ -105,9 +108,9 @@ class InferenceThread:
             await asyncio.sleep(0)  # the requests read with this one start, and are counted, first
             if self.queued == 0 and alone():
                 self.inline_calls += 1
-                start = time.perf_counter()
+                start = time.thread_time()
                 result = fn(*args)
-                self._note(time.perf_counter() - start)
+                self._note(time.thread_time() - start)
                 return result
         self.thread_calls += 1
         loop = asyncio.get_running_loop()

@@ -143,10 +143,12 @@ def test_a_batch_or_a_big_upload_goes_to_the_thread_even_alone(image_app: tuple[
 
 def test_healthz_answers_while_a_slow_image_model_predicts(image_app: tuple[Any, list[str]],
                                                            image_bundle: dict[str, Any]) -> None:
-    """The model turns slow (a sleep around its real predict): the first lone upload still runs on the event
-    loop (the model was fast until then, and a call holds the loop for at most itself), the next goes to the
-    inference thread, and /healthz answers while it predicts."""
+    """The model turns slow (0.1 s of computing before its real predict, hashing with the GIL released as
+    the interpreter's kernels run): the first lone upload still runs on the event loop (the model was fast
+    until then, and a call holds the loop for at most itself), the next goes to the inference thread, and
+    /healthz answers while it predicts."""
     import asyncio
+    import hashlib
     import threading
 
     from edge.server.inference import NAME
@@ -154,12 +156,15 @@ def test_healthz_answers_while_a_slow_image_model_predicts(image_app: tuple[Any,
     app, where = image_app
     real = app.p.predict
     slow = 0.1
+    block = bytes(1 << 20)
 
-    def sleepy(inputs: Any) -> Any:
-        time.sleep(slow)
+    def costly(inputs: Any) -> Any:
+        start = time.thread_time()
+        while time.thread_time() - start < slow:
+            hashlib.sha256(block)  # releases the GIL for a buffer this big
         return real(inputs)
 
-    app.p.predict = sleepy
+    app.p.predict = costly  # type: ignore[method-assign]
     small = image_bundle["pngs"][0].read_bytes()
 
     async def scenario() -> float:
