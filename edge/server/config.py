@@ -50,6 +50,9 @@ class ServeConfig:
     # inference thread instead of the event loop (edge.server.lifecycle, edge.server.inference)
     threads: Optional[int] = None
     offload_after: float = 0.002
+    # with the inference thread: a lone call that typically costs under this (CPU seconds) still runs on the
+    # event loop, no hand-off (half of /healthz's 5 ms goal: a health check waits for at most one such call)
+    inline_under: float = 0.0025
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)

@@ -6,7 +6,7 @@ prediction of a batch of one is timed (the median of ``TIMED_RUNS``); when it ta
 ``ServeConfig.offload_after``, or the default model takes an image, the app gets its own inference thread
 (``edge.server.inference``; one thread, so one interpreter: ``Predictor`` keeps one per thread), else
 predictions run inline (``inline``: the fast path may answer). With the thread, a call that is alone and
-typically under ``offload_after`` still runs on the event loop (``edge.server.inference``; seeded with the
+typically under ``ServeConfig.inline_under`` still runs on the event loop (``edge.server.inference``; seeded with the
 faster of the two timings, the loop's and the thread's). A repository (not a single bundle) is scanned
 every ``poll_seconds`` and on SIGHUP, off the event loop, one scan at a time; readiness is worked out
 again after each. Shutdown stops the scans, the inference thread and the shadow worker (which first
@@ -57,7 +57,7 @@ class Lifecycle:
             return
         self.predict_seconds = self._time_one_prediction()
         if (self.predict_seconds > self.config.offload_after or self.images.offloads()) and self._executor is None:
-            self._executor = InferenceThread(self.config.offload_after)
+            self._executor = InferenceThread(self.config.inline_under)
             there = self._executor.call(self._time_one_prediction)  # also loads the thread's own interpreter
             self._executor.typical = min(self.predict_seconds, there)
         self.inline = self.ready and self._executor is None

@@ -6,7 +6,7 @@ Predictions run inline on the event loop when the model is fast (a tabular TFLit
 microseconds, far less than a thread hand-off costs), else through the inference thread
 (``edge.server.inference``; ``edge.server.lifecycle`` decides at start-up which of the two a server has),
 which still predicts on the event loop a call that is alone and cheap (``run``: no other counted request in
-flight, not ``heavy``, a call typically under ``ServeConfig.offload_after``), so that a lone client pays
+flight, not ``heavy``, a call typically under ``ServeConfig.inline_under``), so that a lone client pays
 no thread hand-off and ``/healthz`` waits at most one such call. ``fast_one`` is the one-row fast path's
 prediction (``edge.server.fastpath``), ``predict_one`` / ``predict_one_async`` the general path's one row,
 ``predict_rows`` a batch of feature rows, ``predict_inputs`` input tensors (TF Serving, OIP, images).

@@ -15,7 +15,7 @@ import pytest
 
 from edge.server.inference import NAME, RECENT, InferenceThread
 
-CHEAP = 0.002  # the threshold of these tests (ServeConfig.offload_after's default)
+CHEAP = 0.0025  # the threshold of these tests (ServeConfig.inline_under's default)
 
 
 def where() -> str:
