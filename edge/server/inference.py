@@ -14,14 +14,15 @@ the event loop instead when the call is alone and cheap:
   had one turn, ``asyncio.sleep(0)``, so that the requests read in the same turn have started and been
   counted), nothing is queued on the thread, and the call is not ``heavy`` (a batch, or a big picture to
   decode first: the caller knows);
-* and a call typically costs under ``inline_under`` seconds (``ServeConfig.inline_under``, 2.5 ms): the median
-  of the last ``RECENT`` calls' CPU time on the thread that ran them (``time.thread_time``; inline or on
-  the thread, ``heavy`` ones left out), seeded with the time measured at start-up. CPU time is what the
-  call costs, not how long a loaded device kept it waiting (preempted, or waiting for the GIL): the litert
-  and tflite-runtime kernels compute on the calling thread (with more interpreter threads, XNNPACK's pool
-  includes it: its share) and so does Pillow, so on an idle device it is about the call's wall time. A ``/healthz`` that arrives during an inline call
-  waits for at most that one call; a model that turns slow (an input that costs more, a runtime that
-  changed) goes to the thread after a few calls, and back when it is cheap again.
+* and a call typically costs under ``inline_under`` seconds (``ServeConfig.inline_under``, 2.5 ms): the
+  median of the last ``RECENT`` calls' CPU time on the thread that ran them (``time.thread_time``; inline
+  or on the thread, ``heavy`` ones left out), seeded with the time measured at start-up. CPU time is what
+  the call costs, not how long a loaded device kept it waiting (preempted, or waiting for the GIL): the
+  litert and tflite-runtime kernels compute on the calling thread (with more interpreter threads, XNNPACK's
+  pool includes it: its share) and so does Pillow, so on an idle device it is about the call's wall time.
+  A ``/healthz`` that arrives during an inline call waits for at most that one call; a model that turns
+  slow (an input that costs more, a runtime that changed) goes to the thread after a few calls, and back
+  when it is cheap again.
 """
 
 from __future__ import annotations
