@@ -189,7 +189,7 @@ class Predicting:
             return d.predict(made[0], version=version, label=label, key=key)
 
         if not callable(inputs):
-            heavy = heavy or any(a.shape[0] > 1 for a in inputs.values() if a.ndim)  # a batch
+            heavy = heavy or any(np.ndim(a) and np.shape(a)[0] > 1 for a in inputs.values())  # a batch
         outcome = await self.run(job, heavy=heavy)
         inputs = made[0]
         outputs = outcome.outputs

@@ -181,3 +181,19 @@ def test_healthz_answers_while_a_slow_image_model_predicts(image_app: tuple[Any,
     seconds = asyncio.run(scenario())
     assert where == [threading.current_thread().name, NAME]
     assert seconds < slow / 2, seconds
+
+
+def test_a_batch_of_tensors_goes_to_the_thread_one_row_stays_inline(image_app: tuple[Any, list[str]]) -> None:
+    """TF Serving's JSON ``instances`` to an image model's ``:predict``: one row alone is inline, two rows in
+    one request are a batch (the thread), whatever the caller marked."""
+    import asyncio
+
+    app, _ = image_app
+    row = np.zeros((32, 32, 3)).tolist()
+    calls = []
+    for rows in (1, 2):
+        status, answer = asyncio.run(acall(app, "POST", "/v1/models/colours:predict",
+                                           json.dumps({"instances": [row] * rows}).encode()))
+        assert status == 200, answer
+        calls.append((app._executor.inline_calls, app._executor.thread_calls))
+    assert calls == [(1, 0), (1, 1)]
