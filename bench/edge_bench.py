@@ -166,10 +166,17 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def start(cmd: list[str], port: int, timeout: float = 120, env: dict | None = None) -> tuple[subprocess.Popen, float]:
-    """Start a server; return it and the seconds from process start to the first 200 on /predict_json."""
+def start(cmd: list[str], port: int, timeout: float = 120, env: dict | None = None,
+          cwd: Path | None = None) -> tuple[subprocess.Popen, float]:
+    """Start a server (in ``cwd``, this repository by default: ``python -m edge`` imports the ``edge`` of its
+    working directory first, whatever PYTHONPATH says); return it and the seconds from process start to the
+    first 200 on /predict_json.
+
+    Raises:
+        RuntimeError: the server exited, or did not answer within ``timeout`` seconds.
+    """
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=cwd or REPO, env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"{cmd} exited: {proc.stderr.read().decode()[-2000:]}")
@@ -262,8 +269,8 @@ def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds:
     runs: dict[str, list[dict]] = {name: [] for name in servers}
     rss: dict[str, float] = {}
     try:
-        for name, (cmd, port, *env) in servers.items():
-            proc, startup = start(cmd, port, env=env[0] if env else None)
+        for name, (cmd, port, *more) in servers.items():  # more: (env,) or (env, cwd)
+            proc, startup = start(cmd, port, env=more[0] if more else None, cwd=more[1] if len(more) > 1 else None)
             procs[name] = (proc, port, startup)
             for _ in range(200):  # warm up
                 post_once(port)
@@ -413,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.before_tree is not None:
         servers["edge_before"] = ([sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(before_port),
                                    "--workers", str(args.workers)], before_port,
-                                  {**ENV, "PYTHONPATH": str(args.before_tree.resolve())})
+                                  {**ENV, "PYTHONPATH": str(args.before_tree.resolve())}, args.before_tree.resolve())
     results.update(measure_servers(servers, args, args.rounds))
     api = api_timings(args.bundle, args.model, args.api_repeats)
     memory = rss_per_version(work, args.bundle)

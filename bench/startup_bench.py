@@ -3,7 +3,8 @@
 Each tree (this checkout, and every ``--tree PATH``, e.g. a worktree of main) is started in turn,
 ``--repeats`` times round-robin (so a slow spell of a shared machine hits each alike), with
 ``PYTHONPATH`` set to the tree; the median, the minimum and every run are reported, and the ratio of each
-tree's median to this tree's. Also, once per tree, what ``python -X importtime`` says the serve path
+tree's median to this tree's; so is the server's CPU time (user + system) until its first 200, which a
+loaded machine disturbs less than the wall clock. Also, once per tree, what ``python -X importtime`` says the serve path
 imports (the top-level packages' cumulative microseconds, largest first).
 
     python bench/startup_bench.py --bundle B [--tree /work/main] [--repeats 15] [--json out.json]
@@ -33,12 +34,20 @@ def serve_cmd(bundle: Path, port: int) -> list[str]:
     return [sys.executable, "-m", "edge", "serve", str(bundle), "--port", str(port)]
 
 
-def once(tree: Path, bundle: Path) -> float:
-    """Seconds from spawn to the first 200 of one server run from ``tree`` (stopped after)."""
+def cpu_seconds(pid: int) -> float:
+    """The user + system CPU seconds a process has used so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def once(tree: Path, bundle: Path) -> tuple[float, float]:
+    """Seconds from spawn to the first 200 of one server run from ``tree``, and the CPU seconds the server
+    used until then (less sensitive to a loaded machine than the wall clock); the server is stopped after."""
     port = free_port()
-    proc, seconds = start(serve_cmd(bundle, port), port, env={**ENV, "PYTHONPATH": str(tree)})
+    proc, seconds = start(serve_cmd(bundle, port), port, env={**ENV, "PYTHONPATH": str(tree)}, cwd=tree)
+    cpu = cpu_seconds(proc.pid)
     stop(proc)
-    return seconds
+    return seconds, cpu
 
 
 def imports(tree: Path, bundle: Path) -> list[tuple[str, int]]:
@@ -46,7 +55,7 @@ def imports(tree: Path, bundle: Path) -> list[tuple[str, int]]:
     of a server run until its first 200."""
     port = free_port()
     cmd = [sys.executable, "-X", "importtime", *serve_cmd(bundle, port)[1:]]
-    proc, _ = start(cmd, port, env={**ENV, "PYTHONPATH": str(tree)})
+    proc, _ = start(cmd, port, env={**ENV, "PYTHONPATH": str(tree)}, cwd=tree)
     proc.terminate()
     err = proc.communicate(timeout=30)[1].decode()
     out = []
@@ -67,22 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     trees = {"this": REPO, **{str(t): t.resolve() for t in args.tree}}
     runs: dict[str, list[float]] = {name: [] for name in trees}
+    cpus: dict[str, list[float]] = {name: [] for name in trees}
     once(REPO, args.bundle)  # warm the page cache
     for r in range(args.repeats):
         for name, tree in trees.items():
-            runs[name].append(once(tree, args.bundle))
-        print(f"  round {r + 1}/{args.repeats} " + "  ".join(f"{n} {runs[n][-1]:.3f} s" for n in trees), flush=True)
+            wall, cpu = once(tree, args.bundle)
+            runs[name].append(wall)
+            cpus[name].append(cpu)
+        print(f"  round {r + 1}/{args.repeats} "
+              + "  ".join(f"{n} {runs[n][-1]:.3f} s (cpu {cpus[n][-1]:.2f})" for n in trees), flush=True)
     med = {name: statistics.median(v) for name, v in runs.items()}
-    print(f"\n{'tree':24} {'median s':>9} {'min s':>9} {'vs this':>8}")
+    cpu_med = {name: statistics.median(v) for name, v in cpus.items()}
+    print(f"\n{'tree':24} {'median s':>9} {'min s':>9} {'vs this':>8} {'cpu s':>7} {'vs this':>8}")
     for name, values in runs.items():
-        print(f"{name:24} {med[name]:9.3f} {min(values):9.3f} {med[name] / med['this']:8.2f}")
+        print(f"{name:24} {med[name]:9.3f} {min(values):9.3f} {med[name] / med['this']:8.2f} "
+              f"{cpu_med[name]:7.2f} {cpu_med[name] / cpu_med['this']:8.2f}")
     top = {}
     for name, tree in trees.items():
         top[name] = imports(tree, args.bundle)[:12]
         print(f"\n{name}: top-level imports (cumulative ms)")
         print("  " + ", ".join(f"{mod} {us / 1000:.0f}" for mod, us in top[name]))
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "median_s": med, "imports": top,
+        args.json.write_text(json.dumps({"runs": runs, "median_s": med, "cpu_s": cpus, "cpu_median_s": cpu_med, "imports": top,
                                          "command": " ".join(["bench/startup_bench.py", *(argv or sys.argv[1:])]),
                                          "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}, indent=1))
     return 0
