@@ -7,7 +7,11 @@ tree's median to this tree's; so is the server's CPU time (user + system) until 
 loaded machine disturbs less than the wall clock. Also, once per tree, what ``python -X importtime`` says the serve path
 imports (the top-level packages' cumulative microseconds, largest first).
 
-    python bench/startup_bench.py --bundle B [--tree /work/main] [--repeats 15] [--json out.json]
+    python bench/startup_bench.py --bundle B [--tree /work/main] [--repeats 15] [--compile] [--json out.json]
+
+Each tree is started from its own folder (``python -m edge`` imports the working directory's ``edge``).
+Without --compile, a tree without ``__pycache__`` run with PYTHONDONTWRITEBYTECODE=1 compiles every module
+it imports at each start.
 
 Raises nothing of its own; a server that does not answer within 120 s stops the run (RuntimeError).
 """
@@ -19,14 +23,13 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from edge_bench import ENV, free_port, start, stop  # noqa: E402
+from edge_bench import ENV, compile_bytecode, free_port, start, stop  # noqa: E402
 
 
 def serve_cmd(bundle: Path, port: int) -> list[str]:
@@ -73,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="another checkout to start side by side (repeatable)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--compile", action="store_true",
+                        help="compile each tree's edge bytecode first (as pip install does; edge_bench's default)")
     args = parser.parse_args(argv)
     trees = {"this": REPO, **{str(t): t.resolve() for t in args.tree}}
+    if args.compile:
+        for tree in trees.values():
+            compile_bytecode(tree)
     runs: dict[str, list[float]] = {name: [] for name in trees}
     cpus: dict[str, list[float]] = {name: [] for name in trees}
     once(REPO, args.bundle)  # warm the page cache
