@@ -1,8 +1,9 @@
 """Counters and a latency histogram, and their Prometheus text exposition (through ``prometheus_client``).
 
 ``Metrics`` counts (in bulk, with numpy); ``edge.exposition.Exposition``, a custom collector, hands the counted
-state to ``prometheus_client`` to write (both imported at the first ``render``, not at start-up). The metric names and values are those of every release so far; the text is
-``prometheus_client``'s (a count is written ``60.0``)."""
+state to ``prometheus_client`` to write (both imported at the first ``render``, not at start-up). The metric
+names and values are those of every release so far; the text is ``prometheus_client``'s (a count is written
+``60.0``)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ matcher), ``messages`` (what the parts share: request, answer, errors, body read
 ``EdgeApp``, its route table, ``build_app``, ``app_from_env``; ``lifecycle`` and ``predictions`` are its
 start-up/scans/shutdown and its prediction methods), ``shadow_worker`` (the shadow jobs' thread),
 ``fastpath`` (the one-row path, outermost), ``cors`` (a middleware), ``tfserving`` (TF Serving's REST
-API), ``forms`` (the HTML pages), ``openapi``.
+API), ``forms`` (the HTML pages), ``openapi``, ``later`` (the handlers of the parts imported on their first
+request: the pages, OIP, feedback, OpenAPI).
 What the server counts lives in ``edge.telemetry``.
 
 Routes: ``POST /predict_json``, ``GET /form``, ``POST /predict_form``, TF Serving's
@@ -15,8 +16,9 @@ Every error is JSON ``{"success": false, "error": "..."}`` (the form route answe
 out of the app: unexpected exceptions become a 500 answer.
 
 The names below are imported on first use (PEP 562), so that ``from edge.server import ServeConfig`` (the
-CLI's parser reads its defaults) does not import the app and what it brings (numpy, the runtimes' modules). The OpenAPI document's
-function is ``edge.server.openapi.openapi`` (``edge.server.openapi`` is its module).
+CLI's parser reads its defaults) does not import the app and what it brings (numpy, the runtimes'
+modules). The OpenAPI document's function is ``edge.server.openapi.openapi`` (``edge.server.openapi`` is
+its module).
 """
 
 from __future__ import annotations

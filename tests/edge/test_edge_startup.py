@@ -77,13 +77,15 @@ def test_serve_path_imports_no_part_before_its_first_request(bundle: Path) -> No
     assert out["predict"] == [200, []]
     # each part comes in with its first request, and answers as before
     assert out["form"] == [200, ["edge.server.forms"]]
-    assert out["metrics"] == [200, ["prometheus_client", "edge.exposition", "edge.rollout_metrics", "edge.server.forms"]]
+    assert out["metrics"] == [200, ["prometheus_client", "edge.exposition", "edge.rollout_metrics",
+                                    "edge.server.forms"]]
     assert out["openapi"] == [200, ["prometheus_client", "edge.exposition", "edge.rollout_metrics", "edge.oip",
                                     "edge.server.forms", "edge.server.openapi"]]
 
 
 def test_the_cli_parser_does_not_import_the_server() -> None:
-    code = "import sys; from edge.cli import build_parser; build_parser(); print([m for m in ('edge.server.app', 'numpy') if m in sys.modules])"
+    code = ("import sys; from edge.cli import build_parser; build_parser(); "
+            "print([m for m in ('edge.server.app', 'numpy') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
