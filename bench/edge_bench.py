@@ -12,7 +12,9 @@ The same load generator drives all three: wrk (`apt-get install -y wrk`) when it
 asyncio client; 8 connections, fixed duration. The ceiling and the edge run side by side and are loaded
 in turn, --rounds times (medians reported, every round kept in the JSON), so a slow spell of the machine
 hits both alike. Also measured: resident memory of the whole process
-tree after loading and after the load, process start to the first 200, and one prediction through the
+tree after loading and after the load, process start to the first 200 (baseline and edge: the median of
+1 + --start-repeats starts, taken in turn; the trees' ``edge`` bytecode compiled first, as ``pip install``
+does, unless --from-source), and one prediction through the
 Python API (edge `Predictor.predict_value`; `predict_row` and `predict_rows` for a batch of one shown too) against Keras
 `predict_on_batch` on a one-row DataFrame.
 
@@ -166,10 +168,17 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def start(cmd: list[str], port: int, timeout: float = 120, env: dict | None = None) -> tuple[subprocess.Popen, float]:
-    """Start a server; return it and the seconds from process start to the first 200 on /predict_json."""
+def start(cmd: list[str], port: int, timeout: float = 120, env: dict | None = None,
+          cwd: Path | None = None) -> tuple[subprocess.Popen, float]:
+    """Start a server (in ``cwd``, this repository by default: ``python -m edge`` imports the ``edge`` of its
+    working directory first, whatever PYTHONPATH says); return it and the seconds from process start to the
+    first 200 on /predict_json.
+
+    Raises:
+        RuntimeError: the server exited, or did not answer within ``timeout`` seconds.
+    """
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=cwd or REPO, env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"{cmd} exited: {proc.stderr.read().decode()[-2000:]}")
@@ -262,8 +271,8 @@ def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds:
     runs: dict[str, list[dict]] = {name: [] for name in servers}
     rss: dict[str, float] = {}
     try:
-        for name, (cmd, port, *env) in servers.items():
-            proc, startup = start(cmd, port, env=env[0] if env else None)
+        for name, (cmd, port, *more) in servers.items():  # more: (env,) or (env, cwd)
+            proc, startup = start(cmd, port, env=more[0] if more else None, cwd=more[1] if len(more) > 1 else None)
             procs[name] = (proc, port, startup)
             for _ in range(200):  # warm up
                 post_once(port)
@@ -292,6 +301,30 @@ def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds:
             **({"shadow": shadows[name]} if shadows.get(name) else {}),
         }
     return out
+
+
+def start_medians(servers: dict[str, tuple], repeats: int) -> dict[str, list[float]]:
+    """Each server started ``repeats`` more times, in turn (so a slow spell hits each alike): the seconds from
+    process start to its first 200, every run (the figure is their median with the first start's)."""
+    runs: dict[str, list[float]] = {name: [] for name in servers}
+    for _ in range(repeats):
+        for name, (cmd, port, *more) in servers.items():
+            proc, seconds = start(cmd, port, env=more[0] if more else None, cwd=more[1] if len(more) > 1 else None)
+            stop(proc)
+            runs[name].append(seconds)
+    return runs
+
+
+def compile_bytecode(tree: Path) -> None:
+    """Compile ``tree``'s ``edge`` package into its ``__pycache__`` folders, as ``pip install`` does for an
+    installed deploykit: a checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module
+    from source at each start (measured: about a third of the edge's start-up CPU).
+
+    Raises:
+        subprocess.CalledProcessError: a module does not compile.
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "edge"], cwd=tree, env=ENV, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def api_timings(bundle: Path, model: Path, repeats: int) -> dict:
@@ -369,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--model", type=Path, help="the .keras model the bundle was converted from (baseline)")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per server and round")
+    parser.add_argument("--start-repeats", type=int, default=4,
+                        help="baseline and edge are started this many more times, in turn: start-up is the median")
+    parser.add_argument("--from-source", action="store_true",
+                        help="do not compile the trees' bytecode first (each start compiles edge from source when "
+                             "PYTHONDONTWRITEBYTECODE is set and no __pycache__ is there)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="ceiling and edge are loaded in turn this many times (medians reported)")
     parser.add_argument("--connections", type=int, default=8)
@@ -413,8 +451,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.before_tree is not None:
         servers["edge_before"] = ([sys.executable, "-m", "edge", "serve", str(args.bundle), "--port", str(before_port),
                                    "--workers", str(args.workers)], before_port,
-                                  {**ENV, "PYTHONPATH": str(args.before_tree.resolve())})
+                                  {**ENV, "PYTHONPATH": str(args.before_tree.resolve())}, args.before_tree.resolve())
+    if not args.from_source:  # as installed: pip compiles the bytecode
+        compile_bytecode(REPO)
+        if args.before_tree is not None:
+            compile_bytecode(args.before_tree.resolve())
     results.update(measure_servers(servers, args, args.rounds))
+    starts = start_medians({"baseline": ([sys.executable, str(work / "baseline.py"), str(args.model), str(port)], port),
+                            "edge": servers["edge"]}, args.start_repeats)
+    for name, runs in starts.items():
+        results[name]["start_runs_s"] = [results[name]["start_to_first_200_s"], *runs]
+        results[name]["start_to_first_200_s"] = statistics.median(results[name]["start_runs_s"])
     api = api_timings(args.bundle, args.model, args.api_repeats)
     memory = rss_per_version(work, args.bundle)
 
@@ -437,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'requests/s':32} {b['rps']:12.0f} {c['rps']:12.0f} {e['rps']:12.0f}")
     print(f"{'p99 latency (ms)':32} {b['p99_ms']:12.2f} {c['p99_ms']:12.2f} {e['p99_ms']:12.2f}")
     print(f"{'resident memory, all procs (MB)':32} {b['rss_mb']:12.1f} {c['rss_mb']:12.1f} {e['rss_mb']:12.1f}")
-    print(f"{'start to first 200 (s)':32} {b['start_to_first_200_s']:12.2f} {c['start_to_first_200_s']:12.2f} {e['start_to_first_200_s']:12.2f}")
+    print(f"{'start to first 200, median (s)':32} {b['start_to_first_200_s']:12.2f} {c['start_to_first_200_s']:12.2f} {e['start_to_first_200_s']:12.2f}")
     print(f"{'one prediction, Python API (us)':32} {api['keras_s'] * 1e6:12.1f} {'':>12} {api['edge_s'] * 1e6:12.1f}"
           f"   (predict_value; predict_row {api['edge_row_s'] * 1e6:.1f}, predict_rows {api['edge_rows_s'] * 1e6:.1f})")
     print()
@@ -468,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{names[key]:32} {value:10.3g}   goal {goal:10} {'met' if met[key] else 'NOT MET'}")
     report = {"servers": results, "api": api, "rollout_memory": memory, "ratios": ratios, "goals": GOALS, "met": met,
               "command": " ".join([Path(sys.executable).name, "bench/edge_bench.py", *(argv or sys.argv[1:])]),
+              "bytecode": "from source" if args.from_source else "compiled first (python -m compileall edge)",
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))

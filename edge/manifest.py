@@ -17,6 +17,7 @@ from edge.errors import BundleError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 GOLDEN = "golden.json"
+_VALIDATED: set[str] = set()  # manifest texts that passed ``validate`` in this process (``load`` checks each once)
 
 
 @lru_cache(maxsize=1)
@@ -68,14 +69,15 @@ def _not_json_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _read_json(path: Path, what: str) -> Any:
-    """Parse a bundle JSON file strictly: UTF-8, no NaN/Infinity, not nested absurdly deep.
+def _read_json(path: Path, what: str, text: str | None = None) -> Any:
+    """Parse a bundle JSON file strictly (or ``text``, already read from it): UTF-8, no NaN/Infinity, not
+    nested absurdly deep.
 
     Raises:
         BundleError: naming the file and what is wrong.
     """
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json_constant)
+        return json.loads(path.read_text(encoding="utf-8") if text is None else text, parse_constant=_not_json_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{what} is not valid JSON ({exc}); re-create the bundle") from None
     except RecursionError:
@@ -109,8 +111,17 @@ def load(bundle: Path) -> dict[str, Any]:
         raise BundleError(
             f"{str(bundle)!r} is not a deploykit bundle (no manifest.json); pass the folder `deploykit convert` wrote"
         )
-    manifest = _read_json(path, f"manifest.json in {str(bundle)!r}")
-    validate(manifest)
+    try:
+        text: str | None = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = None  # _read_json names the problem
+    manifest = _read_json(path, f"manifest.json in {str(bundle)!r}", text)
+    if text is None or text not in _VALIDATED:  # start-up reads a bundle's manifest twice (scan, Bundle.open)
+        validate(manifest)
+        if text is not None:
+            if len(_VALIDATED) >= 64:
+                _VALIDATED.clear()
+            _VALIDATED.add(text)
     return manifest
 
 

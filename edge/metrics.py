@@ -1,19 +1,17 @@
 """Counters and a latency histogram, and their Prometheus text exposition (through ``prometheus_client``).
 
-``Metrics`` counts (in bulk, with numpy); ``Exposition``, a custom collector, hands the counted state to
-``prometheus_client`` to write. The metric names and values are those of every release so far; the text is
-``prometheus_client``'s (a count is written ``60.0``)."""
+``Metrics`` counts (in bulk, with numpy); ``edge.exposition.Exposition``, a custom collector, hands the counted
+state to ``prometheus_client`` to write (both imported at the first ``render``, not at start-up). The metric
+names and values are those of every release so far; the text is ``prometheus_client``'s (a count is written
+``60.0``)."""
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -117,73 +115,17 @@ class Metrics:
     def render(self, info: dict[str, str], drift: list[dict[str, Any]], log_errors: int = 0,
                state: dict[str, Any] | None = None, inflight: int = 0, extra: Any = None) -> str:
         """The ``/metrics`` body: this process's counters, or ``state`` (several workers' merged ``state()``),
-        written by ``prometheus_client`` from ``Exposition``."""
+        written by ``prometheus_client`` from ``edge.exposition.Exposition``."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from edge.exposition import Exposition
+
         state = self.state(log_errors, inflight) if state is None else state
         registry = CollectorRegistry(auto_describe=False)
         registry.register(Exposition(self.feature_names, info, state, drift))
         if extra is not None:
             registry.register(extra)
         return generate_latest(registry).decode("utf-8")
-
-
-class Exposition(Collector):
-    """A custom ``prometheus_client`` collector over counted state (``Metrics.state()`` or several merged):
-    the counting stays in ``Metrics`` (bulk, numpy), the collector only reads its result."""
-
-    def __init__(self, feature_names: Sequence[str], info: dict[str, str], state: dict[str, Any],
-                 drift: list[dict[str, Any]]) -> None:
-        self.feature_names, self.info, self.state, self.drift = list(feature_names), info, state, drift
-
-    def collect(self) -> Iterator[Metric]:
-        state, drift = self.state, self.drift
-        info = GaugeMetricFamily("deploykit_model_info", "The loaded model artifact.", labels=list(self.info))
-        info.add_metric([str(v) for v in self.info.values()], 1)
-        yield info
-        requests = CounterMetricFamily("deploykit_requests", "HTTP requests by route and status.",
-                                       labels=["route", "status"])
-        for route, status, n in state["requests"]:
-            requests.add_metric([route, str(status)], n)
-        yield requests
-        latency = HistogramMetricFamily("deploykit_request_duration_seconds", "Request latency by route.",
-                                        labels=["route"])
-        hist, sums = state["hist"], state["hist_sum"]
-        for route in sorted(hist):
-            cumulative, buckets = 0, []
-            for bound, n in zip(BUCKETS, hist[route]):
-                cumulative += n
-                buckets.append((_num(bound), cumulative))
-            buckets.append(("+Inf", cumulative + hist[route][-1]))
-            latency.add_metric([route], buckets, sums[route])
-        yield latency
-        yield CounterMetricFamily("deploykit_predictions", "Rows predicted.", value=state["predictions"])
-        out = CounterMetricFamily("deploykit_input_out_of_range",
-                                  "Input values outside the training range, per feature.", labels=["feature"])
-        for name in self.feature_names:
-            out.add_metric([name], state["out_of_range"].get(name, 0))
-        yield out
-        yield GaugeMetricFamily("deploykit_inflight_requests", "Requests being served now.", value=state["inflight"])
-        yield CounterMetricFamily("deploykit_rejected_busy", "Requests answered 503 over the concurrency limit.",
-                                  value=state["rejected_busy"])
-        yield CounterMetricFamily("deploykit_log_lines_dropped",
-                                  "Log lines that could not be written (full disk, removed folder).",
-                                  value=state["log_errors"])
-        stat = GaugeMetricFamily("deploykit_drift_ks_statistic",
-                                 "Two-sample KS statistic, recent inputs vs training sample.", labels=["feature"])
-        pvalue = GaugeMetricFamily("deploykit_drift_ks_pvalue", "Two-sample KS p-value.", labels=["feature"])
-        detected = GaugeMetricFamily("deploykit_drift_detected",
-                                     "1 when the feature's p-value is below alpha over a full enough window.",
-                                     labels=["feature"])
-        for d in drift:
-            if d["statistic"] is not None:
-                stat.add_metric([d["feature"]], d["statistic"])
-            if d["p_value"] is not None:
-                pvalue.add_metric([d["feature"]], d["p_value"])
-            detected.add_metric([d["feature"]], 1 if d["drifted"] else 0)
-        yield stat
-        yield pvalue
-        yield detected
-        yield GaugeMetricFamily("deploykit_drift_window_rows", "Rows in the drift window.",
-                                value=drift[0]["n"] if drift else 0)
 
 
 def merge_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -165,7 +165,7 @@ def _serve_defaults() -> dict[str, Any]:
     """``ServeConfig``'s defaults: the one place the HTTP limits' defaults are written."""
     import dataclasses
 
-    from edge.server import ServeConfig
+    from edge.server.config import ServeConfig
 
     return {f.name: f.default for f in dataclasses.fields(ServeConfig)}
 

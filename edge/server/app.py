@@ -22,34 +22,36 @@ import signal
 import sys
 import time
 import uuid
-from typing import Any, Optional
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Optional
 
 from edge import __version__
 from edge.dispatch import DispatchError
 from edge.errors import EdgeError
 from edge.inputs import InputError
-from edge.logs import CsvLogs
 from edge.repository import NotServed, Repository
-from edge.rollout_metrics import RolloutCollector
 from edge.runner import Predictor
 from edge.server.config import CONFIG_ENV, ServeConfig, limits
 from edge.server.cors import CORSMiddleware
 from edge.server.fastpath import OneRowPath
-from edge.server.forms import Forms
 from edge.server.images import Images
 from edge.server.inference import InferenceThread
 from edge.server.lifecycle import Lifecycle
 from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, Request, Send, error_body,
                                   json_bytes, utc_now)
-from edge.server.openapi import handler as document
+from edge.server.later import Later, document_later
 from edge.server.routing import Route, Router
-from edge.server.feedback import Feedback
-from edge.server.oip import OpenInference
 from edge.server.predictions import Predicting, value
 from edge.server.served import ServedModel, open_repository
 from edge.server.shadow_worker import ShadowWorker
 from edge.server.tfserving import CONVERTERS, TFServing
 from edge.telemetry import Telemetry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edge.logs import CsvLogs
+    from edge.server.feedback import Feedback
+    from edge.server.forms import Forms
+    from edge.server.oip import OpenInference
 
 GET = ("GET", "HEAD")
 POST = ("POST",)
@@ -59,14 +61,14 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 def routes(app: "EdgeApp") -> list[Route]:
     """The route table: every path the server answers, its methods, its handler and its documentation (the
     names of its request body and answers in ``edge.server.openapi.catalog``); /openapi.json is made from it."""
-    tfs, forms, v2, feedback = app.tfs, app.forms, app.oip, app.feedback
+    tfs, forms, v2, feedback = app.tfs, Later(app, "forms"), Later(app, "oip"), Later(app, "feedback")
     oip_model, oip_ready = "OIP v2: model metadata.", "OIP v2: model ready."
     oip_infer = "OIP v2 inference: typed tensors (JSON, or Triton's binary extension)."
     table = [
         Route(POST, "/predict_json", app.predict_json, "predict_json", predicts=True, request="rows", response="prediction",
               summary="Predict one row or a list of rows (the course's contract)."),
         Route(GET, "/form", forms.form, "form", summary="The HTML form.", response="page"),
-        Route(POST, "/predict_form", forms.predict_form, "predict_form", predicts=True, error_page=forms.error_page,
+        Route(POST, "/predict_form", forms.predict_form, "predict_form", predicts=True, error_page=lambda error: app.forms.error_page(error),
               summary="Predict from the HTML form.", request="form", response="result_page"),
         Route(GET, "/healthz", app.healthz, "healthz", limited=False, summary="Alive.", response="alive"),
         Route(GET, "/readyz", app.readyz, "readyz", limited=False, response="ready",
@@ -109,7 +111,7 @@ def routes(app: "EdgeApp") -> list[Route]:
               response="oip_outputs", summary=oip_infer),
     ]
     # the document of this very table, itself included
-    table.append(Route(GET, "/openapi.json", document(app, table), "openapi", summary="This document."))
+    table.append(Route(GET, "/openapi.json", document_later(app, table), "openapi", summary="This document."))
     return table
 
 
@@ -130,7 +132,7 @@ class EdgeApp(Lifecycle, Predicting):
     TALLY_EVERY = Telemetry.TALLY_EVERY
     value = staticmethod(value)
 
-    def __init__(self, repo: Repository, config: ServeConfig, logs: Optional[CsvLogs] = None,
+    def __init__(self, repo: Repository, config: ServeConfig, logs: Optional["CsvLogs"] = None,
                  model: Optional[str] = None) -> None:
         self.repo = repo
         self.config = config
@@ -162,12 +164,32 @@ class EdgeApp(Lifecycle, Predicting):
         self._scan_task: Optional[asyncio.Task] = None
         self._scan_timer: Optional[asyncio.TimerHandle] = None
         self.tfs = TFServing(self)
-        self.oip = OpenInference(self)
-        self.feedback = Feedback(self)
-        self.forms = Forms(self)
-        self.images = Images(self)
+        self.images = Images(self)  # its offloads() is asked at start-up
         self.router = Router(routes(self), CONVERTERS)
         self._asgi = OneRowPath(self, CORSMiddleware(self._http, config.allow_origins, self.router, self._record))
+
+    # ------------------------------------------------------------------ parts made on first use
+
+    @cached_property
+    def forms(self) -> "Forms":
+        """The HTML pages (``edge.server.forms``), imported at the first page request."""
+        from edge.server.forms import Forms
+
+        return Forms(self)
+
+    @cached_property
+    def oip(self) -> "OpenInference":
+        """The Open Inference Protocol v2 routes (``edge.server.oip``), imported at their first request."""
+        from edge.server.oip import OpenInference
+
+        return OpenInference(self)
+
+    @cached_property
+    def feedback(self) -> "Feedback":
+        """The feedback and repository routes (``edge.server.feedback``), imported at their first request."""
+        from edge.server.feedback import Feedback
+
+        return Feedback(self)
 
     # ------------------------------------------------------------------ models
 
@@ -326,6 +348,8 @@ class EdgeApp(Lifecycle, Predicting):
         return 503, JSON_TYPE, json_bytes({"ready": False, "success": False, "error": self.ready_error, **extra}), []
 
     async def metrics(self, request: Request) -> Answer:
+        from edge.rollout_metrics import RolloutCollector  # prometheus_client: imported at the first scrape
+
         rollout = RolloutCollector(self.repo, {name: m.dispatcher for name, m in self._served.items()})
         return 200, METRICS_TYPE, await self.telemetry.exposition(self.info, rollout), []
 
@@ -354,6 +378,8 @@ def build_app(config: ServeConfig, log_suffix: str = "") -> EdgeApp:
         features: list[str] = []
         if len(names) == 1 and names[0] in repo.models:
             features = ServedModel(repo, names[0], config.max_batch).feature_names
+        from edge.logs import CsvLogs
+
         logs = CsvLogs(config.log_dir, features, suffix=log_suffix,
                        max_bytes=config.log_max_bytes, backups=config.log_backups)
     return EdgeApp(repo, config, logs, model=app_model)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from edge.server.app import EdgeApp
 
 _perf_counter = time.perf_counter
+# The answer's content-length header for the lengths a one-row answer has (made once, not per request).
+_LENGTHS = [(b"content-length", b"%d" % n) for n in range(512)]
 
 
 class OneRowPath:
@@ -34,6 +36,7 @@ class OneRowPath:
         self.check_origin = bool(app.config.allow_origins)
         self._config: object = None
         self._sticky = b""
+        self._versions: dict[int, tuple[bytes, bytes]] = {}  # x-model-version header by version number
 
     def sticky(self) -> bytes:
         """The canary's sticky header name (lower case bytes), from the current rollout config."""
@@ -89,8 +92,12 @@ class OneRowPath:
             return
         telemetry.enter()
         try:
-            headers = [JSON_HEADER, (b"content-length", b"%d" % len(answer)),
-                       (b"x-model-version", b"%d" % outcome.version), (b"x-prediction-id", pid)]
+            n = len(answer)
+            version = self._versions.get(outcome.version)
+            if version is None:
+                version = self._versions[outcome.version] = (b"x-model-version", b"%d" % outcome.version)
+            headers = [JSON_HEADER, _LENGTHS[n] if n < 512 else (b"content-length", b"%d" % n), version,
+                       (b"x-prediction-id", pid)]
             if outcome.fallback:
                 headers.append((b"x-fallback", b"true"))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
