@@ -84,6 +84,32 @@ class ShadowStats:
                 self.top1_differs += 1
             self.last = d
 
+    def record_many(self, results: Sequence[Optional[tuple[float, float, Optional[float], float]]]) -> None:
+        """Count a batch of comparisons the worker process sent back (``(absolute, relative, top1, score)``
+        each, None for a failed shadow prediction), under one hold of the lock; the same counts and sums,
+        in the same order, as ``record`` / ``failed`` one by one."""
+        a, r = self.absolute, self.relative
+        ab, rb, ac, rc = a.bounds, r.bounds, a.counts, r.counts
+        last = None
+        with self.lock:
+            for d in results:
+                if d is None:
+                    self.errors += 1
+                    continue
+                absolute, relative, top1 = d[0], d[1], d[2]
+                self.compared += 1
+                ac[bisect.bisect_left(ab, absolute)] += 1
+                a.count += 1
+                a.sum += absolute if isfinite(absolute) else 0.0
+                rc[bisect.bisect_left(rb, relative)] += 1
+                r.count += 1
+                r.sum += relative if isfinite(relative) else 0.0
+                if top1:
+                    self.top1_differs += 1
+                last = d
+            if last is not None:
+                self.last = Disagreement(*last)
+
     def failed(self) -> None:
         with self.lock:
             self.errors += 1
@@ -91,6 +117,20 @@ class ShadowStats:
     def drop(self) -> None:
         with self.lock:
             self.dropped += 1
+
+
+class ShadowTarget:
+    """Where a model's copies go while its shadow stays the same: the shadow ``Version``, the live manifest
+    (how to compare), the ``ShadowStats`` they are counted in, and how the worker process loads the version
+    (the repository's ``loader`` and the model's ``variant``). The dispatcher makes one per change of
+    shadow version (``Dispatcher._target``); the server's worker tags the copies with it."""
+
+    __slots__ = ("version", "manifest", "stats", "loader", "variant", "tid")
+
+    def __init__(self, version: Any, manifest: dict[str, Any], stats: ShadowStats, loader: Any,
+                 variant: Optional[str]) -> None:
+        self.version, self.manifest, self.stats, self.loader, self.variant = version, manifest, stats, loader, variant
+        self.tid = 0  # the worker process's tag for it (0: not told yet)
 
 
 class ShadowJob:
