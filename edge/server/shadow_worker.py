@@ -129,6 +129,7 @@ class ShadowWorker:
         self._folder: Optional[str] = None
         self._died_at = -1e9
         self._told: set[int] = set()  # the targets the running process was told about
+        self._said = False
 
     # ------------------------------------------------------------------ the request's side
 
@@ -218,6 +219,13 @@ class ShadowWorker:
         except OSError:
             stats.dropped += n
             self._died()
+            return
+        except Exception as exc:  # noqa: BLE001 - a copy that cannot be sent (pickled) must not break the loop
+            stats.dropped += n
+            if not self._said:
+                self._said = True
+                self.log(f"a shadow copy could not be sent to the worker process ({type(exc).__name__}: {exc}); "
+                         "such copies are dropped (counted)")
             return
         self._pending[seq] = (kind, target, lives, ids)
         self.outstanding += n
