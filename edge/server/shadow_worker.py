@@ -73,7 +73,9 @@ class Feed:
             self.target = target
         items = self.items
         items.append((row, value, live, pid))
-        worker.added(self, len(items))
+        n = len(items)
+        if n == 1 or n >= worker.batch:
+            worker.added(self, n)
 
     def job(self, target: ShadowTarget, live: int, inputs: Any, outputs: Any, ids: list[str]) -> None:
         """Any other answer's copy: ``inputs`` (a batch's ``{input: array}``, or one row for ``outputs`` a
@@ -165,7 +167,7 @@ class ShadowWorker:
     def added(self, feed: Feed, n: int) -> None:
         """A feed holds ``n`` copies: schedule its send (first copy: ``FLUSH_SECONDS``; ``BATCH``: now)."""
         if n != 1 and n < self.batch:
-            return
+            return  # (Feed.value checks this itself)
         loop = self.loop
         if loop is None:
             try:
