@@ -17,11 +17,10 @@ Per request (``Dispatcher.predict_value`` for the one-value row path, ``Dispatch
 3. *Canary health.* A canary request's outcome (error, failed check, and, when a disagreement limit is
    configured, its disagreement with ``stable`` on the same input, computed inline) goes to the
    ``RollbackMonitor``; when it fires, the repository takes the canary label out (``take_out``).
-4. *Shadow.* When a shadow version is configured and AVAILABLE, a sampled share of requests is copied: in
-   the server, appended (row or inputs, live answer, ids) to the model's ``shadow_sink`` batch for the
-   shadow worker process (``edge.server.shadow_worker``); without a sink (tests, the status command) the
-   outcome carries a ``shadow`` job (``edge.shadow.ShadowJob``) to call. Either predicts on the shadow
-   version and records the disagreement (``ShadowStats``), never touching the answer.
+4. *Shadow.* A sampled share of requests is copied to the AVAILABLE shadow version: in the server appended
+   (input, live answer, ids) to the ``shadow_sink`` batch for the shadow's worker process
+   (``edge.server.shadow_worker``), else a ``shadow`` job (``edge.shadow.ShadowJob``) on the outcome. Either
+   predicts on the shadow and records the disagreement (``ShadowStats``), never touching the answer.
 5. *Ids.* Each answered row gets an id from the model's ``FeedbackStore`` (remembered for feedback).
 """
 
@@ -61,10 +60,9 @@ class Dispatcher:
         self.log = log
         self.stats = DispatchStats()
         self.shadow_stats = ShadowStats()
-        # the server's shadow worker's feed (edge.server.shadow_worker.Feed): copies are appended to its batch
-        # for the worker process; without one (tests, the status command) a copy is a ShadowJob on the outcome
-        self.shadow_sink: Any = None
-        self._shadow_target: Optional[ShadowTarget] = None
+        self.shadow_sink: Any = None  # the server's shadow feed (edge.shadow_feed.Feed); None: a ShadowJob per copy
+        self._shadow_target: Optional[ShadowTarget] = None  # the general path's last
+        self._fast_target: Optional[ShadowTarget] = None  # the plan's
         self._sample = random.Random(None if seed is None else seed + 1).random
         self._config: Optional[rc.RolloutConfig] = None
         self.config = rc.ModelConfig()
@@ -140,7 +138,7 @@ class Dispatcher:
             if self.shadow_stats.version != shadow.number:
                 self.shadow_stats = ShadowStats(version=shadow.number)
             plan.copy = (shadow, self.config.shadow_share, stable.predictor.manifest)
-            self._target(shadow, stable.predictor.manifest, self.shadow_stats)
+            self._fast_target = self._target(shadow, stable.predictor.manifest, self.shadow_stats)
         self._plan = plan
         return plan
 
@@ -266,8 +264,7 @@ class Dispatcher:
 
     def _answer(self, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
                 version: Optional[int], label: Optional[str], key: Optional[str],
-                target: Optional[tuple[Version, bool]] = None, copy: Any = None) -> Outcome:
-        """Answer on the general path; ``copy`` is what a shadow copy predicts (the row or the inputs)."""
+                target: Optional[tuple[Version, bool]] = None, copy: Any = None) -> Outcome:  # copy: the shadow's input
         target, is_canary = target or self.pick(version, label, key)
         outputs, reason, raised = self._run(target, run, check)
         explicit = version is not None or label is not None
@@ -335,15 +332,15 @@ class Dispatcher:
         self.repo.take_out(self.name, "canary", event.reason)
 
     def _target(self, shadow: Version, manifest: dict[str, Any], stats: ShadowStats) -> ShadowTarget:
-        """Where copies to ``shadow`` go (one ``ShadowTarget`` while the version, manifest and stats stay)."""
-        t = self._shadow_target
-        if t is None or t.version is not shadow or t.stats is not stats or t.manifest is not manifest:
-            t = self._shadow_target = ShadowTarget(shadow, manifest, stats, self.repo.loader, self.config.variant)
+        """Where copies to ``shadow`` go: one ``ShadowTarget`` while version, manifest and stats stay."""
+        for t in (self._fast_target, self._shadow_target):
+            if t is not None and t.version is shadow and t.stats is stats and t.manifest is manifest:
+                return t
+        t = self._shadow_target = ShadowTarget(shadow, manifest, stats, self.repo.loader, self.config.variant)
         return t
 
     def _copy(self, plan: Plan, live: int, value: float, row: Sequence[float], pid: str) -> Optional[ShadowJob]:
-        """``_shadow_job`` of a one-value answer with what the plan worked out (the same draw and checks): to
-        the shadow sink's batch (None), or, without a sink, a ``ShadowJob``."""
+        """``_shadow_job`` of a one-value answer with what the plan worked out (the same draw and checks)."""
         copy = plan.copy
         if copy is None:
             return None
@@ -354,15 +351,14 @@ class Dispatcher:
             return None
         sink = self.shadow_sink
         if sink is not None:
-            sink.value(self._shadow_target, live, row, value, pid)
+            sink.value(self._fast_target, live, row, value, pid)
             return None
         return ShadowJob(shadow, manifest, value, self.shadow_stats, row=row)
 
     def _shadow_job(self, live: Version, outputs: Any, ids: list[str], copy: Any = None,
                     run: Optional[Callable[[Version], Any]] = None) -> Optional[ShadowJob]:
-        """A copy comparing the shadow version with this answer (None when not sampled or no shadow): to the
-        shadow sink's batch (``copy``: the row or the inputs; None returned), or, without a sink, a job
-        that calls ``run``."""
+        """A copy of this answer for the shadow (none when not sampled or no shadow): to the sink's batch
+        (``copy``: the row or the inputs; None returned), or, without a sink, a job that calls ``run``."""
         number = self.config.shadow_version
         if number is None or number == live.number:
             return None

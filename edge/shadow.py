@@ -1,14 +1,16 @@
 """The shadow version's side of a request: the job that predicts on it and compares, and its statistics.
 
-``Dispatcher`` (``edge.dispatch``) hands a ``ShadowJob`` back with the live answer; the server runs it on
-its shadow worker thread (``edge.server.shadow_worker``), never on the request's path. The job predicts
-the same input on the shadow version, compares the two answers (``edge.rollout.disagreement``; the
-one-value path's plain floats through ``disagreement_value``, the same numbers) and records the
-comparison in the model's ``ShadowStats`` (``/metrics``). For a batch it also keeps each row's own
-disagreement (``ShadowJob.rows``), one shadow-log line per prediction id.
+In the server the dispatcher (``edge.dispatch``) appends each copy to its feed (``edge.shadow_feed``),
+tagged with a ``ShadowTarget``, and the shadow's worker process (``edge.shadow_process``) predicts and
+compares it with ``compare`` / ``per_row``; the server counts its answers with ``ShadowStats.record_many``.
+A dispatcher without a feed (tests, the status command) hands a ``ShadowJob`` back with the live answer
+instead: called, it predicts the same input on the shadow version in process, compares the two answers
+(``edge.rollout.disagreement``; the one-value path's plain floats through ``disagreement_value``, the same
+numbers) and records the comparison in the model's ``ShadowStats`` (``/metrics``). For a batch it also keeps
+each row's own disagreement (``ShadowJob.rows``), one shadow-log line per prediction id.
 
-``ShadowStats`` is written by the worker thread and read by ``/metrics`` on the event loop: its updates
-hold its lock, so a scrape never sees a histogram's count without its sum.
+``ShadowStats``' histogram updates hold its lock, so a scrape never sees a histogram's count without its
+sum; its ``dropped`` is counted without it by the one thread copies are made on.
 """
 
 from __future__ import annotations

@@ -35,9 +35,12 @@ import os
 import pickle
 import signal
 import socket
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+_REPO = str(Path(__file__).resolve().parents[1])  # where this ``edge`` is imported from
 PRIORITY_ENV = "DEPLOYKIT_SHADOW_PRIORITY"
 """``idle`` (the default: SCHED_IDLE, else nice 19) or ``nice`` (nice 19 only: a test machine whose
 cores are never idle would starve a SCHED_IDLE process)."""
@@ -208,6 +211,36 @@ def serve(sock: socket.socket) -> int:
             send(pack(("done", message[1], results), folder, f"r{message[1]}"))
         except OSError:
             return 0
+
+
+def spawn(folder: str) -> tuple[subprocess.Popen, socket.socket]:
+    """Start ``python -m edge.shadow_process`` (this interpreter, this ``edge``) with one end of a new
+    socketpair, say hello; (the process, the server's end, non-blocking).
+
+    Raises:
+        OSError: the socket or the process could not be made.
+    """
+    kind = getattr(socket, "SOCK_SEQPACKET", socket.SOCK_DGRAM)
+    try:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    except OSError:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        for s in (ours, theirs):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([_REPO, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+        proc = subprocess.Popen([sys.executable, "-m", "edge.shadow_process", str(theirs.fileno())],
+                                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        ours.send(pack(("hello", list(sys.path), folder), None, ""))
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    ours.setblocking(False)
+    return proc, ours
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -29,7 +29,6 @@ Without an event loop (a test calling the dispatcher directly) batches are sent 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -37,62 +36,14 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edge.server.messages import utc_now
 from edge.shadow import ShadowTarget
-from edge.shadow_process import pack, unpack
+from edge.shadow_feed import Feed
+from edge.shadow_process import pack, spawn, unpack
 
-_REPO = str(Path(__file__).resolve().parents[2])
 _get_ident = threading.get_ident
-
-
-class Feed:
-    """One model's copies not sent yet (the dispatcher's ``shadow_sink``)."""
-
-    __slots__ = ("worker", "items", "jobs", "target")
-
-    def __init__(self, worker: "ShadowWorker") -> None:
-        self.worker = worker
-        self.items: list[tuple[Any, float, int, str]] = []  # one-value copies: (row, live answer, live version, id)
-        self.jobs: list[tuple[Any, Any, int, list[str]]] = []  # other copies: (inputs, live outputs, version, ids)
-        self.target: Optional[ShadowTarget] = None
-
-    def value(self, target: ShadowTarget, live: int, row: Any, value: float, pid: str) -> None:
-        """A one-value answer's copy (on the request's path; never raises, never waits)."""
-        worker = self.worker
-        if worker.behind or worker.closed:
-            target.stats.dropped += 1
-            return
-        if _get_ident() != worker.thread:
-            worker.elsewhere(self.value, target, live, row, value, pid)
-            return
-        if target is not self.target:
-            worker.flush_feed(self)
-            self.target = target
-        items = self.items
-        items.append((row, value, live, pid))
-        n = len(items)
-        if n == 1 or n >= worker.batch:
-            worker.added(self, n)
-
-    def job(self, target: ShadowTarget, live: int, inputs: Any, outputs: Any, ids: list[str]) -> None:
-        """Any other answer's copy: ``inputs`` (a batch's ``{input: array}``, or one row for ``outputs`` a
-        float) and the live outputs, one shadow-log line per id (never raises, never waits)."""
-        worker = self.worker
-        if worker.behind or worker.closed:
-            target.stats.dropped += 1
-            return
-        if _get_ident() != worker.thread:
-            worker.elsewhere(self.job, target, live, inputs, outputs, ids)
-            return
-        if target is not self.target:
-            worker.flush_feed(self)
-            self.target = target
-        jobs = self.jobs
-        jobs.append((inputs, outputs, live, ids))
-        worker.added(self, len(jobs) + len(self.items))
 
 
 class ShadowWorker:
@@ -249,35 +200,18 @@ class ShadowWorker:
         """Start the worker process (not within ``RESTART_SECONDS`` of the last exit); its socket or None."""
         if time.monotonic() - self._died_at < self.RESTART_SECONDS:
             return None
-        kind = getattr(socket, "SOCK_SEQPACKET", socket.SOCK_DGRAM)
         try:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
-        except OSError:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            for s in (ours, theirs):
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             if self._folder is None:
                 self._folder = tempfile.mkdtemp(prefix="deploykit-shadow-")
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join([_REPO, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-            proc = subprocess.Popen([sys.executable, "-m", "edge.shadow_process", str(theirs.fileno())],
-                                    pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
-            ours.send(pack(("hello", list(sys.path), self._folder), None, ""))
+            self.proc, self.sock = spawn(self._folder)
         except OSError as exc:
-            ours.close()
             self._died_at = time.monotonic()
             self.log(f"the shadow worker process could not start ({exc}); copies are dropped (counted)")
             return None
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self.proc, self.sock = proc, ours
         self._told = set()
         if self.loop is not None:
             self._watch()
-        return ours
+        return self.sock
 
     @property
     def pid(self) -> Optional[int]:
