@@ -31,11 +31,11 @@ class Feed:
     def value(self, target: ShadowTarget, live: int, row: Any, value: float, pid: str) -> None:
         """A one-value answer's copy (on the request's path; never raises, never waits)."""
         worker = self.worker
-        if worker.behind or worker.closed:
-            target.stats.dropped += 1
-            return
         if _get_ident() != worker.thread:
             worker.elsewhere(self.value, target, live, row, value, pid)
+            return
+        if worker.behind or worker.closed:
+            target.stats.dropped += 1
             return
         if target is not self.target:
             worker.flush_feed(self)
@@ -50,11 +50,11 @@ class Feed:
         """Any other answer's copy: ``inputs`` (a batch's ``{input: array}``, or one row for ``outputs`` a
         float) and the live outputs, one shadow-log line per id (never raises, never waits)."""
         worker = self.worker
-        if worker.behind or worker.closed:
-            target.stats.dropped += 1
-            return
         if _get_ident() != worker.thread:
             worker.elsewhere(self.job, target, live, inputs, outputs, ids)
+            return
+        if worker.behind or worker.closed:
+            target.stats.dropped += 1
             return
         if target is not self.target:
             worker.flush_feed(self)

@@ -189,3 +189,38 @@ def test_a_new_shadow_version_is_loaded_by_the_running_worker(tmp_path: Path) ->
     assert (before.version, before.compared, before.absolute.sum) == (2, 1, 2.5)
     assert (after.version, after.compared, after.absolute.sum) == (3, 2, 8.0)
     assert worker.stop() == 0
+
+
+def test_on_a_loop_a_copy_made_on_another_thread_is_sent_and_answered_there(tmp_path: Path) -> None:
+    """With an event loop (the server's): a copy made on the inference thread is handed to the loop's thread,
+    sent by the batch's timer, and its answer read by the loop's reader."""
+    import asyncio
+
+    _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
+
+    async def main() -> None:
+        worker.attach(asyncio.get_running_loop())
+        answer = await asyncio.to_thread(dispatcher.predict_value, ROW)
+        assert answer.outputs == 10.0 and answer.shadow is None
+        while dispatcher.shadow_stats.compared < 1:
+            await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.absolute.sum, worker.outstanding) == (1, 2.5, 0)
+    assert worker.stop() == 0
+
+
+def test_a_batch_larger_than_a_datagram_goes_through_a_file_both_ways(tmp_path: Path) -> None:
+    logs = CsvLogs(tmp_path / "logs", ["rm", "age", "b"])
+    _, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW, logs=logs)
+    rows = np.array([ROW] * 5000)
+    answer = dispatcher.predict({"features": rows})
+    assert worker.wait(60)
+    folder = worker._folder
+    assert folder is not None and os.listdir(folder) == []  # each file removed by its reader
+    assert worker.stop() == 0 and not os.path.exists(folder)
+    logs.close()
+    with (tmp_path / "logs" / "shadow.csv").open(newline="") as f:
+        got = [(r["prediction_id"], r["absolute"]) for r in csv.DictReader(f)]
+    assert got == [(pid, "2.5") for pid in answer.ids]
+    assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.absolute.sum) == (1, 2.5)
