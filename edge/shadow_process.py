@@ -6,8 +6,9 @@ self-test as the server's), numpy and the interpreter. It talks to the server ov
 datagrams (``FD``, a ``SOCK_SEQPACKET`` socketpair end): each message is one pickled tuple, so no framing
 and no partial reads. From the server:
 
-* ``("hello", sys_path, folder)``: first, the server's ``sys.path`` (where ``edge`` and the loader come
-  from) and the private folder a message too large for one datagram goes through (``pack``).
+* ``("hello", sys_path, folder, lines)``: first, the server's ``sys.path`` (where ``edge`` and the loader
+  come from), the private folder a message too large for one datagram goes through (``pack``), and
+  whether the server writes shadow-log lines (then each copy's comparison is sent back).
 * ``("target", tid, loader, path, variant, fingerprint, manifest)``: copies tagged ``tid`` are predicted on the version
   at ``path`` (``loader(path, variant)``, loaded once per path) and compared the way the live version's
   ``manifest`` says. A load that fails is said once on stderr and every copy of that target counts as a
@@ -19,9 +20,12 @@ and no partial reads. From the server:
   one-value row and its float.
 * ``("stop",)``: the copies before it are all answered (they come in order); it exits.
 
-To the server, per ``values``/``jobs`` message, ``("done", seq, results)``: one entry per copy, None for a
-failed shadow prediction, else ``(whole, rows)``: the request's ``(absolute, relative, top1, score)`` and,
-for a batch, each row's (``edge.shadow.per_row``), else None.
+To the server, per ``values``/``jobs`` message, ``("done", seq, summary, columns)``: the batch counted as
+``ShadowStats.add`` takes it (``edge.shadow.summarize``), and, when the server writes a shadow log, the
+copies' comparisons as columns ``[absolute, relative, top1, score, rows]`` (lists in the copies' order;
+``absolute`` NaN for a failed shadow prediction, a value no comparison gives: ``edge.rollout`` makes a NaN
+difference infinite; ``rows``: for ``jobs`` each request's ``(absolute, relative, top1)`` per row of a
+batch, ``edge.shadow.per_row``, else None), else None.
 
 It runs at the lowest CPU priority the system gives (``SCHED_IDLE``, else nice 19), so it uses only CPU
 nothing else wants; the server's answers never wait for it (copies it is behind on are dropped there,
@@ -31,6 +35,7 @@ on Linux the kernel also sends it SIGKILL when its parent dies).
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import signal
@@ -104,38 +109,43 @@ class Shadow:
         self.targets = {t: v for t, v in self.targets.items() if t >= tid - 8}  # old targets go
         self.targets[tid] = (predictor, manifest)
 
-    def values(self, tid: int, rows: Any, live: Any) -> list[Any]:
+    def values(self, tid: int, rows: Any, live: Any) -> list[list[Any]]:
+        """One-value copies: the columns absolute, relative, top1, score (NaN: the shadow failed), rows None."""
         from edge.rollout import disagreement_value
 
         predictor, manifest = self.targets.get(tid, (None, None))
-        out: list[Any] = []
+        cols: list[list[Any]] = [[], [], [], [], []]
+        a, r, t, s, _ = cols
         for row, value in zip(rows, live):
             try:
-                other = predictor.predict_value(row)  # type: ignore[union-attr]
+                d = disagreement_value(manifest, value, predictor.predict_value(row))  # type: ignore[union-attr,arg-type]
             except Exception:  # noqa: BLE001 - counted as a failed shadow prediction, never answered
-                out.append(None)
-                continue
-            out.append((tuple(disagreement_value(manifest, value, other)), None))  # type: ignore[arg-type]
-        return out
+                d = _FAILED
+            a.append(d[0]), r.append(d[1]), t.append(d[2]), s.append(d[3])
+        return cols
 
-    def jobs(self, tid: int, jobs: Any) -> list[Any]:
+    def jobs(self, tid: int, jobs: Any) -> list[list[Any]]:
+        """Other copies: the columns as ``values``, and each request's rows (a batch's, else None)."""
         from edge.shadow import compare, per_row
 
         predictor, manifest = self.targets.get(tid, (None, None))
-        out: list[Any] = []
+        cols: list[list[Any]] = [[], [], [], [], []]
+        a, r, t, s, rows = cols
         for inputs, live in jobs:
+            each = None
             try:
                 other = predictor.predict_value(inputs) if isinstance(live, float) \
                     else predictor.predict(inputs)  # type: ignore[union-attr]
+                d = compare(manifest, live, other)  # type: ignore[arg-type]
+                if not isinstance(live, float):
+                    each = [(x.absolute, x.relative, x.top1) for x in per_row(manifest, live, other, d)]  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - counted as a failed shadow prediction, never answered
-                out.append(None)
-                continue
-            whole = compare(manifest, live, other)  # type: ignore[arg-type]
-            rows = None
-            if not isinstance(live, float):
-                rows = [tuple(d) for d in per_row(manifest, live, other, whole)]  # type: ignore[arg-type]
-            out.append((tuple(whole), rows))
-        return out
+                d = _FAILED
+            a.append(d[0]), r.append(d[1]), t.append(d[2]), s.append(d[3]), rows.append(each)
+        return cols
+
+
+_FAILED = (math.nan, math.nan, None, math.nan)
 
 
 DATAGRAM = 96 * 1024  # a larger message goes through a file in the worker's folder, the datagram names it
@@ -182,6 +192,7 @@ def serve(sock: socket.socket) -> int:
     """Answer the server's messages until ``stop`` or the end of the socket; returns the exit status."""
     shadow = Shadow()
     folder: Optional[str] = None
+    lines = False
     recv, send = sock.recv, sock.send
     while True:
         try:
@@ -193,29 +204,33 @@ def serve(sock: socket.socket) -> int:
         message = unpack(data)
         kind = message[0]
         if kind == "values":
-            results = shadow.values(message[2], message[3], message[4])
+            cols = shadow.values(message[2], message[3], message[4])
         elif kind == "jobs":
-            results = shadow.jobs(message[2], message[3])
+            cols = shadow.jobs(message[2], message[3])
         elif kind == "target":
             shadow.target(*message[1:])
             continue
         elif kind == "hello":
             sys.path[:] = list(message[1])
-            folder = message[2]
+            folder, lines = message[2], message[3]
             continue
         elif kind == "stop":
             return 0
         else:
             continue
         try:
-            send(pack(("done", message[1], results), folder, f"r{message[1]}"))
+            from edge.shadow import summarize
+
+            done = ("done", message[1], summarize(*cols[:4]), cols if lines else None)
+            send(pack(done, folder, f"r{message[1]}"))
         except OSError:
             return 0
 
 
-def spawn(folder: str) -> tuple[subprocess.Popen, socket.socket]:
+def spawn(folder: str, lines: bool) -> tuple[subprocess.Popen, socket.socket]:
     """Start ``python -m edge.shadow_process`` (this interpreter, this ``edge``) with one end of a new
-    socketpair, say hello; (the process, the server's end, non-blocking).
+    socketpair, say hello (``lines``: send each copy's comparison back); (the process, the server's end,
+    non-blocking).
 
     Raises:
         OSError: the socket or the process could not be made.
@@ -233,7 +248,7 @@ def spawn(folder: str) -> tuple[subprocess.Popen, socket.socket]:
         env["PYTHONPATH"] = os.pathsep.join([_REPO, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
         proc = subprocess.Popen([sys.executable, "-m", "edge.shadow_process", str(theirs.fileno())],
                                 pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
-        ours.send(pack(("hello", list(sys.path), folder), None, ""))
+        ours.send(pack(("hello", list(sys.path), folder, lines), None, ""))
     except OSError:
         ours.close()
         raise

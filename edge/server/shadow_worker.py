@@ -203,7 +203,7 @@ class ShadowWorker:
         try:
             if self._folder is None:
                 self._folder = tempfile.mkdtemp(prefix="deploykit-shadow-")
-            self.proc, self.sock = spawn(self._folder)
+            self.proc, self.sock = spawn(self._folder, self.logs is not None)
         except OSError as exc:
             self._died_at = time.monotonic()
             self.log(f"the shadow worker process could not start ({exc}); copies are dropped (counted)")
@@ -251,10 +251,10 @@ class ShadowWorker:
                 self._died()
                 return
             if message[0] == "done":
-                self._done(message[1], message[2])
+                self._done(message[1], message[2], message[3])
 
-    def _done(self, seq: int, results: list[Any]) -> None:
-        """Count one batch's answers and write their shadow-log lines."""
+    def _done(self, seq: int, summary: Any, cols: Optional[list[list[Any]]]) -> None:
+        """Count one batch's answers (``summary``) and write their shadow-log lines (from ``cols``)."""
         entry = self._pending.pop(seq, None)
         if entry is None:
             return
@@ -263,21 +263,23 @@ class ShadowWorker:
         self.done += len(lives)
         if self.behind and self.outstanding <= self.max_queue // 4:
             self.behind = False
-        target.stats.record_many([None if r is None else r[0] for r in results])
+        target.stats.add(summary)
         logs = self.logs
-        if logs is None:
+        if logs is None or cols is None:
             return
+        absolute, relative, top1, _, rows = cols
         now, shadow = utc_now(), target.version.number
-        for r, live, pid in zip(results, lives, ids):
-            if r is None:
+        for i, (a, live, pid) in enumerate(zip(absolute, lives, ids)):
+            if a != a:  # NaN: the shadow failed
                 continue
-            whole, rows = r
+            t = top1[i]
             if kind == "values":
-                logs.shadow([now, pid, live, shadow, whole[0], whole[1], "" if whole[2] is None else whole[2]])
+                logs.shadow([now, pid, live, shadow, a, relative[i], "" if t is None else t])
                 continue
-            if rows is None or len(rows) != len(pid):
-                rows = [whole] * len(pid)
-            for one, d in zip(pid, rows):
+            per = rows[i]
+            if per is None or len(per) != len(pid):
+                per = [(a, relative[i], t)] * len(pid)
+            for one, d in zip(pid, per):
                 logs.shadow([now, one, live, shadow, d[0], d[1], "" if d[2] is None else d[2]])
 
     def _died(self) -> None:

@@ -224,3 +224,30 @@ def test_a_batch_larger_than_a_datagram_goes_through_a_file_both_ways(tmp_path: 
         got = [(r["prediction_id"], r["absolute"]) for r in csv.DictReader(f)]
     assert got == [(pid, "2.5") for pid in answer.ids]
     assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.absolute.sum) == (1, 2.5)
+
+
+def test_a_summarized_batch_counts_as_its_copies_recorded_one_by_one() -> None:
+    """``summarize`` (in the worker process) + ``ShadowStats.add`` give the buckets, counts, errors, top-1
+    count and (to the last bit here: integers and halves) the sums ``record`` / ``failed`` give per copy."""
+    import math
+
+    from edge.rollout import Disagreement
+    from edge.shadow import ShadowStats, summarize
+
+    copies = [(0.0, 0.0, 0.0), (2.5, 0.2, 1.0), (math.inf, math.inf, 1.0), None, (1e-3, 1e-3, 0.0), (40.0, 0.5, None)]
+    one = ShadowStats(2)
+    for c in copies:
+        if c is None:
+            one.failed()
+        else:
+            one.record(Disagreement(c[0], c[1], c[2], 0.5))
+    cols = [[math.nan if c is None else c[k] for c in copies] for k in range(2)]
+    batch = ShadowStats(2)
+    batch.add(summarize(cols[0], cols[1], [None if c is None else c[2] for c in copies], [0.5] * len(copies)))
+    for s in (one, batch):
+        assert s.last == Disagreement(40.0, 0.5, None, 0.5)
+    assert [(s.compared, s.errors, s.top1_differs, s.absolute.counts, s.absolute.sum, s.absolute.count,
+             s.relative.counts, s.relative.sum) for s in (batch,)] == \
+        [(one.compared, one.errors, one.top1_differs, one.absolute.counts, one.absolute.sum, one.absolute.count,
+          one.relative.counts, one.relative.sum)]
+    assert (batch.compared, batch.errors, batch.top1_differs) == (5, 1, 2)
