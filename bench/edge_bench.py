@@ -23,7 +23,8 @@ Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI 
 The rollout's cost (issue 14) is measured in the same run, side by side with the single-bundle server
 (``edge``): ``edge_canary`` serves ``MODELS/boston/{1,2}`` (the same bundle twice) with a 10 % canary
 (routing, the canary's draw, the version headers and ids on every answer); ``edge_shadow`` the same
-repository with version 2 shadowing every request (its jobs on the server's shadow worker thread). With ``--before-tree
+repository with version 2 shadowing every request (its copies batched to the shadow's worker process, at
+the lowest CPU priority; its RSS is in the server's process tree). With ``--before-tree
 PATH`` (a checkout of the server before the rollout, e.g. ``git worktree add /tmp/before 574a0ef``),
 ``edge_before`` runs that tree's single-bundle server too. Goals: the canary server keeps >= 90 % of the
 single-bundle server's requests/s, the shadow adds <= 5 % to its p99. RSS per loaded version: the idle
@@ -449,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     sh = results["edge_shadow"].get("shadow", {})
     if sh:
         print(f"{'shadow copies compared/dropped':32} {sh.get('compared', 0):12.0f} {sh.get('dropped', 0):12.0f}   "
-              f"(over every round; a full queue drops the copy)")
+              f"(over every round; copies are dropped while the worker is behind)")
     print(f"{'RSS per loaded version (MB)':32} {memory['rss_per_version_mb']:12.1f}   "
           f"(1 version {memory['rss_1_version_mb']:.1f}, 4 versions {memory['rss_4_versions_mb']:.1f})")
     if "edge_before" in results:
