@@ -29,6 +29,7 @@ Without an event loop (a test calling the dispatcher directly) batches are sent 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -168,13 +169,16 @@ class ShadowWorker:
             sock.send(pack(message, self._folder, f"m{seq}"))
         except (BlockingIOError, InterruptedError):
             stats.dropped += n  # the socket is full: the process is behind
+            self._unlink(f"m{seq}")
             return
         except OSError:
             stats.dropped += n
+            self._unlink(f"m{seq}")
             self._died()
             return
         except Exception as exc:  # noqa: BLE001 - a copy that cannot be sent (pickled) must not break the loop
             stats.dropped += n
+            self._unlink(f"m{seq}")
             if not self._said:
                 self._said = True
                 self.log(f"a shadow copy could not be sent to the worker process ({type(exc).__name__}: {exc}); "
@@ -184,6 +188,14 @@ class ShadowWorker:
         self.outstanding += n
         if self.outstanding >= self.max_queue:
             self.behind = True
+
+    def _unlink(self, name: str) -> None:
+        """Remove a message's file that was not sent (``pack`` wrote one only for a large message)."""
+        if self._folder is not None:
+            try:
+                os.unlink(os.path.join(self._folder, name))
+            except OSError:
+                pass
 
     def _tell(self, target: ShadowTarget) -> None:
         """Tell the process about a target (it loads the version; again after a restart)."""
