@@ -12,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from edge import selftest as selftest_mod
 from edge.dispatch import Dispatcher
 from edge.errors import EdgeError
 from edge.inputs import RowParser
-from edge.repository import NotServed, Repository, State
-from edge.runner import Predictor
+from edge.repository import NotServed, Repository, State, VersionLoader
 from edge.server.config import ServeConfig
 
 
@@ -64,35 +62,11 @@ class ServedModel:
         return sorted(n for n, v in model.versions.items() if state is None or v.state is state)
 
 
-class VersionLoader:
-    """How the server loads a version: ``Predictor`` with the serve flags, then its self-test. In a
-    repository a failing self-test keeps the version out (END); a single bundle is served as before: its
-    self-test decides readiness (``--serve-unready`` answers anyway). A class, not a closure, so the shadow's
-    worker process (``edge.shadow_process``) is handed the same loader (pickled).
-
-    Calling it raises EdgeError when the bundle fails its checks (or, in a repository, its self-test)."""
-
-    def __init__(self, config: ServeConfig, single: bool) -> None:
-        self.variant, self.threads, self.allow_rejected, self.single = (
-            config.variant, config.threads, config.allow_rejected, single)
-
-    def __call__(self, path: Any, variant: Optional[str]) -> tuple[Any, dict[str, Any]]:
-        predictor = Predictor(path, variant or self.variant, num_threads=self.threads,
-                              allow_rejected=self.allow_rejected)
-        try:
-            result = selftest_mod.run(predictor)
-        except EdgeError as exc:
-            if not self.single:
-                raise
-            return predictor, {"passed": False, "failures": [str(exc)], "error": str(exc)}
-        if not result["passed"] and not self.single:
-            raise EdgeError("self-test failed: " + "; ".join(result["failures"]))
-        return predictor, result
-
-
 def loader(config: ServeConfig, single: bool) -> Any:
-    """``VersionLoader(config, single)``."""
-    return VersionLoader(config, single)
+    """How the server loads a version (``edge.repository.VersionLoader``): ``Predictor`` with the serve flags,
+    then its self-test. In a repository a failing self-test keeps the version out (END); a single bundle is
+    served as before: its self-test decides readiness (``--serve-unready`` answers anyway)."""
+    return VersionLoader(config.variant, config.threads, config.allow_rejected, single)
 
 
 def open_repository(config: ServeConfig) -> Repository:
