@@ -38,8 +38,7 @@ class Feed:
             target.stats.dropped += 1
             return
         if target is not self.target:
-            worker.flush_feed(self)
-            self.target = target
+            worker.retarget(self, target)
         items = self.items
         items.append((row, value, live, pid))
         n = len(items)
@@ -57,8 +56,7 @@ class Feed:
             target.stats.dropped += 1
             return
         if target is not self.target:
-            worker.flush_feed(self)
-            self.target = target
+            worker.retarget(self, target)
         jobs = self.jobs
         jobs.append((inputs, outputs, live, ids))
         worker.added(self, len(jobs) + len(self.items))

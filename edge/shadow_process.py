@@ -13,6 +13,7 @@ and no partial reads. From the server:
   at ``path`` (``loader(path, variant)``, loaded once per path) and compared the way the live version's
   ``manifest`` says. A load that fails is said once on stderr and every copy of that target counts as a
   failed shadow prediction.
+* ``("forget", tid)``: no more copies are tagged ``tid``; its version is unloaded unless another target has it.
 * ``("values", seq, tid, rows, live)``: one-value copies: ``rows[i]`` answered by the shadow's
   ``predict_value``, compared with ``live[i]`` (``edge.rollout.disagreement_value``, as in process).
 * ``("jobs", seq, tid, jobs)``: other copies, one per request, ``(inputs, live)``: a batch's
@@ -88,7 +89,7 @@ class Shadow:
 
     def __init__(self) -> None:
         self.loaded: dict[tuple[Any, Optional[str], Any], Any] = {}
-        self.targets: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self.targets: dict[int, tuple[Any, dict[str, Any], Any]] = {}
 
     def target(self, tid: int, loader: Callable[..., Any], path: Any, variant: Optional[str],
                fingerprint: Any, manifest: dict[str, Any]) -> None:
@@ -104,16 +105,20 @@ class Shadow:
                 print(f"deploykit-edge: the shadow worker could not load {path}: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)
             else:
-                self.loaded = {k: v for k, v in self.loaded.items() if k[0] != path}
                 self.loaded[key] = predictor
-        self.targets = {t: v for t, v in self.targets.items() if t >= tid - 8}  # old targets go
-        self.targets[tid] = (predictor, manifest)
+        self.targets[tid] = (predictor, manifest, key)
+
+    def forget(self, tid: int) -> None:
+        """A target no feed sends to any more: dropped, and its version unloaded when no other target has it."""
+        gone = self.targets.pop(tid, None)
+        if gone is not None and all(t[2] != gone[2] for t in self.targets.values()):
+            self.loaded.pop(gone[2], None)
 
     def values(self, tid: int, rows: Any, live: Any) -> list[list[Any]]:
         """One-value copies: the columns absolute, relative, top1, score (NaN: the shadow failed), rows None."""
         from edge.rollout import disagreement_value
 
-        predictor, manifest = self.targets.get(tid, (None, None))
+        predictor, manifest, _ = self.targets.get(tid, (None, None, None))
         cols: list[list[Any]] = [[], [], [], [], []]
         a, r, t, s, _ = cols
         for row, value in zip(rows, live):
@@ -128,7 +133,7 @@ class Shadow:
         """Other copies: the columns as ``values``, and each request's rows (a batch's, else None)."""
         from edge.shadow import compare, per_row
 
-        predictor, manifest = self.targets.get(tid, (None, None))
+        predictor, manifest, _ = self.targets.get(tid, (None, None, None))
         cols: list[list[Any]] = [[], [], [], [], []]
         a, r, t, s, rows = cols
         for inputs, live in jobs:
@@ -209,6 +214,9 @@ def serve(sock: socket.socket) -> int:
             cols = shadow.jobs(message[2], message[3])
         elif kind == "target":
             shadow.target(*message[1:])
+            continue
+        elif kind == "forget":
+            shadow.forget(message[1])
             continue
         elif kind == "hello":
             sys.path[:] = list(message[1])

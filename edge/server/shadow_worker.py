@@ -134,6 +134,19 @@ class ShadowWorker:
         else:
             loop.call_soon(self.flush_feed, feed)
 
+    def retarget(self, feed: Feed, target: ShadowTarget) -> None:
+        """A feed's copies go to another target from now on: its batch is sent, the process told to forget
+        the old target (its version unloaded there when no other target has it)."""
+        old = feed.target
+        self.flush_feed(feed)
+        feed.target = target
+        if old is not None and old.tid in self._told and self.sock is not None:
+            self._told.discard(old.tid)
+            try:
+                self.sock.send(pack(("forget", old.tid), None, ""))
+            except OSError:
+                pass  # the process is behind or gone: it keeps the old version a while, or starts anew
+
     def flush(self) -> None:
         """Send every feed's batch now."""
         for feed in self.feeds:
