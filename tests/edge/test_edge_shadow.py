@@ -154,8 +154,8 @@ def test_a_failing_shadow_is_counted_never_raised(tmp_path: Path) -> None:
 def test_a_killed_worker_process_is_reported_counted_and_replaced(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     lines: list[str] = []
-    _, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5, "gate": str(gate)}}, SHADOW,
-                                 max_queue=8, lines=lines)
+    repo, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5, "gate": str(gate)}}, SHADOW,
+                                    max_queue=8, lines=lines)
     for _ in range(2):
         assert dispatcher.predict_value(ROW).outputs == 10.0
     worker.flush()
@@ -164,8 +164,9 @@ def test_a_killed_worker_process_is_reported_counted_and_replaced(tmp_path: Path
     os.kill(first, 9)
     assert worker.wait(30)  # it reads the end of the socket: nothing is outstanding any more
     assert (worker.restarts, worker.pid, dispatcher.shadow_stats.dropped) == (1, None, 2)
-    assert lines == [f"the shadow worker process exited (status -9); 2 copies not compared (counted as dropped); "
+    assert lines == ["the shadow worker process exited (status -9); 2 copies not compared (counted as dropped); "
                      "a new one starts with the next batch"]
+    assert "deploykit_shadow_worker_restarts_total 1.0" in exposition(repo, dispatcher).splitlines()
     gate.touch()
     time.sleep(ShadowWorker.RESTART_SECONDS)
     assert dispatcher.predict_value(ROW).outputs == 10.0  # the live answers never noticed

@@ -51,6 +51,7 @@ def test_a_server_without_a_shadow_starts_no_process(server_factory, bundle: Pat
         c.close()
         time.sleep(0.3)  # longer than a batch waits (ShadowWorker.FLUSH_SECONDS)
         assert children(server.proc.pid) == []
+        assert "deploykit_shadow_worker_restarts" not in server.request("GET", "/metrics")[2].decode()
 
 
 def test_a_killed_server_leaves_no_worker_process(bundle: Path, boston_linear_bundle: Path, tmp_path: Path) -> None:
@@ -66,6 +67,7 @@ def test_a_killed_server_leaves_no_worker_process(bundle: Path, boston_linear_bu
             if metric(text, "deploykit_shadow_compared_total", model="boston", shadow_version="1") == 1.0:
                 break
             time.sleep(0.1)
+        assert metric(text, "deploykit_shadow_worker_restarts_total") == 0.0
         workers = children(server.proc.pid)
         assert len(workers) == 1
         assert b"edge.shadow_process" in Path(f"/proc/{workers[0]}/cmdline").read_bytes()
