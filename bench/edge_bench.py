@@ -25,7 +25,8 @@ Without --bundle it trains and converts the Boston MLP with the `deploykit` CLI 
 The rollout's cost (issue 14) is measured in the same run, side by side with the single-bundle server
 (``edge``): ``edge_canary`` serves ``MODELS/boston/{1,2}`` (the same bundle twice) with a 10 % canary
 (routing, the canary's draw, the version headers and ids on every answer); ``edge_shadow`` the same
-repository with version 2 shadowing every request (its jobs on the server's shadow worker thread). With ``--before-tree
+repository with version 2 shadowing every request (its copies batched to the shadow's worker process, at
+the lowest CPU priority; its RSS is in the server's process tree). With ``--before-tree
 PATH`` (a checkout of the server before the rollout, e.g. ``git worktree add /tmp/before 574a0ef``),
 ``edge_before`` runs that tree's single-bundle server too. Goals: the canary server keeps >= 90 % of the
 single-bundle server's requests/s, the shadow adds <= 5 % to its p99. RSS per loaded version: the idle
@@ -263,6 +264,16 @@ def load(port: int, args: argparse.Namespace) -> dict:
     return load_python(port, args.duration, args.connections)
 
 
+def process_cpu_s(pid: int) -> "float | None":
+    """The CPU seconds (user + system, all its threads, not its children: the shadow's worker process is
+    not in it) a process has used, from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds: int) -> dict[str, dict]:
     """Start every server (start-up time measured one at a time), then load them in turn, ``rounds`` times
     round-robin, so that a slow spell of the machine hits each of them alike. Requests/s and latencies are
@@ -279,7 +290,11 @@ def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds:
             rss[name] = tree_rss_mb(proc.pid)
         for r in range(rounds):
             for name, (proc, port, _) in procs.items():
+                cpu = process_cpu_s(proc.pid)
                 result = load(port, args)
+                used = process_cpu_s(proc.pid)
+                served = result["rps"] * args.duration
+                result["cpu_us"] = (used - cpu) / served * 1e6 if cpu is not None and used is not None and served else None
                 runs[name].append(result)
                 rss[name] = max(rss[name], tree_rss_mb(proc.pid))
                 print(f"  round {r + 1}/{rounds} {name:9} {result['rps']:10.0f} req/s  p99 {result['p99_ms']:8.2f} ms", flush=True)
@@ -296,7 +311,9 @@ def measure_servers(servers: dict[str, tuple], args: argparse.Namespace, rounds:
             "non_2xx": sum(x["non_2xx"] for x in results),
             "socket_errors": "; ".join(x["socket_errors"] for x in results if x["socket_errors"]),
             "generator": results[0]["generator"],
-            "rounds": [{"rps": x["rps"], "p99_ms": x["p99_ms"]} for x in results],
+            "rounds": [{"rps": x["rps"], "p99_ms": x["p99_ms"], "cpu_us": x["cpu_us"]} for x in results],
+            "cpu_us_per_request": (statistics.median(x["cpu_us"] for x in results)
+                                   if all(x["cpu_us"] is not None for x in results) else None),
             "rss_mb": rss[name], "start_to_first_200_s": procs[name][2],
             **({"shadow": shadows[name]} if shadows.get(name) else {}),
         }
@@ -493,10 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'requests/s':32} " + " ".join(f"{results[n]['rps']:12.0f}" for n in rollout))
     print(f"{'p99 latency (ms)':32} " + " ".join(f"{results[n]['p99_ms']:12.2f}" for n in rollout))
     print(f"{'resident memory (MB)':32} " + " ".join(f"{results[n]['rss_mb']:12.1f}" for n in rollout))
+    if all(results[n].get("cpu_us_per_request") for n in rollout):
+        print(f"{'server CPU per request (us)':32} " + " ".join(f"{results[n]['cpu_us_per_request']:12.1f}" for n in rollout)
+              + "   (the server process's threads; the shadow's worker process not in it)")
     sh = results["edge_shadow"].get("shadow", {})
     if sh:
         print(f"{'shadow copies compared/dropped':32} {sh.get('compared', 0):12.0f} {sh.get('dropped', 0):12.0f}   "
-              f"(over every round; a full queue drops the copy)")
+              f"(over every round; copies are dropped while the worker is behind)")
     print(f"{'RSS per loaded version (MB)':32} {memory['rss_per_version_mb']:12.1f}   "
           f"(1 version {memory['rss_1_version_mb']:.1f}, 4 versions {memory['rss_4_versions_mb']:.1f})")
     if "edge_before" in results:

@@ -2,10 +2,13 @@
 course's one-row ``POST /predict_json`` through a fake ASGI receive/send, no HTTP server and no sockets.
 
 Three apps over the same bundle: ``single`` (the bundle folder), ``canary`` (``MODELS/boston/{1,2}``, a
-10 % keyless canary) and ``shadow`` (version 2 shadowing every request, its jobs on the shadow worker
-thread). Reported per request: the CPU time of the calling thread (``time.thread_time``; the shadow
-worker's own CPU is not in it), the minimum over ``--rounds`` rounds of ``--requests`` requests, the apps
-taking turns. What the HTTP server adds (uvicorn, the two sends) is the same for all three; the side by
+10 % keyless canary) and ``shadow`` (version 2 shadowing every request: its copies batched to the shadow's
+worker process, whose answers this thread reads). Reported per request: the CPU time of the calling thread
+(``time.thread_time``; the worker process's own CPU is not in it, what reading its answers costs this
+thread is), the minimum over ``--rounds`` rounds of ``--requests`` requests, the apps taking turns. The
+loop is given a turn every ``--yield-every`` requests (``asyncio.sleep(0)``, all three apps alike), as a
+server's loop runs its callbacks between requests: the shadow's batches are sent and its answers read
+then. The shadow's copies compared and dropped are printed. What the HTTP server adds (uvicorn, the two sends) is the same for all three; the side by
 side server figures are ``bench/edge_bench.py``'s.
 
     python bench/rollout_micro.py --bundle B [--requests 20000] [--rounds 7]
@@ -40,8 +43,8 @@ def repository(work: Path, name: str, bundle: Path, model: dict) -> Path:
     return root
 
 
-async def drive(app, n: int) -> float:
-    """Seconds of this thread's CPU per request over ``n`` requests."""
+async def drive(app, n: int, every: int = 16) -> float:
+    """Seconds of this thread's CPU per request over ``n`` requests (the loop gets a turn every ``every``)."""
     async def receive() -> dict:
         return MESSAGE
 
@@ -49,8 +52,10 @@ async def drive(app, n: int) -> float:
         return None
 
     t = time.thread_time()
-    for _ in range(n):
+    for i in range(n):
         await app(dict(SCOPE), receive, send)
+        if i % every == 0:
+            await asyncio.sleep(0)
     return (time.thread_time() - t) / n
 
 
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--yield-every", type=int, default=16, help="requests between the loop's turns")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rollout_micro_"))
     try:
@@ -74,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         async def rounds() -> None:
             for _ in range(args.rounds):
                 for name, app in apps.items():
-                    times[name].append(await drive(app, args.requests))
+                    times[name].append(await drive(app, args.requests, args.yield_every))
 
         asyncio.run(rounds())
         for app in apps.values():
             app.shutdown()
+        stats = apps["shadow"].dispatcher.shadow_stats
+        print(f"shadow copies compared {stats.compared}, dropped {stats.dropped}, failed {stats.errors}")
         single = min(times["single"])
         for name, values in times.items():
             best = min(values)

@@ -17,10 +17,10 @@ Per request (``Dispatcher.predict_value`` for the one-value row path, ``Dispatch
 3. *Canary health.* A canary request's outcome (error, failed check, and, when a disagreement limit is
    configured, its disagreement with ``stable`` on the same input, computed inline) goes to the
    ``RollbackMonitor``; when it fires, the repository takes the canary label out (``take_out``).
-4. *Shadow.* When a shadow version is configured and AVAILABLE, a sampled share of requests returns a
-   ``shadow`` job (``edge.shadow.ShadowJob``) with the answer: the server's shadow worker thread runs it
-   after the answer is sent; it predicts on the shadow version and records the disagreement
-   (``ShadowStats``), never touching the answer.
+4. *Shadow.* A sampled share of requests is copied to the AVAILABLE shadow version: in the server appended
+   (input, live answer, ids) to the ``shadow_sink`` batch for the shadow's worker process
+   (``edge.server.shadow_worker``), else a ``shadow`` job (``edge.shadow.ShadowJob``) on the outcome. Either
+   predicts on the shadow and records the disagreement (``ShadowStats``), never touching the answer.
 5. *Ids.* Each answered row gets an id from the model's ``FeedbackStore`` (remembered for feedback).
 """
 
@@ -39,7 +39,7 @@ from edge.outcome import DispatchError, DispatchStats, Outcome
 from edge.route_plan import FastCanary, Plan, value_of
 from edge.repository import NotServed, Repository, State, Version
 from edge.rollout import CanaryChooser, OutputChecker, RollbackMonitor
-from edge.shadow import Histogram, ShadowJob, ShadowStats, compare
+from edge.shadow import Histogram, ShadowJob, ShadowStats, ShadowTarget, compare
 
 __all__ = ["DispatchError", "DispatchStats", "Dispatcher", "Histogram", "Outcome", "ShadowStats"]  # re-exported
 
@@ -60,10 +60,9 @@ class Dispatcher:
         self.log = log
         self.stats = DispatchStats()
         self.shadow_stats = ShadowStats()
-        # the server's shadow worker (edge.server.shadow_worker): while its ``full`` is set no copy is made,
-        # and each one not made is counted as dropped (making a copy costs the event loop more than the
-        # comparison costs the worker)
-        self.shadow_gate: Any = _NO_GATE
+        self.shadow_sink: Any = None  # the server's shadow feed (edge.shadow_feed.Feed); None: a ShadowJob per copy
+        self._shadow_target: Optional[ShadowTarget] = None  # the general path's last
+        self._fast_target: Optional[ShadowTarget] = None  # the plan's
         self._sample = random.Random(None if seed is None else seed + 1).random
         self._config: Optional[rc.RolloutConfig] = None
         self.config = rc.ModelConfig()
@@ -139,6 +138,7 @@ class Dispatcher:
             if self.shadow_stats.version != shadow.number:
                 self.shadow_stats = ShadowStats(version=shadow.number)
             plan.copy = (shadow, self.config.shadow_share, stable.predictor.manifest)
+            self._fast_target = self._target(shadow, stable.predictor.manifest, self.shadow_stats)
         self._plan = plan
         return plan
 
@@ -200,12 +200,14 @@ class Dispatcher:
                     number = plan.number
                     answers = self.stats.answers
                     answers[number] = answers.get(number, 0) + 1
-                    outcome = Outcome(number, value, [plan.store.remember(number, value)])
+                    pid = plan.store.remember(number, value)
+                    outcome = Outcome(number, value, [pid])
                     if plan.shadow:
-                        outcome.shadow = self._copy(plan, number, value, row)
+                        outcome.shadow = self._copy(plan, number, value, row, pid)
                     return outcome
-                return self._answer(_value_runner(row), _check_value, None, None, key, target=(plan.stable, False))
-        return self._answer(_value_runner(row), _check_value, version, label, key)
+                return self._answer(_value_runner(row), _check_value, None, None, key, target=(plan.stable, False),
+                                    copy=row)
+        return self._answer(_value_runner(row), _check_value, version, label, key, copy=row)
 
     def _canary_value(self, row: Sequence[float], key: Optional[str], plan: Plan) -> Optional[Outcome]:
         """A one-value request the draw sent to the canary: answered by ``plan.fast_canary`` when its answer
@@ -227,14 +229,15 @@ class Dispatcher:
                 event = monitor.record(False, False, None)
                 if event is not None:
                     self._rolled_back(event)
-                outcome = Outcome(number, value, [self._store(fast.version).remember(number, value)], canary=True)
+                pid = self._store(fast.version).remember(number, value)
+                outcome = Outcome(number, value, [pid], canary=True)
                 if plan.shadow:
-                    outcome.shadow = self._copy(plan, number, value, row)
+                    outcome.shadow = self._copy(plan, number, value, row, pid)
                 return outcome
         found = self._available(plan.labels.get("canary"))
         if found is None:
             return None
-        return self._answer(_value_runner(row), _check_value, None, None, key, target=(found, True))
+        return self._answer(_value_runner(row), _check_value, None, None, key, target=(found, True), copy=row)
 
     def predict(self, inputs: Mapping[str, np.ndarray], version: Optional[int] = None, label: Optional[str] = None,
                 key: Optional[str] = None) -> Outcome:
@@ -243,7 +246,7 @@ class Dispatcher:
         Raises:
             NotServed, DispatchError: as ``predict_value``; EdgeError for inputs the model refuses.
         """
-        return self._answer(lambda v: v.predictor.predict(inputs), _check, version, label, key)
+        return self._answer(lambda v: v.predictor.predict(inputs), _check, version, label, key, copy=inputs)
 
     def _run(self, version: Version, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]]
              ) -> tuple[Any, Optional[str], bool]:
@@ -261,7 +264,7 @@ class Dispatcher:
 
     def _answer(self, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
                 version: Optional[int], label: Optional[str], key: Optional[str],
-                target: Optional[tuple[Version, bool]] = None) -> Outcome:
+                target: Optional[tuple[Version, bool]] = None, copy: Any = None) -> Outcome:  # copy: the shadow's input
         target, is_canary = target or self.pick(version, label, key)
         outputs, reason, raised = self._run(target, run, check)
         explicit = version is not None or label is not None
@@ -296,7 +299,7 @@ class Dispatcher:
             ids = [store.remember(answer_version.number, r) for r in first]
         answer = Outcome(answer_version.number, outputs, ids, canary=is_canary, fallback=fallback, reason=why)
         if not explicit:
-            answer.shadow = self._shadow_job(answer_version, outputs, run=run)
+            answer.shadow = self._shadow_job(answer_version, outputs, ids, copy, run=run)
         return answer
 
     def _watch(self, canary: Version, run: Callable[[Version], Any], outputs: Any, reason: Optional[str],
@@ -328,7 +331,15 @@ class Dispatcher:
         self.stats.rollback_events.append(event)
         self.repo.take_out(self.name, "canary", event.reason)
 
-    def _copy(self, plan: Plan, live: int, value: float, row: Sequence[float]) -> Optional[ShadowJob]:
+    def _target(self, shadow: Version, manifest: dict[str, Any], stats: ShadowStats) -> ShadowTarget:
+        """Where copies to ``shadow`` go: one ``ShadowTarget`` while version, manifest and stats stay."""
+        for t in (self._fast_target, self._shadow_target):
+            if t is not None and t.version is shadow and t.stats is stats and t.manifest is manifest:
+                return t
+        t = self._shadow_target = ShadowTarget(shadow, manifest, stats, self.repo.loader, self.config.variant)
+        return t
+
+    def _copy(self, plan: Plan, live: int, value: float, row: Sequence[float], pid: str) -> Optional[ShadowJob]:
         """``_shadow_job`` of a one-value answer with what the plan worked out (the same draw and checks)."""
         copy = plan.copy
         if copy is None:
@@ -338,15 +349,16 @@ class Dispatcher:
             return None
         if (share < 1.0 and self._sample() >= share) or shadow.state is not State.AVAILABLE:
             return None
-        if self.shadow_gate.full:
-            self.shadow_stats.drop()
+        sink = self.shadow_sink
+        if sink is not None:
+            sink.value(self._fast_target, live, row, value, pid)
             return None
         return ShadowJob(shadow, manifest, value, self.shadow_stats, row=row)
 
-    def _shadow_job(self, live: Version, outputs: Any, row: Optional[Sequence[float]] = None,
+    def _shadow_job(self, live: Version, outputs: Any, ids: list[str], copy: Any = None,
                     run: Optional[Callable[[Version], Any]] = None) -> Optional[ShadowJob]:
-        """A job comparing the shadow version with this answer (None when not sampled or no shadow): on the
-        one-value path it predicts ``row``, else it calls ``run``."""
+        """A copy of this answer for the shadow (none when not sampled or no shadow): to the sink's batch
+        (``copy``: the row or the inputs; None returned), or, without a sink, a job that calls ``run``."""
         number = self.config.shadow_version
         if number is None or number == live.number:
             return None
@@ -359,20 +371,12 @@ class Dispatcher:
         stats = self.shadow_stats
         if stats.version != number:
             self.shadow_stats = stats = ShadowStats(version=number)
-        if self.shadow_gate.full:
-            stats.drop()
-            return None
         manifest = (live.predictor if live.predictor is not None else shadow.predictor).manifest
-        return ShadowJob(shadow, manifest, outputs, stats, row=row, run=run)
-
-
-class _NoGate:
-    """A dispatcher without a shadow worker (tests, the status command): never full."""
-
-    full = False
-
-
-_NO_GATE = _NoGate()
+        sink = self.shadow_sink
+        if sink is not None and copy is not None:
+            sink.job(self._target(shadow, manifest, stats), live.number, copy, outputs, ids)
+            return None
+        return ShadowJob(shadow, manifest, outputs, stats, run=run)
 
 
 def _value_runner(row: Sequence[float]) -> Callable[[Version], float]:

@@ -36,7 +36,7 @@ from edge.errors import EdgeError
 from edge.versions import Model, NotServed, State, Version, _fingerprint, interface, interface_difference
 
 __all__ = ["Loader", "MODEL_NAME", "Model", "NotServed", "Repository", "State", "VERSION_NAME", "Version",
-           "interface", "interface_difference", "load_bundle"]
+           "VersionLoader", "interface", "interface_difference", "load_bundle"]
 
 VERSION_NAME = re.compile(r"^[1-9][0-9]{0,15}$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -60,6 +60,35 @@ def load_bundle(path: Path, variant: Optional[str] = None) -> tuple[Any, dict[st
     if not result["passed"]:
         raise EdgeError("self-test failed: " + "; ".join(result["failures"]))
     return predictor, result
+
+
+class VersionLoader:
+    """The server's loader (``edge.server.served.loader``): ``Predictor`` with the serve flags (``variant``
+    unless the version's config names one, interpreter ``threads``, ``allow_rejected``), then its self-test.
+    In a repository a failing self-test raises (the version goes to END); a ``single`` bundle's is returned
+    (its self-test decides readiness). A class, not a closure: the shadow's worker process
+    (``edge.shadow_process``) is handed the same loader, pickled, and imports no more than this module.
+
+    Calling it raises EdgeError when the bundle fails its checks (or, in a repository, its self-test)."""
+
+    def __init__(self, variant: Optional[str], threads: Any, allow_rejected: bool, single: bool) -> None:
+        self.variant, self.threads, self.allow_rejected, self.single = variant, threads, allow_rejected, single
+
+    def __call__(self, path: Path, variant: Optional[str]) -> tuple[Any, dict[str, Any]]:
+        from edge import selftest
+        from edge.runner import Predictor
+
+        predictor = Predictor(path, variant or self.variant, num_threads=self.threads,
+                              allow_rejected=self.allow_rejected)
+        try:
+            result = selftest.run(predictor)
+        except EdgeError as exc:
+            if not self.single:
+                raise
+            return predictor, {"passed": False, "failures": [str(exc)], "error": str(exc)}
+        if not result["passed"] and not self.single:
+            raise EdgeError("self-test failed: " + "; ".join(result["failures"]))
+        return predictor, result
 
 
 class Repository:

@@ -63,8 +63,8 @@ class RolloutCollector(Collector):
         shadow_errors = CounterMetricFamily("deploykit_shadow_errors", "Shadow predictions that failed.",
                                             labels=["model", "shadow_version"])
         dropped = CounterMetricFamily("deploykit_shadow_dropped",
-                                      "Copies for the shadow not compared: the shadow worker's queue was full, "
-                                      "the shadow version went away first, or the server stopped.",
+                                      "Copies for the shadow not compared: its worker process was behind, "
+                                      "exited, the shadow version went away first, or the server stopped.",
                                       labels=["model", "shadow_version"])
         top1 = CounterMetricFamily("deploykit_shadow_top1_differs", "Shadow comparisons whose top-1 class differs.",
                                    labels=["model", "shadow_version"])
@@ -74,6 +74,13 @@ class RolloutCollector(Collector):
         relative = HistogramMetricFamily("deploykit_shadow_relative_difference",
                                          "The shadow's largest symmetric relative difference, per request.",
                                          labels=["model", "shadow_version"])
+        restarts = CounterMetricFamily("deploykit_shadow_worker_restarts",
+                                       "Times the shadow's worker process exited while the server ran (a new one "
+                                       "starts with the next batch).")
+        workers = {id(d.shadow_sink.worker): d.shadow_sink.worker for d in self.dispatchers.values()
+                   if getattr(d.shadow_sink, "worker", None) is not None and d.shadow_stats.version is not None}
+        if workers:
+            restarts.add_metric([], sum(w.restarts for w in workers.values()))
         joined = GaugeMetricFamily("deploykit_feedback_joined", "Predictions joined to their ground truth.",
                                    labels=["model", "version", "window"])
         mae = GaugeMetricFamily("deploykit_feedback_mae", "Mean absolute error against the ground truth.",
@@ -94,7 +101,7 @@ class RolloutCollector(Collector):
             rollbacks.add_metric([name], st.rollbacks)
             sh = d.shadow_stats
             if sh.version is not None:
-                with sh.lock:  # the shadow worker writes them
+                with sh.lock:  # a consistent histogram (count with its sum)
                     key = [name, str(sh.version)]
                     compared.add_metric(key, sh.compared)
                     shadow_errors.add_metric(key, sh.errors)
@@ -112,4 +119,4 @@ class RolloutCollector(Collector):
                             if stats.get(field) is not None:
                                 family.add_metric(key, stats[field])
         yield from (answers, checks, errors, fallbacks, rollbacks, compared, shadow_errors, dropped, top1, absolute, relative,
-                    joined, mae, rmse, accuracy)
+                    *([restarts] if workers else []), joined, mae, rmse, accuracy)

@@ -1,14 +1,16 @@
 """The shadow version's side of a request: the job that predicts on it and compares, and its statistics.
 
-``Dispatcher`` (``edge.dispatch``) hands a ``ShadowJob`` back with the live answer; the server runs it on
-its shadow worker thread (``edge.server.shadow_worker``), never on the request's path. The job predicts
-the same input on the shadow version, compares the two answers (``edge.rollout.disagreement``; the
-one-value path's plain floats through ``disagreement_value``, the same numbers) and records the
-comparison in the model's ``ShadowStats`` (``/metrics``). For a batch it also keeps each row's own
-disagreement (``ShadowJob.rows``), one shadow-log line per prediction id.
+In the server the dispatcher (``edge.dispatch``) appends each copy to its feed (``edge.shadow_feed``),
+tagged with a ``ShadowTarget``, and the shadow's worker process (``edge.shadow_process``) predicts and
+compares it with ``compare`` / ``per_row``; the server counts its answers with ``ShadowStats.record_many``.
+A dispatcher without a feed (tests, the status command) hands a ``ShadowJob`` back with the live answer
+instead: called, it predicts the same input on the shadow version in process, compares the two answers
+(``edge.rollout.disagreement``; the one-value path's plain floats through ``disagreement_value``, the same
+numbers) and records the comparison in the model's ``ShadowStats`` (``/metrics``). For a batch it also keeps
+each row's own disagreement (``ShadowJob.rows``), one shadow-log line per prediction id.
 
-``ShadowStats`` is written by the worker thread and read by ``/metrics`` on the event loop: its updates
-hold its lock, so a scrape never sees a histogram's count without its sum.
+``ShadowStats``' histogram updates hold its lock, so a scrape never sees a histogram's count without its
+sum; its ``dropped`` is counted without it by the one thread copies are made on.
 """
 
 from __future__ import annotations
@@ -84,6 +86,23 @@ class ShadowStats:
                 self.top1_differs += 1
             self.last = d
 
+    def add(self, summary: "Summary") -> None:
+        """Count a batch the worker process compared (its ``summarize``d columns) under one hold of the lock."""
+        n, errors, a_counts, a_sum, r_counts, r_sum, differs, last = summary
+        a, r = self.absolute, self.relative
+        with self.lock:
+            self.compared += n
+            self.errors += errors
+            a.counts = [c + k for c, k in zip(a.counts, a_counts)]
+            r.counts = [c + k for c, k in zip(r.counts, r_counts)]
+            a.count += n
+            r.count += n
+            a.sum += a_sum
+            r.sum += r_sum
+            self.top1_differs += differs
+            if last is not None:
+                self.last = Disagreement(*last)
+
     def failed(self) -> None:
         with self.lock:
             self.errors += 1
@@ -91,6 +110,52 @@ class ShadowStats:
     def drop(self) -> None:
         with self.lock:
             self.dropped += 1
+
+
+Summary = tuple  # (compared, failed, absolute bucket counts, absolute sum, relative counts, relative sum,
+#                   top-1 differences, the last (absolute, relative, top1, score) or None): ``summarize``'s
+
+
+def summarize(absolute: Sequence[float], relative: Sequence[float], top1: Optional[Sequence[Optional[float]]],
+              score: Sequence[float]) -> Summary:
+    """A batch of comparisons (columns in the copies' order; ``absolute`` NaN for a failed shadow prediction,
+    a value no comparison gives) as ``ShadowStats.add`` counts them: the buckets ``record`` would pick, the
+    sums of the finite differences (in order), the top-1 differences. The worker process runs it, so the
+    server adds a few numbers per batch instead of two histogram updates per copy."""
+    a_counts, r_counts = [0] * (len(ABS_BUCKETS) + 1), [0] * (len(REL_BUCKETS) + 1)
+    a_sum = r_sum = 0.0
+    n = failed = differs = 0
+    last = None
+    left = bisect.bisect_left
+    for i, a in enumerate(absolute):
+        if a != a:
+            failed += 1
+            continue
+        r = relative[i]
+        a_counts[left(ABS_BUCKETS, a)] += 1
+        r_counts[left(REL_BUCKETS, r)] += 1
+        a_sum += a if isfinite(a) else 0.0
+        r_sum += r if isfinite(r) else 0.0
+        t = None if top1 is None else top1[i]
+        if t:
+            differs += 1
+        n += 1
+        last = (a, r, t, score[i])
+    return n, failed, a_counts, a_sum, r_counts, r_sum, differs, last
+
+
+class ShadowTarget:
+    """Where a model's copies go while its shadow stays the same: the shadow ``Version``, the live manifest
+    (how to compare), the ``ShadowStats`` they are counted in, and how the worker process loads the version
+    (the repository's ``loader`` and the model's ``variant``). The dispatcher makes one per change of
+    shadow version (``Dispatcher._target``); the server's worker tags the copies with it."""
+
+    __slots__ = ("version", "manifest", "stats", "loader", "variant", "tid")
+
+    def __init__(self, version: Any, manifest: dict[str, Any], stats: ShadowStats, loader: Any,
+                 variant: Optional[str]) -> None:
+        self.version, self.manifest, self.stats, self.loader, self.variant = version, manifest, stats, loader, variant
+        self.tid = 0  # the worker process's tag for it (0: not told yet)
 
 
 class ShadowJob:

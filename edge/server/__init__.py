@@ -3,7 +3,7 @@
 Modules, each holding one thing: ``config`` (``ServeConfig``), ``routing`` (the ``Route`` table's
 matcher), ``messages`` (what the parts share: request, answer, errors, body reading), ``app`` (the core:
 ``EdgeApp``, its route table, ``build_app``, ``app_from_env``; ``lifecycle`` and ``predictions`` are its
-start-up/scans/shutdown and its prediction methods), ``shadow_worker`` (the shadow jobs' thread),
+start-up/scans/shutdown and its prediction methods), ``shadow_worker`` (the shadow's worker process),
 ``fastpath`` (the one-row path, outermost), ``cors`` (a middleware), ``tfserving`` (TF Serving's REST
 API), ``forms`` (the HTML pages), ``openapi``, ``later`` (the handlers of the parts imported on their first
 request: the pages, OIP, feedback, OpenAPI).

@@ -146,7 +146,7 @@ class EdgeApp(Lifecycle, Predicting):
         if model not in repo.models:
             raise EdgeError(f"--model {model!r} is not in the repository; it serves {', '.join(names) or 'no model'}")
         self.name = model
-        self.shadows = ShadowWorker(logs)  # the shadow jobs' thread (started at the first copy)
+        self.shadows = ShadowWorker(logs, log=self._event)  # the shadow's worker process (started at the first copy)
         self._served: dict[str, ServedModel] = {}
         self.default = self.served(model)
         self.dispatcher = self.default.dispatcher
@@ -202,7 +202,7 @@ class EdgeApp(Lifecycle, Predicting):
         found = self._served.get(name)
         if found is None:
             found = self._served[name] = ServedModel(self.repo, name, self.config.max_batch, log=self._event)
-            found.dispatcher.shadow_gate = self.shadows  # a full shadow queue: no copy is even made
+            found.dispatcher.shadow_sink = self.shadows.feed()  # copies batched for the shadow worker process
         return found
 
     @property
@@ -243,6 +243,7 @@ class EdgeApp(Lifecycle, Predicting):
                 if message["type"] == "lifespan.startup":
                     self.startup()
                     loop = self._loop = asyncio.get_running_loop()
+                    self.shadows.attach(loop)
                     self.telemetry.start(loop)
                     if not self.repo.single:
                         self._schedule_scan()

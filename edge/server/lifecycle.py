@@ -9,8 +9,8 @@ predictions run inline (``inline``: the fast path may answer). With the thread, 
 typically under ``ServeConfig.inline_under`` still runs on the event loop (``edge.server.inference``; seeded with the
 faster of the two timings, the loop's and the thread's). A repository (not a single bundle) is scanned
 every ``poll_seconds`` and on SIGHUP, off the event loop, one scan at a time; readiness is worked out
-again after each. Shutdown stops the scans, the inference thread and the shadow worker (which first
-finishes the copies queued, up to ``SHADOW_DRAIN_SECONDS``) before the logs are closed.
+again after each. Shutdown stops the scans, the inference thread and the shadow's worker process (it
+first answers the copies sent and batched, up to ``SHADOW_DRAIN_SECONDS``) before the logs are closed.
 """
 
 from __future__ import annotations
@@ -131,8 +131,9 @@ class Lifecycle:
         self._schedule_scan()
 
     def shutdown(self) -> None:
-        """Stop the scans, the metrics, the inference thread and the shadow worker (it finishes what is
-        queued first), then close the logs (fsync) and say on stderr what was written and what was lost."""
+        """Stop the scans, the metrics, the inference thread and the shadow's worker process (it answers what
+        was sent and batched first), then close the logs (fsync) and say on stderr what was written and what
+        was lost."""
         if self._scan_timer is not None:
             self._scan_timer.cancel()
         self.telemetry.stop()

@@ -12,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from edge import selftest as selftest_mod
 from edge.dispatch import Dispatcher
 from edge.errors import EdgeError
 from edge.inputs import RowParser
-from edge.repository import NotServed, Repository, State
-from edge.runner import Predictor
+from edge.repository import NotServed, Repository, State, VersionLoader
 from edge.server.config import ServeConfig
 
 
@@ -65,22 +63,10 @@ class ServedModel:
 
 
 def loader(config: ServeConfig, single: bool) -> Any:
-    """How the server loads a version: ``Predictor`` with the serve flags, then its self-test. In a
-    repository a failing self-test keeps the version out (END); a single bundle is served as before: its
-    self-test decides readiness (``--serve-unready`` answers anyway)."""
-    def load(path: Any, variant: Optional[str]) -> tuple[Any, dict[str, Any]]:
-        predictor = Predictor(path, variant or config.variant, num_threads=config.threads,
-                              allow_rejected=config.allow_rejected)
-        try:
-            result = selftest_mod.run(predictor)
-        except EdgeError as exc:
-            if not single:
-                raise
-            return predictor, {"passed": False, "failures": [str(exc)], "error": str(exc)}
-        if not result["passed"] and not single:
-            raise EdgeError("self-test failed: " + "; ".join(result["failures"]))
-        return predictor, result
-    return load
+    """How the server loads a version (``edge.repository.VersionLoader``): ``Predictor`` with the serve flags,
+    then its self-test. In a repository a failing self-test keeps the version out (END); a single bundle is
+    served as before: its self-test decides readiness (``--serve-unready`` answers anyway)."""
+    return VersionLoader(config.variant, config.threads, config.allow_rejected, single)
 
 
 def open_repository(config: ServeConfig) -> Repository:

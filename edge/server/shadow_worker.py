@@ -1,39 +1,50 @@
-"""The server's shadow worker: one thread that runs the shadow jobs (``edge.shadow.ShadowJob``), so that
-the shadow's prediction and comparison never run on the event loop or the inference thread, and the
-caller's answer never waits for them.
+"""The server's shadow worker: the copies of the live requests go, in batches, to a separate worker
+*process* (``edge.shadow_process``) that predicts them on the shadow version and compares, so the shadow
+never runs on the server's event loop, its inference thread or its GIL.
 
-* ``submit`` (event loop, after the answer is sent) puts the outcome on a bounded queue
-  (``MAX_QUEUE`` copies). When the queue is full the copy is dropped and counted
-  (``deploykit_shadow_dropped_total`` in ``/metrics``): a shadow never slows the live traffic down, it
-  compares fewer requests instead.
-* The thread (started at the first copy, one per server process) runs each job, then writes one
-  shadow-log line per prediction id (``shadow.csv``; a batch's lines each carry that row's disagreement).
-  The shadow version's interpreter on this thread is its own (``Predictor`` keeps one per thread). It
-  shares the process (and the GIL) with the event loop, so its work is budgeted: while copies wait, after
-  each job it sleeps for ``(1 / GIL_SHARE - 1)`` times the CPU time the job took, which holds it to
-  ``GIL_SHARE`` (5 %) of the process's time when the server is saturated (the callers lose at most that)
-  and costs nothing below saturation, where the queue empties between copies and every copy is compared.
-  At saturation it falls behind and drops copies (counted): it compares fewer requests rather than slow
-  the answers down. (Without the budget, letting go of the GIL after each job, the shadowed server
-  answered 0.65 of the single server's requests/s at 1.65x its p99 on the idle 2-core bench machine.)
-* ``stop`` (the server's shutdown) lets the thread finish what is queued, up to ``timeout`` seconds, then
-  stops it; the copies it could not run are counted as dropped. The logs are closed after it, so no
-  compared line is lost beyond the logs' own rule (at most the last unflushed line): each line is
-  written when its copy is compared. A server killed outright (``kill -9``) loses the copies still
-  queued, never compared and so never logged; the answers' own lines were written before they left.
+* On the request's path the dispatcher (``edge.dispatch``, through its ``shadow_sink``: a ``Feed``) appends
+  one tuple to its model's batch: the row, the live answer, the live version and the prediction id (a
+  batch's inputs and outputs, one per request, on the general path). No syscall, no lock, no thread to
+  wake. The batch is sent every ``BATCH`` copies (``loop.call_soon``, so after the answer being made) or
+  ``FLUSH_SECONDS`` after its first copy (``loop.call_later``), one datagram (``edge.shadow_process.pack``).
+* The worker process is started at the first batch (a server without a shadow starts nothing) and runs
+  at the lowest CPU priority (``SCHED_IDLE``, else nice 19): it uses only CPU nothing else wants. While it
+  is ``MAX_QUEUE`` copies behind (sent, not answered) no copy is made (``behind``, cleared at a quarter),
+  and each one not made is counted as dropped (``deploykit_shadow_dropped_total``), as is a batch the
+  socket refuses: the shadow compares fewer requests instead of slowing the answers down.
+* Its answers (one per copy: the ``Disagreement`` fields, each row's for a batch) are read on the event
+  loop (``loop.add_reader``, no thread), counted in the target's ``ShadowStats`` (``/metrics``) and written
+  to ``shadow.csv``, one line per prediction id.
+* A worker process that exits (a crash, a kill) is reported on stderr and counted (``restarts``); the
+  copies it had are counted as dropped, and the next batch starts a new one (at most one start per
+  ``RESTART_SECONDS``; batches before then are dropped, counted). The live answers never wait for it.
+* ``stop`` (the server's shutdown) sends what is batched, lets the process answer it (up to ``timeout``
+  seconds), then ends the process; the copies left are counted as dropped. The process also ends by
+  itself when the server's end of the socket closes, so a killed server leaves no orphan.
+
+Without an event loop (a test calling the dispatcher directly) batches are sent at ``BATCH`` copies or by
+``flush``, and answers read by ``wait``.
 """
 
 from __future__ import annotations
 
-import queue
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from edge.server.messages import utc_now
+from edge.shadow import ShadowTarget
+from edge.shadow_feed import Feed
+from edge.shadow_process import pack, spawn, unpack
 
-_STOP = object()
+_get_ident = threading.get_ident
 
 
 class ShadowWorker:
@@ -41,99 +52,343 @@ class ShadowWorker:
 
     Args:
         logs: the ``edge.logs.CsvLogs`` (``--log-dir``) the shadow lines go to, or None.
-        max_queue: the most copies waiting; more are dropped (and counted).
+        max_queue: the most copies sent and not answered; while so many are, no copy is made (counted).
+        log: where a worker process's exit is said (default stderr).
     """
 
     MAX_QUEUE = 1024
-    GIL_SHARE = 0.05  # the most of the process's time the shadow takes while copies wait
+    BATCH = 128  # copies per batch sent
+    FLUSH_SECONDS = 0.01  # the longest a copy waits to be sent
+    RESTART_SECONDS = 1.0
 
-    def __init__(self, logs: Any = None, max_queue: int = MAX_QUEUE) -> None:
+    def __init__(self, logs: Any = None, max_queue: int = MAX_QUEUE,
+                 log: Optional[Callable[[str], None]] = None) -> None:
         self.logs = logs
         self.max_queue = max_queue
-        self.done = 0
-        self.failures = 0
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        self._thread: Optional[threading.Thread] = None
-        self._closed = False
-        self._start_lock = threading.Lock()
-        # set when a copy finds the queue full, cleared once the worker has worked it down to a quarter: the
-        # dispatchers read it before making a copy (edge.dispatch.Dispatcher.shadow_gate)
-        self.full = False
+        self.batch = min(self.BATCH, max(1, max_queue // 4))
+        self.log = log or (lambda line: print(f"deploykit-edge: {line}", file=sys.stderr, flush=True))
+        self.done = 0  # copies compared or failed (answered by the process)
+        self.restarts = 0  # worker processes that exited before stop
+        self.behind = False
+        self.closed = False
+        self.outstanding = 0  # copies sent, not answered
+        self.thread = _get_ident()  # the thread copies are added on (the event loop's, once known)
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.proc: Optional[subprocess.Popen] = None
+        self.sock: Optional[socket.socket] = None
+        self.feeds: list[Feed] = []
+        self._pending: dict[int, tuple[str, ShadowTarget, list[Any], list[Any]]] = {}
+        self._seq = 0
+        self._tid = 0
+        self._folder: Optional[str] = None
+        self._died_at = -1e9
+        self._told: set[int] = set()  # the targets the running process was told about
+        self._said = False
+
+    # ------------------------------------------------------------------ the request's side
+
+    def feed(self) -> Feed:
+        """A new model's feed (the dispatcher's ``shadow_sink``)."""
+        feed = Feed(self)
+        self.feeds.append(feed)
+        return feed
 
     def submit(self, outcome: Any) -> bool:
-        """Queue an outcome's shadow job (``outcome.shadow``); False (and counted as dropped) when the queue
-        is full or the worker has stopped."""
-        job = outcome.shadow
-        if self._closed or self._queue.qsize() >= self.max_queue:
-            self.full = True
-            job.stats.drop()
-            return False
-        if self._thread is None:
-            self._start()
-        self._queue.put(outcome)
-        return True
+        """An outcome that carries a ``ShadowJob`` (a dispatcher without this worker's feed): not compared
+        here, counted as dropped; False. The server's dispatchers all have a feed, so never in the server."""
+        outcome.shadow.stats.drop()
+        return False
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None:
-                thread = threading.Thread(target=self._main, name="deploykit-edge-shadow", daemon=True)
-                thread.start()
-                self._thread = thread
+    def attach(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        """Send and read on ``loop`` from now on (the server's lifespan; its thread adds the copies)."""
+        self.loop = loop
+        self.thread = _get_ident()
+        if loop is not None and self.sock is not None:
+            self._watch()
 
-    def _main(self) -> None:
-        get, waiting, cpu = self._queue.get, self._queue.qsize, time.thread_time
-        rest = 1.0 / self.GIL_SHARE - 1.0
-        while True:
-            outcome = get()
-            if outcome is _STOP:
-                return
-            start = cpu()
+    def elsewhere(self, add: Callable[..., None], *args: Any) -> None:
+        """A copy made on another thread (the inference thread): added on the event loop's, or, without a
+        loop, on this one from now on."""
+        loop = self.loop
+        if loop is None:
+            self.thread = _get_ident()
+            add(*args)
+        else:
+            loop.call_soon_threadsafe(add, *args)
+
+    def added(self, feed: Feed, n: int) -> None:
+        """A feed holds ``n`` copies: schedule its send (first copy: ``FLUSH_SECONDS``; ``BATCH``: now)."""
+        if n != 1 and n < self.batch:
+            return  # (Feed.value checks this itself)
+        loop = self.loop
+        if loop is None:
             try:
-                self.run(outcome)
-            except Exception as exc:  # noqa: BLE001 - a bad job must not stop the worker
-                self.failures += 1
-                print(f"deploykit-edge: a shadow job failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            left = waiting()
-            if left:  # copies are queued up: the server is busy; keep to GIL_SHARE of its time
-                time.sleep((cpu() - start) * rest)
-            if self.full and left <= self.max_queue // 4:
-                self.full = False
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                if n >= self.batch:
+                    self.flush_feed(feed)
+                return
+            self.attach(loop)
+        if n == 1:
+            loop.call_later(self.FLUSH_SECONDS, self.flush_feed, feed)
+        else:
+            loop.call_soon(self.flush_feed, feed)
 
-    def run(self, outcome: Any) -> None:
-        """Run one outcome's shadow job and write its shadow-log lines (one per prediction id)."""
-        job = outcome.shadow
-        d = job()
-        self.done += 1
-        logs = self.logs
-        if d is None or logs is None:
+    def retarget(self, feed: Feed, target: ShadowTarget) -> None:
+        """A feed's copies go to another target from now on: its batch is sent, the process told to forget
+        the old target (its version unloaded there when no other target has it)."""
+        old = feed.target
+        self.flush_feed(feed)
+        feed.target = target
+        if old is not None and old.tid in self._told and self.sock is not None:
+            self._told.discard(old.tid)
+            try:
+                self.sock.send(pack(("forget", old.tid), None, ""))
+            except OSError:
+                pass  # the process is behind or gone: it keeps the old version a while, or starts anew
+
+    def flush(self) -> None:
+        """Send every feed's batch now."""
+        for feed in self.feeds:
+            self.flush_feed(feed)
+
+    def flush_feed(self, feed: Feed) -> None:
+        """Send one feed's batch (its copies are counted as dropped when the process cannot take them)."""
+        items, jobs, target = feed.items, feed.jobs, feed.target
+        if target is None or not (items or jobs):
             return
-        now = utc_now()
-        rows = job.rows()
-        if len(rows) != len(outcome.ids):
-            rows = [d] * len(outcome.ids)
-        for pid, r in zip(outcome.ids, rows):
-            logs.shadow([now, pid, outcome.version, job.shadow.number, r.absolute, r.relative,
-                         "" if r.top1 is None else r.top1])
+        feed.items, feed.jobs = [], []
+        if items:
+            rows, values, lives, ids = zip(*items)
+            self._send("values", target, (rows, values), list(lives), list(ids))
+        if jobs:
+            self._send("jobs", target, [(j[0], j[1]) for j in jobs], [j[2] for j in jobs], [j[3] for j in jobs])
+
+    def _send(self, kind: str, target: ShadowTarget, payload: Any, lives: list[Any], ids: list[Any]) -> None:
+        n = len(lives)
+        stats = target.stats
+        if self.closed or self.outstanding >= self.max_queue or target.version.predictor is None:
+            stats.dropped += n  # behind, stopped, or the shadow version went away before its turn
+            return
+        sock = self.sock if self.proc is not None else self._start()
+        if sock is None:
+            stats.dropped += n
+            return
+        seq = self._seq = self._seq + 1
+        try:
+            if target.tid not in self._told:
+                self._tell(target)
+            message = ("values", seq, target.tid, *payload) if kind == "values" else ("jobs", seq, target.tid, payload)
+            sock.send(pack(message, self._folder, f"m{seq}"))
+        except (BlockingIOError, InterruptedError):
+            stats.dropped += n  # the socket is full: the process is behind
+            self._unlink(f"m{seq}")
+            return
+        except OSError:
+            stats.dropped += n
+            self._unlink(f"m{seq}")
+            self._died()
+            return
+        except Exception as exc:  # noqa: BLE001 - a copy that cannot be sent (pickled) must not break the loop
+            stats.dropped += n
+            self._unlink(f"m{seq}")
+            if not self._said:
+                self._said = True
+                self.log(f"a shadow copy could not be sent to the worker process ({type(exc).__name__}: {exc}); "
+                         "such copies are dropped (counted)")
+            return
+        self._pending[seq] = (kind, target, lives, ids)
+        self.outstanding += n
+        if self.outstanding >= self.max_queue:
+            self.behind = True
+
+    def _unlink(self, name: str) -> None:
+        """Remove a message's file that was not sent (``pack`` wrote one only for a large message)."""
+        if self._folder is not None:
+            try:
+                os.unlink(os.path.join(self._folder, name))
+            except OSError:
+                pass
+
+    def _tell(self, target: ShadowTarget) -> None:
+        """Tell the process about a target (it loads the version; again after a restart)."""
+        self._tid += 1
+        target.tid = self._tid
+        v = target.version
+        self.sock.send(pack(("target", target.tid, target.loader, v.path, target.variant,  # type: ignore[union-attr]
+                             getattr(v, "fingerprint", ()), target.manifest), self._folder, f"t{target.tid}"))
+        self._told.add(target.tid)
+
+    # ------------------------------------------------------------------ the process
+
+    def _start(self) -> Optional[socket.socket]:
+        """Start the worker process (not within ``RESTART_SECONDS`` of the last exit); its socket or None."""
+        if time.monotonic() - self._died_at < self.RESTART_SECONDS:
+            return None
+        try:
+            if self._folder is None:
+                self._folder = tempfile.mkdtemp(prefix="deploykit-shadow-")
+            self.proc, self.sock = spawn(self._folder, self.logs is not None)
+        except OSError as exc:
+            self._died_at = time.monotonic()
+            self.log(f"the shadow worker process could not start ({exc}); copies are dropped (counted)")
+            return None
+        self._told = set()
+        if self.loop is not None:
+            self._watch()
+        return self.sock
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The worker process's id (None before the first batch or after an exit)."""
+        return self.proc.pid if self.proc is not None else None
+
+    def _watch(self) -> None:
+        try:
+            self.loop.add_reader(self.sock.fileno(), self._readable)  # type: ignore[union-attr]
+        except (RuntimeError, ValueError, OSError):
+            pass  # a closed loop (the server is stopping): ``wait`` / ``stop`` read instead
+
+    def _unwatch(self) -> None:
+        if self.loop is not None and self.sock is not None:
+            try:
+                self.loop.remove_reader(self.sock.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+
+    def _readable(self) -> None:
+        """Read every answer the socket holds (the event loop calls it; ``wait`` and ``stop`` too)."""
+        sock = self.sock
+        while sock is not None:
+            try:
+                data = sock.recv(1 << 17)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._died()
+                return
+            try:
+                message = unpack(data)
+            except Exception as exc:  # noqa: BLE001 - a garbled answer: the process is not to be trusted
+                self.log(f"the shadow worker process sent an unreadable answer ({type(exc).__name__}: {exc})")
+                self._died()
+                return
+            if message[0] == "done":
+                self._done(message[1], message[2], message[3])
+
+    def _done(self, seq: int, summary: Any, cols: Optional[list[list[Any]]]) -> None:
+        """Count one batch's answers (``summary``) and write their shadow-log lines (from ``cols``)."""
+        entry = self._pending.pop(seq, None)
+        if entry is None:
+            return
+        kind, target, lives, ids = entry
+        self.outstanding -= len(lives)
+        self.done += len(lives)
+        if self.behind and self.outstanding <= self.max_queue // 4:
+            self.behind = False
+        target.stats.add(summary)
+        logs = self.logs
+        if logs is None or cols is None:
+            return
+        absolute, relative, top1, _, rows = cols
+        now, shadow = utc_now(), target.version.number
+        for i, (a, live, pid) in enumerate(zip(absolute, lives, ids)):
+            if a != a:  # NaN: the shadow failed
+                continue
+            t = top1[i]
+            if kind == "values":
+                logs.shadow([now, pid, live, shadow, a, relative[i], "" if t is None else t])
+                continue
+            per = rows[i]
+            if per is None or len(per) != len(pid):
+                per = [(a, relative[i], t)] * len(pid)
+            for one, d in zip(pid, per):
+                logs.shadow([now, one, live, shadow, d[0], d[1], "" if d[2] is None else d[2]])
+
+    def _died(self) -> None:
+        """The process exited (or its socket broke): say so, count its copies as dropped, start anew later."""
+        proc, sock = self.proc, self.sock
+        self._unwatch()
+        self.proc, self.sock = None, None
+        if sock is not None:
+            sock.close()
+        left = self._forget()
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+        if not self.closed:
+            self.restarts += 1
+            self._died_at = time.monotonic()
+            self.log(f"the shadow worker process exited (status {code}); {left} "
+                     f"cop{'y' if left == 1 else 'ies'} not compared (counted as dropped); a new one starts "
+                     "with the next batch")
+
+    def _forget(self) -> int:
+        """Count every copy sent and not answered as dropped; how many."""
+        left = 0
+        for _, target, lives, _ in self._pending.values():
+            target.stats.dropped += len(lives)
+            left += len(lives)
+        self._pending.clear()
+        self.outstanding = 0
+        self.behind = False
+        return left
+
+    # ------------------------------------------------------------------ waiting and stopping
 
     def pending(self) -> int:
-        """Copies waiting in the queue."""
-        return self._queue.qsize()
+        """Copies sent and not answered, and batched not sent."""
+        return self.outstanding + sum(len(f.items) + len(f.jobs) for f in self.feeds)
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Send what is batched and read answers until none is outstanding (True) or ``timeout`` s passed."""
+        import select
+
+        self.flush()
+        deadline = time.monotonic() + timeout
+        while self.outstanding and self.sock is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            select.select([self.sock], [], [], left)
+            self._readable()
+        return self.outstanding == 0
 
     def stop(self, timeout: float = 10.0) -> int:
-        """Finish the queued copies (up to ``timeout`` s), stop the thread; returns the copies left undone
-        (counted as dropped). Later ``submit`` calls drop their copy."""
-        self._closed = True
-        thread = self._thread
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join(timeout)
-        left = 0
-        while True:
+        """Send what is batched, let the process answer it (up to ``timeout`` s) and end it; returns the
+        copies left unanswered (counted as dropped). Later copies are dropped (counted)."""
+        self.wait(timeout)
+        self.closed = True
+        left = sum(len(f.items) + len(f.jobs) for f in self.feeds)
+        for feed in self.feeds:
+            if feed.target is not None:
+                feed.target.stats.dropped += len(feed.items) + len(feed.jobs)
+            feed.items, feed.jobs = [], []
+        proc, sock = self.proc, self.sock
+        self._unwatch()
+        left += self._forget()
+        self.proc, self.sock = None, None
+        if sock is not None:
             try:
-                outcome = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if outcome is not _STOP:
-                outcome.shadow.stats.drop()
-                left += 1
+                sock.setblocking(True)
+                sock.settimeout(1.0)
+                sock.send(pack(("stop",), None, ""))
+            except OSError:
+                pass
+            sock.close()
+        if proc is not None:
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
         return left

@@ -1,124 +1,254 @@
-"""The shadow worker (edge/server/shadow_worker.py) over stand-in versions: the copy is compared on its own
-thread, one shadow-log line per prediction id, a full queue drops the copy and counts it in /metrics, and
-shutdown finishes what is queued (or counts what it could not)."""
+"""The shadow worker (edge/server/shadow_worker.py, edge/shadow_process.py) over stand-in versions: copies
+are batched to a separate worker process at the lowest CPU priority and compared there, one shadow-log line
+per prediction id; while it is behind no copy is made (counted); shutdown finishes what was sent (or counts
+what it could not); a killed worker process is reported, counted and replaced; a new shadow version is
+loaded by the running process."""
 
 from __future__ import annotations
 
 import csv
-import threading
+import json
+import os
+import sys
+import time
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
+import pytest
+
 from prometheus_client import CollectorRegistry, generate_latest
 
 from edge.logs import CsvLogs
 from edge.rollout_metrics import RolloutCollector
+from edge.repository import Repository
+from edge.dispatch import Dispatcher
 from edge.server.shadow_worker import ShadowWorker
-from test_edge_dispatch import ROW, make
+from test_edge_dispatch import ROW, Stand
 
 SHADOW = {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}}
 
 
-def exposition(repo, dispatcher) -> str:
+class Gated(Stand):
+    """A stand-in whose answers wait until the file ``gate`` exists (in the worker process)."""
+
+    def __init__(self, value: float, raise_: str, gate: str) -> None:
+        super().__init__(value, raise_)
+        self.gate = gate
+
+    def predict_value(self, row: list[float]) -> float:
+        deadline = time.monotonic() + 30
+        while self.gate and not os.path.exists(self.gate) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return super().predict_value(row)
+
+
+def gate_loader(path: Path, variant: Optional[str]) -> tuple[Any, dict]:
+    """The stand-in loader (module level: the worker process is handed it by name)."""
+    spec = json.loads((path / "fake.json").read_text())
+    return Gated(float(spec["value"]), spec.get("raise", ""), spec.get("gate", "")), {"passed": True}
+
+
+def exposition(repo: Repository, dispatcher: Dispatcher) -> str:
     registry = CollectorRegistry()
     registry.register(RolloutCollector(repo, {"boston": dispatcher}))
     return generate_latest(registry).decode()
 
 
-def gated(repo) -> tuple[threading.Event, threading.Event]:
-    """Make the shadow version's predictions wait for ``gate``; ``started`` is set when one is waiting."""
-    shadow = repo.models["boston"].versions[2].predictor
-    started, gate = threading.Event(), threading.Event()
-    plain = shadow.predict_value
+def make(root: Path, versions: dict[int, dict], model: dict, max_queue: int = ShadowWorker.MAX_QUEUE,
+         logs: Any = None, lines: Optional[list[str]] = None) -> tuple[Repository, Dispatcher, ShadowWorker]:
+    for number, spec in versions.items():
+        folder = root / "boston" / str(number)
+        folder.mkdir(parents=True)
+        (folder / "fake.json").write_text(json.dumps(spec))
+    (root / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
+    repo = Repository(root, loader=gate_loader)
+    repo.scan()
+    dispatcher = Dispatcher(repo, "boston", seed=1, log=lambda _: None)
+    worker = ShadowWorker(logs, max_queue=max_queue, log=lines.append if lines is not None else None)
+    dispatcher.shadow_sink = worker.feed()
+    return repo, dispatcher, worker
 
-    def slow(row: list[float]) -> float:
-        started.set()
-        gate.wait(10)
-        return plain(row)
 
-    shadow.predict_value = slow
-    return started, gate
-
-
-def test_copies_are_compared_on_the_worker_thread_one_log_line_per_id(tmp_path: Path) -> None:
-    repo, dispatcher = make(tmp_path / "models", {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
-    shadow = repo.models["boston"].versions[2].predictor
-    threads: list[str] = []
-    plain = shadow.predict_value
-    shadow.predict_value = lambda row: (threads.append(threading.current_thread().name), plain(row))[1]
+def test_copies_are_compared_in_the_worker_process_one_log_line_per_id(tmp_path: Path) -> None:
     logs = CsvLogs(tmp_path / "logs", ["rm", "age", "b"])
-    worker = ShadowWorker(logs)
+    repo, dispatcher, worker = make(tmp_path / "models", {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW, logs=logs)
     one = dispatcher.predict_value(ROW)
     batch = dispatcher.predict({"features": np.array([ROW, ROW, ROW])})
-    assert shadow.calls == 0  # nothing ran on the shadow before the copies were handed over
-    assert worker.submit(one) and worker.submit(batch)
+    assert one.shadow is None and batch.shadow is None  # batched for the worker, no job on the outcome
+    assert worker.pid is None and worker.pending() == 2  # nothing sent yet: fewer than a batch, no loop
+    assert worker.wait(60)
+    pid = worker.pid
+    assert pid is not None and pid != os.getpid()
+    assert repo.models["boston"].versions[2].predictor.calls == 0  # never predicted in this process
     assert worker.stop() == 0
     logs.close()
-    assert threads == ["deploykit-edge-shadow"]
-    assert shadow.calls == 2
     with (tmp_path / "logs" / "shadow.csv").open(newline="") as f:
         lines = [[r["prediction_id"], r["live_version"], r["shadow_version"], r["absolute"], r["relative"],
                   r["top1_differs"]] for r in csv.DictReader(f)]
-    assert lines == [[pid, "1", "2", "2.5", "0.2", ""] for pid in one.ids + batch.ids]
+    assert lines == [[p, "1", "2", "2.5", "0.2", ""] for p in one.ids + batch.ids]
     assert len(set(batch.ids)) == 3
     stats = dispatcher.shadow_stats
     assert (stats.compared, stats.dropped, stats.errors, stats.absolute.count, stats.absolute.sum) == (2, 0, 0, 2, 5.0)
+    assert stats.last is not None and stats.last.absolute == 2.5
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")  # stop ended it
 
 
-def test_a_full_queue_drops_the_copy_and_counts_it_in_metrics(tmp_path: Path) -> None:
-    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
-    started, gate = gated(repo)
-    worker = ShadowWorker(None, max_queue=2)
-    assert worker.submit(dispatcher.predict_value(ROW))
-    assert started.wait(10)  # the worker holds the first copy; the queue is empty
-    assert worker.submit(dispatcher.predict_value(ROW)) and worker.submit(dispatcher.predict_value(ROW))
-    assert not worker.submit(dispatcher.predict_value(ROW))  # two waiting: the fourth is dropped
-    text = exposition(repo, dispatcher)
-    assert 'deploykit_shadow_dropped_total{model="boston",shadow_version="2"} 1.0' in text.splitlines()
-    gate.set()
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
+def test_the_worker_process_runs_at_the_lowest_cpu_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEPLOYKIT_SHADOW_PRIORITY", raising=False)
+    _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
+    dispatcher.predict_value(ROW)
+    assert worker.wait(60)
+    assert os.sched_getscheduler(worker.pid) == os.SCHED_IDLE
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 19
     assert worker.stop() == 0
-    assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.dropped) == (3, 1)
-    assert not worker.submit(dispatcher.predict_value(ROW))  # stopped: dropped and counted
-    assert dispatcher.shadow_stats.dropped == 2
+
+
+def test_while_the_worker_is_behind_no_copy_is_made_until_it_caught_up(tmp_path: Path) -> None:
+    """``max_queue`` copies sent and not answered: ``behind`` is set, the dispatcher's copies (one-value and
+    batch answers alike) are counted as dropped and never batched, until the worker answered down to a
+    quarter; /metrics counts the drops."""
+    gate = tmp_path / "gate"
+    repo, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5, "gate": str(gate)}},
+                                    SHADOW, max_queue=4)
+    assert worker.batch == 1
+    for _ in range(4):
+        dispatcher.predict_value(ROW)
+    assert worker.outstanding == 4 and worker.behind
+    assert dispatcher.predict_value(ROW).shadow is None
+    assert dispatcher.predict({"features": np.array([ROW, ROW])}).shadow is None
+    assert worker.pending() == 4 and dispatcher.shadow_stats.dropped == 2
+    assert 'deploykit_shadow_dropped_total{model="boston",shadow_version="2"} 2.0' in exposition(repo, dispatcher)
+    gate.touch()
+    assert worker.wait(60)
+    assert not worker.behind and dispatcher.shadow_stats.compared == 4
+    dispatcher.predict_value(ROW)
+    assert worker.wait(60) and dispatcher.shadow_stats.compared == 5
+    assert worker.stop() == 0
+    dispatcher.predict_value(ROW)  # stopped: dropped and counted
+    assert dispatcher.shadow_stats.dropped == 3
 
 
 def test_shutdown_counts_the_copies_it_could_not_finish(tmp_path: Path) -> None:
-    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
-    started, gate = gated(repo)
-    worker = ShadowWorker(None)
+    gate = tmp_path / "gate"
+    _, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5, "gate": str(gate)}}, SHADOW)
     for _ in range(3):
-        assert worker.submit(dispatcher.predict_value(ROW))
-    assert started.wait(10)
-    assert worker.stop(timeout=0.2) == 2  # one is running, two never started
-    assert dispatcher.shadow_stats.dropped == 2
-    gate.set()
+        dispatcher.predict_value(ROW)
+    assert worker.pending() == 3
+    assert worker.stop(timeout=0.5) == 3  # sent, never answered
+    assert (dispatcher.shadow_stats.dropped, dispatcher.shadow_stats.compared) == (3, 0)
 
 
 def test_a_failing_shadow_is_counted_never_raised(tmp_path: Path) -> None:
-    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5, "raise": "boom"}}, SHADOW)
-    worker = ShadowWorker(None)
+    _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5, "raise": "boom"}}, SHADOW)
     answer = dispatcher.predict_value(ROW)
-    assert answer.outputs == 10.0 and worker.submit(answer)
-    assert worker.stop() == 0
-    assert (dispatcher.shadow_stats.errors, dispatcher.shadow_stats.compared, worker.failures) == (1, 0, 0)
+    assert answer.outputs == 10.0
+    assert worker.wait(60) and worker.stop() == 0
+    assert (dispatcher.shadow_stats.errors, dispatcher.shadow_stats.compared) == (1, 0)
 
 
-def test_while_the_queue_is_full_no_copy_is_made_until_it_is_worked_down(tmp_path: Path) -> None:
-    """A refused copy sets the worker's ``full``; the dispatcher then makes no copy (one-value and batch
-    answers alike), counting each as dropped, until the worker has worked its queue down to a quarter."""
-    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
-    started, gate = gated(repo)
-    worker = ShadowWorker(None, max_queue=4)
-    dispatcher.shadow_gate = worker
-    assert worker.submit(dispatcher.predict_value(ROW))
-    assert started.wait(10)
-    for _ in range(4):
-        assert worker.submit(dispatcher.predict_value(ROW))
-    assert not worker.full
-    assert not worker.submit(dispatcher.predict_value(ROW)) and worker.full  # refused: full from now on
-    assert dispatcher.predict_value(ROW).shadow is None
-    assert dispatcher.predict({"features": np.array([ROW, ROW])}).shadow is None
-    assert dispatcher.shadow_stats.dropped == 3
-    gate.set()
+def test_a_killed_worker_process_is_reported_counted_and_replaced(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    lines: list[str] = []
+    repo, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5, "gate": str(gate)}}, SHADOW,
+                                    max_queue=8, lines=lines)
+    for _ in range(2):
+        assert dispatcher.predict_value(ROW).outputs == 10.0
+    worker.flush()
+    first = worker.pid
+    assert first is not None and worker.outstanding == 2
+    os.kill(first, 9)
+    assert worker.wait(30)  # it reads the end of the socket: nothing is outstanding any more
+    assert (worker.restarts, worker.pid, dispatcher.shadow_stats.dropped) == (1, None, 2)
+    assert lines == ["the shadow worker process exited (status -9); 2 copies not compared (counted as dropped); "
+                     "a new one starts with the next batch"]
+    assert "deploykit_shadow_worker_restarts_total 1.0" in exposition(repo, dispatcher).splitlines()
+    gate.touch()
+    time.sleep(ShadowWorker.RESTART_SECONDS)
+    assert dispatcher.predict_value(ROW).outputs == 10.0  # the live answers never noticed
+    assert worker.wait(60)
+    assert worker.pid not in (None, first) and dispatcher.shadow_stats.compared == 1
     assert worker.stop() == 0
-    assert not worker.full and dispatcher.shadow_stats.compared == 5
+
+
+def test_a_new_shadow_version_is_loaded_by_the_running_worker(tmp_path: Path) -> None:
+    repo, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}, 3: {"value": 14}}, SHADOW)
+    dispatcher.predict_value(ROW)
+    assert worker.wait(60)
+    pid, before = worker.pid, dispatcher.shadow_stats
+    (tmp_path / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": {
+        "labels": {"stable": 1}, "shadow": {"version": 3, "share": 1.0}}}}))
+    repo.scan()
+    dispatcher.predict_value(ROW)
+    dispatcher.predict({"features": np.array([ROW])})
+    assert worker.wait(60) and worker.pid == pid
+    after = dispatcher.shadow_stats
+    assert (before.version, before.compared, before.absolute.sum) == (2, 1, 2.5)
+    assert (after.version, after.compared, after.absolute.sum) == (3, 2, 8.0)
+    assert worker.stop() == 0
+
+
+def test_on_a_loop_a_copy_made_on_another_thread_is_sent_and_answered_there(tmp_path: Path) -> None:
+    """With an event loop (the server's): a copy made on the inference thread is handed to the loop's thread,
+    sent by the batch's timer, and its answer read by the loop's reader."""
+    import asyncio
+
+    _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)
+
+    async def main() -> None:
+        worker.attach(asyncio.get_running_loop())
+        answer = await asyncio.to_thread(dispatcher.predict_value, ROW)
+        assert answer.outputs == 10.0 and answer.shadow is None
+        while dispatcher.shadow_stats.compared < 1:
+            await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.absolute.sum, worker.outstanding) == (1, 2.5, 0)
+    assert worker.stop() == 0
+
+
+def test_a_batch_larger_than_a_datagram_goes_through_a_file_both_ways(tmp_path: Path) -> None:
+    logs = CsvLogs(tmp_path / "logs", ["rm", "age", "b"])
+    _, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW, logs=logs)
+    rows = np.array([ROW] * 5000)
+    answer = dispatcher.predict({"features": rows})
+    assert worker.wait(60)
+    folder = worker._folder
+    assert folder is not None and os.listdir(folder) == []  # each file removed by its reader
+    assert worker.stop() == 0 and not os.path.exists(folder)
+    logs.close()
+    with (tmp_path / "logs" / "shadow.csv").open(newline="") as f:
+        got = [(r["prediction_id"], r["absolute"]) for r in csv.DictReader(f)]
+    assert got == [(pid, "2.5") for pid in answer.ids]
+    assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.absolute.sum) == (1, 2.5)
+
+
+def test_a_summarized_batch_counts_as_its_copies_recorded_one_by_one() -> None:
+    """``summarize`` (in the worker process) + ``ShadowStats.add`` give the buckets, counts, errors, top-1
+    count and (to the last bit here: integers and halves) the sums ``record`` / ``failed`` give per copy."""
+    import math
+
+    from edge.rollout import Disagreement
+    from edge.shadow import ShadowStats, summarize
+
+    copies = [(0.0, 0.0, 0.0), (2.5, 0.2, 1.0), (math.inf, math.inf, 1.0), None, (1e-3, 1e-3, 0.0), (40.0, 0.5, None)]
+    one = ShadowStats(2)
+    for c in copies:
+        if c is None:
+            one.failed()
+        else:
+            one.record(Disagreement(c[0], c[1], c[2], 0.5))
+    cols = [[math.nan if c is None else c[k] for c in copies] for k in range(2)]
+    batch = ShadowStats(2)
+    batch.add(summarize(cols[0], cols[1], [None if c is None else c[2] for c in copies], [0.5] * len(copies)))
+    for s in (one, batch):
+        assert s.last == Disagreement(40.0, 0.5, None, 0.5)
+    assert [(s.compared, s.errors, s.top1_differs, s.absolute.counts, s.absolute.sum, s.absolute.count,
+             s.relative.counts, s.relative.sum) for s in (batch,)] == \
+        [(one.compared, one.errors, one.top1_differs, one.absolute.counts, one.absolute.sum, one.absolute.count,
+          one.relative.counts, one.relative.sum)]
+    assert (batch.compared, batch.errors, batch.top1_differs) == (5, 1, 2)
