@@ -126,12 +126,15 @@ def rank(candidates: Sequence[str], quantize: Callable[[list[str]], bytes], erro
 
 def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept: Callable[[bytes], Verdict],
            plain: bytes, plain_verdict: Verdict, max_trials: int = MAX_TRIALS,
-           max_seconds: float = MAX_SECONDS) -> SearchResult:
+           max_seconds: float = MAX_SECONDS, first: int = 1, groups: bool = False) -> SearchResult:
     """The fewest operators of ``ranked`` (worst first) to keep in float so that ``accept`` passes.
 
     ``quantize(nodes)`` makes the variant with ``nodes`` in float; ``plain`` is the all-integer variant and
-    ``plain_verdict`` its (failing) verdict. Bounded by ``max_trials`` calls of ``quantize`` + ``accept`` and
-    ``max_seconds``; returns the plain variant (with the best failing verdict seen) when nothing passed.
+    ``plain_verdict`` its (failing) verdict. The prefixes tried grow from ``first`` operators (``len(ranked)``:
+    every operator in float first, then the shortest passing prefix by halving). ``groups``: the operators of
+    that prefix are given back to int8 in groups, least suspect first (:func:`_drop_groups`), instead of one at
+    a time. Bounded by ``max_trials`` calls of ``quantize`` + ``accept`` and ``max_seconds``; returns the plain
+    variant (with the best failing verdict seen) when nothing passed. Never raises but what the callables raise.
     """
     start = time.monotonic()
     trials = 0
@@ -157,7 +160,7 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
         return verdict
 
     ranked = list(ranked)
-    lo, hi, k = 0, None, 1
+    lo, hi, k = 0, None, max(1, first)
     while ranked and budget():  # 1, 2, 4, ... worst operators in float
         k = min(k, len(ranked))
         if trial(ranked[:k]).passed:
@@ -176,7 +179,9 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
         else:
             lo = mid
     chosen = ranked[:hi]
-    for node in list(reversed(chosen)):  # drop what is not needed, the least suspect first
+    if groups:
+        chosen = _drop_groups(chosen, lambda nodes: trial(nodes).passed, budget)
+    for node in [] if groups else list(reversed(chosen)):  # drop what is not needed, the least suspect first
         if len(chosen) == 1 or not budget():
             break
         fewer = [n for n in chosen if n != node]
@@ -184,6 +189,28 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
             chosen = fewer
     flatbuffer, verdict = tried[tuple(chosen)]
     return SearchResult(flatbuffer, chosen, verdict, trials, time.monotonic() - start, ranked, None)
+
+
+def _drop_groups(chosen: list[str], passes: Callable[[list[str]], bool], budget: Callable[[], bool]) -> list[str]:
+    """``chosen`` (a passing set, most suspect first) with groups of its operators given back to int8 while it
+    still passes: the least suspect half first, then each failing group split in two (so a set of hundreds of
+    operators shrinks in tens of trials, not one trial per operator), while ``budget()`` holds."""
+    kept = list(chosen)
+    pending = [list(reversed(kept))[: max(1, len(kept) // 2)]] if len(kept) > 1 else []
+    pending += [list(reversed(kept))[max(1, len(kept) // 2):]] if len(kept) > 2 else []
+    while pending and budget() and len(kept) > 1:
+        group = [n for n in pending.pop(0) if n in kept]
+        if len(group) == len(kept) and len(group) > 1:  # never all of them: split instead
+            pending[:0] = [group[: len(group) // 2], group[len(group) // 2:]]
+            continue
+        if not group or len(group) == len(kept):
+            continue
+        fewer = [n for n in kept if n not in group]
+        if passes(fewer):
+            kept = fewer
+        elif len(group) > 1:
+            pending[:0] = [group[: len(group) // 2], group[len(group) // 2:]]
+    return kept
 
 
 def _grow(k: int, n: int, slowest: float, seconds_left: float) -> int:
@@ -250,10 +277,12 @@ class Outcome:
 
 def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, transforms: Sequence[Mapping[str, object]],
            calibration: "Rows", held_out: "Rows", manifest_like: Mapping[str, object],
-           dtypes: Mapping[str, str]) -> Outcome:
+           dtypes: Mapping[str, str], exact_weights: Callable[[], bytes] | None = None) -> Outcome:
     """Judge a converted quantized variant; for int8 that misses its bound, run the mixed-precision search.
 
-    Never raises for a model the search cannot help: the outcome is then ``rejected`` with its numbers.
+    ``exact_weights`` gives the calibrated model of the fold before GPTQ rounding (None when nothing was
+    rounded); it is called only when the first search fails (:func:`_exact_search`). Never raises for a model
+    the search cannot help (KeyboardInterrupt aside): the outcome is then ``rejected`` with its numbers.
     """
     from convert.acceptance import judge, measure
     from convert.tflite import Variant
@@ -314,7 +343,52 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
     best = result.best_failure or verdict
     tail = (f"with up to {len(ranked)} operators in float the mixed-precision search measured at best "
             f"{best.error:.3%} ({result.trials} trials, {result.seconds:.0f} s)")
+    base = calibrated
+    if exact_weights is not None:
+        try:
+            base = exact_weights()
+        except Exception:  # the fold before rounding cannot be exported or calibrated: the same model again
+            interrupt.check()
+    second = _exact_search(base, ranked, flatbuffer, verdict, accept)
+    if second.passed:
+        extra = len(second.flatbuffer) - len(flatbuffer)
+        weights = " with the weights before GPTQ rounding" if base is not calibrated else ""
+        return Outcome("accepted", second.verdict,
+                       f"accepted after {describe(second, len(flatbuffer))}, searched from every operator in float"
+                       f"{weights} ({second.trials} trials, {second.seconds:.0f} s) when the first search measured at "
+                       f"best {best.error:.3%}", second.flatbuffer, second.float_ops, integer_only(second.flatbuffer), extra)
+    floor = second.best_failure or verdict
+    weights = " with the weights before GPTQ rounding" if base is not calibrated else ""
+    tail += (f"; searched from all {len(second.ranked)} operators in float{weights}: at best {floor.error:.3%} "
+             f"({second.trials} trials, {second.seconds:.0f} s)")
     return Outcome("rejected", verdict, f"rejected: {reason}; {tail}", None, [], integer, 0, f"{reason}; {tail}")
+
+
+def _exact_search(base: bytes, ranked: Sequence[str], plain: bytes, plain_verdict: Verdict,
+                  accept: Callable[[bytes], Verdict]) -> SearchResult:
+    """The second search, when the first found no passing set: on ``base`` (the calibrated model whose float
+    operators keep their exact weights, when GPTQ rounding had put the int8 grid into the first search's), from
+    every operator in float (``ranked``, then any operator of ``base`` it lacks) down: the shortest passing prefix
+    of the ranking, then groups of it given back to int8. Its own budget, scaled by the model: ``MAX_TRIALS``
+    for every ``MAX_PROBES`` operators (at least ``MAX_TRIALS``), and ``MAX_SECONDS``.
+
+    A model whose error is spread over most of its operators (deep networks of random weights, where the
+    float16 twin alone loses a percent) passes here with many operators in float, each recorded, rather than
+    being rejected. Never raises (KeyboardInterrupt aside): a quantization that fails counts as the plain model.
+    """
+    from convert.tflite_int8 import quantize_calibrated
+
+    every = list(dict.fromkeys(list(ranked) + _operator_outputs(base)))
+
+    def quantize(nodes: list[str]) -> bytes:
+        try:
+            return quantize_calibrated(base, nodes)
+        except Exception:
+            interrupt.check()
+            return plain
+
+    trials = MAX_TRIALS * max(1, math.ceil(len(every) / MAX_PROBES))  # a budget that grows with the model
+    return search(every, quantize, accept, plain, plain_verdict, trials, MAX_SECONDS, first=len(every), groups=True)
 
 
 def _operator_outputs(calibrated: bytes) -> list[str]:
