@@ -15,6 +15,9 @@ alone in float. Then (:func:`search`):
 2. binary-search the shortest passing prefix of the ranking;
 3. try dropping each operator of that prefix, the least suspect first, keeping a drop when it still passes.
 
+When nothing passes, :func:`_exact_search` searches again (its own budget) on the fold calibrated before GPTQ
+rounding, whose grid the first search's float operators still carry, from every operator in float down.
+
 The ranking probes the ``MAX_PROBES`` most suspect operators (one quantization and a run on ``RANK_ROWS``
 calibration rows each, within half of ``MAX_SECONDS``). The search is bounded: at most ``MAX_TRIALS`` quantizations
 (each measured on both row sets) and ``MAX_SECONDS`` of wall time for the whole variant, ranking included;
@@ -35,6 +38,7 @@ import numpy as np
 
 from convert import interrupt
 from convert.acceptance import Verdict
+from convert.layer_errors import layer_errors, operator_outputs
 
 if TYPE_CHECKING:
     from convert.acceptance import Rows
@@ -43,9 +47,7 @@ if TYPE_CHECKING:
 MAX_TRIALS = 32  # quantize + measure rounds per variant, after the ranking
 MAX_PROBES = 64  # operators probed one at a time for the ranking
 MAX_SECONDS = 300.0  # wall time per variant
-DEBUG_ROWS = 200  # calibration rows the per-layer check runs on (one invoke each)
 RANK_ROWS = 300  # calibration rows each ranking probe is measured on
-NUMERIC_VERIFY = "NumericVerify/"
 
 
 @dataclass
@@ -64,43 +66,6 @@ class SearchResult:
     @property
     def passed(self) -> bool:
         return self.verdict.passed
-
-
-def layer_errors(debug_model: bytes, inputs: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
-                 rows: int = DEBUG_ROWS) -> dict[str, float]:
-    """``{node name: rmse / scale}`` of every operator a NumericVerify operator checks in ``debug_model``.
-
-    ``inputs`` are fed as the model takes them (transformed), keyed by signature input name. The node name
-    is the calibrated model's output tensor name of the operator, the name ``denylisted_nodes`` takes.
-
-    Raises:
-        ValueError: the model has no NumericVerify operator (the debugger's own error).
-    """
-    import tensorflow as tf
-
-    probe = tf.lite.Interpreter(model_content=bytes(debug_model))
-    signature = probe.get_signature_runner("serving_default").get_input_details()
-    by_index = {int(d["index"]): name for name, d in signature.items()}
-    order = [by_index[int(d["index"])] for d in probe.get_input_details()]
-    total = int(next(iter(inputs.values())).shape[0])
-    picks = np.unique(np.linspace(0, total - 1, num=min(rows, total)).round().astype(int))
-
-    def dataset():
-        for i in picks:
-            yield [np.asarray(inputs[name][i:i + 1], dtype=dtypes[name]) for name in order]
-
-    debugger = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=bytes(debug_model),
-                                                         debug_dataset=dataset)
-    debugger.run()
-    details = {d["name"]: d for d in probe.get_tensor_details()}
-    scores = {}
-    for name, stats in debugger.layer_statistics.items():
-        quantized = name[len(NUMERIC_VERIFY):].rsplit(":", 1)[0]  # the checked (quantized) tensor
-        node = quantized[:-1]  # the verifier names its copy after the float tensor plus one digit
-        scale = (details.get(quantized, {}).get("quantization") or (0.0, 0))[0]
-        rmse = float(np.sqrt(stats["mean_squared_error"]))
-        scores[node] = rmse / scale if scale > 0 else rmse
-    return scores
 
 
 def rank(candidates: Sequence[str], quantize: Callable[[list[str]], bytes], error: Callable[[bytes], float],
@@ -319,7 +284,7 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
     except Exception:  # the debugger or the verify quantization fails on this model: probe in graph order
         interrupt.check()
         scores = {}
-    candidates = sorted(scores, key=lambda n: -scores[n]) or _operator_outputs(calibrated)
+    candidates = sorted(scores, key=lambda n: -scores[n]) or operator_outputs(calibrated)
     probe_rows = calibration.spread(RANK_ROWS)
     tolerance = for_variant(variant.value)
 
@@ -343,12 +308,7 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
     best = result.best_failure or verdict
     tail = (f"with up to {len(ranked)} operators in float the mixed-precision search measured at best "
             f"{best.error:.3%} ({result.trials} trials, {result.seconds:.0f} s)")
-    base = calibrated
-    if exact_weights is not None:
-        try:
-            base = exact_weights()
-        except Exception:  # the fold before rounding cannot be exported or calibrated: the same model again
-            interrupt.check()
+    base = _exact(exact_weights) or calibrated
     second = _exact_search(base, ranked, flatbuffer, verdict, accept)
     if second.passed:
         extra = len(second.flatbuffer) - len(flatbuffer)
@@ -364,6 +324,15 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
     return Outcome("rejected", verdict, f"rejected: {reason}; {tail}", None, [], integer, 0, f"{reason}; {tail}")
 
 
+def _exact(exact_weights: Callable[[], bytes] | None) -> bytes | None:
+    """``exact_weights()``, or None when there is none or it fails (its export or calibration)."""
+    try:
+        return exact_weights() if exact_weights is not None else None
+    except Exception:
+        interrupt.check()
+        return None
+
+
 def _exact_search(base: bytes, ranked: Sequence[str], plain: bytes, plain_verdict: Verdict,
                   accept: Callable[[bytes], Verdict]) -> SearchResult:
     """The second search, when the first found no passing set: on ``base`` (the calibrated model whose float
@@ -372,13 +341,12 @@ def _exact_search(base: bytes, ranked: Sequence[str], plain: bytes, plain_verdic
     of the ranking, then groups of it given back to int8. Its own budget, scaled by the model: ``MAX_TRIALS``
     for every ``MAX_PROBES`` operators (at least ``MAX_TRIALS``), and ``MAX_SECONDS``.
 
-    A model whose error is spread over most of its operators (deep networks of random weights, where the
-    float16 twin alone loses a percent) passes here with many operators in float, each recorded, rather than
-    being rejected. Never raises (KeyboardInterrupt aside): a quantization that fails counts as the plain model.
+    A model whose error is spread over most of its operators then passes with many of them in float, recorded.
+    Never raises (KeyboardInterrupt aside): a quantization that fails counts as the plain model.
     """
     from convert.tflite_int8 import quantize_calibrated
 
-    every = list(dict.fromkeys(list(ranked) + _operator_outputs(base)))
+    every = list(dict.fromkeys(list(ranked) + operator_outputs(base)))
 
     def quantize(nodes: list[str]) -> bytes:
         try:
@@ -389,13 +357,3 @@ def _exact_search(base: bytes, ranked: Sequence[str], plain: bytes, plain_verdic
 
     trials = MAX_TRIALS * max(1, math.ceil(len(every) / MAX_PROBES))  # a budget that grows with the model
     return search(every, quantize, accept, plain, plain_verdict, trials, MAX_SECONDS, first=len(every), groups=True)
-
-
-def _operator_outputs(calibrated: bytes) -> list[str]:
-    """Every operator's first output tensor name, in graph order (the ranking when the debugger fails)."""
-    import tensorflow as tf
-
-    interpreter = tf.lite.Interpreter(model_content=bytes(calibrated))
-    names = {int(d["index"]): d["name"] for d in interpreter.get_tensor_details()}
-    return [names[int(op["outputs"][0])] for op in interpreter._get_ops_details()  # noqa: SLF001 - TF's own op table
-            if len(op["outputs"]) and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]

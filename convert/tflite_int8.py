@@ -40,7 +40,7 @@ def quantize_calibrated(calibrated: bytes, float_nodes: list[str] | None = None,
     left in float32.
 
     ``numeric_verify`` adds TF's NumericVerify operators (the per-layer check of
-    ``convert.mixed_precision.layer_errors``). int16x8 has no such entry: ``mlir_quantize``'s int16 path writes
+    ``convert.layer_errors.layer_errors``). int16x8 has no such entry: ``mlir_quantize``'s int16 path writes
     int16 tensors with non-zero zero points, which the TFLite kernels refuse.
 
     Raises:

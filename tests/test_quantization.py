@@ -345,7 +345,7 @@ def test_the_second_search_runs_on_the_exact_weights_from_every_operator(monkeyp
         return ",".join(sorted(nodes or [])).encode()
 
     monkeypatch.setattr(tflite_int8, "quantize_calibrated", quantize_calibrated)
-    monkeypatch.setattr(mixed_precision, "_operator_outputs", lambda model: ["conv", "add", "tail"])
+    monkeypatch.setattr(mixed_precision, "operator_outputs", lambda model: ["conv", "add", "tail"])
     result = mixed_precision._exact_search(b"exact", ["add", "conv"], b"", verdict(False, 0.2), accept)
     assert result.passed and sorted(result.float_ops) == ["conv", "tail"], result.float_ops
     assert result.ranked == ["add", "conv", "tail"] and seen[0] == (b"exact", ["add", "conv", "tail"])
