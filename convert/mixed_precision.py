@@ -15,6 +15,9 @@ alone in float. Then (:func:`search`):
 2. binary-search the shortest passing prefix of the ranking;
 3. try dropping each operator of that prefix, the least suspect first, keeping a drop when it still passes.
 
+When nothing passes, :func:`_exact_search` searches again (its own budget) on the fold calibrated before GPTQ
+rounding, whose grid the first search's float operators still carry, from every operator in float down.
+
 The ranking probes the ``MAX_PROBES`` most suspect operators (one quantization and a run on ``RANK_ROWS``
 calibration rows each, within half of ``MAX_SECONDS``). The search is bounded: at most ``MAX_TRIALS`` quantizations
 (each measured on both row sets) and ``MAX_SECONDS`` of wall time for the whole variant, ranking included;
@@ -35,6 +38,7 @@ import numpy as np
 
 from convert import interrupt
 from convert.acceptance import Verdict
+from convert.layer_errors import layer_errors, operator_outputs
 
 if TYPE_CHECKING:
     from convert.acceptance import Rows
@@ -43,9 +47,7 @@ if TYPE_CHECKING:
 MAX_TRIALS = 32  # quantize + measure rounds per variant, after the ranking
 MAX_PROBES = 64  # operators probed one at a time for the ranking
 MAX_SECONDS = 300.0  # wall time per variant
-DEBUG_ROWS = 200  # calibration rows the per-layer check runs on (one invoke each)
 RANK_ROWS = 300  # calibration rows each ranking probe is measured on
-NUMERIC_VERIFY = "NumericVerify/"
 
 
 @dataclass
@@ -64,43 +66,6 @@ class SearchResult:
     @property
     def passed(self) -> bool:
         return self.verdict.passed
-
-
-def layer_errors(debug_model: bytes, inputs: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
-                 rows: int = DEBUG_ROWS) -> dict[str, float]:
-    """``{node name: rmse / scale}`` of every operator a NumericVerify operator checks in ``debug_model``.
-
-    ``inputs`` are fed as the model takes them (transformed), keyed by signature input name. The node name
-    is the calibrated model's output tensor name of the operator, the name ``denylisted_nodes`` takes.
-
-    Raises:
-        ValueError: the model has no NumericVerify operator (the debugger's own error).
-    """
-    import tensorflow as tf
-
-    probe = tf.lite.Interpreter(model_content=bytes(debug_model))
-    signature = probe.get_signature_runner("serving_default").get_input_details()
-    by_index = {int(d["index"]): name for name, d in signature.items()}
-    order = [by_index[int(d["index"])] for d in probe.get_input_details()]
-    total = int(next(iter(inputs.values())).shape[0])
-    picks = np.unique(np.linspace(0, total - 1, num=min(rows, total)).round().astype(int))
-
-    def dataset():
-        for i in picks:
-            yield [np.asarray(inputs[name][i:i + 1], dtype=dtypes[name]) for name in order]
-
-    debugger = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=bytes(debug_model),
-                                                         debug_dataset=dataset)
-    debugger.run()
-    details = {d["name"]: d for d in probe.get_tensor_details()}
-    scores = {}
-    for name, stats in debugger.layer_statistics.items():
-        quantized = name[len(NUMERIC_VERIFY):].rsplit(":", 1)[0]  # the checked (quantized) tensor
-        node = quantized[:-1]  # the verifier names its copy after the float tensor plus one digit
-        scale = (details.get(quantized, {}).get("quantization") or (0.0, 0))[0]
-        rmse = float(np.sqrt(stats["mean_squared_error"]))
-        scores[node] = rmse / scale if scale > 0 else rmse
-    return scores
 
 
 def rank(candidates: Sequence[str], quantize: Callable[[list[str]], bytes], error: Callable[[bytes], float],
@@ -126,12 +91,15 @@ def rank(candidates: Sequence[str], quantize: Callable[[list[str]], bytes], erro
 
 def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept: Callable[[bytes], Verdict],
            plain: bytes, plain_verdict: Verdict, max_trials: int = MAX_TRIALS,
-           max_seconds: float = MAX_SECONDS) -> SearchResult:
+           max_seconds: float = MAX_SECONDS, first: int = 1, groups: bool = False) -> SearchResult:
     """The fewest operators of ``ranked`` (worst first) to keep in float so that ``accept`` passes.
 
     ``quantize(nodes)`` makes the variant with ``nodes`` in float; ``plain`` is the all-integer variant and
-    ``plain_verdict`` its (failing) verdict. Bounded by ``max_trials`` calls of ``quantize`` + ``accept`` and
-    ``max_seconds``; returns the plain variant (with the best failing verdict seen) when nothing passed.
+    ``plain_verdict`` its (failing) verdict. The prefixes tried grow from ``first`` operators (``len(ranked)``:
+    every operator in float first, then the shortest passing prefix by halving). ``groups``: the operators of
+    that prefix are given back to int8 in groups, least suspect first (:func:`_drop_groups`), instead of one at
+    a time. Bounded by ``max_trials`` calls of ``quantize`` + ``accept`` and ``max_seconds``; returns the plain
+    variant (with the best failing verdict seen) when nothing passed. Never raises but what the callables raise.
     """
     start = time.monotonic()
     trials = 0
@@ -157,7 +125,7 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
         return verdict
 
     ranked = list(ranked)
-    lo, hi, k = 0, None, 1
+    lo, hi, k = 0, None, max(1, first)
     while ranked and budget():  # 1, 2, 4, ... worst operators in float
         k = min(k, len(ranked))
         if trial(ranked[:k]).passed:
@@ -176,7 +144,9 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
         else:
             lo = mid
     chosen = ranked[:hi]
-    for node in list(reversed(chosen)):  # drop what is not needed, the least suspect first
+    if groups:
+        chosen = _drop_groups(chosen, lambda nodes: trial(nodes).passed, budget)
+    for node in [] if groups else list(reversed(chosen)):  # drop what is not needed, the least suspect first
         if len(chosen) == 1 or not budget():
             break
         fewer = [n for n in chosen if n != node]
@@ -184,6 +154,28 @@ def search(ranked: Sequence[str], quantize: Callable[[list[str]], bytes], accept
             chosen = fewer
     flatbuffer, verdict = tried[tuple(chosen)]
     return SearchResult(flatbuffer, chosen, verdict, trials, time.monotonic() - start, ranked, None)
+
+
+def _drop_groups(chosen: list[str], passes: Callable[[list[str]], bool], budget: Callable[[], bool]) -> list[str]:
+    """``chosen`` (a passing set, most suspect first) with groups of its operators given back to int8 while it
+    still passes: the least suspect half first, then each failing group split in two (so a set of hundreds of
+    operators shrinks in tens of trials, not one trial per operator), while ``budget()`` holds."""
+    kept = list(chosen)
+    pending = [list(reversed(kept))[: max(1, len(kept) // 2)]] if len(kept) > 1 else []
+    pending += [list(reversed(kept))[max(1, len(kept) // 2):]] if len(kept) > 2 else []
+    while pending and budget() and len(kept) > 1:
+        group = [n for n in pending.pop(0) if n in kept]
+        if len(group) == len(kept) and len(group) > 1:  # never all of them: split instead
+            pending[:0] = [group[: len(group) // 2], group[len(group) // 2:]]
+            continue
+        if not group or len(group) == len(kept):
+            continue
+        fewer = [n for n in kept if n not in group]
+        if passes(fewer):
+            kept = fewer
+        elif len(group) > 1:
+            pending[:0] = [group[: len(group) // 2], group[len(group) // 2:]]
+    return kept
 
 
 def _grow(k: int, n: int, slowest: float, seconds_left: float) -> int:
@@ -250,10 +242,12 @@ class Outcome:
 
 def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, transforms: Sequence[Mapping[str, object]],
            calibration: "Rows", held_out: "Rows", manifest_like: Mapping[str, object],
-           dtypes: Mapping[str, str]) -> Outcome:
+           dtypes: Mapping[str, str], exact_weights: Callable[[], bytes] | None = None) -> Outcome:
     """Judge a converted quantized variant; for int8 that misses its bound, run the mixed-precision search.
 
-    Never raises for a model the search cannot help: the outcome is then ``rejected`` with its numbers.
+    ``exact_weights`` gives the calibrated model of the fold before GPTQ rounding (None when nothing was
+    rounded); it is called only when the first search fails (:func:`_exact_search`). Never raises for a model
+    the search cannot help (KeyboardInterrupt aside): the outcome is then ``rejected`` with its numbers.
     """
     from convert.acceptance import judge, measure
     from convert.tflite import Variant
@@ -290,7 +284,7 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
     except Exception:  # the debugger or the verify quantization fails on this model: probe in graph order
         interrupt.check()
         scores = {}
-    candidates = sorted(scores, key=lambda n: -scores[n]) or _operator_outputs(calibrated)
+    candidates = sorted(scores, key=lambda n: -scores[n]) or operator_outputs(calibrated)
     probe_rows = calibration.spread(RANK_ROWS)
     tolerance = for_variant(variant.value)
 
@@ -314,14 +308,52 @@ def settle(variant: "Variant", flatbuffer: bytes, calibrated: bytes | None, tran
     best = result.best_failure or verdict
     tail = (f"with up to {len(ranked)} operators in float the mixed-precision search measured at best "
             f"{best.error:.3%} ({result.trials} trials, {result.seconds:.0f} s)")
+    base = _exact(exact_weights) or calibrated
+    second = _exact_search(base, ranked, flatbuffer, verdict, accept)
+    if second.passed:
+        extra = len(second.flatbuffer) - len(flatbuffer)
+        weights = " with the weights before GPTQ rounding" if base is not calibrated else ""
+        return Outcome("accepted", second.verdict,
+                       f"accepted after {describe(second, len(flatbuffer))}, searched from every operator in float"
+                       f"{weights} ({second.trials} trials, {second.seconds:.0f} s) when the first search measured at "
+                       f"best {best.error:.3%}", second.flatbuffer, second.float_ops, integer_only(second.flatbuffer), extra)
+    floor = second.best_failure or verdict
+    weights = " with the weights before GPTQ rounding" if base is not calibrated else ""
+    tail += (f"; searched from all {len(second.ranked)} operators in float{weights}: at best {floor.error:.3%} "
+             f"({second.trials} trials, {second.seconds:.0f} s)")
     return Outcome("rejected", verdict, f"rejected: {reason}; {tail}", None, [], integer, 0, f"{reason}; {tail}")
 
 
-def _operator_outputs(calibrated: bytes) -> list[str]:
-    """Every operator's first output tensor name, in graph order (the ranking when the debugger fails)."""
-    import tensorflow as tf
+def _exact(exact_weights: Callable[[], bytes] | None) -> bytes | None:
+    """``exact_weights()``, or None when there is none or it fails (its export or calibration)."""
+    try:
+        return exact_weights() if exact_weights is not None else None
+    except Exception:
+        interrupt.check()
+        return None
 
-    interpreter = tf.lite.Interpreter(model_content=bytes(calibrated))
-    names = {int(d["index"]): d["name"] for d in interpreter.get_tensor_details()}
-    return [names[int(op["outputs"][0])] for op in interpreter._get_ops_details()  # noqa: SLF001 - TF's own op table
-            if len(op["outputs"]) and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+
+def _exact_search(base: bytes, ranked: Sequence[str], plain: bytes, plain_verdict: Verdict,
+                  accept: Callable[[bytes], Verdict]) -> SearchResult:
+    """The second search, when the first found no passing set: on ``base`` (the calibrated model whose float
+    operators keep their exact weights, when GPTQ rounding had put the int8 grid into the first search's), from
+    every operator in float (``ranked``, then any operator of ``base`` it lacks) down: the shortest passing prefix
+    of the ranking, then groups of it given back to int8. Its own budget, scaled by the model: ``MAX_TRIALS``
+    for every ``MAX_PROBES`` operators (at least ``MAX_TRIALS``), and ``MAX_SECONDS``.
+
+    A model whose error is spread over most of its operators then passes with many of them in float, recorded.
+    Never raises (KeyboardInterrupt aside): a quantization that fails counts as the plain model.
+    """
+    from convert.tflite_int8 import quantize_calibrated
+
+    every = list(dict.fromkeys(list(ranked) + operator_outputs(base)))
+
+    def quantize(nodes: list[str]) -> bytes:
+        try:
+            return quantize_calibrated(base, nodes)
+        except Exception:
+            interrupt.check()
+            return plain
+
+    trials = MAX_TRIALS * max(1, math.ceil(len(every) / MAX_PROBES))  # a budget that grows with the model
+    return search(every, quantize, accept, plain, plain_verdict, trials, MAX_SECONDS, first=len(every), groups=True)

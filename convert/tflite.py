@@ -25,6 +25,7 @@ from convert import interrupt
 from convert.errors import DeployKitError
 from convert.tflite_dynamic import dynamic_weights
 from convert.tflite_fp16 import float32_biases
+from convert.tflite_int8 import configure as configure_int8
 from convert.tflite_int8 import quantize_int8
 
 MIN_CALIBRATION_ROWS = 10
@@ -122,12 +123,8 @@ def convert_variant(
         # One weight scale per Dense kernel: the per-channel hybrid FULLY_CONNECTED (version 12) needs
         # TFLite 2.17, the per-tensor one (version 9) runs on tflite-runtime 2.14 (the 32-bit Pi's runtime).
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    elif variant is Variant.INT8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = calibration
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        # calibrate only; quantize_int8 then quantizes as the converter would, float heads excepted
-        converter._experimental_calibrate_only = True
+    elif variant is Variant.INT8:  # calibrate only; quantize_int8 then quantizes, float heads excepted
+        configure_int8(converter, calibration)
     elif variant is Variant.INT16X8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration

@@ -4,6 +4,35 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+
+def configure(converter: Any, calibration: Callable[[], Iterator[dict[str, np.ndarray]]] | None) -> None:
+    """Set ``converter`` (a ``tf.lite.TFLiteConverter``) to calibrate for int8 only: its ``convert()`` then
+    gives the calibrated float model that :func:`quantize_calibrated` quantizes (float heads excepted)."""
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_calibrate_only = True
+
+
+def calibrate(saved_model_dir: Path, calibration: Callable[[], Iterator[dict[str, np.ndarray]]]) -> bytes:
+    """The calibrated float model of a SavedModel (as ``convert.tflite.convert_variant`` makes it for int8).
+
+    Raises:
+        Exception: whatever the TFLite converter raises (ConverterError, RuntimeError, ValueError).
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    configure(converter, calibration)
+    return converter.convert()
+
 
 def quantize_calibrated(calibrated: bytes, float_nodes: list[str] | None = None, numeric_verify: bool = False) -> bytes:
     """Full-integer int8 from a calibrated model (int8 weights and activations, float32 edges), as
@@ -11,7 +40,7 @@ def quantize_calibrated(calibrated: bytes, float_nodes: list[str] | None = None,
     left in float32.
 
     ``numeric_verify`` adds TF's NumericVerify operators (the per-layer check of
-    ``convert.mixed_precision.layer_errors``). int16x8 has no such entry: ``mlir_quantize``'s int16 path writes
+    ``convert.layer_errors.layer_errors``). int16x8 has no such entry: ``mlir_quantize``'s int16 path writes
     int16 tensors with non-zero zero points, which the TFLite kernels refuse.
 
     Raises:

@@ -218,7 +218,8 @@ def test_int8_that_the_search_cannot_fix_in_its_budget_is_rejected(tmp_path, mon
     assert int8["integer_only"] is integer_only((tmp_path / "b" / int8["path"]).read_bytes()) is False
     assert re.fullmatch(r"misses its bound \(max error \d\.\d{3}% on \d+ calibration rows, \d\.\d{3}% on \d+ held-out "
                         r"rows\); (calibration|held-out) rows: y: .*; with up to \d+ operators in float the mixed-precision search "
-                        r"measured at best \d\.\d{3}% \(0 trials, \d+ s\)", int8["rejection"]), int8["rejection"]
+                        r"measured at best \d\.\d{3}% \(0 trials, \d+ s\); searched from all \d+ operators in float with "
+                        r"the weights before GPTQ rounding: at best \d\.\d{3}% \(0 trials, \d+ s\)", int8["rejection"]), int8["rejection"]
     assert int8["measured"]["calibration"]["range_fraction"] > 0.01
 
 
@@ -274,6 +275,81 @@ def test_search_grows_faster_when_its_time_would_not_reach_the_end_of_the_rankin
     assert result.passed and len(result.float_ops) == 400 and result.trials == 7  # 1, 20, 90, 400, then 3 halvings
     doubling = search(ranked, quantize, lambda fb: verdict(int(fb) >= 400), b"", verdict(False), max_trials=7)
     assert not doubling.passed, "7 doublings end at 64 operators"
+
+
+def _rule(needed: set[str]):
+    """A synthetic quantizer and judge: the variant is the sorted float set; it passes iff ``needed`` is in it."""
+    from convert.acceptance import Verdict
+
+    def verdict(ok: bool, error: float) -> Verdict:
+        m = {"rows": 1, "range_fraction": error, "top1": None, "passed": ok, "failures": [] if ok else ["x"]}
+        return Verdict(dict(m), dict(m))
+
+    def quantize(nodes: list[str]) -> bytes:
+        return ",".join(sorted(nodes)).encode()
+
+    def accept(flatbuffer: bytes) -> Verdict:
+        nodes = set(flatbuffer.decode().split(",")) - {""}
+        return verdict(needed <= nodes, 0.005 if needed <= nodes else 0.05)
+
+    return verdict, quantize, accept
+
+
+def test_search_from_every_operator_in_float_gives_groups_back_to_int8():
+    """The second search starts with all 64 operators in float and gives them back in groups: it keeps exactly the
+    3 the rule needs, in far fewer trials than one per operator; nothing passing in float means one trial."""
+    from convert.mixed_precision import search
+
+    ops = [f"op{i}" for i in range(64)]
+    verdict, quantize, accept = _rule({"op1", "op40", "op62"})
+    result = search(ops, quantize, accept, b"", verdict(False, 0.3), max_trials=64, first=len(ops), groups=True)
+    assert result.passed and sorted(result.float_ops) == ["op1", "op40", "op62"]
+    assert result.trials < 40, result.trials
+    one_by_one = search(ops, quantize, accept, b"", verdict(False, 0.3), max_trials=200, first=len(ops))
+    assert sorted(one_by_one.float_ops) == ["op1", "op40", "op62"] and one_by_one.trials > result.trials
+    _, _, never = _rule({"not an operator"})
+    hopeless = search(ops, quantize, never, b"plain", verdict(False, 0.3), first=len(ops), groups=True)
+    assert not hopeless.passed and hopeless.flatbuffer == b"plain" and hopeless.trials == 1
+    assert hopeless.best_failure.error == pytest.approx(0.05)
+
+
+def test_group_drops_stop_at_the_budget_with_a_passing_set():
+    """With 5 trials the group drops end early, but on a set that passed."""
+    from convert.mixed_precision import _drop_groups
+
+    calls = []
+
+    def passes(nodes: list[str]) -> bool:
+        calls.append(len(nodes))
+        return {"a", "c"} <= set(nodes)
+
+    assert _drop_groups(list("abcdefgh"), passes, lambda: True) == ["a", "c"]
+    calls.clear()
+    kept = _drop_groups(list("abcdefgh"), passes, lambda: len(calls) < 3)
+    assert {"a", "c"} <= set(kept) and len(calls) == 3 and len(kept) < 8, (kept, calls)
+    assert _drop_groups(["a"], passes, lambda: True) == ["a"]
+
+
+def test_the_second_search_runs_on_the_exact_weights_from_every_operator(monkeypatch):
+    """``_exact_search`` quantizes the model it is given (the unrounded calibration), adds the operators the
+    ranking lacks, and a quantization that raises counts as the plain model (no exception escapes)."""
+    from convert import mixed_precision, tflite_int8
+
+    seen: list[tuple[bytes, list[str]]] = []
+    verdict, _, accept = _rule({"conv", "tail"})
+
+    def quantize_calibrated(model: bytes, nodes: list[str] | None = None, numeric_verify: bool = False) -> bytes:
+        seen.append((model, sorted(nodes or [])))
+        if "broken" in (nodes or []) and len(nodes or []) == 1:
+            raise RuntimeError("")
+        return ",".join(sorted(nodes or [])).encode()
+
+    monkeypatch.setattr(tflite_int8, "quantize_calibrated", quantize_calibrated)
+    monkeypatch.setattr(mixed_precision, "operator_outputs", lambda model: ["conv", "add", "tail"])
+    result = mixed_precision._exact_search(b"exact", ["add", "conv"], b"", verdict(False, 0.2), accept)
+    assert result.passed and sorted(result.float_ops) == ["conv", "tail"], result.float_ops
+    assert result.ranked == ["add", "conv", "tail"] and seen[0] == (b"exact", ["add", "conv", "tail"])
+    assert {model for model, _ in seen} == {b"exact"}
 
 
 # --- SavedModel sources -------------------------------------------------------------------------------------------

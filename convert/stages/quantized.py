@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -24,7 +24,9 @@ class Quantized:
 
     ``saved_model`` is None when there was nothing to fold or round (they then take the float SavedModel,
     and ``reason`` is the note they carry); ``unrounded`` is the fold before rounding, for the dynamic-range
-    variant (None when nothing was rounded or no dynamic variant is written)."""
+    variant (None when nothing was rounded or no dynamic variant is written); ``unrounded_source``, when
+    something was rounded, gives that fold's SavedModel on demand (exported on its first call), for the int8
+    search's float operators, which must keep the exact weights (``convert.mixed_precision``)."""
 
     saved_model: Path | None = None
     transforms: list[dict[str, Any]] = field(default_factory=list)
@@ -33,6 +35,7 @@ class Quantized:
     unrounded_note: str = ""
     reason: str = ""
     keras_model: Any = None  # the Keras model ``saved_model`` was exported from (None for a SavedModel fold)
+    unrounded_source: Callable[[], Path] | None = None
 
 
 def fold(exported: Export, data: dict[str, np.ndarray], work: Path) -> tuple[AnyFold | None, str]:
@@ -65,14 +68,28 @@ def quantized_sources(exported: Export, folded: AnyFold | None, rounded: Roundin
     if folded is None or (isinstance(folded, Fold) and not folded.folded and rounded is None):
         return Quantized(reason=reason)
     note = "; ".join(n for n in (folded.note, rounded.note if rounded else "") if n)
-    unrounded = keras_model = None
+    unrounded = keras_model = source = None
     if isinstance(folded, SavedModelFold):
         main = rounded.saved_model if rounded else folded.saved_model
-        if rounded and dynamic:
-            unrounded = folded.saved_model
+        if rounded:
+            source = _once(lambda: folded.saved_model)
     else:
         keras_model = rounded.model if rounded else folded.model
         main = export(keras_model, work / "saved_model_folded")
-        if rounded and dynamic:
-            unrounded = export(folded.model, work / "saved_model_unrounded")
-    return Quantized(main, list(folded.transforms), note, unrounded, folded.note, reason, keras_model)
+        if rounded:
+            source = _once(lambda: export(folded.model, work / "saved_model_unrounded"))
+    if source is not None and dynamic:
+        unrounded = source()
+    return Quantized(main, list(folded.transforms), note, unrounded, folded.note, reason, keras_model, source)
+
+
+def _once(make: Callable[[], Path]) -> Callable[[], Path]:
+    """``make`` called on the first call only; later calls return its first result."""
+    done: list[Path] = []
+
+    def get() -> Path:
+        if not done:
+            done.append(make())
+        return done[0]
+
+    return get

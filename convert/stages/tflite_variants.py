@@ -25,7 +25,8 @@ def write_tflite(variants: Sequence[Variant], ref: Reference, sources: Sources, 
 
     Quantized variants take ``quantized``'s SavedModel (folded and rounded) when there is one, the
     dynamic-range variant the fold before rounding; they calibrate on the calibration rows and every golden
-    row, and are judged on the held-out rows (``convert.mixed_precision.settle``). int16x8 of a Keras model with
+    row, and are judged on the held-out rows (``convert.mixed_precision.settle``; for int8 it may calibrate the
+fold before rounding too, when its search needs float operators with exact weights). int16x8 of a Keras model with
     Embeddings converts from a copy whose Embeddings gather directly (``convert.int16_tokens``), exported under
     ``work``.
     Raises only KeyboardInterrupt: a variant that fails is skipped with its reason.
@@ -75,8 +76,15 @@ def write_tflite(variants: Sequence[Variant], ref: Reference, sources: Sources, 
             from convert.mixed_precision import settle
 
             progress(f"Judging TFLite {variant.value} on calibration and held-out rows")
+            exact_weights = None
+            if variant is Variant.INT8 and use_fold and quantized.unrounded_source is not None:
+                from convert.tflite_int8 import calibrate
+
+                source_of, generator = quantized.unrounded_source, calibration
+                exact_weights = lambda: calibrate(source_of(), generator)  # noqa: E731 - made only if the search needs it
             outcome = settle(variant, result.path.read_bytes(), result.calibrated, transforms,
-                             split.calibration_rows, split.held_rows, {"task": run.task, "outputs": run.outputs}, dtypes)
+                             split.calibration_rows, split.held_rows, {"task": run.task, "outputs": run.outputs}, dtypes,
+                             exact_weights)
             if outcome.flatbuffer is not None:
                 from convert.tflite import operators
 

@@ -113,13 +113,17 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
     # tflite-runtime; 0 at convert time on tf.lite's builtin kernels).
     ("mobilenet_v2", "fp16", "*"): Expect("rejected", "precision loss: the model itself loses", 0.0272),
     ("mobilenet_v2", "dynamic", "*"): Expect("rejected", "", 0.137),
-    ("mobilenet_v2", "int8", "*"): Expect("rejected", "", 0.612),
+    # int8 accepted since the second mixed-precision search (from every operator in float, weights before GPTQ
+    # rounding; 2026-12-01, branch int8apps, measured by convert in-process, not yet re-run through verify):
+    # 63 of 65 operators in float, 0.477 % calibration / 0.360 % held-out (was rejected at 61.2 % held-out)
     ("mobilenet_v2", "int16x8", "*"): Expect("rejected", "", 0.175),
     # MobileNetV3Small (32x32): reference noise 6.2e-6 (bound 2.24e-5); fp32 1.07-1.43e-6, graph 0.77-2.4e-6.
     # float16 rejected: precision loss 0.930 % of the range (artifact vs twin 0.0 LiteRT, 1.5e-6 tflite-runtime)
     ("mobilenet_v3_small", "fp16", "*"): Expect("rejected", "precision loss: the model itself loses", 0.0093),
     ("mobilenet_v3_small", "dynamic", "*"): Expect("rejected", "", 0.0187),
-    ("mobilenet_v3_small", "int8", "*"): Expect("rejected", "", 0.109),
+    # int8 accepted since the second mixed-precision search (2026-12-01, branch int8apps, make-zoo case run):
+    # 94 of 110 operators in float (5,499,624 bytes, +3,667,152 vs all-integer), 0.611 % calibration / 0.250 %
+    # held-out at convert; verify 0.610 % LiteRT, 0.768 % tflite-runtime (was rejected at 10.9 % held-out)
     ("mobilenet_v3_small", "int16x8", "*"): skipped(NOT_16X8 + "'HARD_SWISH'"),
     # hard_silu (TFJS has no such activation), keepdims pooling and Keras ops (x + 3, x * y) in squeeze-excite
     ("mobilenet_v3_small", "layers", "*"): skipped(LAYERS + "Activation '"),
