@@ -12,19 +12,17 @@ of the Boston MLP bundle.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from tests.helpers import BOSTON_CSV, QUIET_ENV, ROOT, run, run_cli
+from tests.helpers import (BOSTON_CSV, QUIET_ENV, ROOT, WEB_BUILT, build_page, cache_root, cached, run, run_cli,
+                           sources_sha256)
 
 os.environ.update(QUIET_ENV)
 
@@ -33,87 +31,53 @@ LIBRARIES = ("tensorflow", "keras", "tensorflowjs", "tf-keras", "ai-edge-litert"
 KEEP_DAYS = 14  # cache entries unused for longer are removed
 
 
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    found = []
-    for folder, dirs, names in os.walk(path, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        found += [Path(folder) / n for n in sorted(names) if not n.endswith(".pyc")]
-    return found
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.hasplugin("dsession") and not hasattr(config, "workerinput")
 
 
-def _tree_sha256(root: Path, paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under ``pytest -n``, before the workers start: build web/dist once (a worker rebuilding it would race
+    another's convert, which copies it into a bundle) and make the parity runtimes' environments (two workers
+    creating one would race)."""
+    if not _is_xdist_controller(session.config):
+        return
+    web = ROOT / "web"
+    if (web / "build.mjs").is_file() and (web / "node_modules").is_dir():
+        built = build_page()
+        if built.returncode != 0:
+            raise pytest.UsageError(f"npm run build in web/ failed:\n{built.stdout}{built.stderr}")
+        os.environ[WEB_BUILT] = "1"
+    from convert.errors import DeployKitError
+    from convert.parity import envs
 
-
-def sources_sha256() -> str:
-    """The sha256 of the sources and library versions that make the cached models and bundles."""
-    paths = [f for name in SOURCES for f in _files(ROOT / name)]
-    versions = []
-    for lib in LIBRARIES:
+    for name in envs.SPECS:
         try:
-            versions.append(f"{lib}=={metadata.version(lib)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{lib} missing")
-    return hashlib.sha256((_tree_sha256(ROOT, paths) + "\n".join(versions)).encode()).hexdigest()
+            envs.ensure(name)
+        except DeployKitError:  # the tests that need it report the message
+            pass
 
 
-def cache_root() -> Path:
-    if os.environ.get("DEPLOYKIT_TEST_CACHE"):
-        return Path(os.environ["DEPLOYKIT_TEST_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "deploykit" / "test-bundles"
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test without an ``xdist_group`` goes in its module's group, so ``--dist loadgroup`` keeps a module
+    (and its module-scoped servers and browsers) on one worker; tests/zoo groups its models itself."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
 def build_cache() -> Path:
     """This set of sources' folder in the cache (created); entries unused for KEEP_DAYS days are removed."""
     root = cache_root()
-    entry = root / sources_sha256()[:16]
+    entry = root / sources_sha256(SOURCES, LIBRARIES)[:16]
     entry.mkdir(parents=True, exist_ok=True)
     os.utime(entry)
     for old in root.iterdir():
         if old != entry and old.is_dir() and time.time() - old.stat().st_mtime > KEEP_DAYS * 86400:
             shutil.rmtree(old, ignore_errors=True)
     return entry
-
-
-def cached(entry: Path, name: str, make: Callable[[Path], None]) -> Path:
-    """``entry/name``, made by ``make(path)`` unless the cache holds it unchanged since it was made.
-
-    ``make`` writes to a private path, renamed into place when it succeeded (runs in parallel are safe); a
-    ``name.sha256`` file beside it records its files' digest, checked on every use.
-    """
-    final, stamp = entry / name, entry / f"{name}.sha256"
-
-    def digest() -> str:
-        return _tree_sha256(final, _files(final))
-
-    for _ in range(20):  # another run renamed its build into place and is writing the stamp
-        if not final.exists() or stamp.is_file():
-            break
-        time.sleep(0.5)
-    if final.exists() and stamp.is_file() and stamp.read_text() == digest():
-        return final
-    shutil.rmtree(final, ignore_errors=True) if final.is_dir() else final.unlink(missing_ok=True)
-    for stale in entry.glob(f".{name}.*.partial"):  # a killed run's leftovers (an hour is more than a build)
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    private = entry / f".{name}.{os.getpid()}.partial"
-    shutil.rmtree(private, ignore_errors=True)
-    make(private)
-    try:
-        private.rename(final)
-    except OSError:  # another run put it there first: use that one (it writes the stamp)
-        shutil.rmtree(private, ignore_errors=True) if private.is_dir() else private.unlink(missing_ok=True)
-        return final
-    stamp.write_text(digest())
-    return final
 
 
 def train_cli(kind: str, out: Path, *extra: str) -> None:
