@@ -12,8 +12,10 @@ of the Boston MLP bundle.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,13 @@ os.environ.update(QUIET_ENV)
 SOURCES = ("convert", "edge", "web/dist", "tests/conftest.py", "pyproject.toml")  # conftest: the commands
 LIBRARIES = ("tensorflow", "keras", "tensorflowjs", "tf-keras", "ai-edge-litert", "numpy")
 KEEP_DAYS = 14  # cache entries unused for longer are removed
+# What makes a zoo model's outcome (the key of ``zoo_cache``): the sources above, the TFJS the browser harness
+# loads, the helpers, tests/zoo's builders and conftest (test_zoo*.py, zoo_expected.py and zoo_table.py only read
+# the outcome), and the versions of the libraries and of the runtimes verify drives.
+ZOO_READERS = ("test_zoo.py", "test_zoo_page.py", "zoo_expected.py", "zoo_table.py")
+ZOO_SOURCES = (*SOURCES, "web/package-lock.json", "tests/helpers.py",
+               *(f"tests/zoo/{p.name}" for p in sorted((ROOT / "tests" / "zoo").glob("*.py")) if p.name not in ZOO_READERS))
+ZOO_LIBRARIES = (*LIBRARIES, "tensorflow-decision-forests", "ydf", "scikit-learn", "playwright")
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -78,6 +87,40 @@ def build_cache() -> Path:
         if old != entry and old.is_dir() and time.time() - old.stat().st_mtime > KEEP_DAYS * 86400:
             shutil.rmtree(old, ignore_errors=True)
     return entry
+
+
+def runtime_versions() -> list[str]:
+    """The versions of the runtimes ``verify`` drives (their environments are created if missing)."""
+    from convert.parity import envs
+    from convert.parity.browser import find_chromium
+
+    lines = [f"{name}: {json.dumps(envs.ensure(name).versions, sort_keys=True)}" for name in envs.SPECS]
+    exe = find_chromium()
+    if exe:
+        found = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+        lines.append(f"chromium: {found.stdout.strip()}")
+    else:
+        lines.append("chromium: playwright's own")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def zoo_cache() -> Path:
+    """The zoo's folder in the cache for this set of sources and runtimes (created): ``zoo-<sha>`` beside the
+    Boston entries, or ``$DEPLOYKIT_ZOO_CACHE/<sha>``."""
+    key = sources_sha256(ZOO_SOURCES, ZOO_LIBRARIES, runtime_versions())[:16]
+    override = os.environ.get("DEPLOYKIT_ZOO_CACHE")
+    entry = Path(override) / key if override else cache_root() / f"zoo-{key}"
+    entry.mkdir(parents=True, exist_ok=True)
+    os.utime(entry)
+    return entry
+
+
+@pytest.fixture(scope="session")
+def from_zoo_cache(zoo_cache: Path) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``from_zoo_cache(name, make)``: ``name`` in the zoo's cache folder, made by ``make(path)`` if missing (a
+    name should carry the digest of any code outside ZOO_SOURCES that makes it)."""
+    return lambda name, make: cached(zoo_cache, name, make)
 
 
 def train_cli(kind: str, out: Path, *extra: str) -> None:

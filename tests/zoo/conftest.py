@@ -1,11 +1,9 @@
 """Zoo fixtures: each model is built, converted (through the CLI) and verified once, on first use, and kept in
 the build cache; one set of runtimes per module (Playwright sync allows one live instance per thread).
 
-The cache (``zoo-<sha>`` beside the Boston entries of tests/conftest.py, or ``$DEPLOYKIT_ZOO_CACHE``) is keyed
-by the sha256 of everything that makes a model's outcome: the Boston sources (convert/, edge/, web/dist, the
-commands), web/package-lock.json (the TFJS the browser harness loads), tests/helpers.py, this folder's builders
-and this file, the converting libraries' versions and the runtimes' (LiteRT and tflite-runtime in their
-environments, Chromium, Playwright). Per model it holds what the build and convert wrote (``src/``,
+The cache is tests/conftest.py's ``zoo_cache`` (``zoo-<sha>`` beside the Boston entries, or under
+``$DEPLOYKIT_ZOO_CACHE``), keyed by the sha256 of everything that makes a model's outcome (the sources, this
+folder's builders and this file, the libraries' and the runtimes' versions). Per model it holds what the build and convert wrote (``src/``,
 ``bundle/`` after ``verify``, with its parity.json) and ``zoo.json`` (convert's error line, the seconds); an
 entry is made under a lock and renamed into place (tests.helpers.cached), so two processes never build one
 model twice nor see half of it. A hit copies the entry into this session's folder and reads the report back
@@ -34,7 +32,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from convert.parity.engine import ParityReport, Result, Runners, verify_bundle
-from tests.helpers import cache_root, cached, library_versions, locked, sources_sha256
+from tests.helpers import cached, locked
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -45,13 +43,6 @@ QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "TFDF_DISABLE_WELCOME_MESSAGE": "1", "CUDA
 REPORT = Path(os.environ.get("ZOO_REPORT") or HERE.parents[1] / "test-artifacts" / "zoo_report.json")
 # One id per test run, shared by the xdist workers (they merge their models into one report).
 RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
-# What makes a zoo model's outcome (the cache key). The tests and zoo_expected.py / zoo_table.py only read it.
-BOSTON_SOURCES = ("convert", "edge", "web/dist", "tests/conftest.py", "pyproject.toml")  # as tests/conftest.py
-READERS = ("test_zoo.py", "test_zoo_page.py", "zoo_expected.py", "zoo_table.py")
-ZOO_SOURCES = (*BOSTON_SOURCES, "web/package-lock.json", "tests/helpers.py",
-               *(f"tests/zoo/{p.name}" for p in sorted(HERE.glob("*.py")) if p.name not in READERS))
-ZOO_LIBRARIES = ("tensorflow", "keras", "tensorflowjs", "tf-keras", "tensorflow-decision-forests", "ydf",
-                 "ai-edge-litert", "numpy", "scikit-learn", "playwright")
 
 
 @dataclass
@@ -148,32 +139,6 @@ def zoo_built() -> dict[str, ZooModel]:
     """The zoo models built in this session, by name: every module's ``zoo`` reads and fills it, so a model is
     converted and verified once per session (test_zoo_page.py opens the bundles test_zoo.py made)."""
     return {}
-
-
-def runtime_versions() -> list[str]:
-    """The versions of the runtimes ``verify`` drives (their environments are created if missing)."""
-    from convert.parity import envs
-    from convert.parity.browser import find_chromium
-
-    lines = [f"{name}: {json.dumps(envs.ensure(name).versions, sort_keys=True)}" for name in ("litert", "tflite-runtime")]
-    exe = find_chromium()
-    if exe:
-        found = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
-        lines.append(f"chromium: {found.stdout.strip()}")
-    else:
-        lines.append("chromium: playwright's own")
-    return lines
-
-
-@pytest.fixture(scope="session")
-def zoo_cache() -> Path:
-    """This set of sources' zoo folder in the cache (created)."""
-    key = sources_sha256(ZOO_SOURCES, ZOO_LIBRARIES, runtime_versions())[:16]
-    override = os.environ.get("DEPLOYKIT_ZOO_CACHE")
-    entry = Path(override) / key if override else cache_root() / f"zoo-{key}"
-    entry.mkdir(parents=True, exist_ok=True)
-    os.utime(entry)
-    return entry
 
 
 def _relative(path: Path, root: Path) -> str:
