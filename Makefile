@@ -33,7 +33,7 @@ chromium:
 TEST_WORKERS ?= auto
 test: setup
 	@if [ -f web/package.json ]; then npm --prefix web test --silent; fi
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	DEPLOYKIT_TEST_WEB_BUILT=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup  # setup's web step built web/dist
 
 # The whole model zoo (tests/zoo: the fast set of `make test` plus the zoo_full set), then its table; also the
 # random-SIGKILL convert test at the 20 trials of issue 13 (make test runs 8).

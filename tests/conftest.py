@@ -1,4 +1,5 @@
-"""Shared fixtures: the Boston reference models and their bundles, made by the real CLI, once per set of sources.
+"""Shared fixtures: the Boston reference models and their bundles, made by the real CLI, once per set of sources;
+the zoo's cache folder; the hooks that let ``pytest -n`` (pytest-xdist, ``make test``) run the suite on every core.
 
 ``deploykit train`` and ``deploykit convert`` run in this process (``tests.helpers.run_cli``). What they write is
 kept in a cache folder (``$DEPLOYKIT_TEST_CACHE``, else ``$XDG_CACHE_HOME/deploykit/test-bundles``, else
@@ -6,12 +7,18 @@ kept in a cache folder (``$DEPLOYKIT_TEST_CACHE``, else ``$XDG_CACHE_HOME/deploy
 and the Boston data are there), edge/, web/dist, pyproject.toml, this file (the commands), and the versions of
 the libraries that convert. A later run with the same sources takes the models and bundles from there, so the
 TF-free tests (tests/edge) run without importing TensorFlow. An entry whose files changed since it was written
-(a test that altered the shared bundle) is made again. ``DEPLOYKIT_TEST_BUNDLE`` names a bundle to use instead
-of the Boston MLP bundle.
+(a test that altered the shared bundle) is made again; processes asking for one entry take turns
+(``tests.helpers.cached``). ``DEPLOYKIT_TEST_BUNDLE`` names a bundle to use instead of the Boston MLP bundle.
+``zoo_cache`` is the same for the zoo (tests/zoo/conftest.py), keyed also by tests/zoo's builders and the
+runtimes' versions.
+
+Under ``pytest -n`` the controller builds web/dist and the parity runtimes' environments once before the workers
+start, and every test without an ``xdist_group`` is grouped with its module (``--dist loadgroup``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -46,13 +53,14 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Under ``pytest -n``, before the workers start: build web/dist once (a worker rebuilding it would race
-    another's convert, which copies it into a bundle) and make the parity runtimes' environments (two workers
-    creating one would race)."""
+    """Under ``pytest -n``, before the workers start: build web/dist once, unless the caller just did (``make
+    test`` sets DEPLOYKIT_TEST_WEB_BUILT=1 after its ``web`` step; a worker rebuilding it would race another's
+    convert, which copies it into a bundle), and make the parity runtimes' environments (two workers creating
+    one would race)."""
     if not _is_xdist_controller(session.config):
         return
     web = ROOT / "web"
-    if (web / "build.mjs").is_file() and (web / "node_modules").is_dir():
+    if os.environ.get(WEB_BUILT) != "1" and (web / "build.mjs").is_file() and (web / "node_modules").is_dir():
         built = build_page()
         if built.returncode != 0:
             raise pytest.UsageError(f"npm run build in web/ failed:\n{built.stdout}{built.stderr}")
@@ -197,14 +205,19 @@ def boston_linear_bundle(build_cache, boston_linear) -> Path:
 
 
 @pytest.fixture(scope="session")
-def image_bundle(tmp_path_factory) -> dict:
+def image_bundle(from_cache) -> dict:
     """The image classifier of tests/image_model.py, built in a subprocess and converted by the CLI with
-    ``--labels``: {"bundle", "dir" (model, labels, PNGs), "pngs": [Path per class]}."""
-    work = tmp_path_factory.mktemp("image-model")
-    made = run([sys.executable, str(ROOT / "tests" / "image_model.py"), str(work)], timeout=900)
-    assert made.returncode == 0, made.stderr[-3000:]
-    bundle = work / "bundle"
-    result = run_cli("convert", work / "colours.keras", "--data", work / "colours.npz", "--target", "label",
-                     "--labels", work / "labels.txt", "--out", bundle, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return {"bundle": bundle, "dir": work, "pngs": sorted(work.glob("class*.png"))}
+    ``--labels``: {"bundle", "dir" (model, labels, PNGs), "pngs": [Path per class]}; cached as the Boston
+    bundles, under a name that carries tests/image_model.py's digest."""
+    script = ROOT / "tests" / "image_model.py"
+
+    def make(work: Path) -> None:
+        work.mkdir()
+        made = run([sys.executable, str(script), str(work)], timeout=900)
+        assert made.returncode == 0, made.stderr[-3000:]
+        result = run_cli("convert", work / "colours.keras", "--data", work / "colours.npz", "--target", "label",
+                         "--labels", work / "labels.txt", "--out", work / "bundle", timeout=900)
+        assert result.returncode == 0, result.stderr
+
+    work = from_cache(f"image-model-{hashlib.sha256(script.read_bytes()).hexdigest()[:12]}", make)
+    return {"bundle": work / "bundle", "dir": work, "pngs": sorted(work.glob("class*.png"))}
