@@ -27,9 +27,13 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
+# The suite on every core (pytest-xdist; TEST_WORKERS=0 runs it in this process): --dist loadgroup keeps each module,
+# and each zoo model with its page, on one worker. Models and bundles are cached by the sha256 of their sources
+# (tests/conftest.py, tests/zoo/conftest.py), so a second run of the same sources skips TensorFlow's builds.
+TEST_WORKERS ?= auto
 test: setup
 	@if [ -f web/package.json ]; then npm --prefix web test --silent; fi
-	$(PY) -m pytest -q
+	DEPLOYKIT_TEST_WEB_BUILT=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup  # setup's web step built web/dist
 
 # The whole model zoo (tests/zoo: the fast set of `make test` plus the zoo_full set), then its table; also the
 # random-SIGKILL convert test at the 20 trials of issue 13 (make test runs 8).

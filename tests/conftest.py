@@ -1,4 +1,5 @@
-"""Shared fixtures: the Boston reference models and their bundles, made by the real CLI, once per set of sources.
+"""Shared fixtures: the Boston reference models and their bundles, made by the real CLI, once per set of sources;
+the zoo's cache folder; the hooks that let ``pytest -n`` (pytest-xdist, ``make test``) run the suite on every core.
 
 ``deploykit train`` and ``deploykit convert`` run in this process (``tests.helpers.run_cli``). What they write is
 kept in a cache folder (``$DEPLOYKIT_TEST_CACHE``, else ``$XDG_CACHE_HOME/deploykit/test-bundles``, else
@@ -6,8 +7,13 @@ kept in a cache folder (``$DEPLOYKIT_TEST_CACHE``, else ``$XDG_CACHE_HOME/deploy
 and the Boston data are there), edge/, web/dist, pyproject.toml, this file (the commands), and the versions of
 the libraries that convert. A later run with the same sources takes the models and bundles from there, so the
 TF-free tests (tests/edge) run without importing TensorFlow. An entry whose files changed since it was written
-(a test that altered the shared bundle) is made again. ``DEPLOYKIT_TEST_BUNDLE`` names a bundle to use instead
-of the Boston MLP bundle.
+(a test that altered the shared bundle) is made again; processes asking for one entry take turns
+(``tests.helpers.cached``). ``DEPLOYKIT_TEST_BUNDLE`` names a bundle to use instead of the Boston MLP bundle.
+``zoo_cache`` is the same for the zoo (tests/zoo/conftest.py), keyed also by tests/zoo's builders and the
+runtimes' versions.
+
+Under ``pytest -n`` the controller builds web/dist and the parity runtimes' environments once before the workers
+start, and every test without an ``xdist_group`` is grouped with its module (``--dist loadgroup``).
 """
 
 from __future__ import annotations
@@ -16,65 +22,73 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from tests.helpers import BOSTON_CSV, QUIET_ENV, ROOT, run, run_cli
+from tests.helpers import (BOSTON_CSV, QUIET_ENV, ROOT, WEB_BUILT, build_page, cache_root, cached, run, run_cli,
+                           sources_sha256)
 
 os.environ.update(QUIET_ENV)
 
 SOURCES = ("convert", "edge", "web/dist", "tests/conftest.py", "pyproject.toml")  # conftest: the commands
 LIBRARIES = ("tensorflow", "keras", "tensorflowjs", "tf-keras", "ai-edge-litert", "numpy")
 KEEP_DAYS = 14  # cache entries unused for longer are removed
+# What makes a zoo model's outcome (the key of ``zoo_cache``): the sources above, the TFJS the browser harness
+# loads, the helpers, tests/zoo's builders and conftest (test_zoo*.py, zoo_expected.py and zoo_table.py only read
+# the outcome), and the versions of the libraries and of the runtimes verify drives.
+ZOO_READERS = ("test_zoo.py", "test_zoo_page.py", "zoo_expected.py", "zoo_table.py")
+ZOO_SOURCES = (*SOURCES, "web/package-lock.json", "tests/helpers.py",
+               *(f"tests/zoo/{p.name}" for p in sorted((ROOT / "tests" / "zoo").glob("*.py")) if p.name not in ZOO_READERS))
+ZOO_LIBRARIES = (*LIBRARIES, "tensorflow-decision-forests", "ydf", "scikit-learn", "playwright")
 
 
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    found = []
-    for folder, dirs, names in os.walk(path, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        found += [Path(folder) / n for n in sorted(names) if not n.endswith(".pyc")]
-    return found
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.hasplugin("dsession") and not hasattr(config, "workerinput")
 
 
-def _tree_sha256(root: Path, paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under ``pytest -n``, before the workers start: build web/dist once, unless the caller just did (``make
+    test`` sets DEPLOYKIT_TEST_WEB_BUILT=1 after its ``web`` step; a worker rebuilding it would race another's
+    convert, which copies it into a bundle), and make the parity runtimes' environments (two workers creating
+    one would race)."""
+    if not _is_xdist_controller(session.config):
+        return
+    web = ROOT / "web"
+    if os.environ.get(WEB_BUILT) != "1" and (web / "build.mjs").is_file() and (web / "node_modules").is_dir():
+        built = build_page()
+        if built.returncode != 0:
+            raise pytest.UsageError(f"npm run build in web/ failed:\n{built.stdout}{built.stderr}")
+        os.environ[WEB_BUILT] = "1"
+    from convert.errors import DeployKitError
+    from convert.parity import envs
 
-
-def sources_sha256() -> str:
-    """The sha256 of the sources and library versions that make the cached models and bundles."""
-    paths = [f for name in SOURCES for f in _files(ROOT / name)]
-    versions = []
-    for lib in LIBRARIES:
+    for name in envs.SPECS:
         try:
-            versions.append(f"{lib}=={metadata.version(lib)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{lib} missing")
-    return hashlib.sha256((_tree_sha256(ROOT, paths) + "\n".join(versions)).encode()).hexdigest()
+            envs.ensure(name)
+        except DeployKitError:  # the tests that need it report the message
+            pass
 
 
-def cache_root() -> Path:
-    if os.environ.get("DEPLOYKIT_TEST_CACHE"):
-        return Path(os.environ["DEPLOYKIT_TEST_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "deploykit" / "test-bundles"
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test without an ``xdist_group`` goes in its module's group, so ``--dist loadgroup`` keeps a module
+    (and its module-scoped servers and browsers) on one worker; tests/zoo groups its models itself."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
 def build_cache() -> Path:
     """This set of sources' folder in the cache (created); entries unused for KEEP_DAYS days are removed."""
     root = cache_root()
-    entry = root / sources_sha256()[:16]
+    entry = root / sources_sha256(SOURCES, LIBRARIES)[:16]
     entry.mkdir(parents=True, exist_ok=True)
     os.utime(entry)
     for old in root.iterdir():
@@ -83,37 +97,38 @@ def build_cache() -> Path:
     return entry
 
 
-def cached(entry: Path, name: str, make: Callable[[Path], None]) -> Path:
-    """``entry/name``, made by ``make(path)`` unless the cache holds it unchanged since it was made.
+def runtime_versions() -> list[str]:
+    """The versions of the runtimes ``verify`` drives (their environments are created if missing)."""
+    from convert.parity import envs
+    from convert.parity.browser import find_chromium
 
-    ``make`` writes to a private path, renamed into place when it succeeded (runs in parallel are safe); a
-    ``name.sha256`` file beside it records its files' digest, checked on every use.
-    """
-    final, stamp = entry / name, entry / f"{name}.sha256"
+    lines = [f"{name}: {json.dumps(envs.ensure(name).versions, sort_keys=True)}" for name in envs.SPECS]
+    exe = find_chromium()
+    if exe:
+        found = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+        lines.append(f"chromium: {found.stdout.strip()}")
+    else:
+        lines.append("chromium: playwright's own")
+    return lines
 
-    def digest() -> str:
-        return _tree_sha256(final, _files(final))
 
-    for _ in range(20):  # another run renamed its build into place and is writing the stamp
-        if not final.exists() or stamp.is_file():
-            break
-        time.sleep(0.5)
-    if final.exists() and stamp.is_file() and stamp.read_text() == digest():
-        return final
-    shutil.rmtree(final, ignore_errors=True) if final.is_dir() else final.unlink(missing_ok=True)
-    for stale in entry.glob(f".{name}.*.partial"):  # a killed run's leftovers (an hour is more than a build)
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    private = entry / f".{name}.{os.getpid()}.partial"
-    shutil.rmtree(private, ignore_errors=True)
-    make(private)
-    try:
-        private.rename(final)
-    except OSError:  # another run put it there first: use that one (it writes the stamp)
-        shutil.rmtree(private, ignore_errors=True) if private.is_dir() else private.unlink(missing_ok=True)
-        return final
-    stamp.write_text(digest())
-    return final
+@pytest.fixture(scope="session")
+def zoo_cache() -> Path:
+    """The zoo's folder in the cache for this set of sources and runtimes (created): ``zoo-<sha>`` beside the
+    Boston entries, or ``$DEPLOYKIT_ZOO_CACHE/<sha>``."""
+    key = sources_sha256(ZOO_SOURCES, ZOO_LIBRARIES, runtime_versions())[:16]
+    override = os.environ.get("DEPLOYKIT_ZOO_CACHE")
+    entry = Path(override) / key if override else cache_root() / f"zoo-{key}"
+    entry.mkdir(parents=True, exist_ok=True)
+    os.utime(entry)
+    return entry
+
+
+@pytest.fixture(scope="session")
+def from_zoo_cache(zoo_cache: Path) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``from_zoo_cache(name, make)``: ``name`` in the zoo's cache folder, made by ``make(path)`` if missing (a
+    name should carry the digest of any code outside ZOO_SOURCES that makes it)."""
+    return lambda name, make: cached(zoo_cache, name, make)
 
 
 def train_cli(kind: str, out: Path, *extra: str) -> None:
@@ -190,14 +205,19 @@ def boston_linear_bundle(build_cache, boston_linear) -> Path:
 
 
 @pytest.fixture(scope="session")
-def image_bundle(tmp_path_factory) -> dict:
+def image_bundle(from_cache) -> dict:
     """The image classifier of tests/image_model.py, built in a subprocess and converted by the CLI with
-    ``--labels``: {"bundle", "dir" (model, labels, PNGs), "pngs": [Path per class]}."""
-    work = tmp_path_factory.mktemp("image-model")
-    made = run([sys.executable, str(ROOT / "tests" / "image_model.py"), str(work)], timeout=900)
-    assert made.returncode == 0, made.stderr[-3000:]
-    bundle = work / "bundle"
-    result = run_cli("convert", work / "colours.keras", "--data", work / "colours.npz", "--target", "label",
-                     "--labels", work / "labels.txt", "--out", bundle, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return {"bundle": bundle, "dir": work, "pngs": sorted(work.glob("class*.png"))}
+    ``--labels``: {"bundle", "dir" (model, labels, PNGs), "pngs": [Path per class]}; cached as the Boston
+    bundles, under a name that carries tests/image_model.py's digest."""
+    script = ROOT / "tests" / "image_model.py"
+
+    def make(work: Path) -> None:
+        work.mkdir()
+        made = run([sys.executable, str(script), str(work)], timeout=900)
+        assert made.returncode == 0, made.stderr[-3000:]
+        result = run_cli("convert", work / "colours.keras", "--data", work / "colours.npz", "--target", "label",
+                         "--labels", work / "labels.txt", "--out", work / "bundle", timeout=900)
+        assert result.returncode == 0, result.stderr
+
+    work = from_cache(f"image-model-{hashlib.sha256(script.read_bytes()).hexdigest()[:12]}", make)
+    return {"bundle": work / "bundle", "dir": work, "pngs": sorted(work.glob("class*.png"))}

@@ -5,6 +5,9 @@
 - :func:`run_entry_point`: the same command as a real subprocess (``python -m convert``/``edge``), for the few
   tests that prove the installed entry points, their exit codes and their Ctrl+C policy;
 - :func:`run`: any command in the repository, with :data:`ENV` (TensorFlow's logs silenced);
+- the build cache: :func:`cache_root`, :func:`tree_sha256`, :func:`sources_sha256` and :func:`cached` (an entry made
+  once per set of sources, under a lock, renamed into place; tests/conftest.py and tests/zoo/conftest.py use it);
+- :func:`build_page`: ``npm run build`` in web/ (once per run: the xdist controller builds before its workers start);
 - model helpers: :func:`boston_features`, :func:`small_classifier` (Keras), :func:`litert_predict`,
   :func:`tflite_op_types` (LiteRT and the .tflite reader), each importing its heavy library when called.
 """
@@ -12,13 +15,22 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; two runs building one entry then race as before (rename wins)
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
@@ -116,6 +128,110 @@ def run_cli(*args: Any, module: str = "convert", cwd: Path | None = None, stdin:
         sys.stdin, sys.unraisablehook = old_stdin, old_hook
         if old_debug is not None:
             os.environ["DEPLOYKIT_DEBUG"] = old_debug
+
+
+WEB_BUILT = "DEPLOYKIT_TEST_WEB_BUILT"  # set by the xdist controller once it built web/dist for its workers
+
+
+def build_page() -> subprocess.CompletedProcess:
+    """``npm run build`` in web/ (web/dist from web/src and the pinned TFJS of web/node_modules)."""
+    return subprocess.run(["npm", "run", "build"], cwd=ROOT / "web", text=True, capture_output=True, timeout=300)
+
+
+def files_under(path: Path) -> list[Path]:
+    """``path`` itself when it is a file, else every file below it (sorted; no ``__pycache__`` nor ``.pyc``)."""
+    if path.is_file():
+        return [path]
+    found = []
+    for folder, dirs, names in os.walk(path, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        found += [Path(folder) / n for n in sorted(names) if not n.endswith(".pyc")]
+    return found
+
+
+def tree_sha256(root: Path, paths: list[Path]) -> str:
+    """One sha256 over the paths (relative to ``root``) and their contents."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def library_versions(names: Iterable[str]) -> list[str]:
+    """``name==version`` of each installed distribution (``name missing`` when it is not installed)."""
+    versions = []
+    for lib in names:
+        try:
+            versions.append(f"{lib}=={metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{lib} missing")
+    return versions
+
+
+def sources_sha256(sources: Iterable[str], libraries: Iterable[str], extra: Iterable[str] = ()) -> str:
+    """The sha256 of the files under ``sources`` (paths relative to the repository), the versions of
+    ``libraries`` and the ``extra`` lines (e.g. the runtimes' versions)."""
+    paths = [f for name in sources for f in files_under(ROOT / name)]
+    lines = [*library_versions(libraries), *extra]
+    return hashlib.sha256((tree_sha256(ROOT, paths) + "\n".join(lines)).encode()).hexdigest()
+
+
+def cache_root() -> Path:
+    """``$DEPLOYKIT_TEST_CACHE``, else ``$XDG_CACHE_HOME/deploykit/test-bundles``, else ``~/.cache/...``."""
+    if os.environ.get("DEPLOYKIT_TEST_CACHE"):
+        return Path(os.environ["DEPLOYKIT_TEST_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "deploykit" / "test-bundles"
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created) for the block: a second process waits for the first."""
+    with open(path, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cached(entry: Path, name: str, make: Callable[[Path], None]) -> Path:
+    """``entry/name``, made by ``make(path)`` unless the cache holds it unchanged since it was made.
+
+    Processes that ask for the same name take turns (a lock file ``.name.lock``): the first makes it, the
+    others then find it made. ``make`` writes to a private path, renamed into place when it succeeded (a run
+    killed mid-way leaves no half entry); a ``name.sha256`` file beside it records its files' digest, checked
+    on every use, so an entry a test altered is made again.
+    """
+    final, stamp = entry / name, entry / f"{name}.sha256"
+
+    def digest() -> str:
+        return tree_sha256(final, files_under(final))
+
+    with locked(entry / f".{name}.lock"):
+        if final.exists() and stamp.is_file() and stamp.read_text() == digest():
+            return final
+        _remove(final)
+        for stale in entry.glob(f".{name}.*.partial"):  # a killed run's leftovers (an hour is more than a build)
+            if time.time() - stale.stat().st_mtime > 3600:
+                _remove(stale)
+        private = entry / f".{name}.{os.getpid()}.partial"
+        _remove(private)
+        make(private)
+        try:
+            private.rename(final)
+        except OSError:  # another run (one without the lock) put it there first: use that one
+            _remove(private)
+            return final
+        stamp.write_text(digest())
+    return final
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

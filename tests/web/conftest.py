@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,15 +16,18 @@ from typing import Any, Iterator
 import pytest
 
 from convert.parity.browser import find_chromium
-from tests.helpers import run
+from tests.helpers import WEB_BUILT, build_page, run
 from web_helpers import ARTIFACTS, CHROMIUM_ARGS, COURSE_ROW, ROOT, WEB  # noqa: F401
 
 
 def build_web() -> Path:
-    """`npm run build` in web/; returns web/dist."""
+    """`npm run build` in web/; returns web/dist. Under ``pytest -n`` the controller built it before starting the
+    workers (tests/conftest.py), so that no worker rebuilds web/dist while another copies it into a bundle."""
     if not (WEB / "node_modules").is_dir():
         pytest.skip("web/node_modules is missing: run `npm ci` in web/")
-    res = subprocess.run(["npm", "run", "build"], cwd=WEB, text=True, capture_output=True, timeout=300)
+    if os.environ.get(WEB_BUILT) == "1" and (WEB / "dist" / "index.html").is_file():
+        return WEB / "dist"
+    res = build_page()
     assert res.returncode == 0, res.stdout + res.stderr
     return WEB / "dist"
 

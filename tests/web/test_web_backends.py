@@ -13,6 +13,7 @@ Run: .venv/bin/python -m pytest tests/web/test_web_backends.py
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -50,26 +51,40 @@ def _zoo_bundle(module: str, builder: str, target: str, out: Path) -> Path:
     return out / "bundle"
 
 
+# The bundles are made once per set of sources (tests/conftest.py's zoo cache; the names carry this file's digest).
+_HERE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def _cached_bundle(from_zoo_cache: Any, name: str, make: Any) -> Path:
+    def into(path: Path) -> None:
+        path.mkdir()
+        make(path)
+
+    return from_zoo_cache(f"web-backends-{_HERE}-{name}", into) / "bundle"
+
+
 @pytest.fixture(scope="module")
-def lstm_bundle(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lstm_bundle(web_dist: Path, from_zoo_cache: Any) -> Path:
     """sequence_lstm (Embedding + LSTM over int tokens), converted; no parity record yet."""
-    return _zoo_bundle("zoo_models", "sequence_lstm", "label", tmp_path_factory.mktemp("lstm"))
+    return _cached_bundle(from_zoo_cache, "lstm", lambda out: _zoo_bundle("zoo_models", "sequence_lstm", "label", out))
 
 
 @pytest.fixture(scope="module")
-def lstm_verified(lstm_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lstm_verified(lstm_bundle: Path, from_zoo_cache: Any) -> Path:
     """The same bundle after `deploykit verify --runtimes chromium-wasm,chromium-cpu` (wasm fails, cpu passes)."""
-    bundle = tmp_path_factory.mktemp("lstm-verified") / "bundle"
-    shutil.copytree(lstm_bundle, bundle)
-    res = _cli("-m", "convert", "verify", str(bundle), "--runtimes", "chromium-wasm,chromium-cpu")
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    return bundle
+    def make(out: Path) -> None:
+        bundle = out / "bundle"
+        shutil.copytree(lstm_bundle, bundle)
+        res = _cli("-m", "convert", "verify", str(bundle), "--runtimes", "chromium-wasm,chromium-cpu")
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+
+    return _cached_bundle(from_zoo_cache, "lstm-verified", make)
 
 
 @pytest.fixture(scope="module")
-def autoencoder_bundle(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def autoencoder_bundle(web_dist: Path, from_zoo_cache: Any) -> Path:
     """conv_autoencoder: a [n, 16, 16, 3] image in and out (a rank-4 output)."""
-    return _zoo_bundle("zoo_images", "conv_autoencoder", "", tmp_path_factory.mktemp("autoencoder"))
+    return _cached_bundle(from_zoo_cache, "autoencoder", lambda out: _zoo_bundle("zoo_images", "conv_autoencoder", "", out))
 
 
 @pytest.fixture

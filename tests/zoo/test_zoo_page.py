@@ -37,6 +37,7 @@ import pytest
 import zoo_models
 from edge import images
 from edge.tolerance import FLOAT32, judge_outputs
+from tests.helpers import locked
 from zoo_expected import Expect, assert_outcome
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -263,10 +264,13 @@ def judge_row(manifest: dict[str, Any], golden: dict[str, Any], page: dict[str, 
 
 
 def record(model: str, **facts: Any) -> None:
-    data = json.loads(RECORD.read_text()) if RECORD.is_file() else {}
-    data[model] = {**data.get(model, {}), **facts}
     RECORD.parent.mkdir(parents=True, exist_ok=True)
-    RECORD.write_text(json.dumps(data, indent=1, allow_nan=True))
+    with locked(RECORD.with_name(RECORD.name + ".lock")):  # the workers of `pytest -n` take turns
+        data = json.loads(RECORD.read_text()) if RECORD.is_file() else {}
+        data[model] = {**data.get(model, {}), **facts}
+        tmp = RECORD.with_name(f"{RECORD.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
+        tmp.replace(RECORD)
 
 
 def observe(zm: Any, chromium: PageThread, tmp: Path) -> tuple[str, str, float | None]:
