@@ -38,7 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BOSTON_CSV = ROOT / "convert" / "data" / "boston.csv"
 PYTHON = sys.executable
 
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TFDF_DISABLE_WELCOME_MESSAGE": "1", "CUDA_VISIBLE_DEVICES": "-1"}
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TFDF_DISABLE_WELCOME_MESSAGE": "1", "CUDA_VISIBLE_DEVICES": "-1",
+             # the shadow worker at nice 19, not SCHED_IDLE: the suite keeps every core busy (pytest -n), and an
+             # idle-class process would wait for a free core for minutes (test_edge_shadow.py checks SCHED_IDLE itself)
+             "DEPLOYKIT_SHADOW_PRIORITY": "nice"}
 # The one environment of every subprocess the tests start: TensorFlow quiet, output unbuffered, and no
 # DEPLOYKIT_DEBUG (a developer's shell may set it; the tests assert the user's one-line errors).
 ENV = {**{k: v for k, v in os.environ.items() if k != "DEPLOYKIT_DEBUG"}, **QUIET_ENV, "PYTHONUNBUFFERED": "1"}

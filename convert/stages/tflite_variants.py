@@ -26,7 +26,7 @@ def write_tflite(variants: Sequence[Variant], ref: Reference, sources: Sources, 
     Quantized variants take ``quantized``'s SavedModel (folded and rounded) when there is one, the
     dynamic-range variant the fold before rounding; they calibrate on the calibration rows and every golden
     row, and are judged on the held-out rows (``convert.mixed_precision.settle``; for int8 it may calibrate the
-fold before rounding too, when its search needs float operators with exact weights). int16x8 of a Keras model with
+    fold before rounding too, when its search needs float operators with exact weights). int16x8 of a Keras model with
     Embeddings converts from a copy whose Embeddings gather directly (``convert.int16_tokens``), exported under
     ``work``.
     Raises only KeyboardInterrupt: a variant that fails is skipped with its reason.
