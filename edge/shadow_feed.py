@@ -31,14 +31,8 @@ class Feed:
     def value(self, target: ShadowTarget, live: int, row: Any, value: float, pid: str) -> None:
         """A one-value answer's copy (on the request's path; never raises, never waits)."""
         worker = self.worker
-        if _get_ident() != worker.thread:
-            worker.elsewhere(self.value, target, live, row, value, pid)
+        if not self._admit(self.value, target, live, row, value, pid):
             return
-        if worker.behind or worker.closed:
-            target.stats.dropped += 1
-            return
-        if target is not self.target:
-            worker.retarget(self, target)
         items = self.items
         items.append((row, value, live, pid))
         n = len(items)
@@ -49,14 +43,22 @@ class Feed:
         """Any other answer's copy: ``inputs`` (a batch's ``{input: array}``, or one row for ``outputs`` a
         float) and the live outputs, one shadow-log line per id (never raises, never waits)."""
         worker = self.worker
-        if _get_ident() != worker.thread:
-            worker.elsewhere(self.job, target, live, inputs, outputs, ids)
+        if not self._admit(self.job, target, live, inputs, outputs, ids):
             return
-        if worker.behind or worker.closed:
-            target.stats.dropped += 1
-            return
-        if target is not self.target:
-            worker.retarget(self, target)
         jobs = self.jobs
         jobs.append((inputs, outputs, live, ids))
         worker.added(self, len(jobs) + len(self.items))
+
+    def _admit(self, again: Any, target: ShadowTarget, *copy: Any) -> bool:
+        """Whether a copy is added here and now: made on another thread, it is handed to the loop's (``again``
+        with the same arguments there); while the worker is behind or closed it is dropped and counted."""
+        worker = self.worker
+        if _get_ident() != worker.thread:
+            worker.elsewhere(again, target, *copy)
+            return False
+        if worker.behind or worker.closed:
+            target.stats.dropped += 1
+            return False
+        if target is not self.target:
+            worker.retarget(self, target)
+        return True

@@ -225,19 +225,9 @@ def test_int8_that_the_search_cannot_fix_in_its_budget_is_rejected(tmp_path, mon
 
 def test_search_keeps_the_fewest_of_a_ranking_and_respects_its_budget():
     """The search on a synthetic rule: the bound holds iff operators b and d are both in float."""
-    from convert.acceptance import Verdict
     from convert.mixed_precision import search
 
-    def verdict(ok: bool, error: float) -> Verdict:
-        m = {"rows": 1, "range_fraction": error, "top1": None, "passed": ok, "failures": [] if ok else ["x"]}
-        return Verdict(dict(m), dict(m))
-
-    def quantize(nodes: list[str]) -> bytes:
-        return ",".join(sorted(nodes)).encode()
-
-    def accept(flatbuffer: bytes) -> Verdict:
-        nodes = set(flatbuffer.decode().split(",")) - {""}
-        return verdict({"b", "d"} <= nodes, 0.005 if {"b", "d"} <= nodes else 0.02 - 0.001 * len(nodes))
+    verdict, quantize, accept = _rule({"b", "d"}, miss=lambda nodes: 0.02 - 0.001 * len(nodes))
 
     plain = verdict(False, 0.03)
     result = search(["a", "b", "c", "d", "e", "f"], quantize, accept, b"", plain)
@@ -277,8 +267,9 @@ def test_search_grows_faster_when_its_time_would_not_reach_the_end_of_the_rankin
     assert not doubling.passed, "7 doublings end at 64 operators"
 
 
-def _rule(needed: set[str]):
-    """A synthetic quantizer and judge: the variant is the sorted float set; it passes iff ``needed`` is in it."""
+def _rule(needed: set[str], miss=lambda nodes: 0.05):
+    """A synthetic quantizer and judge: the variant is the sorted float set; it passes iff ``needed`` is in it
+    (error 0.005), else its error is ``miss(float set)``."""
     from convert.acceptance import Verdict
 
     def verdict(ok: bool, error: float) -> Verdict:
@@ -290,7 +281,7 @@ def _rule(needed: set[str]):
 
     def accept(flatbuffer: bytes) -> Verdict:
         nodes = set(flatbuffer.decode().split(",")) - {""}
-        return verdict(needed <= nodes, 0.005 if needed <= nodes else 0.05)
+        return verdict(needed <= nodes, 0.005 if needed <= nodes else miss(nodes))
 
     return verdict, quantize, accept
 
