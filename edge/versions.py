@@ -88,7 +88,7 @@ class Version:
     lock: Any = field(default_factory=threading.Lock, repr=False)  # inflight and the move to END
 
     def acquire(self) -> None:
-        """A request starts on this version (the event loop, the inference and shadow threads share it)."""
+        """A request starts on this version (the event loop and the inference thread share it)."""
         with self.lock:
             self.inflight += 1
 
