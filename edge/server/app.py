@@ -305,8 +305,6 @@ class EdgeApp(Lifecycle, Predicting):
                 self._log(scope, request_id, status, error, time.perf_counter() - start, request.log_rows)
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-            for outcome, served in request.after:
-                self.after_answer(outcome, served)
         finally:
             if counted:
                 self.telemetry.leave()

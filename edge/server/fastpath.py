@@ -104,5 +104,3 @@ class OneRowPath:
             await send({"type": "http.response.body", "body": answer})
         finally:
             telemetry.leave_fast(_perf_counter() - start)
-        if outcome.shadow is not None:  # to the shadow worker, once answered
-            app.shadows.submit(outcome)

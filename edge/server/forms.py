@@ -66,7 +66,6 @@ class Forms:
                 raise InputError(422, f"{name} must be a number, got {text[:40]!r}; {app.rows.expected}") from None
         x = np.asarray([app.rows.row(values)], dtype=np.float64)
         y, outcome = await app.predict_rows(x, request.log_rows, app.sticky_key(request, app.default))
-        request.after.append((outcome, app.default))
         return 200, HTML_TYPE, self.result_page(app.value(y[0]), ""), outcome_headers(outcome)
 
     def result_page(self, prediction: Any, error: str) -> bytes:

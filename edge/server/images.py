@@ -176,7 +176,6 @@ class Images:
         heavy = big or count > 1  # more than one prediction's work
         outputs, outcome = await app.predict_inputs(feed, None, served, version=ref.number(),  # logged below
                                                     label=ref.label, key=app.sticky_key(request, served), heavy=heavy)
-        request.after.append((outcome, served))
         scores = np.asarray(outputs[key], dtype=np.float64)
         scores = scores.reshape(scores.shape[0], -1)
         predictions = [{"top_k": images.top_k(row, labels, k)} for row in scores]

@@ -50,7 +50,6 @@ class Request:
     headers: dict[bytes, bytes]
     params: dict[str, Any] = field(default_factory=dict)
     log_rows: list[list[Any]] = field(default_factory=list)
-    after: list[Any] = field(default_factory=list)  # (Outcome, ServedModel): shadow jobs run once answered
 
 
 def json_bytes(obj: Any) -> bytes:

@@ -101,7 +101,6 @@ class OpenInference:
                 raise
             except EdgeError as exc:  # inputs the model refuses
                 raise oip.OipError(str(exc)) from None
-            request.after.append((outcome, served))
             params: dict[str, Any] = {"prediction_ids": ",".join(outcome.ids)}
             if outcome.fallback:
                 params.update(fallback=True, fallback_reason=outcome.reason)

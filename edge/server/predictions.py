@@ -1,6 +1,6 @@
 """The predictions of ``EdgeApp`` (a mixin of ``edge.server.app.EdgeApp``): every route's way from checked
 input to the model's dispatcher (``edge.dispatch``) and back, the answer bodies, the counting and the
-prediction-log rows, and the hand-off of shadow jobs to the shadow worker.
+prediction-log rows (shadow copies go from the dispatcher to its feed).
 
 Predictions run inline on the event loop when the model is fast (a tabular TFLite model answers in
 microseconds, far less than a thread hand-off costs), else through the inference thread
@@ -66,12 +66,6 @@ class Predicting:
     def _alone(self) -> bool:
         """No counted request in flight but the one asking (``Telemetry.inflight``)."""
         return self.telemetry.inflight <= 1
-
-    def after_answer(self, outcome: Outcome, served: Optional[ServedModel] = None) -> None:
-        """Hand an outcome's shadow job to the shadow worker, once the answer is sent (``served`` is kept
-        for the callers' sake: the job knows its model). Never waits: a full queue drops the copy."""
-        if outcome.shadow is not None:
-            self.shadows.submit(outcome)
 
     def log_outcome(self, log_rows: Optional[list[list[Any]]], x: Any, answers: list[Any], outcome: Outcome,
                     served: ServedModel) -> None:
@@ -224,11 +218,9 @@ class Predicting:
             if failed is not None:  # the fast path's dispatcher refused it already
                 raise failed
             body, outcome = await self.predict_one_async(row, request.log_rows, key, served)
-            request.after.append((outcome, served))
             return 200, JSON_TYPE, body, outcome_headers(outcome)
         x, single = self.rows.payload(data)
         y, outcome = await self.predict_rows(x, request.log_rows, key)
-        request.after.append((outcome, served))
         extra = outcome_headers(outcome)
         tail: dict[str, Any] = {"model_version": outcome.version}
         if outcome.fallback:

@@ -93,12 +93,6 @@ class ShadowWorker:
         self.feeds.append(feed)
         return feed
 
-    def submit(self, outcome: Any) -> bool:
-        """An outcome that carries a ``ShadowJob`` (a dispatcher without this worker's feed): not compared
-        here, counted as dropped; False. The server's dispatchers all have a feed, so never in the server."""
-        outcome.shadow.stats.drop()
-        return False
-
     def attach(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
         """Send and read on ``loop`` from now on (the server's lifespan; its thread adds the copies)."""
         self.loop = loop

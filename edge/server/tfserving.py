@@ -149,7 +149,6 @@ class TFServing:
                                                     version=ref.number(), label=ref.label,
                                                     key=app.sticky_key(request, served),
                                                     heavy=big or max(n_rows) > 1)  # a batch: never on the loop
-        request.after.append((outcome, served))
         keys = served.output_keys
         if b64 is not None:  # images are logged summarised, not as pixels
             first = np.asarray(outputs[keys[0]], dtype=np.float64)

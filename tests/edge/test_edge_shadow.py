@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -97,7 +96,6 @@ def test_copies_are_compared_in_the_worker_process_one_log_line_per_id(tmp_path:
     assert not os.path.exists(f"/proc/{pid}")  # stop ended it
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
 def test_the_worker_process_runs_at_the_lowest_cpu_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEPLOYKIT_SHADOW_PRIORITY", raising=False)
     _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}}, SHADOW)

@@ -11,7 +11,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 
 from edge_helpers import Server, metric
 from test_edge_rollout_http import Client
@@ -36,9 +35,6 @@ def repository(root: Path, bundle: Path, linear: Path, model: dict) -> Path:
     shutil.copytree(bundle, root / "boston" / "2")
     (root / "rollout.json").write_text(json.dumps({"schema_version": 1, "poll_seconds": 60, "models": {"boston": model}}))
     return root
-
-
-pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
 
 
 def test_a_server_without_a_shadow_starts_no_process(server_factory, bundle: Path, boston_linear_bundle: Path,
