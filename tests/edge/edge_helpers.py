@@ -27,6 +27,22 @@ def rewrite_manifest(root: Path, change) -> None:
     path.write_text(json.dumps(manifest, indent=1))
 
 
+def read_reply(sock: socket.socket, timeout: float = 10, done: Any = None) -> bytes:
+    """What the server sends on ``sock`` until it closes, resets or goes quiet for ``timeout`` s, or until
+    ``done(reply_so_far)`` is true."""
+    sock.settimeout(timeout)
+    out = b""
+    try:
+        while done is None or not done(out):
+            part = sock.recv(65536)
+            if not part:
+                break
+            out += part
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

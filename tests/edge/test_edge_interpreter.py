@@ -28,14 +28,23 @@ def test_pick_unknown_runtime_is_a_clear_error() -> None:
         it.pick("nope")
 
 
-@pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8", "int16x8"])
-def test_tflite_ops_match_the_schema_reader(bundle: Path, variant: str) -> None:
+VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8"]
+
+
+def _schema_view(bundle: Path, variant: str) -> tuple[object, object, Path, dict[int, str]]:
+    """LiteRT's generated schema module, the variant's model read through it, its path and the operator names
+    by builtin code: the independent reader the kit's own is checked against."""
     schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
     manifest = json.loads((bundle / "manifest.json").read_text())
     artifact = next(a for a in manifest["artifacts"] if a["format"] == "tflite" and a["variant"] == variant)
     path = bundle / artifact["path"]
-    model = schema.Model.GetRootAs(path.read_bytes(), 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return schema, schema.Model.GetRootAs(path.read_bytes(), 0), path, names
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_tflite_ops_match_the_schema_reader(bundle: Path, variant: str) -> None:
+    _, model, path, names = _schema_view(bundle, variant)
     expected = set()
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
@@ -121,14 +130,9 @@ TENSOR_TYPE_NAMES = {"FLOAT32": "float32", "FLOAT16": "float16", "INT32": "int32
                      "STRING": "string", "BOOL": "bool", "INT16": "int16", "INT8": "int8"}
 
 
-@pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8", "int16x8"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_tflite_kernels_match_the_schema_reader(bundle: Path, variant: str) -> None:
-    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    artifact = next(a for a in manifest["artifacts"] if a["format"] == "tflite" and a["variant"] == variant)
-    path = bundle / artifact["path"]
-    model = schema.Model.GetRootAs(path.read_bytes(), 0)
-    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    schema, model, path, ops = _schema_view(bundle, variant)
     types = {v: TENSOR_TYPE_NAMES.get(k, k.lower()) for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     expected = set()
     for g in range(model.SubgraphsLength()):

@@ -10,21 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_helpers import Server
-
-
-def _read_all(sock: socket.socket, timeout: float = 10) -> bytes:
-    sock.settimeout(timeout)
-    out = b""
-    try:
-        while True:
-            part = sock.recv(65536)
-            if not part:
-                break
-            out += part
-    except (ConnectionResetError, socket.timeout):
-        pass
-    return out
+from edge_helpers import Server, read_reply
 
 
 def _status_and_error(reply: bytes) -> tuple[int, str]:
@@ -61,7 +47,7 @@ def test_a_huge_header_is_refused_431_without_buffering_it(limited: Server) -> N
     except OSError:
         pass  # the server closed: expected
     assert sent < 8 * 1024 * 1024, sent  # it stopped reading long before the end
-    status, error = _status_and_error(_read_all(sock))
+    status, error = _status_and_error(read_reply(sock))
     assert (status, error) == (431, "request line and headers over 4096 bytes")
     assert _rss_kib(limited.proc.pid) - before < 16 * 1024
     assert limited.json("GET", "/healthz")[0] == 200
@@ -70,7 +56,7 @@ def test_a_huge_header_is_refused_431_without_buffering_it(limited: Server) -> N
 def test_too_many_header_lines_431(limited: Server) -> None:
     sock = socket.create_connection(("127.0.0.1", limited.port))
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30)) + b"\r\n")
-    assert _status_and_error(_read_all(sock)) == (431, "more than 20 header lines")
+    assert _status_and_error(read_reply(sock)) == (431, "more than 20 header lines")
 
 
 def test_silent_and_slow_header_connections_get_408(limited: Server) -> None:
@@ -86,7 +72,7 @@ def test_silent_and_slow_header_connections_get_408(limited: Server) -> None:
         except OSError:
             break
     for sock in (silent, slow):
-        assert _status_and_error(_read_all(sock)) == (408, "request headers not received within 1 s")
+        assert _status_and_error(read_reply(sock)) == (408, "request headers not received within 1 s")
     assert time.monotonic() - start < 4
 
 
@@ -102,7 +88,7 @@ def test_a_stalled_body_gets_408_and_frees_its_slot(limited: Server) -> None:
     time.sleep(0.3)
     assert limited.json("POST", "/predict_json", [6, 250, 66.5])[0] == 503  # both slots taken
     for sock in held:
-        assert _status_and_error(_read_all(sock)) == (408, "request body not received within 1 s")
+        assert _status_and_error(read_reply(sock)) == (408, "request body not received within 1 s")
     assert limited.json("POST", "/predict_json", [6, 250, 66.5])[0] == 200
 
 
@@ -110,7 +96,7 @@ def test_idle_keep_alive_connection_is_closed(limited: Server) -> None:
     sock = socket.create_connection(("127.0.0.1", limited.port))
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     start = time.monotonic()
-    reply = _read_all(sock)
+    reply = read_reply(sock)
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b'{"status":"ok"}')  # then closed, no 408
     assert 0.5 < time.monotonic() - start < 4
 
@@ -124,7 +110,7 @@ def test_expect_is_answered_from_the_headers(limited: Server, expect: bytes, len
     sock = socket.create_connection(("127.0.0.1", limited.port))
     sock.sendall(b"POST /predict_json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\nExpect: %s\r\n\r\n" % (length, expect))
-    reply = _read_all(sock)
+    reply = read_reply(sock)
     assert b"100 Continue" not in reply
     assert _status_and_error(reply) == want
 
@@ -137,7 +123,7 @@ def test_a_small_expect_100_continue_still_works(limited: Server) -> None:
     sock.settimeout(5)
     assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
     sock.sendall(body)
-    assert b'"success":true' in _read_all(sock)
+    assert b'"success":true' in read_reply(sock)
 
 
 def test_idle_connections_cannot_keep_healthz_out(bundle: Path, server_factory) -> None:
@@ -164,7 +150,7 @@ def test_idle_connections_cannot_keep_healthz_out(bundle: Path, server_factory) 
         busy.append(sock)
     time.sleep(0.3)
     late = socket.create_connection(("127.0.0.1", server.port))
-    assert _status_and_error(_read_all(late)) == (503, "too many open connections (20); retry shortly")
+    assert _status_and_error(read_reply(late)) == (503, "too many open connections (20); retry shortly")
     for sock in busy:
         sock.close()
 
@@ -179,7 +165,7 @@ def test_sigterm_answers_stalled_clients_503_and_exits_in_time(bundle: Path, ser
     time.sleep(0.3)
     start = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
-    reply = _read_all(sock)
+    reply = read_reply(sock)
     assert _status_and_error(reply) == (503, "the server is shutting down; retry shortly")
     code, err = server.stop()
     assert code == 0 and time.monotonic() - start < 3.5, err

@@ -16,7 +16,7 @@ import pytest
 
 from edge.runner import Predictor
 
-from edge_helpers import Server, metric
+from edge_helpers import Server, metric, read_reply
 
 EXPECTED = "expected 3 values: rm, tax, age"
 
@@ -142,15 +142,7 @@ def test_body_limit_with_chunked_body(module_server: Server) -> None:
             sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
     except (BrokenPipeError, ConnectionResetError):
         pass
-    reply = b""
-    try:
-        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
-            part = sock.recv(65536)
-            if not part:
-                break
-            reply += part
-    except (ConnectionResetError, socket.timeout):
-        pass
+    reply = read_reply(sock, done=lambda r: b"\r\n\r\n" in r and r.rstrip().endswith(b"}"))
     sock.close()
     assert reply.startswith(b"HTTP/1.1 413 ")
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"success": False, "error": "body is over the limit of 1048576 bytes"}
