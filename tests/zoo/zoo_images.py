@@ -8,6 +8,7 @@ trained for one or two epochs already separates them (outputs that are not const
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,13 @@ def blobs(seed: int, rows: int, size: int, classes: int, scale: float = 255.0) -
     blob = np.exp(-((yy[None] - centres[label, 0, None, None]) ** 2 + (xx[None] - centres[label, 1, None, None]) ** 2) / 0.02)
     image = blob[..., None] * colours[label, None, None, :] + rng.uniform(0, 0.3, (rows, size, size, 3))
     return (np.clip(image, 0, 1) * scale).astype("float32"), label
+
+
+def seeded(seed: int, rows: int, size: int, classes: int, scale: float = 255.0) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Keras seeded with ``seed`` (``zoo_common.keras_seeded``), then :func:`blobs` with the same seed:
+    ``(keras, images, labels)``."""
+    keras = keras_seeded(seed)
+    return (keras, *blobs(seed, rows, size, classes, scale=scale))
 
 
 def settle_batch_norm(model, x: np.ndarray) -> None:
@@ -52,8 +60,7 @@ def _classifier(out: Path, model, x: np.ndarray, y: np.ndarray, epochs: int = 2,
 
 def rescaling_resnet(out: Path) -> Built:
     """Rescaling(1/255) then two residual blocks (Conv-BN-ReLU-Conv + Add) on 24x24 RGB, 4 classes."""
-    keras = keras_seeded(20)
-    x, y = blobs(20, 320, 24, 4)
+    keras, x, y = seeded(20, 320, 24, 4)
     inp = keras.Input((24, 24, 3), name="image")
     h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(keras.layers.Rescaling(1 / 255.0)(inp))
     for _ in range(2):
@@ -68,8 +75,7 @@ def rescaling_resnet(out: Path) -> Built:
 
 def separable_cnn(out: Path) -> Built:
     """ZeroPadding2D, DepthwiseConv2D, SeparableConv2D and ReLU6 (MobileNet's parts, hand-sized)."""
-    keras = keras_seeded(21)
-    x, y = blobs(21, 320, 24, 3, scale=1.0)
+    keras, x, y = seeded(21, 320, 24, 3, scale=1.0)
     model = keras.Sequential([
         keras.Input((24, 24, 3), name="image"),
         keras.layers.ZeroPadding2D(1),
@@ -87,8 +93,7 @@ def separable_cnn(out: Path) -> Built:
 
 def conv_autoencoder(out: Path) -> Built:
     """Conv2D down, Conv2DTranspose up: an image in, an image out (a rank-4 output)."""
-    keras = keras_seeded(22)
-    x, _ = blobs(22, 256, 16, 3, scale=1.0)
+    keras, x, _ = seeded(22, 256, 16, 3, scale=1.0)
     model = keras.Sequential([
         keras.Input((16, 16, 3), name="image"),
         keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
@@ -106,8 +111,7 @@ def conv_autoencoder(out: Path) -> Built:
 def _application(out: Path, name: str, seed: int, make, scale: float, **kwargs) -> Built:
     """A keras.applications model at 32x32, ``weights=None``, 5 classes, trained for one epoch (4 steps, no XLA),
     its BatchNormalization statistics then settled on 64 images."""
-    keras = keras_seeded(seed)
-    x, y = blobs(seed, 128, 32, 5, scale=scale)
+    keras, x, y = seeded(seed, 128, 32, 5, scale=scale)
     inp = keras.Input((32, 32, 3), name="image")
     net = make(input_tensor=inp, weights=None, classes=5, **kwargs)
     model = keras.Model(inp, net.output, name=name)
