@@ -32,11 +32,9 @@ START = textwrap.dedent('''
     build_parser()
     import uvicorn
     import edge
-    from edge.http_protocol import configure
-    from edge.server import ServeConfig, build_app, limits
-    config = ServeConfig(bundle=sys.argv[1])
-    configure(limits(config))
-    app = build_app(config)
+    from edge.serve_cli import serving_app
+    from edge.server import ServeConfig
+    app = serving_app(ServeConfig(bundle=sys.argv[1]))
     app.startup()
     banner = f"{edge.__version__} {app.p.variant} {app.p.sha256[:12]} {app.p.runtime.describe()}"
     SCOPE = {"type": "http", "method": "POST", "path": "/predict_json", "client": ("127.0.0.1", 5000),

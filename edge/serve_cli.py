@@ -65,6 +65,21 @@ def _threads(predictor: Any) -> str:
     return f"{n} interpreter thread{'' if n == 1 else 's'} ({predictor.threads_reason})"
 
 
+def serving_app(config: Any) -> Any:
+    """The app ``serve`` runs with one worker, made as it makes it: the HTTP protocol's limits configured from
+    ``config`` (a ``ServeConfig``), then the ``EdgeApp`` built. Its start-up self-test runs at the lifespan's
+    startup (``app.startup()`` in process, as bench/startup_*.py and the start-up tests do).
+
+    Raises:
+        EdgeError: the bundle, model repository or rollout config cannot be loaded.
+    """
+    from edge.http_protocol import configure
+    from edge.server import build_app, limits
+
+    configure(limits(config))
+    return build_app(config)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the ASGI app under uvicorn until SIGTERM/SIGINT; exit 0 after a graceful stop."""
     import uvicorn
@@ -72,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge.http_protocol import EdgeProtocol, configure
     from edge.logs import check_writable
     from edge.runner import Predictor
-    from edge.server import CONFIG_ENV, ServeConfig, build_app, limits
+    from edge.server import CONFIG_ENV, ServeConfig, limits
 
     if args.workers < 1:
         raise EdgeError("--workers must be at least 1")
@@ -103,7 +118,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          body_timeout=args.body_timeout, keep_alive_timeout=args.keep_alive_timeout,
                          max_connections=args.max_connections, graceful_timeout=args.graceful_timeout,
                          threads=args.threads)
-    configure(limits(config))
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
                   server_header=False, date_header=False, http=EdgeProtocol,
                   timeout_graceful_shutdown=args.graceful_timeout, timeout_keep_alive=args.keep_alive_timeout,
@@ -111,12 +125,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   # the client column is the socket's peer; X-Forwarded-For only from the proxies named here
                   proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or None)
     if args.workers == 1:
-        app = build_app(config)
+        app = serving_app(config)
         predictor = app.p
         subject = app.subject  # a repository's model folder and version, not the manifest's name
         target: Any = app
         uv_config = uvicorn.Config(target, **common)
     else:
+        configure(limits(config))
         # fail here, cleanly, before forking workers
         predictor = Predictor(config.bundle, config.variant, num_threads=config.threads,
                               allow_rejected=config.allow_rejected)

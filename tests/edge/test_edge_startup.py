@@ -27,16 +27,15 @@ LAZY = ["PIL", "prometheus_client", "edge.exposition", "edge.rollout_metrics", "
 # requests in process, each printing which of LAZY are imported by then.
 SERVE_PATH = textwrap.dedent('''
     import asyncio, json, sys
+    lazy = json.loads(sys.argv[2])
     from edge.cli import build_parser
     build_parser()
     import uvicorn
-    from edge.http_protocol import EdgeProtocol, configure
-    from edge.server import ServeConfig, build_app, limits
-    config = ServeConfig(bundle=sys.argv[1])
-    configure(limits(config))
-    app = build_app(config)
+    from edge.http_protocol import EdgeProtocol
+    from edge.serve_cli import serving_app
+    from edge.server import ServeConfig
+    app = serving_app(ServeConfig(bundle=sys.argv[1]))
     app.startup()
-    lazy = json.loads(sys.argv[2])
 
     def loaded():
         return [m for m in lazy if m in sys.modules]
