@@ -308,14 +308,20 @@ def top_k(scores: Sequence[float], labels: Optional[Sequence[str]], k: int) -> l
     ``{"index", "label", "score"}`` (``label`` null without labels). The page orders the same way.
 
     The order is a stable sort of the negated scores (NaN last); for a few of many classes (k under a
-    quarter of them, no NaN) only the k found by a partition are sorted, which gives the same list."""
+    quarter of them) only the scores at least the partition's k-th highest are sorted, which gives the same
+    list when there are k of them or more (the partition puts NaN last, so with NaN the k-th may be a
+    lower score than the sort's k-th, or NaN: then fewer than k are found and the whole row is sorted)."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     k = max(1, min(k, s.size))
-    if 4 * k < s.size and not np.isnan(s).any():
-        kth = np.partition(s, s.size - k)[s.size - k]  # the k-th highest score
-        above = np.flatnonzero(s > kth)
-        chosen = np.concatenate([above, np.flatnonzero(s == kth)[: k - above.size]])  # ties: lower indices
-        order = chosen[np.argsort(-s[chosen], kind="stable")]
-    else:
+    order = None
+    if 4 * k < s.size:
+        kth = np.partition(s, s.size - k)[s.size - k]  # the k-th highest score (when there is no NaN)
+        chosen = np.flatnonzero(s >= kth)  # in index order: ties keep the lower indices first
+        if chosen.size >= k:
+            order = chosen[np.argsort(-s[chosen], kind="stable")[:k]]
+    if order is None:
         order = np.argsort(-s, kind="stable")[:k]
-    return [{"index": int(i), "label": labels[i] if labels else None, "score": float(s[i])} for i in order]
+    indices, values = order.tolist(), s[order].tolist()
+    if labels:
+        return [{"index": i, "label": labels[i], "score": v} for i, v in zip(indices, values)]
+    return [{"index": i, "label": None, "score": v} for i, v in zip(indices, values)]
