@@ -136,6 +136,9 @@ class EdgeProtocol(_Protocol):  # type: ignore[misc, valid-type]
                     self._refusal = (413, f"body of {int(value)} bytes is over the limit of {LIMITS.max_body} bytes", [])
                     raise _Refused()
         super().on_headers_complete()
+        cycle = self.cycle
+        if _WHOLE and cycle is not None and cycle.scope is self.scope:
+            self.scope[ANSWER_KEY] = cycle  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -234,3 +237,52 @@ def _answer_all_stalled() -> None:
 
 
 JsonErrorProtocol = EdgeProtocol  # the earlier name
+
+
+#: the scope key under which ``EdgeProtocol`` puts the request's response cycle for ``answer_whole``
+ANSWER_KEY = "edge.answer"
+_CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "keep_alive", "flow", "transport",
+                     "default_headers", "access_log", "message_event", "on_response", "waiting_for_100_continue",
+                     "chunked_encoding", "expected_content_length")
+
+
+def _whole_possible() -> bool:
+    """Whether uvicorn's httptools response cycle has the state ``answer_whole`` sets (checked once, on the
+    source of ``RequestResponseCycle.__init__``: uvicorn releases may rename it); False for h11."""
+    try:
+        import inspect
+
+        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+    except ImportError:  # pragma: no cover - no httptools
+        return False
+    if _Protocol.__name__ != "HttpToolsProtocol":  # pragma: no cover
+        return False
+    import re
+
+    source = inspect.getsource(RequestResponseCycle.__init__)
+    return all(re.search(rf"self\.{name}(: [^=\n]+)? = ", source) for name in _CYCLE_ATTRIBUTES)
+
+
+_WHOLE = _whole_possible()
+
+
+def answer_whole(cycle: Any, head: bytes, body: bytes) -> bool:
+    """Write a whole answer (``head``: the status line and headers as uvicorn would write them, lower-case
+    names, ending in the blank line; then ``body``, exactly ``content-length`` bytes) in one
+    ``transport.write``, and finish the request as uvicorn's ``send`` does after the last body message; the
+    bytes on the wire are those of the two ASGI messages (``edge.server.fastpath`` makes ``head``).
+    False, with nothing done, when the answer must go through ASGI ``send`` instead: a response already
+    started, a client gone, writing paused (the send waits for the drain), a connection to close after
+    the answer (HTTP/1.0, ``Connection: close``), server default headers, or an access log."""
+    if (cycle.response_started or cycle.disconnected or not cycle.keep_alive or cycle.flow.write_paused
+            or cycle.default_headers or cycle.access_log):
+        return False
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.transport.write(head + body)
+    cycle.response_complete = True
+    cycle.message_event.set()
+    cycle.on_response()
+    return True
