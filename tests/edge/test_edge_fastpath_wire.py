@@ -59,13 +59,15 @@ def test_a_connection_to_close_gets_the_asgi_answer_and_closes(module_server: Se
 
 
 def test_answer_whole_declines_what_it_cannot_finish() -> None:
-    """``answer_whole`` writes nothing and says False for a response already started, a client gone, paused
+    """``answer_whole`` writes nothing and says False for another request's cycle (or none), a response already started, a client gone, paused
     writing, a connection to close, default headers or an access log; else one write and the cycle done."""
     from types import SimpleNamespace
 
     from edge.http_protocol import _WHOLE, answer_whole
 
     assert _WHOLE  # the installed uvicorn's httptools cycle has the state answer_whole sets
+
+    scope: dict = {}
 
     def cycle(**change: object) -> SimpleNamespace:
         writes: list[bytes] = []
@@ -75,17 +77,18 @@ def test_answer_whole_declines_what_it_cannot_finish() -> None:
                             transport=SimpleNamespace(write=writes.append), writes=writes, done=done,
                             message_event=SimpleNamespace(set=lambda: done.append(True)),
                             on_response=lambda: done.append(True), waiting_for_100_continue=True,
-                            chunked_encoding=None, expected_content_length=0, response_complete=False)
+                            chunked_encoding=None, expected_content_length=0, response_complete=False, scope=scope)
         for key, value in change.items():
             setattr(c, key, value)
         return c
 
-    for change in ({"response_started": True}, {"disconnected": True}, {"keep_alive": False},
+    for change in ({"scope": {}}, {"response_started": True}, {"disconnected": True}, {"keep_alive": False},
                    {"flow": SimpleNamespace(write_paused=True)}, {"default_headers": [(b"server", b"x")]},
                    {"access_log": True}):
         c = cycle(**change)
-        assert answer_whole(c, b"HEAD\r\n\r\n", b"body") is False
+        assert answer_whole(SimpleNamespace(cycle=c), scope, b"HEAD\r\n\r\n", b"body") is False
         assert c.writes == [] and c.done == [] and not c.response_complete and c.waiting_for_100_continue
+    assert answer_whole(SimpleNamespace(cycle=None), scope, b"HEAD\r\n\r\n", b"body") is False
     c = cycle()
-    assert answer_whole(c, b"HEAD\r\n\r\n", b"body") is True
+    assert answer_whole(SimpleNamespace(cycle=c), scope, b"HEAD\r\n\r\n", b"body") is True
     assert c.writes == [b"HEAD\r\n\r\nbody"] and c.response_started and c.response_complete and c.done == [True, True]
