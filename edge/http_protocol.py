@@ -246,20 +246,16 @@ _CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "k
 
 
 def _whole_possible() -> bool:
-    """Whether uvicorn's httptools response cycle has the state ``answer_whole`` sets (checked once, on the
-    source of ``RequestResponseCycle.__init__``: uvicorn releases may rename it); False for h11."""
+    """Whether uvicorn's httptools response cycle has the state ``answer_whole`` sets: every name is one its
+    ``__init__`` assigns (its code's attribute names; uvicorn releases may rename them); False for h11."""
+    if _Protocol.__name__ != "HttpToolsProtocol":  # pragma: no cover - no httptools
+        return False
     try:
-        import inspect
-
         from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
-    except ImportError:  # pragma: no cover - no httptools
+    except ImportError:  # pragma: no cover
         return False
-    if _Protocol.__name__ != "HttpToolsProtocol":  # pragma: no cover
-        return False
-    import re
-
-    source = inspect.getsource(RequestResponseCycle.__init__)
-    return all(re.search(rf"self\.{name}(: [^=\n]+)? = ", source) for name in _CYCLE_ATTRIBUTES)
+    names = getattr(getattr(RequestResponseCycle.__init__, "__code__", None), "co_names", ())
+    return all(name in names for name in _CYCLE_ATTRIBUTES)
 
 
 _WHOLE = _whole_possible()

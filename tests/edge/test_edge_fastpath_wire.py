@@ -92,3 +92,13 @@ def test_answer_whole_declines_what_it_cannot_finish() -> None:
     c = cycle()
     assert answer_whole(SimpleNamespace(cycle=c), scope, b"HEAD\r\n\r\n", b"body") is True
     assert c.writes == [b"HEAD\r\n\r\nbody"] and c.response_started and c.response_complete and c.done == [True, True]
+
+
+def test_one_write_is_off_for_a_uvicorn_whose_cycle_lacks_the_state(monkeypatch) -> None:
+    """``_whole_possible`` reads the names uvicorn's ``RequestResponseCycle.__init__`` assigns: one missing
+    (a renamed attribute in another release) turns the one-write answer off."""
+    import edge.http_protocol as hp
+
+    assert hp._whole_possible()
+    monkeypatch.setattr(hp, "_CYCLE_ATTRIBUTES", (*hp._CYCLE_ATTRIBUTES, "renamed_state"))
+    assert not hp._whole_possible()
