@@ -1,4 +1,5 @@
-"""The one-row fast path side by side (issue 12): the bare-ASGI ceiling, this tree's single-bundle server,
+"""The one-row fast path side by side (issue 12): the bare-ASGI ceiling (two sends, as ``edge_bench.py``'s),
+the same constant app answering in one write as the fast path does (``ceiling_1w``), this tree's single-bundle server,
 its 10 % canary repository and (``--before-tree PATH``) another tree's single-bundle server, loaded in
 turn by the same generator as ``bench/edge_bench.py`` (its functions: wrk, 8 connections), ``--rounds``
 rounds of ``--duration`` s. Only the servers' part of ``edge_bench.py`` (no Keras baseline, no start-up, no
@@ -22,6 +23,20 @@ sys.path.insert(0, str(REPO / "bench"))
 import edge_bench as eb  # noqa: E402
 
 
+#: the ceiling app answering in one write as the fast path does (``edge.http_protocol.answer_whole``), else
+#: with the two sends: the ceiling of a server whose answers leave in one write
+_SEND_START = '    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})'
+CEILING_ONE_WRITE = eb.CEILING_APP.replace(_SEND_START, "\n".join([
+    '    protocol = scope.get("edge.answer")',
+    '    if protocol is not None:',
+    '        from edge.http_protocol import answer_whole',
+    '        if answer_whole(protocol, scope, HEAD, BODY):',
+    '            return',
+    _SEND_START])).replace(
+    "async def app(", 'HEAD = b"HTTP/1.1 200 OK\\r\\n" + b"".join(n + b": " + v + b"\\r\\n" for n, v in HEADERS) + b"\\r\\n"\n\n'
+    "async def app(")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, required=True)
@@ -35,13 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="fastpath_ab_"))
     (work / "ceiling.py").write_text(eb.CEILING_APP)
+    assert CEILING_ONE_WRITE.count("answer_whole") == 2
+    (work / "ceiling_one_write.py").write_text(CEILING_ONE_WRITE)
     ports: set[int] = set()
-    while len(ports) < 4:
+    while len(ports) < 5:
         ports.add(eb.free_port())
-    ceiling_port, edge_port, canary_port, before_port = sorted(ports)
+    ceiling_port, edge_port, canary_port, before_port, one_port = sorted(ports)
     py = sys.executable
     servers: dict[str, tuple] = {
         "ceiling": ([py, str(work / "ceiling.py"), str(ceiling_port), "1", str(REPO)], ceiling_port),
+        "ceiling_1w": ([py, str(work / "ceiling_one_write.py"), str(one_port), "1", str(REPO)], one_port),
         "edge": ([py, "-m", "edge", "serve", str(args.bundle), "--port", str(edge_port)], edge_port,
                  {**eb.ENV, "PYTHONPATH": str(REPO)}, REPO),
     }
@@ -69,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         b = [e["rps"] / ce["rps"] for e, ce in zip(results["edge_before"]["rounds"], results["ceiling"]["rounds"])]
         print(f"before / ceiling {results['edge_before']['rps'] / c:.3f} (per round {' '.join(f'{x:.3f}' for x in b)}); "
               f"edge / before {results['edge']['rps'] / results['edge_before']['rps']:.3f}")
+    one = [e["rps"] / ce["rps"] for e, ce in zip(results["edge"]["rounds"], results["ceiling_1w"]["rounds"])]
+    print(f"edge / one-write ceiling {results['edge']['rps'] / results['ceiling_1w']['rps']:.3f} "
+          f"(per round {' '.join(f'{x:.3f}' for x in one)})")
     if "edge_canary" in results:
         print(f"canary / single {results['edge_canary']['rps'] / results['edge']['rps']:.3f}")
     print(f"median of edge/ceiling per round {statistics.median(per_round):.3f}")
