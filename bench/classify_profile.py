@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sort", default="tottime", help="cProfile order (tottime, cumulative)")
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args(argv)
-    sys.path[:0] = [str(args.tree.resolve()), str(ROOT / "bench")]
+    sys.path[:0] = [str(args.tree.resolve()), str(ROOT / "bench"), str(ROOT / "tests" / "edge")]
 
+    from edge_helpers import acall
     from image_bench import jpeg
 
     from edge.runner import Predictor
@@ -44,27 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         app._executor.inline_under = float("inf")  # a lone upload: inline
     path = f"/v1/models/{app.name}:classify"
     interp = Predictor(args.bundle, "float32", num_threads=args.threads)._session().interpreter
-    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"test"), (b"content-type", b"image/jpeg"), (b"content-length", b"%d" % len(body))]}
     wall: dict[str, list[float]] = {"handler": [], "invoke": []}
     cpu: dict[str, list[float]] = {"handler": [], "invoke": []}
 
     async def rounds(n: int, keep: bool) -> None:
         for _ in range(n):
-            sent: list[dict] = []
-            pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-            async def receive() -> dict:
-                return pending.pop() if pending else {"type": "http.disconnect"}
-
-            async def send(message: dict) -> None:
-                sent.append(message)
-
             t, c = time.perf_counter(), time.thread_time()
-            await app(dict(scope), receive, send)
+            status, answer = await acall(app, "POST", path, body, content_type=b"image/jpeg")
             w1, c1 = time.perf_counter() - t, time.thread_time() - c
-            if sent[0]["status"] != 200:
-                raise RuntimeError(sent[1]["body"][:200])
+            if status != 200:
+                raise RuntimeError(answer[:200])
             t, c = time.perf_counter(), time.thread_time()
             interp.invoke()
             w2, c2 = time.perf_counter() - t, time.thread_time() - c

@@ -116,21 +116,8 @@ def invoke_times(bundle: Path, n: int, threads: int = 1) -> list[float]:
 
 
 def request_times(port: int, path: str, body: bytes, ctype: str, n: int) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    times = []
-    try:
-        for i in range(n + 5):
-            t = time.perf_counter()
-            conn.request("POST", path, body=body, headers={"Content-Type": ctype})
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"{path}: HTTP {resp.status} {data[:200]!r}")
-            if i >= 5:  # warm-up
-                times.append(time.perf_counter() - t)
-    finally:
-        conn.close()
-    return times
+    """``n`` requests one after the other on one keep-alive connection (after 5 of warm-up): their times."""
+    return paired_times([port], path, body, ctype, n)[0]
 
 
 class TreeServer:

@@ -391,9 +391,8 @@ def _check_value(checker: OutputChecker, value: float) -> Optional[str]:
 
 
 def _check(checker: OutputChecker, outputs: Any) -> Optional[str]:
-    """``checker.check(outputs)``; a float output whose lowest and highest values are finite and within its
-    bounds passes without it (every element is then finite and in range; NaN would make both NaN, and the
-    element-by-element check runs for any output that does not pass so)."""
+    """``checker.check(outputs)``, passed at once when every output is a float array whose finite min and max
+    are in bounds (NaN makes both NaN: then, as for any failure, the element-by-element check says why)."""
     for key, (lo, hi) in checker.bounds.items():
         arr = outputs.get(key) if isinstance(outputs, dict) else None
         if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.size):
