@@ -25,7 +25,12 @@ built at bench time and converted (float32 TFLite + TFJS graph) with a labels fi
   median of --page-runs fresh contexts per backend.
 
     python bench/image_bench.py [--requests 200] [--rounds 3] [--page-runs 3] [--health 400] [--no-page]
+                                [--no-health] [--no-spans] [--before-tree PATH]
                                 [--bundle DIR] [--json test-artifacts/image_bench.json]
+
+With ``--before-tree PATH`` (another checkout, e.g. ``git worktree add /tmp/before main``) that tree's
+server answers the 96x96 JPEG uploads too, request by request in turns with this tree's (one client, one
+keep-alive connection each): ``jpeg_upload_96_before``, the side by side of a change on a loaded machine.
 """
 
 from __future__ import annotations
@@ -111,20 +116,64 @@ def invoke_times(bundle: Path, n: int, threads: int = 1) -> list[float]:
 
 
 def request_times(port: int, path: str, body: bytes, ctype: str, n: int) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    times = []
+    """``n`` requests one after the other on one keep-alive connection (after 5 of warm-up): their times."""
+    return paired_times([port], path, body, ctype, n)[0]
+
+
+class TreeServer:
+    """``python -m edge serve`` of another checkout (``--before-tree``): its working directory and PYTHONPATH."""
+
+    def __init__(self, tree: Path, bundle: Path, *flags: str) -> None:
+        import subprocess
+
+        from edge_helpers import ENV, PYTHON, free_port
+
+        self.port = free_port()
+        self.proc = subprocess.Popen([PYTHON, "-m", "edge", "serve", str(bundle), "--port", str(self.port), *flags],
+                                     cwd=tree, env={**ENV, "PYTHONPATH": str(tree)}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server of {tree} exited {self.proc.returncode}: {self.proc.stderr.read()[-2000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the server of {tree} did not answer /healthz in 120 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+
+
+def paired_times(ports: list[int], path: str, body: bytes, ctype: str, n: int) -> list[list[float]]:
+    """``n`` requests to each server, taking turns request by request (one keep-alive connection each), so
+    that a loaded machine's slow spells hit both alike; the times per server."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for port in ports]
+    times: list[list[float]] = [[] for _ in ports]
     try:
         for i in range(n + 5):
-            t = time.perf_counter()
-            conn.request("POST", path, body=body, headers={"Content-Type": ctype})
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"{path}: HTTP {resp.status} {data[:200]!r}")
-            if i >= 5:  # warm-up
-                times.append(time.perf_counter() - t)
+            for conn, out in zip(conns, times):
+                t = time.perf_counter()
+                conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{path}: HTTP {resp.status} {data[:200]!r}")
+                if i >= 5:
+                    out.append(time.perf_counter() - t)
     finally:
-        conn.close()
+        for conn in conns:
+            conn.close()
     return times
 
 
@@ -152,13 +201,25 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
     server = Server(bundle, "--variant", "float32", "--max-body", str(4 * 1024 * 1024), "--threads", str(threads))
     samples: dict[str, list[float]] = {"invoke": [], **{k: [] for k in kinds}}
+    before = None
     try:
+        if args.before_tree is not None:
+            before = TreeServer(args.before_tree.resolve(), bundle, "--variant", "float32", "--max-body",
+                                str(4 * 1024 * 1024), "--threads", str(threads))
+            samples["jpeg_upload_96_before"] = []
         for _ in range(args.rounds):
             samples["invoke"] += invoke_times(bundle, args.requests, threads)
             for kind, (path, body, ctype) in kinds.items():
+                if before is not None and kind == "jpeg_upload_96":  # this tree and the other, in turns
+                    now, then = paired_times([server.port, before.port], path, body, ctype, args.requests)
+                    samples[kind] += now
+                    samples["jpeg_upload_96_before"] += then
+                    continue
                 samples[kind] += request_times(server.port, path, body, ctype, args.requests)
     finally:
         server.stop()
+        if before is not None:
+            before.stop()
     invoke = statistics.median(samples["invoke"])
     out: dict[str, Any] = {"bytes": {k: len(v[1]) for k, v in kinds.items()}, "threads": threads,
                            "threads_reason": auto.threads_reason}
@@ -167,6 +228,8 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
         median = statistics.median(values)
         out[kind] = {"median_ms": statistics.median(ms), "p90_ms": float(np.percentile(ms, 90)), "n": len(ms),
                      "vs_invoke": median / invoke, "overhead_vs_invoke": (median - invoke) / invoke}
+    if before is not None:
+        out["before_tree"] = str(args.before_tree)
     out["goal"] = f"jpeg_upload_96 overhead (end to end - invoke) <= {GOAL_OVERHEAD}x invoke"
     out["goal_met"] = out["jpeg_upload_96"]["overhead_vs_invoke"] <= GOAL_OVERHEAD
     return out
@@ -345,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--page-runs", type=int, default=3)
     ap.add_argument("--health", type=int, default=400, help="/healthz requests under load")
     ap.add_argument("--no-page", action="store_true", help="skip the headless Chromium part")
+    ap.add_argument("--no-health", action="store_true", help="skip /healthz under load")
+    ap.add_argument("--no-spans", action="store_true", help="skip the in-process spans")
+    ap.add_argument("--before-tree", type=Path, metavar="PATH",
+                    help="another checkout: its server answers the 96x96 JPEG uploads too, in turns with this tree's")
     ap.add_argument("--json", type=Path, default=ROOT / "test-artifacts" / "image_bench.json")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="deploykit-image-bench-") as tmp:
@@ -354,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()
         result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "load_average_at_start": load,
                   "cpus": os.cpu_count(), "runner": runner(bundle, args)}
-        result["spans"] = spans(bundle, args.requests)
-        result["health_under_load"] = health_under_load(bundle, args.health, result["runner"]["threads"], work)
+        result["spans"] = {} if args.no_spans else spans(bundle, args.requests)
+        result["health_under_load"] = ({} if args.no_health else
+                                       health_under_load(bundle, args.health, result["runner"]["threads"], work))
         result["page"] = {} if args.no_page else page(bundle, args, work)
         result["load_average_at_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -364,8 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load[0]:.1f} at start, {result['load_average_at_end'][0]:.1f} at end, {result['cpus']} CPUs")
     print(f"runner (median of every request, ms; end to end / invoke; overhead (end to end - invoke) / invoke), "
           f"{r['threads']} interpreter thread(s) ({r['threads_reason']}):")
-    for kind in ["invoke", "jpeg_upload_96", "jpeg_upload_640x480", "b64_json_classify", "json_instances_predict"]:
-        size = f", body {r['bytes'][kind]:,} B" if kind in r["bytes"] else ""
+    shown = ["invoke", "jpeg_upload_96", *(["jpeg_upload_96_before"] if "jpeg_upload_96_before" in r else []),
+             "jpeg_upload_640x480", "b64_json_classify", "json_instances_predict"]
+    for kind in shown:
+        size = f", body {r['bytes'][kind]:,} B" if kind in r["bytes"] else (f", {r['before_tree']}" if kind.endswith("_before") else "")
         print(f"  {kind:24s} {r[kind]['median_ms']:8.3f} ms  p90 {r[kind]['p90_ms']:8.3f}  {r[kind]['vs_invoke']:6.2f}x"
               f"  overhead {r[kind]['overhead_vs_invoke']:6.2f}x{size}")
     print(f"  goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'}")
@@ -373,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         what = "the :classify handler via ASGI" if name.startswith("classify_asgi") else "one upload"
         print(f"spans of {what}, {name}, in-process (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     h = result["health_under_load"]
-    print(f"/healthz with 4 clients uploading: p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms "
-          f"(n {h['n']}); goal {h['goal']}: {'met' if h['goal_met'] else 'NOT met'}")
+    if h:
+        print(f"/healthz with 4 clients uploading: p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms "
+              f"(n {h['n']}); goal {h['goal']}: {'met' if h['goal_met'] else 'NOT met'}")
     print("page: navigation to first image prediction (median ms; ready in brackets)")
     for backend, v in result["page"].items():
         if "error" in v:

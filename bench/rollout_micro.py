@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--yield-every", type=int, default=16, help="requests between the loop's turns")
+    parser.add_argument("--profile", action="store_true",
+                        help="then run the single app's requests once more under cProfile; print the top functions")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rollout_micro_"))
     try:
@@ -83,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
                     times[name].append(await drive(app, args.requests, args.yield_every))
 
         asyncio.run(rounds())
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            profile.enable()
+            asyncio.run(drive(apps["single"], args.requests, args.yield_every))
+            profile.disable()
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
         for app in apps.values():
             app.shutdown()
         stats = apps["shadow"].dispatcher.shadow_stats

@@ -136,6 +136,8 @@ class EdgeProtocol(_Protocol):  # type: ignore[misc, valid-type]
                     self._refusal = (413, f"body of {int(value)} bytes is over the limit of {LIMITS.max_body} bytes", [])
                     raise _Refused()
         super().on_headers_complete()
+        if _WHOLE:  # the protocol, not the cycle: the cycle holds the scope (no reference loop per request)
+            self.scope[ANSWER_KEY] = self  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -234,3 +236,50 @@ def _answer_all_stalled() -> None:
 
 
 JsonErrorProtocol = EdgeProtocol  # the earlier name
+
+
+#: the scope key under which ``EdgeProtocol`` puts itself for ``answer_whole``
+ANSWER_KEY = "edge.answer"
+_CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "keep_alive", "flow", "transport",
+                     "default_headers", "access_log", "message_event", "on_response", "waiting_for_100_continue",
+                     "chunked_encoding", "expected_content_length")
+
+
+def _whole_possible() -> bool:
+    """Whether uvicorn's httptools response cycle has the state ``answer_whole`` sets: every name is one its
+    ``__init__`` assigns (its code's attribute names; uvicorn releases may rename them); False for h11."""
+    if _Protocol.__name__ != "HttpToolsProtocol":  # pragma: no cover - no httptools
+        return False
+    try:
+        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+    except ImportError:  # pragma: no cover
+        return False
+    names = getattr(getattr(RequestResponseCycle.__init__, "__code__", None), "co_names", ())
+    return all(name in names for name in _CYCLE_ATTRIBUTES)
+
+
+_WHOLE = _whole_possible()
+
+
+def answer_whole(protocol: Any, scope: dict, head: bytes, body: bytes) -> bool:
+    """Write a whole answer (``head``: the status line and headers as uvicorn would write them, lower-case
+    names, ending in the blank line; then ``body``, exactly ``content-length`` bytes) in one
+    ``transport.write``, and finish the request as uvicorn's ``send`` does after the last body message; the
+    bytes on the wire are those of the two ASGI messages (``edge.server.fastpath`` makes ``head``).
+    False, with nothing done, when the answer must go through ASGI ``send`` instead: a response already
+    started, a client gone, writing paused (the send waits for the drain), a connection to close after
+    the answer (HTTP/1.0, ``Connection: close``), server default headers, an access log, or a protocol whose
+    current cycle is another request's (a pipelined one read meanwhile)."""
+    cycle = protocol.cycle
+    if (cycle is None or cycle.scope is not scope or cycle.response_started or cycle.disconnected or not cycle.keep_alive or cycle.flow.write_paused
+            or cycle.default_headers or cycle.access_log):
+        return False
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.transport.write(head + body)
+    cycle.response_complete = True
+    cycle.message_event.set()
+    cycle.on_response()
+    return True

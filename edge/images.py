@@ -80,6 +80,17 @@ def _decode(data: bytes, channels: int, max_pixels: int) -> tuple[np.ndarray, st
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if channels != 1 and data[:3] == b"\xff\xd8\xff":
+        size = _plain_jpeg_size(data, max_pixels)
+        if size is not None and (Image.MAX_IMAGE_PIXELS is None or size[0] * size[1] <= Image.MAX_IMAGE_PIXELS):
+            try:  # libjpeg on the whole file, as Image.open + load would run it, without Pillow's marker parsing
+                plain = Image.frombytes("RGB", size, data, "jpeg", "RGB", "")
+            except (OSError, SyntaxError, ValueError):  # truncated or corrupt: the full path says why
+                pass
+            else:
+                if channels == 4:
+                    plain = plain.convert("RGBA")
+                return np.asarray(plain, dtype=np.uint8), "JPEG"
     try:
         im = Image.open(io.BytesIO(data), formats=("JPEG", "PNG"))
     except UnidentifiedImageError:
@@ -107,6 +118,44 @@ def _decode(data: bytes, channels: int, max_pixels: int) -> tuple[np.ndarray, st
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise InputError(400, f"the image could not be decoded ({found}): {' '.join(str(exc).split())[:200]}") from None
     return np.asarray(im, dtype=np.uint8), found
+
+
+#: the JPEG markers a plain file may have before its scan (``_plain_jpeg_size``): APP0 (JFIF), DHT, DQT, DRI,
+#: COM, and the frame headers of baseline, extended and progressive Huffman coding (SOF0, SOF1, SOF2)
+_PLAIN_MARKERS = frozenset({0xE0, 0xC4, 0xDB, 0xDD, 0xFE})
+_PLAIN_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
+
+
+def _plain_jpeg_size(data: bytes, max_pixels: int) -> Optional[tuple[int, int]]:
+    """(width, height) of a plain JPEG: three 8-bit components (Pillow's ``RGB``), markers one after the
+    other up to the scan, none of them APP1..APP15 (no EXIF orientation, XMP, ICC profile, MPO index or
+    Adobe colour transform) nor any other frame type, 1 to ``max_pixels`` pixels. For such a file
+    ``Image.open`` + ``load`` ends in one libjpeg decode of the whole file in mode RGB, with nothing else
+    applied, so ``Image.frombytes(..., "jpeg", "RGB", "")`` gives the same pixels (``_decode``'s shortcut);
+    None for anything else (``_decode`` then takes Pillow's full path). Never raises."""
+    n = len(data)
+    i = 2  # after SOI
+    size = None
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        length = (data[i + 2] << 8) | data[i + 3]
+        if length < 2:
+            return None
+        if marker == 0xDA:  # start of scan: the headers are all read
+            return size
+        if marker in _PLAIN_FRAMES:
+            if size is not None or length < 8 or i + 10 > n or data[i + 4] != 8 or data[i + 9] != 3:
+                return None
+            height, width = (data[i + 5] << 8) | data[i + 6], (data[i + 7] << 8) | data[i + 8]
+            if width < 1 or height < 1 or width * height > max_pixels:
+                return None
+            size = (width, height)
+        elif marker not in _PLAIN_MARKERS:
+            return None
+        i += 2 + length
+    return None
 
 
 @lru_cache(maxsize=32)
@@ -259,14 +308,20 @@ def top_k(scores: Sequence[float], labels: Optional[Sequence[str]], k: int) -> l
     ``{"index", "label", "score"}`` (``label`` null without labels). The page orders the same way.
 
     The order is a stable sort of the negated scores (NaN last); for a few of many classes (k under a
-    quarter of them, no NaN) only the k found by a partition are sorted, which gives the same list."""
+    quarter of them) only the scores at least the partition's k-th highest are sorted, which gives the same
+    list when there are k of them or more (the partition puts NaN last, so with NaN the k-th may be a
+    lower score than the sort's k-th, or NaN: then fewer than k are found and the whole row is sorted)."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     k = max(1, min(k, s.size))
-    if 4 * k < s.size and not np.isnan(s).any():
-        kth = np.partition(s, s.size - k)[s.size - k]  # the k-th highest score
-        above = np.flatnonzero(s > kth)
-        chosen = np.concatenate([above, np.flatnonzero(s == kth)[: k - above.size]])  # ties: lower indices
-        order = chosen[np.argsort(-s[chosen], kind="stable")]
-    else:
+    order = None
+    if 4 * k < s.size:
+        kth = np.partition(s, s.size - k)[s.size - k]  # the k-th highest score (when there is no NaN)
+        chosen = np.flatnonzero(s >= kth)  # in index order: ties keep the lower indices first
+        if chosen.size >= k:
+            order = chosen[np.argsort(-s[chosen], kind="stable")[:k]]
+    if order is None:
         order = np.argsort(-s, kind="stable")[:k]
-    return [{"index": int(i), "label": labels[i] if labels else None, "score": float(s[i])} for i in order]
+    indices, values = order.tolist(), s[order].tolist()
+    if labels:
+        return [{"index": i, "label": labels[i], "score": v} for i, v in zip(indices, values)]
+    return [{"index": i, "label": None, "score": v} for i, v in zip(indices, values)]

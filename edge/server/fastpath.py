@@ -22,6 +22,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from edge.server.app import EdgeApp
 
 _perf_counter = time.perf_counter
+#: the status line and headers uvicorn's ``send`` writes for the answer's ``http.response.start`` (names in
+#: lower case, no server or date header: ``deploykit-edge serve`` turns both off), for ``answer_whole``
+_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: " + JSON_TYPE + b"\r\ncontent-length: %d\r\nx-model-version: %s\r\n"
+         b"x-prediction-id: %s\r\n%s\r\n")
+#: the scope key of ``edge.http_protocol.ANSWER_KEY`` (that module imports uvicorn: not imported here)
+ANSWER_KEY = "edge.answer"
+
+
+def _answer_whole(protocol: object, scope: dict, head: bytes, body: bytes) -> bool:
+    """``edge.http_protocol.answer_whole``, imported at the first answer whose scope has the protocol
+    (uvicorn is loaded then: the protocol put itself in the scope)."""
+    global _answer_whole
+    from edge.http_protocol import answer_whole
+
+    _answer_whole = answer_whole  # type: ignore[assignment]
+    return answer_whole(protocol, scope, head, body)
 # The answer's content-length header for the lengths a one-row answer has (made once, not per request).
 _LENGTHS = [(b"content-length", b"%d" % n) for n in range(512)]
 
@@ -96,6 +112,11 @@ class OneRowPath:
             version = self._versions.get(outcome.version)
             if version is None:
                 version = self._versions[outcome.version] = (b"x-model-version", b"%d" % outcome.version)
+            protocol = scope.get(ANSWER_KEY)
+            if protocol is not None:  # uvicorn's httptools protocol (EdgeProtocol): the same bytes in one write
+                head = _HEAD % (n, version[1], pid, b"x-fallback: true\r\n" if outcome.fallback else b"")
+                if _answer_whole(protocol, scope, head, answer):
+                    return
             headers = [JSON_HEADER, _LENGTHS[n] if n < 512 else (b"content-length", b"%d" % n), version,
                        (b"x-prediction-id", pid)]
             if outcome.fallback:

@@ -30,6 +30,7 @@ instead of its pixels, and ``prediction`` is the top k (``:classify``) or the ou
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import parse_qs
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from edge import images
 from edge.inputs import InputError, parse_json
-from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, outcome_headers, read_body
+from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, json_float, outcome_headers, read_body
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.server.app import EdgeApp
@@ -55,7 +56,10 @@ def _k(request: Request, classes: int) -> int:
     Raises:
         InputError: 422 when k is not a whole number from 1.
     """
-    query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"))
+    raw = request.scope.get("query_string", b"")
+    if not raw:
+        return min(images.DEFAULT_TOP_K, classes)
+    query = parse_qs(raw.decode("latin-1"))
     if "k" not in query:
         return min(images.DEFAULT_TOP_K, classes)
     text = query["k"][-1]
@@ -113,11 +117,58 @@ class _Summary(dict):
     of a 0-d object array is the dict itself, so the cell is its JSON."""
 
 
+class _Model:
+    """What ``:classify`` reads of one served model's manifest, worked out once per manifest: the image input
+    (or the refusal), the first output's key, labels and classes, and the JSON text of the name and of each
+    label (``json_bytes`` would write the same)."""
+
+    def __init__(self, served: "ServedModel") -> None:
+        self.manifest = served.manifest
+        try:
+            self.spec: Optional[images.ImageInput] = Images._spec(served)
+            self.refusal: Optional[InputError] = None
+        except InputError as exc:
+            self.spec, self.refusal = None, exc
+        output = self.manifest["outputs"][0]
+        self.key, self.labels = output["key"], output.get("labels")
+        self.classes = int(output["shape"][-1] or 1)
+        self.served_name = served.name
+        self.name = json_bytes(served.name)
+        self.label_json = [json_bytes(label) for label in self.labels] if self.labels else None
+
+    def answer(self, version: int, ids: list[str], predictions: list[list[dict[str, Any]]]) -> bytes:
+        """``json_bytes({"model", "model_version", "ids", "predictions": [{"top_k": ...}]})``, written from
+        the cached texts (each score as ``json_float``, the text ``json.dumps`` writes); ``json_bytes``
+        itself for a score that is not finite (it refuses it)."""
+        labels = self.label_json
+        rows = []
+        for top in predictions:
+            items = []
+            for item in top:
+                score = item["score"]
+                if not math.isfinite(score):
+                    return json_bytes({"model": self.served_name, "model_version": version, "ids": ids,
+                                       "predictions": [{"top_k": t} for t in predictions]})
+                items.append(b'{"index":%d,"label":%s,"score":%s}' % (
+                    item["index"], labels[item["index"]] if labels else b"null", json_float(score)))
+            rows.append(b'{"top_k":[%s]}' % b",".join(items))
+        return b'{"model":%s,"model_version":%d,"ids":%s,"predictions":[%s]}' % (
+            self.name, version, json_bytes(ids), b",".join(rows))
+
+
 class Images:
     """The ``:classify`` handler over an ``EdgeApp``."""
 
     def __init__(self, app: "EdgeApp") -> None:
         self.app = app
+        self._models: dict[str, _Model] = {}
+
+    def _model(self, served: "ServedModel") -> _Model:
+        """``_Model`` of ``served`` (made again when its manifest is another object: a new default version)."""
+        model = self._models.get(served.name)
+        if model is None or model.manifest is not served.manifest:
+            model = self._models[served.name] = _Model(served)
+        return model
 
     @staticmethod
     def _spec(served: "ServedModel") -> images.ImageInput:
@@ -136,10 +187,12 @@ class Images:
         app = self.app
         ref = request.params["model"]
         served = app.tfs.check_model(ref)
-        spec = self._spec(served)
-        output = served.manifest["outputs"][0]
-        key, labels = output["key"], output.get("labels")
-        k = _k(request, int(output["shape"][-1] or 1))
+        model = self._model(served)
+        if model.spec is None:
+            assert model.refusal is not None
+            raise InputError(model.refusal.status, str(model.refusal))
+        spec, key, labels = model.spec, model.key, model.labels
+        k = _k(request, model.classes)
         body = await read_body(request, (*images.IMAGE_TYPES, JSON_TYPE), app.config.max_body)
         summarise = app.logs is not None
         ctype = request.headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
@@ -178,10 +231,9 @@ class Images:
                                                     label=ref.label, key=app.sticky_key(request, served), heavy=heavy)
         scores = np.asarray(outputs[key], dtype=np.float64)
         scores = scores.reshape(scores.shape[0], -1)
-        predictions = [{"top_k": images.top_k(row, labels, k)} for row in scores]
-        log_images(app, request, summaries, [p["top_k"] for p in predictions], outcome, served)
-        return (200, JSON_TYPE, json_bytes({"model": served.name, "model_version": outcome.version, "ids": outcome.ids,
-                                            "predictions": predictions}), outcome_headers(outcome))
+        tops = [images.top_k(row, labels, k) for row in scores]
+        log_images(app, request, summaries, tops, outcome, served)
+        return 200, JSON_TYPE, model.answer(outcome.version, outcome.ids, tops), outcome_headers(outcome)
 
     def offloads(self) -> bool:
         """Whether the app's default model takes an image: then it has an inference thread whatever one

@@ -187,7 +187,6 @@ class Predicting:
         outcome = await self.run(job, heavy=heavy)
         inputs = made[0]
         outputs = outcome.outputs
-        first = np.asarray(outputs[served.output_keys[0]], dtype=np.float64)
         if served.features and served is self.default:
             x = np.stack([inputs[f["input"]][:, f["index"]] for f in served.features], axis=1)
             self.telemetry.count_rows(x)
@@ -197,6 +196,7 @@ class Predicting:
         if log_rows is not None and self.logs is not None:
             if served.features:
                 x = np.stack([inputs[f["input"]][:, f["index"]] for f in served.features], axis=1)
+            first = np.asarray(outputs[served.output_keys[0]], dtype=np.float64)
             self.log_outcome(log_rows, x, [value(r) for r in first], outcome, served)
         return outputs, outcome
 

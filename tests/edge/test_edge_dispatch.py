@@ -315,3 +315,30 @@ def test_real_hot_swap_under_load_drops_and_mixes_nothing(bundle: Path, boston_l
     assert {v for _, v, _ in answers} == {1, 2}
     assert all(value == expected[version][i] for i, version, value in answers)
     assert sum(dispatcher.stats.answers.values()) == len(answers)
+
+
+def test_batch_check_shortcut_gives_the_checker_s_reason() -> None:
+    """The dispatcher's batch check (``_check``: outputs whose lowest and highest values are finite and in
+    bounds pass at once) says what ``OutputChecker.check`` says, for in-range, out-of-range, NaN, infinite
+    and integer outputs, and for two outputs whose second fails."""
+    from edge.dispatch import _check
+    from edge.rollout import OutputChecker
+
+    two = {"task": "classification", "outputs": [
+        {"name": "p", "key": "output_0", "dtype": "float32", "shape": [None, 3], "range": [0.0, 1.0]},
+        {"name": "q", "key": "output_1", "dtype": "float32", "shape": [None, 1], "range": [-1e30, 1e30]}]}
+    checker = OutputChecker(two, margin=0.0)
+    rng = np.random.default_rng(5)
+    seen = set()
+    for trial in range(600):
+        a = rng.uniform(-0.2 if trial % 3 == 0 else 0.0, 1.0, (int(rng.integers(1, 5)), 3)).astype(np.float32)
+        b = rng.uniform(-1e3, 1e3, (a.shape[0], 1)).astype(np.float64 if trial % 2 else np.float32)
+        if trial % 5 == 0:
+            a.flat[int(rng.integers(0, a.size))] = np.nan
+        if trial % 7 == 0:
+            b.flat[int(rng.integers(0, b.size))] = -np.inf
+        outputs = {"output_0": a, "output_1": b.astype(np.int64) if trial % 11 == 0 else b}
+        want = checker.check(outputs)
+        assert _check(checker, outputs) == want, trial
+        seen.add(want is None)
+    assert seen == {True, False}

@@ -166,10 +166,96 @@ def test_top_k_of_many_classes_is_the_stable_sort_s_prefix() -> None:
     for trial in range(400):
         n, k = int(rng.integers(1, 1200)), int(rng.integers(1, 12))
         s = (rng.integers(0, 4, n) if trial % 2 else rng.random(n)).astype(np.float32)
-        if trial % 5 == 0:
-            s[rng.integers(0, n)] = np.nan
+        if trial % 5 == 0:  # NaN, up to more than k of them
+            s[rng.integers(0, n, int(rng.integers(1, 16)))] = np.nan
         order = np.argsort(-s.astype(np.float64), kind="stable")[:k]
         assert [r["index"] for r in images.top_k(s, None, k)] == order.tolist(), (trial, n, k)
+
+
+def _jpeg(array: np.ndarray, **options: Any) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+def _pillow_pixels(data: bytes, channels: int = 3) -> np.ndarray:
+    """What Pillow's full path gives: ``Image.open``, ``load``, EXIF orientation, the mode (as ``_decode``)."""
+    from PIL import Image, ImageOps
+
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    im = ImageOps.exif_transpose(im)
+    return np.asarray(im.convert("RGBA" if channels == 4 else "RGB"), dtype=np.uint8)
+
+
+def test_plain_jpeg_shortcut_gives_pillow_s_pixels_bit_for_bit() -> None:
+    """``_decode`` runs libjpeg straight on a plain JPEG (``_plain_jpeg_size``); the pixels are those of
+    Pillow's full path, for baseline, progressive, subsampled and odd-sized files, RGB and RGBA."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    cases = [((96, 96), {}), ((37, 53), {"quality": 70}), ((64, 48), {"progressive": True}),
+             ((31, 17), {"subsampling": 0}), ((96, 96), {"subsampling": 2, "optimize": True}),
+             ((50, 40), {"restart_marker_blocks": 1})]
+    for (h, w), options in cases:
+        data = _jpeg(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), **options)
+        assert images._plain_jpeg_size(data, images.MAX_PIXELS) == (w, h), options
+        for channels in (3, 4):
+            pixels, found = images._decode(data, channels, images.MAX_PIXELS)
+            assert found == "JPEG" and pixels.dtype == np.uint8
+            assert np.array_equal(pixels, _pillow_pixels(data, channels)), (options, channels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: APP1, so Pillow's full path (which turns it)
+    turned = _jpeg(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), exif=exif.tobytes())
+    gray = _jpeg(rng.integers(0, 256, (20, 30), dtype=np.uint8))
+    for data in (turned, gray):
+        assert images._plain_jpeg_size(data, images.MAX_PIXELS) is None
+        assert np.array_equal(images.decode(data), _pillow_pixels(data))
+    assert images.decode(turned).shape == (30, 20, 3)
+
+
+def test_plain_jpeg_shortcut_keeps_the_full_path_s_refusals() -> None:
+    """A truncated plain JPEG is refused with Pillow's full path's message; one over the pixel limit from
+    its header, as before."""
+    data = _jpeg(np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    with pytest.raises(InputError) as err:
+        images.to_tensor(data[: len(data) // 2], SPEC)
+    assert (err.value.status, str(err.value)) == (400, "the image could not be decoded (JPEG): image file is truncated "
+                                                       "(140 bytes not processed)")
+    assert images._plain_jpeg_size(data, 64 * 64 - 1) is None
+    with pytest.raises(InputError) as err:
+        images.decode(data, max_pixels=64 * 64 - 1)
+    assert (err.value.status, str(err.value)) == (
+        413, "the image is 64x64 = 4096 pixels, over the limit of 4095; send a smaller picture")
+
+
+def test_classify_answer_text_is_json_bytes_of_the_answer() -> None:
+    """``:classify``'s answer is written from cached texts (``edge.server.images._Model.answer``): the same
+    bytes as ``json_bytes`` of the answer, with and without labels (quotes, non-ASCII), tiny and huge
+    scores, several images; a score that is not finite is refused as ``json_bytes`` refuses it."""
+    from types import SimpleNamespace
+
+    from edge.server.images import _Model
+    from edge.server.messages import json_bytes
+
+    rng = np.random.default_rng(6)
+    for labels in (None, ["cat", 'say "hi"', "caf\u00e9 \u2603", "back\\slash", "", "x" * 50]):
+        manifest = {"inputs": [{"name": "image", "dtype": "float32", "shape": [None, 8, 8, 3],
+                                "image": {"height": 8, "width": 8, "channels": 3, "pixels": [0.0, 1.0]}}],
+                    "outputs": [{"key": "output_0", "shape": [None, 6], **({"labels": labels} if labels else {})}]}
+        model = _Model(SimpleNamespace(manifest=manifest, name='m\u00f6del "1"'))
+        for trial in range(50):
+            scores = rng.random((int(rng.integers(1, 4)), 6)) * 10.0 ** float(rng.integers(-12, 20))
+            tops = [images.top_k(row, labels, int(rng.integers(1, 7))) for row in scores]
+            ids = [f"ab{i}" for i in range(len(tops))]
+            want = json_bytes({"model": 'm\u00f6del "1"', "model_version": 3, "ids": ids,
+                               "predictions": [{"top_k": t} for t in tops]})
+            assert model.answer(3, ids, tops) == want, (labels, trial)
+    bad = [[{"index": 0, "label": None, "score": float("nan")}]]
+    with pytest.raises(ValueError):
+        model.answer(1, ["a"], bad)
 
 
 # ------------------------------------------------------------------ over HTTP, the real bundle
