@@ -1,12 +1,17 @@
 """A model's shadow copies not sent yet: the ``Feed`` the dispatcher (``edge.dispatch``, its ``shadow_sink``)
-appends each copy to on the request's path, one tuple, no syscall, no lock; the server's shadow worker
+appends each copy to on the request's path, no syscall, no lock; the server's shadow worker
 (``edge.server.shadow_worker.ShadowWorker``) sends the batch to its worker process and counts what it
-refuses. A copy made on another thread than the worker's (the inference thread) is handed to the event
-loop's (``ShadowWorker.elsewhere``), so a batch is only ever touched on one thread."""
+refuses. A one-value copy is its row's floats and the live answer appended to one ``array('d')`` (sent as
+those bytes: no pickling, one ``sendmsg`` per batch); the live version and the prediction id are kept only
+when the server writes a shadow log. A copy made on another thread than the worker's (the inference
+thread) is handed to the event loop's (``ShadowWorker.elsewhere``), so a batch is only ever touched on one
+thread. While the worker process is behind (its CPU budget, ``edge.shadow_process``) no copy is made: each
+is counted as skipped (``ShadowStats.skipped``), so at saturation the shadow compares a sampled share."""
 
 from __future__ import annotations
 
 import threading
+from array import array
 from typing import TYPE_CHECKING, Any, Optional
 
 from edge.shadow import ShadowTarget
@@ -20,11 +25,15 @@ _get_ident = threading.get_ident
 class Feed:
     """One model's copies not sent yet (the dispatcher's ``shadow_sink``)."""
 
-    __slots__ = ("worker", "items", "jobs", "target")
+    __slots__ = ("worker", "values", "width", "count", "lives", "ids", "jobs", "target")
 
     def __init__(self, worker: "ShadowWorker") -> None:
         self.worker = worker
-        self.items: list[tuple[Any, float, int, str]] = []  # one-value copies: (row, live answer, live version, id)
+        self.values = array("d")  # one-value copies: each row's floats, then its live answer
+        self.width = 0  # floats per one-value copy (the row's and the answer)
+        self.count = 0  # one-value copies in ``values``
+        self.lives: list[int] = []  # their live versions and ids: only when the server writes a shadow log
+        self.ids: list[str] = []
         self.jobs: list[tuple[Any, Any, int, list[str]]] = []  # other copies: (inputs, live outputs, version, ids)
         self.target: Optional[ShadowTarget] = None
 
@@ -33,9 +42,23 @@ class Feed:
         worker = self.worker
         if not self._admit(self.value, target, live, row, value, pid):
             return
-        items = self.items
-        items.append((row, value, live, pid))
-        n = len(items)
+        values = self.values
+        n = self.count
+        if len(row) + 1 != self.width:  # the first copy (a model's rows all have its width)
+            if n:
+                worker.flush_feed(self)
+            self.width, values, n = len(row) + 1, self.values, 0
+        try:
+            values.extend(row)
+            values.append(value)
+        except (TypeError, ValueError, OverflowError):  # not numbers: never on a checked row
+            del values[n * self.width:]
+            target.stats.dropped += 1
+            return
+        if worker.logs is not None:
+            self.lives.append(live)
+            self.ids.append(pid)
+        self.count = n = n + 1
         if n == 1 or n >= worker.batch:
             worker.added(self, n)
 
@@ -47,17 +70,33 @@ class Feed:
             return
         jobs = self.jobs
         jobs.append((inputs, outputs, live, ids))
-        worker.added(self, len(jobs) + len(self.items))
+        worker.added(self, len(jobs) + self.count)
+
+    def pending(self) -> int:
+        """Copies batched here, not sent."""
+        return self.count + len(self.jobs)
+
+    def clear(self) -> int:
+        """Forget the batched copies (counted as dropped in the target's stats); how many."""
+        n = self.pending()
+        if n and self.target is not None:
+            self.target.stats.dropped += n
+        self.values, self.count, self.lives, self.ids, self.jobs = array("d"), 0, [], [], []
+        return n
 
     def _admit(self, again: Any, target: ShadowTarget, *copy: Any) -> bool:
         """Whether a copy is added here and now: made on another thread, it is handed to the loop's (``again``
-        with the same arguments there); while the worker is behind or closed it is dropped and counted."""
+        with the same arguments there); while the worker is behind it is skipped, once closed dropped,
+        each counted."""
         worker = self.worker
         if _get_ident() != worker.thread:
             worker.elsewhere(again, target, *copy)
             return False
         if worker.behind or worker.closed:
-            target.stats.dropped += 1
+            if worker.closed:
+                target.stats.dropped += 1
+            else:
+                target.stats.skipped += 1
             return False
         if target is not self.target:
             worker.retarget(self, target)

@@ -1,6 +1,6 @@
 """The shadow worker (edge/server/shadow_worker.py, edge/shadow_process.py) over stand-in versions: copies
 are batched to a separate worker process at the lowest CPU priority and compared there, one shadow-log line
-per prediction id; while it is behind no copy is made (counted); shutdown finishes what was sent (or counts
+per prediction id; while it is behind no copy is made (counted as skipped); its CPU budget holds; shutdown finishes what was sent (or counts
 what it could not); a killed worker process is reported, counted and replaced; a new shadow version is
 loaded by the running process."""
 
@@ -108,8 +108,8 @@ def test_the_worker_process_runs_at_the_lowest_cpu_priority(tmp_path: Path, monk
 
 def test_while_the_worker_is_behind_no_copy_is_made_until_it_caught_up(tmp_path: Path) -> None:
     """``max_queue`` copies sent and not answered: ``behind`` is set, the dispatcher's copies (one-value and
-    batch answers alike) are counted as dropped and never batched, until the worker answered down to a
-    quarter; /metrics counts the drops."""
+    batch answers alike) are counted as skipped and never batched, until the worker answered down to a
+    quarter; /metrics counts them (skipped: none lost); once stopped a copy is dropped."""
     gate = tmp_path / "gate"
     repo, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5, "gate": str(gate)}},
                                     SHADOW, max_queue=4)
@@ -119,8 +119,10 @@ def test_while_the_worker_is_behind_no_copy_is_made_until_it_caught_up(tmp_path:
     assert worker.outstanding == 4 and worker.behind
     assert dispatcher.predict_value(ROW).shadow is None
     assert dispatcher.predict({"features": np.array([ROW, ROW])}).shadow is None
-    assert worker.pending() == 4 and dispatcher.shadow_stats.dropped == 2
-    assert 'deploykit_shadow_dropped_total{model="boston",shadow_version="2"} 2.0' in exposition(repo, dispatcher)
+    assert worker.pending() == 4 and (dispatcher.shadow_stats.skipped, dispatcher.shadow_stats.dropped) == (2, 0)
+    text = exposition(repo, dispatcher)
+    assert 'deploykit_shadow_skipped_total{model="boston",shadow_version="2"} 2.0' in text
+    assert 'deploykit_shadow_dropped_total{model="boston",shadow_version="2"} 0.0' in text
     gate.touch()
     assert worker.wait(60)
     assert not worker.behind and dispatcher.shadow_stats.compared == 4
@@ -128,7 +130,7 @@ def test_while_the_worker_is_behind_no_copy_is_made_until_it_caught_up(tmp_path:
     assert worker.wait(60) and dispatcher.shadow_stats.compared == 5
     assert worker.stop() == 0
     dispatcher.predict_value(ROW)  # stopped: dropped and counted
-    assert dispatcher.shadow_stats.dropped == 3
+    assert (dispatcher.shadow_stats.skipped, dispatcher.shadow_stats.dropped) == (2, 1)
 
 
 def test_shutdown_counts_the_copies_it_could_not_finish(tmp_path: Path) -> None:
