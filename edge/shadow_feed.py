@@ -25,7 +25,7 @@ _get_ident = threading.get_ident
 class Feed:
     """One model's copies not sent yet (the dispatcher's ``shadow_sink``)."""
 
-    __slots__ = ("worker", "values", "width", "count", "lives", "ids", "jobs", "target")
+    __slots__ = ("worker", "values", "width", "count", "lives", "ids", "jobs", "target", "sent")
 
     def __init__(self, worker: "ShadowWorker") -> None:
         self.worker = worker
@@ -36,6 +36,7 @@ class Feed:
         self.ids: list[str] = []
         self.jobs: list[tuple[Any, Any, int, list[str]]] = []  # other copies: (inputs, live outputs, version, ids)
         self.target: Optional[ShadowTarget] = None
+        self.sent = 0  # batches sent (a batch's timer sends only the batch it was set for)
 
     def value(self, target: ShadowTarget, live: int, row: Any, value: float, pid: str) -> None:
         """A one-value answer's copy (on the request's path; never raises, never waits)."""

@@ -24,7 +24,8 @@ and no partial reads. From the server:
   one-value row and its float.
 * ``("stop",)``: the copies before it are all answered (they come in order); it exits.
 
-To the server, per values / ``jobs`` message, ``("done", seq, summary, columns)``: the batch counted as
+To the server, for the values / ``jobs`` messages it found waiting, one ``("done", [(seq, summary, columns),
+...])``: each batch counted as
 ``ShadowStats.add`` takes it (``edge.shadow.summarize``), and, when the server writes a shadow log, the
 copies' comparisons as columns ``[absolute, relative, top1, score, rows]`` (lists in the copies' order;
 ``absolute`` NaN for a failed shadow prediction, a value no comparison gives: ``edge.rollout`` makes a NaN
@@ -241,53 +242,82 @@ def unpack(data: bytes) -> Any:
     return message
 
 
+POLL_SECONDS = 0.01
+"""While copies keep coming the process looks for more this often, by its own timer, instead of being woken by
+each batch (a send to a process blocked on the socket wakes it: a cost paid on the server's event loop)."""
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
 def serve(sock: socket.socket) -> int:
-    """Answer the server's messages until ``stop`` or the end of the socket; returns the exit status."""
+    """Answer the server's messages until ``stop`` or the end of the socket; returns the exit status.
+
+    It blocks on the socket only while no copies come; while they do, it takes every datagram waiting,
+    answers them in one message, rests (``Budget``, at least ``POLL_SECONDS``) and looks again."""
+    from edge.shadow import summarize
+
     shadow = Shadow()
     folder: Optional[str] = None
     lines = False
     budget = Budget(1.0)
     recv, send = sock.recv, sock.send
     clock, sleep = time.thread_time, time.sleep
+    data: Optional[bytes] = None
     while True:
-        try:
-            data = recv(DATAGRAM)
-        except OSError:
-            return 0
-        if not data:  # the server is gone
-            return 0
+        if data is None:
+            try:
+                data = recv(DATAGRAM)
+            except OSError:
+                return 0
         began = clock()
-        message = unpack(data)
-        kind = message[0]
-        if kind == "values":
-            cols = shadow.values(message[2], message[3], message[4])
-        elif kind == "jobs":
-            cols = shadow.jobs(message[2], message[3])
-        elif kind == "target":
-            shadow.target(*message[1:])
-            continue
-        elif kind == "forget":
-            shadow.forget(message[1])
-            continue
-        elif kind == "hello":
-            sys.path[:] = list(message[1])
-            folder, lines = message[2], message[3]
-            budget = Budget(message[4])
-            continue
-        elif kind == "stop":
-            return 0
-        else:
+        done: list[tuple[int, Any, Any]] = []
+        stopping = False
+        while data is not None:
+            if not data:  # the server is gone
+                return 0
+            message = unpack(data)
+            kind = message[0]
+            data = None
+            if kind == "values" or kind == "jobs":
+                cols = shadow.values(message[2], message[3], message[4]) if kind == "values" \
+                    else shadow.jobs(message[2], message[3])
+                done.append((message[1], summarize(*cols[:4]), cols if lines else None))
+            elif kind == "target":
+                shadow.target(*message[1:])
+            elif kind == "forget":
+                shadow.forget(message[1])
+            elif kind == "hello":
+                sys.path[:] = list(message[1])
+                folder, lines = message[2], message[3]
+                budget = Budget(message[4])
+            elif kind == "stop":
+                stopping = True
+                break
+            if _DONTWAIT:
+                try:
+                    data = recv(DATAGRAM, _DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    data = None
+                except OSError:
+                    return 0
+        if not done:
+            if stopping:
+                return 0
             continue
         try:
-            from edge.shadow import summarize
-
-            done = ("done", message[1], summarize(*cols[:4]), cols if lines else None)
-            send(pack(done, folder, f"r{message[1]}"))
+            send(pack(("done", done), folder, f"r{done[0][0]}"))
         except OSError:
             return 0
-        rest = budget.rest(clock() - began)
-        if rest:
-            sleep(rest)
+        if stopping:
+            return 0
+        if not _DONTWAIT:
+            continue
+        sleep(max(budget.rest(clock() - began), POLL_SECONDS))
+        try:
+            data = recv(DATAGRAM, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError:
+            return 0
 
 
 def spawn(folder: str, lines: bool, share: float = 1.0) -> tuple[subprocess.Popen, socket.socket]:

@@ -132,9 +132,15 @@ class ShadowWorker:
                 return
             self.attach(loop)
         if n == 1:
-            loop.call_later(self.FLUSH_SECONDS, self.flush_feed, feed)
+            loop.call_later(self.FLUSH_SECONDS, self._due, feed, feed.sent)
         else:
             loop.call_soon(self.flush_feed, feed)
+
+    def _due(self, feed: Feed, sent: int) -> None:
+        """A batch's ``FLUSH_SECONDS`` are up: send it, unless it went already (full: the copies now batched
+        are a later batch's, whose own time comes)."""
+        if feed.sent == sent:
+            self.flush_feed(feed)
 
     def retarget(self, feed: Feed, target: ShadowTarget) -> None:
         """A feed's copies go to another target from now on: its batch is sent, the process told to forget
@@ -159,6 +165,7 @@ class ShadowWorker:
         count, jobs, target = feed.count, feed.jobs, feed.target
         if target is None or not (count or jobs):
             return
+        feed.sent += 1
         if count:
             values, width, lives, ids = feed.values, feed.width, feed.lives, feed.ids
             feed.values, feed.count, feed.lives, feed.ids = array("d"), 0, [], []
@@ -285,7 +292,8 @@ class ShadowWorker:
                 self._died()
                 return
             if message[0] == "done":
-                self._done(message[1], message[2], message[3])
+                for seq, summary, cols in message[1]:
+                    self._done(seq, summary, cols)
 
     def _done(self, seq: int, summary: Any, cols: Optional[list[list[Any]]]) -> None:
         """Count one batch's answers (``summary``) and write their shadow-log lines (from ``cols``)."""

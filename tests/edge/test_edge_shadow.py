@@ -29,23 +29,28 @@ SHADOW = {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}}
 
 
 class Gated(Stand):
-    """A stand-in whose answers wait until the file ``gate`` exists (in the worker process)."""
+    """A stand-in whose answers wait until the file ``gate`` exists (in the worker process), each after
+    ``burn`` CPU seconds of work."""
 
-    def __init__(self, value: float, raise_: str, gate: str) -> None:
+    def __init__(self, value: float, raise_: str, gate: str, burn: float = 0.0) -> None:
         super().__init__(value, raise_)
-        self.gate = gate
+        self.gate, self.burn = gate, burn
 
     def predict_value(self, row: list[float]) -> float:
         deadline = time.monotonic() + 30
         while self.gate and not os.path.exists(self.gate) and time.monotonic() < deadline:
             time.sleep(0.01)
+        until = time.thread_time() + self.burn
+        while time.thread_time() < until:
+            pass
         return super().predict_value(row)
 
 
 def gate_loader(path: Path, variant: Optional[str]) -> tuple[Any, dict]:
     """The stand-in loader (module level: the worker process is handed it by name)."""
     spec = json.loads((path / "fake.json").read_text())
-    return Gated(float(spec["value"]), spec.get("raise", ""), spec.get("gate", "")), {"passed": True}
+    return Gated(float(spec["value"]), spec.get("raise", ""), spec.get("gate", ""), float(spec.get("burn", 0))), \
+        {"passed": True}
 
 
 def exposition(repo: Repository, dispatcher: Dispatcher) -> str:
@@ -55,7 +60,8 @@ def exposition(repo: Repository, dispatcher: Dispatcher) -> str:
 
 
 def make(root: Path, versions: dict[int, dict], model: dict, max_queue: int = ShadowWorker.MAX_QUEUE,
-         logs: Any = None, lines: Optional[list[str]] = None) -> tuple[Repository, Dispatcher, ShadowWorker]:
+         logs: Any = None, lines: Optional[list[str]] = None,
+         cpu_share: float = ShadowWorker.CPU_SHARE) -> tuple[Repository, Dispatcher, ShadowWorker]:
     for number, spec in versions.items():
         folder = root / "boston" / str(number)
         folder.mkdir(parents=True)
@@ -64,7 +70,8 @@ def make(root: Path, versions: dict[int, dict], model: dict, max_queue: int = Sh
     repo = Repository(root, loader=gate_loader)
     repo.scan()
     dispatcher = Dispatcher(repo, "boston", seed=1, log=lambda _: None)
-    worker = ShadowWorker(logs, max_queue=max_queue, log=lines.append if lines is not None else None)
+    worker = ShadowWorker(logs, max_queue=max_queue, log=lines.append if lines is not None else None,
+                          cpu_share=cpu_share)
     dispatcher.shadow_sink = worker.feed()
     return repo, dispatcher, worker
 
@@ -252,3 +259,49 @@ def test_a_summarized_batch_counts_as_its_copies_recorded_one_by_one() -> None:
         [(one.compared, one.errors, one.top1_differs, one.absolute.counts, one.absolute.sum, one.absolute.count,
           one.relative.counts, one.relative.sum)]
     assert (batch.compared, batch.errors, batch.top1_differs) == (5, 1, 2)
+
+
+def test_a_values_batch_is_its_floats_bit_for_bit() -> None:
+    """A one-value batch goes as float64 bytes behind ``VALUES``' header (no pickle) and comes out as the same
+    rows and live answers, to the last bit; one larger than a datagram goes through a file, the same."""
+    from array import array
+
+    from edge.shadow_process import DATAGRAM, VALUES, pack, unpack
+
+    rows = [[1 / 3, -0.0, 5e-324], [1e308, 6.0, 250.0]]
+    live = [22.5, 0.1 + 0.2]
+    flat = array("d", [x for row, v in zip(rows, live) for x in (*row, v)])
+    data = VALUES.pack(b"V", 7, 3, 2, 4) + flat.tobytes()
+    got = unpack(data)
+    assert got == ("values", 7, 3, rows, live)
+    assert [str(x) for r in got[3] for x in r] == ["0.3333333333333333", "-0.0", "5e-324", "1e+308", "6.0", "250.0"]
+    big = array("d", [0.5] * (DATAGRAM // 8 + 4))
+    assert unpack(pack(VALUES.pack(b"V", 8, 3, len(big) // 4, 4) + big.tobytes(), None, "")) [1:3] == (8, 3)
+
+
+def test_the_budget_sleeps_in_proportion_to_the_work() -> None:
+    """``Budget(share)`` owes ``1 / share - 1`` seconds of sleep per CPU second, paid once 2 ms are owed."""
+    from edge.shadow_process import Budget
+
+    quarter = Budget(0.25)
+    assert quarter.rest(0.0005) == 0.0  # 1.5 ms owed: not yet
+    assert quarter.rest(0.0005) == pytest.approx(0.003)
+    assert quarter.rest(0.01) == pytest.approx(0.03)
+    assert Budget(1.0).rest(5.0) == 0.0 and Budget(0.5).rest(0.004) == pytest.approx(0.004)
+
+
+def test_the_worker_process_keeps_to_its_cpu_share(tmp_path: Path) -> None:
+    """40 copies of 5 ms of CPU each at a share of a quarter take at least 4 x 200 ms of wall time (one
+    core's whole would be 200 ms), and every copy is still compared."""
+    _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5, "burn": 0.005}}, SHADOW, cpu_share=0.25)
+    dispatcher.predict_value(ROW)
+    assert worker.wait(60)  # started, the version loaded
+    began = time.monotonic()
+    for _ in range(40):
+        dispatcher.predict_value(ROW)
+        worker.flush()
+    assert worker.wait(60)
+    took = time.monotonic() - began
+    assert took >= 0.8 * 0.98, took
+    assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.skipped, dispatcher.shadow_stats.dropped) == (41, 0, 0)
+    assert worker.stop() == 0

@@ -1,0 +1,119 @@
+"""What the shadow costs the event loop, per request, without HTTP (issue 14): the same one-row
+``Dispatcher.predict_value`` calls (the Boston bundle as versions 1 and 2) with version 2 shadowing every
+request through the server's ``ShadowWorker`` and its worker process, against the same dispatcher with no
+shadow, in turn, ``--rounds`` times, for this tree and each ``--tree NAME=PATH`` (each in its own
+interpreter importing that tree), paced at ``--rate`` requests a second (the loop busy in between, as it is
+with the HTTP work of the bench's load). The worker's answers are read after every batch, as the server's loop
+does. Printed per tree: the loop's time per request (mean, p99 and the largest, shadow and not), the time of
+one batch's send (median, largest) and of reading its answer, the copies compared and skipped.
+
+    python bench/shadow_micro.py --bundle B [--tree NAME=PATH ...] [--requests 20000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILD = r'''
+import json, sys, time
+from pathlib import Path
+from edge.repository import Repository
+from edge.dispatch import Dispatcher
+from edge.server.shadow_worker import ShadowWorker
+
+work, requests, rounds, rate = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+gap = 1.0 / rate if rate > 0 else 0.0
+dispatchers = {}
+for kind in ("single", "shadow"):
+    repo = Repository(work / kind)
+    repo.scan()
+    dispatchers[kind] = Dispatcher(repo, "boston", log=lambda _: None)
+worker = ShadowWorker(None)
+dispatchers["shadow"].shadow_sink = feed = worker.feed()
+sends, reads = [], []
+send = worker.flush_feed
+def timed_send(f):
+    t = time.perf_counter(); send(f); sends.append(time.perf_counter() - t)
+    if worker.sock is not None:  # the loop reads the answers once they come
+        t = time.perf_counter(); worker._readable(); reads.append(time.perf_counter() - t)
+worker.flush_feed = timed_send
+row = [6.0, 250.0, 66.5]
+clock = time.perf_counter
+out = {"single": [], "shadow": []}
+for kind in ("single", "shadow"):  # warm up (and start the worker process)
+    for _ in range(2000):
+        dispatchers[kind].predict_value(row)
+worker.wait(30)
+del sends[:], reads[:]
+for _ in range(rounds):
+    for kind in ("single", "shadow"):
+        d = dispatchers[kind]
+        times = [0.0] * requests
+        slot = clock()
+        for i in range(requests):
+            t = clock(); d.predict_value(row); times[i] = clock() - t
+            slot += gap  # the rest of a request's time on a server's loop at the bench's load (spent, not slept)
+            while clock() < slot:
+                pass
+        times.sort()
+        out[kind].append({"mean_us": sum(times) / requests * 1e6, "p99_us": times[int(requests * 0.99)] * 1e6,
+                          "max_us": times[-1] * 1e6})
+worker.wait(30)
+stats = dispatchers["shadow"].shadow_stats
+out["send_us"] = [x * 1e6 for x in sends]
+out["read_us"] = [x * 1e6 for x in reads]
+out["counts"] = {"compared": stats.compared, "dropped": stats.dropped, "skipped": getattr(stats, "skipped", None)}
+worker.stop()
+print(json.dumps(out))
+'''
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=20000,
+                        help="requests a second, the loop busy in between (as at the HTTP bench's load); 0: flat out")
+    args = parser.parse_args(argv)
+    trees = {name: Path(path).resolve() for name, _, path in (t.partition("=") for t in args.tree)}
+    trees["this"] = REPO
+    work = Path(tempfile.mkdtemp(prefix="shadow_micro_"))
+    try:
+        for kind, model in (("single", {"labels": {"stable": 1}}),
+                            ("shadow", {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}})):
+            for n in (1, 2):
+                shutil.copytree(args.bundle, work / kind / "boston" / str(n))
+            (work / kind / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
+        for name, tree in trees.items():
+            got = subprocess.run([sys.executable, "-c", CHILD, str(work), str(args.requests), str(args.rounds), str(args.rate)],
+                                 cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+                                 text=True, check=True).stdout
+            r = json.loads(got.strip().splitlines()[-1])
+            extra = [b["mean_us"] - a["mean_us"] for a, b in zip(r["single"], r["shadow"])]
+            p99 = [b["p99_us"] / a["p99_us"] for a, b in zip(r["single"], r["shadow"])]
+            med = statistics.median
+            print(f"{name}: loop time per request single {med(x['mean_us'] for x in r['single']):.2f} us, shadow "
+                  f"{med(x['mean_us'] for x in r['shadow']):.2f} us (+{med(extra):.2f} us; rounds "
+                  f"{' '.join(f'{x:+.2f}' for x in extra)}); p99 shadow/single {med(p99):.3f}; largest single "
+                  f"{med(x['max_us'] for x in r['single']):.0f} us, shadow {med(x['max_us'] for x in r['shadow']):.0f} us")
+            print(f"{name}: one batch's send median {med(r['send_us']):.1f} us (largest {max(r['send_us']):.0f}), "
+                  f"reading its answer median {med(r['read_us']) if r['read_us'] else 0:.1f} us; {r['counts']}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
