@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import shutil
@@ -29,6 +28,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from edge_bench import median_ci  # (bench/ is this script's folder: on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 LUA = 'wrk.method="POST"\nwrk.body="[6, 250, 66.5]"\nwrk.headers["Content-Type"]="application/json"\n'
@@ -73,20 +74,6 @@ def wrk(port: int, duration: int, script: Path) -> tuple[float, float, float, in
         return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]  # type: ignore[union-attr]
 
     return rps, ms("50"), ms("99"), total
-
-
-def median_ci(values: list[float]) -> tuple[float, float, float]:
-    """The median and a distribution-free 95 % confidence interval for it (the order statistics k and n-k+1
-    whose binomial(n, 1/2) coverage is at least 95 %; the extremes for fewer than 6 values)."""
-    xs = sorted(values)
-    n = len(xs)
-    k = 0
-    for j in range(n // 2, -1, -1):  # the largest k with P(B < k) <= 2.5 %
-        if sum(math.comb(n, i) for i in range(j)) / 2 ** n <= 0.025:
-            k = j
-            break
-    lo, hi = (xs[k - 1], xs[n - k]) if k >= 1 else (xs[0], xs[-1])
-    return statistics.median(xs), lo, hi
 
 
 def quartiles(values: list[float]) -> tuple[float, float]:

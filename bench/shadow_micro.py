@@ -4,7 +4,9 @@ request through the server's ``ShadowWorker`` and its worker process, against th
 shadow, in turn, ``--rounds`` times, for this tree and each ``--tree NAME=PATH`` (each in its own
 interpreter importing that tree), paced at ``--rate`` requests a second (the loop busy in between, as it is
 with the HTTP work of the bench's load). The worker's answers are read after every batch, as the server's loop
-does. Printed per tree: the loop's time per request (mean, p99 and the largest, shadow and not), the time of
+does. First, the parts alone, ``--rounds`` runs of 300 batches each, trees in turn: the time a copy takes to
+be appended, a batch of 128 to be sent, its answer to be read (the worker given 3 ms between batches).
+Printed per tree: the loop's time per request (mean, p99 and the largest, shadow and not), the time of
 one batch's send (median, largest) and of reading its answer, the copies compared and skipped.
 
     python bench/shadow_micro.py --bundle B [--tree NAME=PATH ...] [--requests 20000] [--rounds 5]
@@ -77,6 +79,47 @@ worker.stop()
 print(json.dumps(out))
 '''
 
+PARTS = r'''
+import json, statistics, sys, time
+from pathlib import Path
+from edge.repository import Repository
+from edge.dispatch import Dispatcher
+from edge.server.shadow_worker import ShadowWorker
+
+work, batches = Path(sys.argv[1]), int(sys.argv[2])
+repo = Repository(work / "shadow")
+repo.scan()
+d = Dispatcher(repo, "boston", log=lambda _: None)
+worker = ShadowWorker(None)
+d.shadow_sink = feed = worker.feed()
+d.predict_value([6.0, 250.0, 66.5])
+worker.wait(30)
+target = feed.target
+row, value, clock = [6.0, 250.0, 66.5], 22.5, time.perf_counter
+add = feed.value
+appends, sends, reads = [], [], []
+for b in range(batches):
+    worker.batch = 10 ** 9  # no send while the batch is made
+    t = clock()
+    for i in range(128):
+        add(target, 1, row, value, "p")
+    appends.append(clock() - t)
+    t = clock()
+    worker.flush_feed(feed)
+    sends.append(clock() - t)
+    time.sleep(0.003)  # the worker answers (or rests), as between batches at the bench's load
+    t = clock()
+    worker._readable()
+    reads.append(clock() - t)
+worker.wait(30)
+stats = d.shadow_stats
+q = lambda xs, k: statistics.quantiles(xs, n=10)[k] * 1e6
+print(json.dumps({"append_ns": statistics.median(appends) / 128 * 1e9, "send_us": statistics.median(sends) * 1e6,
+                  "send_p90_us": q(sends, 8), "read_us": statistics.median(reads) * 1e6, "read_p90_us": q(reads, 8),
+                  "compared": stats.compared}))
+worker.stop()
+'''
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -96,6 +139,18 @@ def main(argv: list[str] | None = None) -> int:
             for n in (1, 2):
                 shutil.copytree(args.bundle, work / kind / "boston" / str(n))
             (work / kind / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
+        parts = {}
+        for _ in range(args.rounds):  # the parts alone: a batch made, sent, its answer read; trees in turn
+            for name, tree in trees.items():
+                got = subprocess.run([sys.executable, "-c", PARTS, str(work), "300"], cwd=tree,
+                                     env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+                                     check=True).stdout
+                parts.setdefault(name, []).append(json.loads(got.strip().splitlines()[-1]))
+        for name, runs in parts.items():
+            m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            print(f"{name}: per copy appended {m['append_ns']:.0f} ns; a batch of 128 sent in {m['send_us']:.1f} us "
+                  f"(p90 {m['send_p90_us']:.1f}), its answer read in {m['read_us']:.1f} us (p90 {m['read_p90_us']:.1f}); "
+                  f"medians of {len(runs)} runs; compared {m['compared']:.0f} of {300 * 128 + 1}")
         for name, tree in trees.items():
             got = subprocess.run([sys.executable, "-c", CHILD, str(work), str(args.requests), str(args.rounds), str(args.rate)],
                                  cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,

@@ -1,9 +1,9 @@
 """A model's shadow copies not sent yet: the ``Feed`` the dispatcher (``edge.dispatch``, its ``shadow_sink``)
 appends each copy to on the request's path, no syscall, no lock; the server's shadow worker
 (``edge.server.shadow_worker.ShadowWorker``) sends the batch to its worker process and counts what it
-refuses. A one-value copy is its row's floats and the live answer appended to one ``array('d')`` (sent as
-those bytes: no pickling, one ``sendmsg`` per batch); the live version and the prediction id are kept only
-when the server writes a shadow log. A copy made on another thread than the worker's (the inference
+refuses. A one-value copy is its row's floats appended to one ``array('d')`` (``fromlist``: C, no float
+object kept) and its live answer to a list; a batch is sent as those float64s' bytes (no pickling, one
+``sendmsg``). The live version and the prediction id are kept only when the server writes a shadow log. A copy made on another thread than the worker's (the inference
 thread) is handed to the event loop's (``ShadowWorker.elsewhere``), so a batch is only ever touched on one
 thread. While the worker process is behind (its CPU budget, ``edge.shadow_process``) no copy is made: each
 is counted as skipped (``ShadowStats.skipped``), so at saturation the shadow compares a sampled share."""
@@ -25,13 +25,13 @@ _get_ident = threading.get_ident
 class Feed:
     """One model's copies not sent yet (the dispatcher's ``shadow_sink``)."""
 
-    __slots__ = ("worker", "values", "width", "count", "lives", "ids", "jobs", "target", "sent")
+    __slots__ = ("worker", "floats", "answers", "width", "lives", "ids", "jobs", "target", "sent")
 
     def __init__(self, worker: "ShadowWorker") -> None:
         self.worker = worker
-        self.values = array("d")  # one-value copies: each row's floats, then its live answer
-        self.width = 0  # floats per one-value copy (the row's and the answer)
-        self.count = 0  # one-value copies in ``values``
+        self.floats = array("d")  # one-value copies: their rows' floats, one after the other
+        self.answers: list[float] = []  # and their live answers
+        self.width = -1  # floats per row
         self.lives: list[int] = []  # their live versions and ids: only when the server writes a shadow log
         self.ids: list[str] = []
         self.jobs: list[tuple[Any, Any, int, list[str]]] = []  # other copies: (inputs, live outputs, version, ids)
@@ -43,23 +43,28 @@ class Feed:
         worker = self.worker
         if not self._admit(self.value, target, live, row, value, pid):
             return
-        values = self.values
-        n = self.count
-        if len(row) + 1 != self.width:  # the first copy (a model's rows all have its width)
-            if n:
+        floats, answers = self.floats, self.answers
+        if len(row) != self.width:  # the first copy (a model's rows all have its width)
+            if answers:
                 worker.flush_feed(self)
-            self.width, values, n = len(row) + 1, self.values, 0
+            self.width, floats, answers = len(row), self.floats, self.answers
         try:
-            values.extend(row)
-            values.append(value)
-        except (TypeError, ValueError, OverflowError):  # not numbers: never on a checked row
-            del values[n * self.width:]
-            target.stats.dropped += 1
-            return
+            floats.fromlist(row)
+        except (TypeError, ValueError, OverflowError):  # a row that is not a list of numbers
+            del floats[len(answers) * self.width:]
+            try:
+                floats.extend(row)
+                answers.append(float(value))
+            except (TypeError, ValueError, OverflowError):  # never on a checked row
+                del floats[len(answers) * self.width:]
+                target.stats.dropped += 1
+                return
+        else:
+            answers.append(value)
         if worker.logs is not None:
             self.lives.append(live)
             self.ids.append(pid)
-        self.count = n = n + 1
+        n = len(answers)
         if n == 1 or n >= worker.batch:
             worker.added(self, n)
 
@@ -71,18 +76,18 @@ class Feed:
             return
         jobs = self.jobs
         jobs.append((inputs, outputs, live, ids))
-        worker.added(self, len(jobs) + self.count)
+        worker.added(self, len(jobs) + len(self.answers))
 
     def pending(self) -> int:
         """Copies batched here, not sent."""
-        return self.count + len(self.jobs)
+        return len(self.answers) + len(self.jobs)
 
     def clear(self) -> int:
         """Forget the batched copies (counted as dropped in the target's stats); how many."""
         n = self.pending()
         if n and self.target is not None:
             self.target.stats.dropped += n
-        self.values, self.count, self.lives, self.ids, self.jobs = array("d"), 0, [], [], []
+        self.floats, self.answers, self.lives, self.ids, self.jobs = array("d"), [], [], [], []
         return n
 
     def _admit(self, again: Any, target: ShadowTarget, *copy: Any) -> bool:

@@ -16,7 +16,7 @@ and no partial reads. From the server:
   failed shadow prediction.
 * ``("forget", tid)``: no more copies are tagged ``tid``; its version is unloaded unless another target has it.
 * values (not a pickle: ``VALUES``' header ``b"V", seq, tid, n, width``, then ``n * width`` native
-  float64s): ``n`` one-value copies, each a row's ``width - 1`` floats and its live answer; each row
+  float64s, the ``n`` rows one after the other, then their ``n`` live answers): ``n`` one-value copies; each row
   answered by the shadow's ``predict_value`` and compared with the live answer
   (``edge.rollout.disagreement_value``, as in process). The float64s are the server's floats, bit for bit.
 * ``("jobs", seq, tid, jobs)``: other copies, one per request, ``(inputs, live)``: a batch's
@@ -174,12 +174,12 @@ def values_message(data: bytes) -> tuple[int, int, list[list[float]], list[float
     """
     _, seq, tid, n, width = VALUES.unpack_from(data)
     flat = array("d")
-    flat.frombytes(memoryview(data)[VALUES.size:VALUES.size + n * width * 8])
+    flat.frombytes(memoryview(data)[VALUES.size:VALUES.size + n * (width + 1) * 8])
     floats = flat.tolist()
-    if width < 1 or len(floats) != n * width:
-        raise ValueError(f"a values message of {len(floats)} floats, not {n} x {width}")
-    row = width - 1
-    return seq, tid, [floats[i:i + row] for i in range(0, n * width, width)], floats[row::width]
+    if len(floats) != n * (width + 1):
+        raise ValueError(f"a values message of {len(floats)} floats, not {n} x ({width} + 1)")
+    end = n * width
+    return seq, tid, [floats[i:i + width] for i in range(0, end, width)], floats[end:]
 
 
 class Budget:

@@ -3,8 +3,8 @@
 never runs on the server's event loop, its inference thread or its GIL.
 
 * On the request's path the dispatcher (``edge.dispatch``, through its ``shadow_sink``: a ``Feed``) appends
-  the row's floats and the live answer to its model's ``array('d')`` (the live version and prediction id
-  too when a shadow log is written; a batch's inputs and outputs, one per request, on the general path).
+  the row's floats to its model's ``array('d')`` and the live answer to a list (the live version and
+  prediction id too when a shadow log is written; a batch's inputs and outputs, one per request, on the general path).
   No syscall, no lock, no thread to wake. The batch is sent every ``BATCH`` copies (``loop.call_soon``, so
   after the answer being made) or ``FLUSH_SECONDS`` after its first copy (``loop.call_later``), one
   datagram: a one-value batch is its floats' bytes behind a 25-byte header (``edge.shadow_process.VALUES``,
@@ -162,14 +162,14 @@ class ShadowWorker:
 
     def flush_feed(self, feed: Feed) -> None:
         """Send one feed's batch (its copies are counted as dropped when the process cannot take them)."""
-        count, jobs, target = feed.count, feed.jobs, feed.target
-        if target is None or not (count or jobs):
+        answers, jobs, target = feed.answers, feed.jobs, feed.target
+        if target is None or not (answers or jobs):
             return
         feed.sent += 1
-        if count:
-            values, width, lives, ids = feed.values, feed.width, feed.lives, feed.ids
-            feed.values, feed.count, feed.lives, feed.ids = array("d"), 0, [], []
-            self._send("values", target, (width, values), count, lives, ids)
+        if answers:
+            floats, lives, ids = feed.floats, feed.lives, feed.ids
+            feed.floats, feed.answers, feed.lives, feed.ids = array("d"), [], [], []
+            self._send("values", target, (feed.width, floats, array("d", answers)), len(answers), lives, ids)
         if jobs:
             feed.jobs = []
             self._send("jobs", target, [(j[0], j[1]) for j in jobs], len(jobs), [j[2] for j in jobs],
@@ -189,11 +189,12 @@ class ShadowWorker:
             if target.tid not in self._told:
                 self._tell(target)
             if kind == "values":
-                head = VALUES.pack(b"V", seq, target.tid, n, payload[0])
-                if len(head) + len(payload[1]) * 8 <= DATAGRAM:
-                    sock.sendmsg((head, payload[1]))  # the floats' bytes as they are: no copy, no pickle
+                width, floats, answers = payload
+                head = VALUES.pack(b"V", seq, target.tid, n, width)
+                if len(head) + (len(floats) + n) * 8 <= DATAGRAM:
+                    sock.sendmsg((head, floats, answers))  # the floats' bytes as they are: no copy, no pickle
                 else:
-                    sock.send(pack(head + payload[1].tobytes(), self._folder, f"m{seq}"))
+                    sock.send(pack(head + floats.tobytes() + answers.tobytes(), self._folder, f"m{seq}"))
             else:
                 sock.send(pack(("jobs", seq, target.tid, payload), self._folder, f"m{seq}"))
         except (BlockingIOError, InterruptedError):

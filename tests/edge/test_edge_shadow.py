@@ -261,7 +261,7 @@ def test_a_summarized_batch_counts_as_its_copies_recorded_one_by_one() -> None:
     assert (batch.compared, batch.errors, batch.top1_differs) == (5, 1, 2)
 
 
-def test_a_values_batch_is_its_floats_bit_for_bit() -> None:
+def test_a_values_batch_is_its_floats_bit_for_bit(tmp_path: Path) -> None:
     """A one-value batch goes as float64 bytes behind ``VALUES``' header (no pickle) and comes out as the same
     rows and live answers, to the last bit; one larger than a datagram goes through a file, the same."""
     from array import array
@@ -270,13 +270,17 @@ def test_a_values_batch_is_its_floats_bit_for_bit() -> None:
 
     rows = [[1 / 3, -0.0, 5e-324], [1e308, 6.0, 250.0]]
     live = [22.5, 0.1 + 0.2]
-    flat = array("d", [x for row, v in zip(rows, live) for x in (*row, v)])
-    data = VALUES.pack(b"V", 7, 3, 2, 4) + flat.tobytes()
+    flat = array("d", [x for row in rows for x in row] + live)
+    data = VALUES.pack(b"V", 7, 3, 2, 3) + flat.tobytes()
     got = unpack(data)
     assert got == ("values", 7, 3, rows, live)
     assert [str(x) for r in got[3] for x in r] == ["0.3333333333333333", "-0.0", "5e-324", "1e+308", "6.0", "250.0"]
-    big = array("d", [0.5] * (DATAGRAM // 8 + 4))
-    assert unpack(pack(VALUES.pack(b"V", 8, 3, len(big) // 4, 4) + big.tobytes(), None, "")) [1:3] == (8, 3)
+    big = array("d", [0.25] * (DATAGRAM // 8) + [0.5] * 4)  # 3 floats a row, then 4 answers
+    datagram = pack(VALUES.pack(b"V", 8, 3, 4, len(big) // 4 - 1) + big.tobytes(), str(tmp_path), "m8")
+    assert len(datagram) < 200 and os.listdir(tmp_path) == ["m8"]
+    got = unpack(datagram)
+    assert got[:3] == ("values", 8, 3) and got[4] == [0.5] * 4 and os.listdir(tmp_path) == []
+    assert [len(r) for r in got[3]] == [DATAGRAM // 32] * 4
 
 
 def test_the_budget_sleeps_in_proportion_to_the_work() -> None:
