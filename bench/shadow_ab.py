@@ -1,13 +1,14 @@
-"""The shadow's cost to the caller's tail, measured so that the ratio can be trusted (issue 14): one
-single-bundle server and one shadowed server (``MODELS/boston/{1,2}``, version 2 shadowing every request)
-per tree (this one, and each ``--tree NAME=PATH`` / ``--before-tree PATH``), loaded in turn by wrk at the
+"""The shadow's cost to the caller's tail, measured so that the ratio can be trusted (issue 14): per tree a
+single-bundle server, the same repository served without a shadow (``repo``: ``MODELS/boston/{1,2}``, the
+stable label on 1) and with version 2 shadowing every request (``shadow``; so shadow/repo is the shadow's own
+cost, shadow/single the issue's figure) (this one, and each ``--tree NAME=PATH`` / ``--before-tree PATH``), loaded in turn by wrk at the
 edge bench's load (1 thread, 8 connections, ``--duration`` s), ``--rounds`` rounds, the order rotated every
 round (so no server always follows another's shadow worker). Per server and round: requests/s, p50, p99,
 the server process's own CPU per answered request and its shadow worker's (``/proc``).
 
-Printed per tree: the rounds' shadow/single ratios (each shadow run against the same round's single run of
-its tree), their median with a distribution-free 95 % confidence interval (order statistics of the
-binomial), the quartiles, and the shadow's copies compared, sampled out and dropped (``/metrics``). Linux
+Printed per tree: the rounds' shadow/single and shadow/repo ratios (each shadow run against the same
+round's run of its tree), their median with a distribution-free 95 % confidence interval (order statistics of the
+binomial), the quartiles, and the shadow's copies compared, skipped (not copied while its worker was behind) and dropped (``/metrics``). Linux
 (``/proc``) and wrk only.
 
     python bench/shadow_ab.py --bundle B [--before-tree PATH] [--tree NAME=PATH ...] [--rounds 8] [--duration 3]
@@ -85,7 +86,7 @@ def quartiles(values: list[float]) -> tuple[float, float]:
 
 def shadow_counts(port: int) -> dict[str, str]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    return dict(re.findall(r"^deploykit_shadow_(compared|dropped|sampled_out)_total\{[^}]*\} (\S+)$", text, re.M))
+    return dict(re.findall(r"^deploykit_shadow_(compared|skipped|dropped)_total\{[^}]*\} (\S+)$", text, re.M))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copytree(args.bundle, root / "boston" / str(n))
             (root / "rollout.json").write_text(json.dumps({"schema_version": 1, "poll_seconds": 60, "models": {
                 "boston": {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}}}}))
-            for kind, target in (("single", args.bundle), ("shadow", root)):
+            plain = work / f"{tree}-plain"
+            for n in (1, 2):
+                shutil.copytree(args.bundle, plain / "boston" / str(n))
+            (plain / "rollout.json").write_text(json.dumps({"schema_version": 1, "poll_seconds": 60, "models": {
+                "boston": {"labels": {"stable": 1}}}}))
+            for kind, target in (("single", args.bundle), ("repo", plain), ("shadow", root)):
                 port = free_port()
                 proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", str(target), "--port", str(port)],
                                         cwd=path, env={**os.environ, "PYTHONPATH": str(path)},
@@ -146,21 +152,27 @@ def main(argv: list[str] | None = None) -> int:
         report: dict[str, object] = {"rounds": {f"{t}/{k}": v for (t, k), v in runs.items()}}
         for tree in trees:
             single, shadow = runs[(tree, "single")], runs[(tree, "shadow")]
-            line = []
-            for what in ("p99", "p50", "rps"):
-                ratio = [b[what] / a[what] for a, b in zip(single, shadow)]
-                med, lo, hi = median_ci(ratio)
-                q1, q3 = quartiles(ratio)
-                report[f"{tree}_{what}_ratio"] = {"each": ratio, "median": med, "ci95": [lo, hi], "iqr": [q1, q3]}
-                line.append(f"{what} {med:.3f} [95% CI {lo:.3f}-{hi:.3f}; IQR {q1:.3f}-{q3:.3f}]")
-            print(f"{tree}: shadow/single medians over {len(single)} rounds: " + "; ".join(line))
-            print(f"{tree}: p99 ratios by round: " + " ".join(f"{b['p99'] / a['p99']:.3f}" for a, b in zip(single, shadow)))
+            for base in ("single", "repo"):
+                line = []
+                for what in ("p99", "p50", "rps"):
+                    ratio = [b[what] / a[what] for a, b in zip(runs[(tree, base)], shadow)]
+                    med, lo, hi = median_ci(ratio)
+                    q1, q3 = quartiles(ratio)
+                    report[f"{tree}_{what}_shadow_vs_{base}"] = {"each": ratio, "median": med, "ci95": [lo, hi],
+                                                                 "iqr": [q1, q3]}
+                    line.append(f"{what} {med:.3f} [95% CI {lo:.3f}-{hi:.3f}; IQR {q1:.3f}-{q3:.3f}]")
+                print(f"{tree}: shadow/{base} medians over {len(single)} rounds: " + "; ".join(line))
+                print(f"{tree}: p99 shadow/{base} by round: "
+                      + " ".join(f"{b['p99'] / a['p99']:.3f}" for a, b in zip(runs[(tree, base)], shadow)))
+            print(f"{tree}: medians of the rounds' p99 (ms): single {statistics.median(x['p99'] for x in single):.2f}, "
+                  f"repo {statistics.median(x['p99'] for x in runs[(tree, 'repo')]):.2f}, "
+                  f"shadow {statistics.median(x['p99'] for x in shadow):.2f}")
             print(f"{tree}: server CPU per request single {statistics.median(x['cpu_us'] for x in single):.1f} us, "
                   f"shadow {statistics.median(x['cpu_us'] for x in shadow):.1f} us; shadow worker "
                   f"{statistics.median(x['worker_us'] for x in shadow):.1f} us per request")
             counts = shadow_counts(procs[(tree, "shadow")][1])
             report[f"{tree}_counts"] = counts
-            print(f"{tree}: shadow copies compared {counts.get('compared')}, sampled out {counts.get('sampled_out', '-')}, "
+            print(f"{tree}: shadow copies compared {counts.get('compared')}, skipped {counts.get('skipped', '-')}, "
                   f"dropped {counts.get('dropped')}")
         if args.json is not None:
             args.json.write_text(json.dumps(report, indent=1))

@@ -41,7 +41,8 @@ class Feed:
     def value(self, target: ShadowTarget, live: int, row: Any, value: float, pid: str) -> None:
         """A one-value answer's copy (on the request's path; never raises, never waits)."""
         worker = self.worker
-        if not self._admit(self.value, target, live, row, value, pid):
+        if (_get_ident() != worker.thread or worker.behind or worker.closed or target is not self.target) \
+                and not self._admit(self.value, target, live, row, value, pid):  # the usual case checked inline
             return
         floats, answers = self.floats, self.answers
         if len(row) != self.width:  # the first copy (a model's rows all have its width)
