@@ -3,8 +3,8 @@
 
 It imports only ``edge`` (the version's loader: ``edge.repository.load_bundle``, the same checks and
 self-test as the server's), numpy and the interpreter. It talks to the server over one Unix socket of
-datagrams (``FD``, a ``SOCK_SEQPACKET`` socketpair end): each message is one pickled tuple, so no framing
-and no partial reads. From the server:
+datagrams (``FD``, a ``SOCK_SEQPACKET`` socketpair end): each message is one datagram (a pickled tuple, or a
+values batch's raw bytes), so no framing and no partial reads. From the server:
 
 * ``("hello", sys_path, folder, lines, share)``: first, the server's ``sys.path`` (where ``edge`` and the
   loader come from), the private folder a message too large for one datagram goes through (``pack``),
@@ -36,8 +36,9 @@ It runs at the lowest CPU priority the system gives (``SCHED_IDLE``, else nice 1
 nothing else wants, and within a budget (``Budget``: after a batch it sleeps in proportion to the CPU time
 the batch took, so it takes at most ``share`` of one core however many copies wait: a worker always busy
 beside a saturated server costs the server's tail through the caches and cores they share). The server's
-answers never wait for it: while it is behind, the server makes no copy (counted there as skipped). It exits when the server's end of the socket closes (the server exited or was killed: no orphan;
-on Linux the kernel also sends it SIGKILL when its parent dies).
+answers never wait for it: while it is behind, the server makes no copy (counted there as skipped). It exits
+when the server's end of the socket closes (the server exited or was killed: no orphan; on Linux the kernel
+also sends it SIGKILL when its parent dies).
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ _FAILED = (math.nan, math.nan, None, math.nan)
 
 
 DATAGRAM = 96 * 1024  # a larger message goes through a file in the worker's folder, the datagram names it
-VALUES = struct.Struct("=cQIII")  # a values message's header: b"V", seq, tid, copies, floats per copy
+VALUES = struct.Struct("=cQIII")  # a values message's header: b"V", seq, tid, copies, floats per row
 
 
 def values_message(data: bytes) -> tuple[int, int, list[list[float]], list[float]]:

@@ -4,8 +4,8 @@ never runs on the server's event loop, its inference thread or its GIL.
 
 * On the request's path the dispatcher (``edge.dispatch``, through its ``shadow_sink``: a ``Feed``) appends
   the row's floats to its model's ``array('d')`` and the live answer to a list (the live version and
-  prediction id too when a shadow log is written; a batch's inputs and outputs, one per request, on the general path).
-  No syscall, no lock, no thread to wake. The batch is sent every ``BATCH`` copies (``loop.call_soon``, so
+  prediction id too when a shadow log is written; a batch's inputs and outputs, one per request, on the
+  general path). No syscall, no lock, no thread to wake. The batch is sent every ``BATCH`` copies (``loop.call_soon``, so
   after the answer being made) or ``FLUSH_SECONDS`` after its first copy (``loop.call_later``), one
   datagram: a one-value batch is its floats' bytes behind a 25-byte header (``edge.shadow_process.VALUES``,
   one ``sendmsg``, nothing pickled), any other a pickle (``edge.shadow_process.pack``).
