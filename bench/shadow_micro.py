@@ -2,12 +2,12 @@
 ``Dispatcher.predict_value`` calls (the Boston bundle as versions 1 and 2) with version 2 shadowing every
 request through the server's ``ShadowWorker`` and its worker process, against the same dispatcher with no
 shadow, in turn, ``--rounds`` times, for this tree and each ``--tree NAME=PATH`` (each in its own
-interpreter importing that tree), paced at ``--rate`` requests a second (the loop busy in between, as it is
-with the HTTP work of the bench's load). The worker's answers are read after every batch, as the server's loop
-does. First, the parts alone, ``--rounds`` runs of 300 batches each, trees in turn: the time a copy takes to
+interpreter importing that tree), 128 requests at a time, then a pause as long as 128 requests take at
+``--rate`` a second (the worker catches up; the pause is not counted). The worker's answers are read after
+every 128 requests, as the server's loop does. First, the parts alone, ``--rounds`` runs of 300 batches each, trees in turn: the time a copy takes to
 be appended, a batch of 128 to be sent, its answer to be read (the worker given 3 ms between batches).
-Printed per tree: the loop's time per request (mean, p99 and the largest, shadow and not), the time of
-one batch's send (median, largest) and of reading its answer, the copies compared and skipped.
+Then, per tree, the loop thread's CPU time per request (``time.thread_time``: the prediction, the copy, the
+sends, reading the answers), shadow and not, the rounds' differences and the copies compared.
 
     python bench/shadow_micro.py --bundle B [--tree NAME=PATH ...] [--requests 20000] [--rounds 5]
 """
@@ -34,7 +34,6 @@ from edge.dispatch import Dispatcher
 from edge.server.shadow_worker import ShadowWorker
 
 work, requests, rounds, rate = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-gap = 1.0 / rate if rate > 0 else 0.0
 dispatchers = {}
 for kind in ("single", "shadow"):
     repo = Repository(work / kind)
@@ -42,39 +41,30 @@ for kind in ("single", "shadow"):
     dispatchers[kind] = Dispatcher(repo, "boston", log=lambda _: None)
 worker = ShadowWorker(None)
 worker.max_queue = 10 ** 9  # never behind: every copy made and sent (what the loop pays at a load the worker keeps up with)
-dispatchers["shadow"].shadow_sink = feed = worker.feed()
-sends, reads = [], []
-send = worker.flush_feed
-def timed_send(f):
-    t = time.perf_counter(); send(f); sends.append(time.perf_counter() - t)
-    if worker.sock is not None:  # the loop reads the answers once they come
-        t = time.perf_counter(); worker._readable(); reads.append(time.perf_counter() - t)
-worker.flush_feed = timed_send
+dispatchers["shadow"].shadow_sink = worker.feed()
 row = [6.0, 250.0, 66.5]
-clock = time.perf_counter
+cpu, sleep = time.thread_time, time.sleep
+pause = 128 / rate  # the loop's other work for 128 requests at the bench's load, slept: the worker catches up
 out = {"single": [], "shadow": []}
 for kind in ("single", "shadow"):  # warm up (and start the worker process)
     for _ in range(2000):
         dispatchers[kind].predict_value(row)
 worker.wait(30)
-del sends[:], reads[:]
 for _ in range(rounds):
     for kind in ("single", "shadow"):
         d = dispatchers[kind]
-        times = [0.0] * requests
-        slot = clock()
-        for i in range(requests):
-            t = clock(); d.predict_value(row); times[i] = clock() - t
-            slot += gap  # the rest of a request's time on a server's loop at the bench's load (spent, not slept)
-            while clock() < slot:
-                pass
-        times.sort()
-        out[kind].append({"mean_us": sum(times) / requests * 1e6, "p99_us": times[int(requests * 0.99)] * 1e6,
-                          "max_us": times[-1] * 1e6})
+        spent = 0.0
+        for i in range(requests // 128):
+            t = cpu()
+            for _ in range(128):
+                d.predict_value(row)
+            if worker.sock is not None:
+                worker._readable()  # the answers that came, as the server's loop reads them
+            spent += cpu() - t
+            sleep(pause)
+        out[kind].append(spent / (requests // 128 * 128) * 1e6)
 worker.wait(30)
 stats = dispatchers["shadow"].shadow_stats
-out["send_us"] = [x * 1e6 for x in sends]
-out["read_us"] = [x * 1e6 for x in reads]
 out["counts"] = {"compared": stats.compared, "dropped": stats.dropped}
 worker.stop()
 print(json.dumps(out))
@@ -130,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rate", type=float, default=20000,
-                        help="requests a second, the loop busy in between (as at the HTTP bench's load); 0: flat out")
+                        help="the load the pauses stand for (requests a second)")
     args = parser.parse_args(argv)
     trees = {name: Path(path).resolve() for name, _, path in (t.partition("=") for t in args.tree)}
     trees["this"] = REPO
@@ -159,15 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                                  cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
                                  text=True, check=True).stdout
             r = json.loads(got.strip().splitlines()[-1])
-            extra = [b["mean_us"] - a["mean_us"] for a, b in zip(r["single"], r["shadow"])]
-            p99 = [b["p99_us"] / a["p99_us"] for a, b in zip(r["single"], r["shadow"])]
+            extra = [b - a for a, b in zip(r["single"], r["shadow"])]
             med = statistics.median
-            print(f"{name}: loop time per request single {med(x['mean_us'] for x in r['single']):.2f} us, shadow "
-                  f"{med(x['mean_us'] for x in r['shadow']):.2f} us (+{med(extra):.2f} us; rounds "
-                  f"{' '.join(f'{x:+.2f}' for x in extra)}); p99 shadow/single {med(p99):.3f}; largest single "
-                  f"{med(x['max_us'] for x in r['single']):.0f} us, shadow {med(x['max_us'] for x in r['shadow']):.0f} us")
-            print(f"{name}: one batch's send median {med(r['send_us']):.1f} us (largest {max(r['send_us']):.0f}), "
-                  f"reading its answer median {med(r['read_us']) if r['read_us'] else 0:.1f} us; {r['counts']}")
+            print(f"{name}: the loop's CPU per request (thread time: predict_value, the copy, the sends, reading the "
+                  f"answers) single {med(r['single']):.2f} us, shadow {med(r['shadow']):.2f} us: +{med(extra):.2f} us "
+                  f"(rounds {' '.join(f'{x:+.2f}' for x in extra)}); {r['counts']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
