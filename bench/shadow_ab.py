@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--before-tree", type=Path, metavar="PATH", help="the same as --tree before=PATH")
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH", help="another tree to compare")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
+                        help="a tree whose shadowed server alone runs, compared with this tree's single and repo")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write every round's figures here")
@@ -105,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         name, _, path = spec.partition("=")
         trees[name] = Path(path).resolve()
     trees["after"] = REPO
+    variants = {name: Path(path).resolve() for name, _, path in (v.partition("=") for v in args.variant)}
     work = Path(tempfile.mkdtemp(prefix="shadow_ab_"))
     script = work / "post.lua"
     script.write_text(LUA)
     procs: dict[tuple[str, str], tuple[subprocess.Popen, int]] = {}
     try:
-        for tree, path in trees.items():
+        for tree, path in {**trees, **variants}.items():
             root = work / tree
             for n in (1, 2):
                 shutil.copytree(args.bundle, root / "boston" / str(n))
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copytree(args.bundle, plain / "boston" / str(n))
             (plain / "rollout.json").write_text(json.dumps({"schema_version": 1, "poll_seconds": 60, "models": {
                 "boston": {"labels": {"stable": 1}}}}))
-            for kind, target in (("single", args.bundle), ("repo", plain), ("shadow", root)):
+            kinds = (("single", args.bundle), ("repo", plain), ("shadow", root))
+            for kind, target in (kinds[2:] if tree in variants else kinds):
                 port = free_port()
                 proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", str(target), "--port", str(port)],
                                         cwd=path, env={**os.environ, "PYTHONPATH": str(path)},
@@ -150,12 +154,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1}: " + "  ".join(
                 f"{t}/{k} {v[-1]['rps']:.0f}/s p99 {v[-1]['p99']:.2f} ms" for (t, k), v in runs.items()), flush=True)
         report: dict[str, object] = {"rounds": {f"{t}/{k}": v for (t, k), v in runs.items()}}
-        for tree in trees:
-            single, shadow = runs[(tree, "single")], runs[(tree, "shadow")]
+        for tree in {**trees, **variants}:
+            own = "after" if tree in variants else tree
+            single, shadow = runs[(own, "single")], runs[(tree, "shadow")]
             for base in ("single", "repo"):
                 line = []
                 for what in ("p99", "p50", "rps"):
-                    ratio = [b[what] / a[what] for a, b in zip(runs[(tree, base)], shadow)]
+                    ratio = [b[what] / a[what] for a, b in zip(runs[(own, base)], shadow)]
                     med, lo, hi = median_ci(ratio)
                     q1, q3 = quartiles(ratio)
                     report[f"{tree}_{what}_shadow_vs_{base}"] = {"each": ratio, "median": med, "ci95": [lo, hi],
@@ -163,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                     line.append(f"{what} {med:.3f} [95% CI {lo:.3f}-{hi:.3f}; IQR {q1:.3f}-{q3:.3f}]")
                 print(f"{tree}: shadow/{base} medians over {len(single)} rounds: " + "; ".join(line))
                 print(f"{tree}: p99 shadow/{base} by round: "
-                      + " ".join(f"{b['p99'] / a['p99']:.3f}" for a, b in zip(runs[(tree, base)], shadow)))
+                      + " ".join(f"{b['p99'] / a['p99']:.3f}" for a, b in zip(runs[(own, base)], shadow)))
             print(f"{tree}: medians of the rounds' p99 (ms): single {statistics.median(x['p99'] for x in single):.2f}, "
-                  f"repo {statistics.median(x['p99'] for x in runs[(tree, 'repo')]):.2f}, "
+                  f"repo {statistics.median(x['p99'] for x in runs[(own, 'repo')]):.2f}, "
                   f"shadow {statistics.median(x['p99'] for x in shadow):.2f}")
             print(f"{tree}: server CPU per request single {statistics.median(x['cpu_us'] for x in single):.1f} us, "
                   f"shadow {statistics.median(x['cpu_us'] for x in shadow):.1f} us; shadow worker "
