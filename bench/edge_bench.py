@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -132,15 +133,30 @@ def post_once(port: int, timeout: float = 2.0) -> int:
         return resp.status
 
 
+def median_ci(values: list[float]) -> tuple[float, float, float]:
+    """The median and a distribution-free 95 % confidence interval for it (order statistics of the
+    binomial; the extremes for fewer than 6 values)."""
+    xs = sorted(values)
+    n = len(xs)
+    k = 0
+    for j in range(n // 2, -1, -1):
+        if sum(math.comb(n, i) for i in range(j)) / 2 ** n <= 0.025:
+            k = j
+            break
+    lo, hi = (xs[k - 1], xs[n - k]) if k >= 1 else (xs[0], xs[-1])
+    return statistics.median(xs), lo, hi
+
+
 def shadow_counts(port: int) -> dict:
-    """The shadow's compared and dropped copies from a server's /metrics (empty when it has no shadow)."""
+    """The shadow's compared, skipped (not copied while its worker was behind) and dropped copies and its
+    failed predictions, from a server's /metrics (empty when it has no shadow)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
     except OSError:
         return {}
     out = {}
-    for what in ("compared", "dropped", "errors"):
+    for what in ("compared", "skipped", "dropped", "errors"):
         m = re.search(rf"^deploykit_shadow_{what}_total{{[^}}]*}} (\S+)$", text, re.M)
         if m:
             out[what] = float(m.group(1))
@@ -515,8 +531,13 @@ def main(argv: list[str] | None = None) -> int:
               + "   (the server process's threads; the shadow's worker process not in it)")
     sh = results["edge_shadow"].get("shadow", {})
     if sh:
-        print(f"{'shadow copies compared/dropped':32} {sh.get('compared', 0):12.0f} {sh.get('dropped', 0):12.0f}   "
-              f"(over every round; copies are dropped while the worker is behind)")
+        print(f"{'shadow compared/skipped/dropped':32} {sh.get('compared', 0):12.0f} {sh.get('skipped', 0):12.0f} "
+              f"{sh.get('dropped', 0):12.0f}   (over every round; requests are not copied while the worker is behind)")
+    paired = [s["p99_ms"] / x["p99_ms"] for x, s in zip(e["rounds"], results["edge_shadow"]["rounds"])]
+    med, lo, hi = median_ci(paired)
+    results["edge_shadow"]["p99_vs_single_by_round"] = paired
+    print(f"{'p99 shadow/single by round':32} " + " ".join(f"{x:.3f}" for x in paired)
+          + f"   (median {med:.3f}, 95% CI {lo:.3f}-{hi:.3f}; the figure below is the medians' ratio)")
     print(f"{'RSS per loaded version (MB)':32} {memory['rss_per_version_mb']:12.1f}   "
           f"(1 version {memory['rss_1_version_mb']:.1f}, 4 versions {memory['rss_4_versions_mb']:.1f})")
     if "edge_before" in results:

@@ -63,8 +63,12 @@ class RolloutCollector(Collector):
         shadow_errors = CounterMetricFamily("deploykit_shadow_errors", "Shadow predictions that failed.",
                                             labels=["model", "shadow_version"])
         dropped = CounterMetricFamily("deploykit_shadow_dropped",
-                                      "Copies for the shadow not compared: its worker process was behind, "
-                                      "exited, the shadow version went away first, or the server stopped.",
+                                      "Copies for the shadow made and not compared: the socket refused them, its "
+                                      "worker process exited, the shadow version went away first, or the server "
+                                      "stopped.", labels=["model", "shadow_version"])
+        skipped = CounterMetricFamily("deploykit_shadow_skipped",
+                                      "Requests not copied for the shadow while its worker process was behind "
+                                      "(its CPU budget): at saturation the shadow compares a sampled share.",
                                       labels=["model", "shadow_version"])
         top1 = CounterMetricFamily("deploykit_shadow_top1_differs", "Shadow comparisons whose top-1 class differs.",
                                    labels=["model", "shadow_version"])
@@ -106,6 +110,7 @@ class RolloutCollector(Collector):
                     compared.add_metric(key, sh.compared)
                     shadow_errors.add_metric(key, sh.errors)
                     dropped.add_metric(key, sh.dropped)
+                    skipped.add_metric(key, sh.skipped)
                     top1.add_metric(key, sh.top1_differs)
                     for family, hist in ((absolute, sh.absolute), (relative, sh.relative)):
                         family.add_metric(key, [(_bound(b), n) for b, n in hist.cumulative()], hist.sum)
@@ -118,5 +123,5 @@ class RolloutCollector(Collector):
                         for family, field in ((mae, "mae"), (rmse, "rmse"), (accuracy, "accuracy")):
                             if stats.get(field) is not None:
                                 family.add_metric(key, stats[field])
-        yield from (answers, checks, errors, fallbacks, rollbacks, compared, shadow_errors, dropped, top1, absolute, relative,
+        yield from (answers, checks, errors, fallbacks, rollbacks, compared, shadow_errors, dropped, skipped, top1, absolute, relative,
                     *([restarts] if workers else []), joined, mae, rmse, accuracy)

@@ -10,7 +10,7 @@ numbers) and records the comparison in the model's ``ShadowStats`` (``/metrics``
 each row's own disagreement (``ShadowJob.rows``), one shadow-log line per prediction id.
 
 ``ShadowStats``' histogram updates hold its lock, so a scrape never sees a histogram's count without its
-sum; its ``dropped`` is counted without it by the one thread copies are made on.
+sum; its ``dropped`` and ``skipped`` are counted without it by the one thread copies are made on.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ class Histogram:
 
 class ShadowStats:
     """The shadow version's disagreement with the live answers it copied: requests compared, shadow
-    predictions that failed, copies dropped (the worker's queue was full, or the shadow version went away
-    before its turn), top-1 differences, and the absolute and relative histograms (one observation per
+    predictions that failed, copies skipped (not made while the server's shadow worker process was behind:
+    its CPU budget; at saturation the shadow compares a sampled share), copies dropped (made and lost: the
+    socket refused them, the process exited, the shadow version went away before its turn, or the server
+    stopped), top-1 differences, and the absolute and relative histograms (one observation per
     request: a batch's largest difference)."""
 
     def __init__(self, version: Optional[int] = None) -> None:
@@ -64,6 +66,7 @@ class ShadowStats:
         self.compared = 0
         self.errors = 0
         self.dropped = 0
+        self.skipped = 0
         self.top1_differs = 0
         self.absolute = Histogram(ABS_BUCKETS)
         self.relative = Histogram(REL_BUCKETS)

@@ -3,25 +3,29 @@
 
 It imports only ``edge`` (the version's loader: ``edge.repository.load_bundle``, the same checks and
 self-test as the server's), numpy and the interpreter. It talks to the server over one Unix socket of
-datagrams (``FD``, a ``SOCK_SEQPACKET`` socketpair end): each message is one pickled tuple, so no framing
-and no partial reads. From the server:
+datagrams (``FD``, a ``SOCK_SEQPACKET`` socketpair end): each message is one datagram (a pickled tuple, or a
+values batch's raw bytes), so no framing and no partial reads. From the server:
 
-* ``("hello", sys_path, folder, lines)``: first, the server's ``sys.path`` (where ``edge`` and the loader
-  come from), the private folder a message too large for one datagram goes through (``pack``), and
-  whether the server writes shadow-log lines (then each copy's comparison is sent back).
+* ``("hello", sys_path, folder, lines, share)``: first, the server's ``sys.path`` (where ``edge`` and the
+  loader come from), the private folder a message too large for one datagram goes through (``pack``),
+  whether the server writes shadow-log lines (then each copy's comparison is sent back), and the most of
+  one core this process takes (``Budget``).
 * ``("target", tid, loader, path, variant, fingerprint, manifest)``: copies tagged ``tid`` are predicted on the version
   at ``path`` (``loader(path, variant)``, loaded once per path) and compared the way the live version's
   ``manifest`` says. A load that fails is said once on stderr and every copy of that target counts as a
   failed shadow prediction.
 * ``("forget", tid)``: no more copies are tagged ``tid``; its version is unloaded unless another target has it.
-* ``("values", seq, tid, rows, live)``: one-value copies: ``rows[i]`` answered by the shadow's
-  ``predict_value``, compared with ``live[i]`` (``edge.rollout.disagreement_value``, as in process).
+* values (not a pickle: ``VALUES``' header ``b"V", seq, tid, n, width``, then ``n * width`` native
+  float64s, the ``n`` rows one after the other, then their ``n`` live answers): ``n`` one-value copies; each row
+  answered by the shadow's ``predict_value`` and compared with the live answer
+  (``edge.rollout.disagreement_value``, as in process). The float64s are the server's floats, bit for bit.
 * ``("jobs", seq, tid, jobs)``: other copies, one per request, ``(inputs, live)``: a batch's
   ``{input: array}`` and live ``{output key: array}`` (``predict``; each row's own difference too), or a
   one-value row and its float.
 * ``("stop",)``: the copies before it are all answered (they come in order); it exits.
 
-To the server, per ``values``/``jobs`` message, ``("done", seq, summary, columns)``: the batch counted as
+To the server, for the values / ``jobs`` messages it found waiting, one ``("done", [(seq, summary, columns),
+...])``: each batch counted as
 ``ShadowStats.add`` takes it (``edge.shadow.summarize``), and, when the server writes a shadow log, the
 copies' comparisons as columns ``[absolute, relative, top1, score, rows]`` (lists in the copies' order;
 ``absolute`` NaN for a failed shadow prediction, a value no comparison gives: ``edge.rollout`` makes a NaN
@@ -29,9 +33,12 @@ difference infinite; ``rows``: for ``jobs`` each request's ``(absolute, relative
 batch, ``edge.shadow.per_row``, else None), else None.
 
 It runs at the lowest CPU priority the system gives (``SCHED_IDLE``, else nice 19), so it uses only CPU
-nothing else wants; the server's answers never wait for it (copies it is behind on are dropped there,
-counted). It exits when the server's end of the socket closes (the server exited or was killed: no orphan;
-on Linux the kernel also sends it SIGKILL when its parent dies).
+nothing else wants, and within a budget (``Budget``: after a batch it sleeps in proportion to the CPU time
+the batch took, so it takes at most ``share`` of one core however many copies wait: a worker always busy
+beside a saturated server costs the server's tail through the caches and cores they share). The server's
+answers never wait for it: while it is behind, the server makes no copy (counted there as skipped). It exits
+when the server's end of the socket closes (the server exited or was killed: no orphan; on Linux the kernel
+also sends it SIGKILL when its parent dies).
 """
 
 from __future__ import annotations
@@ -41,8 +48,11 @@ import os
 import pickle
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import time
+from array import array
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -154,16 +164,52 @@ _FAILED = (math.nan, math.nan, None, math.nan)
 
 
 DATAGRAM = 96 * 1024  # a larger message goes through a file in the worker's folder, the datagram names it
+VALUES = struct.Struct("=cQIII")  # a values message's header: b"V", seq, tid, copies, floats per row
+
+
+def values_message(data: bytes) -> tuple[int, int, list[list[float]], list[float]]:
+    """A values message's (seq, tid, rows, live answers).
+
+    Raises:
+        struct.error, ValueError: ``data`` is not one.
+    """
+    _, seq, tid, n, width = VALUES.unpack_from(data)
+    flat = array("d")
+    flat.frombytes(memoryview(data)[VALUES.size:VALUES.size + n * (width + 1) * 8])
+    floats = flat.tolist()
+    if len(floats) != n * (width + 1):
+        raise ValueError(f"a values message of {len(floats)} floats, not {n} x ({width} + 1)")
+    end = n * width
+    return seq, tid, [floats[i:i + width] for i in range(0, end, width)], floats[end:]
+
+
+class Budget:
+    """At most ``share`` of one core: after work that took ``spent`` CPU seconds, ``rest`` says how long to
+    sleep (``spent * (1 / share - 1)``, owed up to 2 ms at a time so that short batches do not each sleep)."""
+
+    MIN_SLEEP = 0.002
+
+    def __init__(self, share: float) -> None:
+        self.factor = 1.0 / share - 1.0 if 0.0 < share < 1.0 else 0.0
+        self.owed = 0.0
+
+    def rest(self, spent: float) -> float:
+        """The seconds to sleep now after ``spent`` CPU seconds of work (0: not yet)."""
+        self.owed += spent * self.factor
+        if self.owed < self.MIN_SLEEP:
+            return 0.0
+        owed, self.owed = self.owed, 0.0
+        return owed
 
 
 def pack(message: Any, folder: Optional[str], name: str) -> bytes:
-    """One message as the datagram to send: its pickle, or (larger than ``DATAGRAM``) a ``("file", path)``
-    whose file holds it (written to ``folder``, removed by the reader).
+    """One message as the datagram to send: its pickle (``bytes``: a values message as it is), or (larger
+    than ``DATAGRAM``) a ``("file", path)`` whose file holds it (written to ``folder``, removed by the reader).
 
     Raises:
         OSError: the file could not be written.
     """
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    data = message if isinstance(message, bytes) else pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     if len(data) <= DATAGRAM or folder is None:
         return data
     path = os.path.join(folder, name)
@@ -173,72 +219,112 @@ def pack(message: Any, folder: Optional[str], name: str) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    """The message of a datagram ``pack`` made (its file read and removed).
+    """The message of a datagram ``pack`` made (its file read and removed); a values message (bytes, not a
+    pickle) as its ``("values", seq, tid, rows, live)``.
 
     Raises:
         OSError: a named file could not be read; pickle.UnpicklingError (or what loading raises) for
         a datagram that is not one.
     """
+    if data[:1] == b"V":
+        return ("values", *values_message(data))
     message = pickle.loads(data)
     if message[0] == "file":
         path = message[1]
         try:
             with open(path, "rb") as f:
-                message = pickle.loads(f.read())
+                data = f.read()
         finally:
             try:
                 os.unlink(path)
             except OSError:
                 pass
+        message = ("values", *values_message(data)) if data[:1] == b"V" else pickle.loads(data)
     return message
 
 
+POLL_SECONDS = 0.01
+"""While copies keep coming the process looks for more this often, by its own timer, instead of being woken by
+each batch (a send to a process blocked on the socket wakes it: a cost paid on the server's event loop)."""
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
 def serve(sock: socket.socket) -> int:
-    """Answer the server's messages until ``stop`` or the end of the socket; returns the exit status."""
+    """Answer the server's messages until ``stop`` or the end of the socket; returns the exit status.
+
+    It blocks on the socket only while no copies come; while they do, it takes every datagram waiting,
+    answers them in one message, rests (``Budget``, at least ``POLL_SECONDS``) and looks again."""
+    from edge.shadow import summarize
+
     shadow = Shadow()
     folder: Optional[str] = None
     lines = False
+    budget = Budget(1.0)
     recv, send = sock.recv, sock.send
+    clock, sleep = time.thread_time, time.sleep
+    data: Optional[bytes] = None
     while True:
+        if data is None:
+            try:
+                data = recv(DATAGRAM)
+            except OSError:
+                return 0
+        began = clock()
+        done: list[tuple[int, Any, Any]] = []
+        stopping = False
+        while data is not None:
+            if not data:  # the server is gone
+                return 0
+            message = unpack(data)
+            kind = message[0]
+            data = None
+            if kind == "values" or kind == "jobs":
+                cols = shadow.values(message[2], message[3], message[4]) if kind == "values" \
+                    else shadow.jobs(message[2], message[3])
+                done.append((message[1], summarize(*cols[:4]), cols if lines else None))
+            elif kind == "target":
+                shadow.target(*message[1:])
+            elif kind == "forget":
+                shadow.forget(message[1])
+            elif kind == "hello":
+                sys.path[:] = list(message[1])
+                folder, lines = message[2], message[3]
+                budget = Budget(message[4])
+            elif kind == "stop":
+                stopping = True
+                break
+            if _DONTWAIT:
+                try:
+                    data = recv(DATAGRAM, _DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    data = None
+                except OSError:
+                    return 0
+        if not done:
+            if stopping:
+                return 0
+            continue
         try:
-            data = recv(DATAGRAM)
+            send(pack(("done", done), folder, f"r{done[0][0]}"))
         except OSError:
             return 0
-        if not data:  # the server is gone
+        if stopping:
             return 0
-        message = unpack(data)
-        kind = message[0]
-        if kind == "values":
-            cols = shadow.values(message[2], message[3], message[4])
-        elif kind == "jobs":
-            cols = shadow.jobs(message[2], message[3])
-        elif kind == "target":
-            shadow.target(*message[1:])
+        if not _DONTWAIT:
             continue
-        elif kind == "forget":
-            shadow.forget(message[1])
-            continue
-        elif kind == "hello":
-            sys.path[:] = list(message[1])
-            folder, lines = message[2], message[3]
-            continue
-        elif kind == "stop":
-            return 0
-        else:
-            continue
+        sleep(max(budget.rest(clock() - began), POLL_SECONDS))
         try:
-            from edge.shadow import summarize
-
-            done = ("done", message[1], summarize(*cols[:4]), cols if lines else None)
-            send(pack(done, folder, f"r{message[1]}"))
+            data = recv(DATAGRAM, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            data = None
         except OSError:
             return 0
 
 
-def spawn(folder: str, lines: bool) -> tuple[subprocess.Popen, socket.socket]:
+def spawn(folder: str, lines: bool, share: float = 1.0) -> tuple[subprocess.Popen, socket.socket]:
     """Start ``python -m edge.shadow_process`` (this interpreter, this ``edge``) with one end of a new
-    socketpair, say hello (``lines``: send each copy's comparison back); (the process, the server's end,
-    non-blocking).
+    socketpair, say hello (``lines``: send each copy's comparison back; ``share``: its CPU budget); (the
+    process, the server's end, non-blocking).
 
     Raises:
         OSError: the socket or the process could not be made.
@@ -256,7 +342,7 @@ def spawn(folder: str, lines: bool) -> tuple[subprocess.Popen, socket.socket]:
         env["PYTHONPATH"] = os.pathsep.join([_REPO, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
         proc = subprocess.Popen([sys.executable, "-m", "edge.shadow_process", str(theirs.fileno())],
                                 pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
-        ours.send(pack(("hello", list(sys.path), folder, lines), None, ""))
+        ours.send(pack(("hello", list(sys.path), folder, lines, share), None, ""))
     except OSError:
         ours.close()
         raise

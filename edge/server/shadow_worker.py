@@ -3,15 +3,19 @@
 never runs on the server's event loop, its inference thread or its GIL.
 
 * On the request's path the dispatcher (``edge.dispatch``, through its ``shadow_sink``: a ``Feed``) appends
-  one tuple to its model's batch: the row, the live answer, the live version and the prediction id (a
-  batch's inputs and outputs, one per request, on the general path). No syscall, no lock, no thread to
-  wake. The batch is sent every ``BATCH`` copies (``loop.call_soon``, so after the answer being made) or
-  ``FLUSH_SECONDS`` after its first copy (``loop.call_later``), one datagram (``edge.shadow_process.pack``).
+  the row's floats to its model's ``array('d')`` and the live answer to a list (the live version and
+  prediction id too when a shadow log is written; a batch's inputs and outputs, one per request, on the
+  general path). No syscall, no lock, no thread to wake. The batch is sent every ``BATCH`` copies (``loop.call_soon``, so
+  after the answer being made) or ``FLUSH_SECONDS`` after its first copy (``loop.call_later``), one
+  datagram: a one-value batch is its floats' bytes behind a 25-byte header (``edge.shadow_process.VALUES``,
+  one ``sendmsg``, nothing pickled), any other a pickle (``edge.shadow_process.pack``).
 * The worker process is started at the first batch (a server without a shadow starts nothing) and runs
-  at the lowest CPU priority (``SCHED_IDLE``, else nice 19): it uses only CPU nothing else wants. While it
-  is ``MAX_QUEUE`` copies behind (sent, not answered) no copy is made (``behind``, cleared at a quarter),
-  and each one not made is counted as dropped (``deploykit_shadow_dropped_total``), as is a batch the
-  socket refuses: the shadow compares fewer requests instead of slowing the answers down.
+  at the lowest CPU priority (``SCHED_IDLE``, else nice 19), within a CPU budget (``CPU_SHARE`` of one
+  core: it sleeps after each batch in proportion to the CPU time it took). While it is ``MAX_QUEUE`` copies
+  behind (sent, not answered) no copy is made (``behind``, cleared at a quarter) and each request not
+  copied is counted as skipped (``deploykit_shadow_skipped_total``): at saturation the shadow compares a
+  sampled share instead of slowing the answers down; at a load it keeps up with, every copy. A batch the
+  socket refuses is counted as dropped (``deploykit_shadow_dropped_total``).
 * Its answers (one per copy: the ``Disagreement`` fields, each row's for a batch) are read on the event
   loop (``loop.add_reader``, no thread), counted in the target's ``ShadowStats`` (``/metrics``) and written
   to ``shadow.csv``, one line per prediction id.
@@ -37,12 +41,13 @@ import sys
 import tempfile
 import threading
 import time
+from array import array
 from typing import Any, Callable, Optional
 
 from edge.server.messages import utc_now
 from edge.shadow import ShadowTarget
 from edge.shadow_feed import Feed
-from edge.shadow_process import pack, spawn, unpack
+from edge.shadow_process import DATAGRAM, VALUES, pack, spawn, unpack
 
 _get_ident = threading.get_ident
 
@@ -54,16 +59,19 @@ class ShadowWorker:
         logs: the ``edge.logs.CsvLogs`` (``--log-dir``) the shadow lines go to, or None.
         max_queue: the most copies sent and not answered; while so many are, no copy is made (counted).
         log: where a worker process's exit is said (default stderr).
+        cpu_share: the most of one core the worker process takes (``CPU_SHARE``; 1: no budget).
     """
 
     MAX_QUEUE = 1024
     BATCH = 128  # copies per batch sent
     FLUSH_SECONDS = 0.01  # the longest a copy waits to be sent
     RESTART_SECONDS = 1.0
+    CPU_SHARE = 0.25  # the worker process's budget: at most a quarter of one core, however many copies wait
 
     def __init__(self, logs: Any = None, max_queue: int = MAX_QUEUE,
-                 log: Optional[Callable[[str], None]] = None) -> None:
+                 log: Optional[Callable[[str], None]] = None, cpu_share: float = CPU_SHARE) -> None:
         self.logs = logs
+        self.cpu_share = cpu_share
         self.max_queue = max_queue
         self.batch = min(self.BATCH, max(1, max_queue // 4))
         self.log = log or (lambda line: print(f"deploykit-edge: {line}", file=sys.stderr, flush=True))
@@ -77,7 +85,7 @@ class ShadowWorker:
         self.proc: Optional[subprocess.Popen] = None
         self.sock: Optional[socket.socket] = None
         self.feeds: list[Feed] = []
-        self._pending: dict[int, tuple[str, ShadowTarget, list[Any], list[Any]]] = {}
+        self._pending: dict[int, tuple[str, ShadowTarget, int, list[Any], list[Any]]] = {}
         self._seq = 0
         self._tid = 0
         self._folder: Optional[str] = None
@@ -124,9 +132,15 @@ class ShadowWorker:
                 return
             self.attach(loop)
         if n == 1:
-            loop.call_later(self.FLUSH_SECONDS, self.flush_feed, feed)
+            loop.call_later(self.FLUSH_SECONDS, self._due, feed, feed.sent)
         else:
             loop.call_soon(self.flush_feed, feed)
+
+    def _due(self, feed: Feed, sent: int) -> None:
+        """A batch's ``FLUSH_SECONDS`` are up: send it, unless it went already (full: the copies now batched
+        are a later batch's, whose own time comes)."""
+        if feed.sent == sent:
+            self.flush_feed(feed)
 
     def retarget(self, feed: Feed, target: ShadowTarget) -> None:
         """A feed's copies go to another target from now on: its batch is sent, the process told to forget
@@ -148,18 +162,20 @@ class ShadowWorker:
 
     def flush_feed(self, feed: Feed) -> None:
         """Send one feed's batch (its copies are counted as dropped when the process cannot take them)."""
-        items, jobs, target = feed.items, feed.jobs, feed.target
-        if target is None or not (items or jobs):
+        answers, jobs, target = feed.answers, feed.jobs, feed.target
+        if target is None or not (answers or jobs):
             return
-        feed.items, feed.jobs = [], []
-        if items:
-            rows, values, lives, ids = zip(*items)
-            self._send("values", target, (rows, values), list(lives), list(ids))
+        feed.sent += 1
+        if answers:
+            floats, lives, ids = feed.floats, feed.lives, feed.ids
+            feed.floats, feed.answers, feed.lives, feed.ids = array("d"), [], [], []
+            self._send("values", target, (feed.width, floats, array("d", answers)), len(answers), lives, ids)
         if jobs:
-            self._send("jobs", target, [(j[0], j[1]) for j in jobs], [j[2] for j in jobs], [j[3] for j in jobs])
+            feed.jobs = []
+            self._send("jobs", target, [(j[0], j[1]) for j in jobs], len(jobs), [j[2] for j in jobs],
+                       [j[3] for j in jobs])
 
-    def _send(self, kind: str, target: ShadowTarget, payload: Any, lives: list[Any], ids: list[Any]) -> None:
-        n = len(lives)
+    def _send(self, kind: str, target: ShadowTarget, payload: Any, n: int, lives: list[Any], ids: list[Any]) -> None:
         stats = target.stats
         if self.closed or self.outstanding >= self.max_queue or target.version.predictor is None:
             stats.dropped += n  # behind, stopped, or the shadow version went away before its turn
@@ -172,8 +188,15 @@ class ShadowWorker:
         try:
             if target.tid not in self._told:
                 self._tell(target)
-            message = ("values", seq, target.tid, *payload) if kind == "values" else ("jobs", seq, target.tid, payload)
-            sock.send(pack(message, self._folder, f"m{seq}"))
+            if kind == "values":
+                width, floats, answers = payload
+                head = VALUES.pack(b"V", seq, target.tid, n, width)
+                if len(head) + (len(floats) + n) * 8 <= DATAGRAM:
+                    sock.sendmsg((head, floats, answers))  # the floats' bytes as they are: no copy, no pickle
+                else:
+                    sock.send(pack(head + floats.tobytes() + answers.tobytes(), self._folder, f"m{seq}"))
+            else:
+                sock.send(pack(("jobs", seq, target.tid, payload), self._folder, f"m{seq}"))
         except (BlockingIOError, InterruptedError):
             stats.dropped += n  # the socket is full: the process is behind
             self._unlink(f"m{seq}")
@@ -191,7 +214,7 @@ class ShadowWorker:
                 self.log(f"a shadow copy could not be sent to the worker process ({type(exc).__name__}: {exc}); "
                          "such copies are dropped (counted)")
             return
-        self._pending[seq] = (kind, target, lives, ids)
+        self._pending[seq] = (kind, target, n, lives, ids)
         self.outstanding += n
         if self.outstanding >= self.max_queue:
             self.behind = True
@@ -222,7 +245,7 @@ class ShadowWorker:
         try:
             if self._folder is None:
                 self._folder = tempfile.mkdtemp(prefix="deploykit-shadow-")
-            self.proc, self.sock = spawn(self._folder, self.logs is not None)
+            self.proc, self.sock = spawn(self._folder, self.logs is not None, self.cpu_share)
         except OSError as exc:
             self._died_at = time.monotonic()
             self.log(f"the shadow worker process could not start ({exc}); copies are dropped (counted)")
@@ -270,16 +293,17 @@ class ShadowWorker:
                 self._died()
                 return
             if message[0] == "done":
-                self._done(message[1], message[2], message[3])
+                for seq, summary, cols in message[1]:
+                    self._done(seq, summary, cols)
 
     def _done(self, seq: int, summary: Any, cols: Optional[list[list[Any]]]) -> None:
         """Count one batch's answers (``summary``) and write their shadow-log lines (from ``cols``)."""
         entry = self._pending.pop(seq, None)
         if entry is None:
             return
-        kind, target, lives, ids = entry
-        self.outstanding -= len(lives)
-        self.done += len(lives)
+        kind, target, n, lives, ids = entry
+        self.outstanding -= n
+        self.done += n
         if self.behind and self.outstanding <= self.max_queue // 4:
             self.behind = False
         target.stats.add(summary)
@@ -326,9 +350,9 @@ class ShadowWorker:
     def _forget(self) -> int:
         """Count every copy sent and not answered as dropped; how many."""
         left = 0
-        for _, target, lives, _ in self._pending.values():
-            target.stats.dropped += len(lives)
-            left += len(lives)
+        for _, target, n, _, _ in self._pending.values():
+            target.stats.dropped += n
+            left += n
         self._pending.clear()
         self.outstanding = 0
         self.behind = False
@@ -338,7 +362,7 @@ class ShadowWorker:
 
     def pending(self) -> int:
         """Copies sent and not answered, and batched not sent."""
-        return self.outstanding + sum(len(f.items) + len(f.jobs) for f in self.feeds)
+        return self.outstanding + sum(f.pending() for f in self.feeds)
 
     def wait(self, timeout: float = 10.0) -> bool:
         """Send what is batched and read answers until none is outstanding (True) or ``timeout`` s passed."""
@@ -359,11 +383,7 @@ class ShadowWorker:
         copies left unanswered (counted as dropped). Later copies are dropped (counted)."""
         self.wait(timeout)
         self.closed = True
-        left = sum(len(f.items) + len(f.jobs) for f in self.feeds)
-        for feed in self.feeds:
-            if feed.target is not None:
-                feed.target.stats.dropped += len(feed.items) + len(feed.jobs)
-            feed.items, feed.jobs = [], []
+        left = sum(feed.clear() for feed in self.feeds)
         proc, sock = self.proc, self.sock
         self._unwatch()
         left += self._forget()

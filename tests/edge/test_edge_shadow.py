@@ -1,6 +1,6 @@
 """The shadow worker (edge/server/shadow_worker.py, edge/shadow_process.py) over stand-in versions: copies
 are batched to a separate worker process at the lowest CPU priority and compared there, one shadow-log line
-per prediction id; while it is behind no copy is made (counted); shutdown finishes what was sent (or counts
+per prediction id; while it is behind no copy is made (counted as skipped); its CPU budget holds; shutdown finishes what was sent (or counts
 what it could not); a killed worker process is reported, counted and replaced; a new shadow version is
 loaded by the running process."""
 
@@ -29,23 +29,28 @@ SHADOW = {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}}
 
 
 class Gated(Stand):
-    """A stand-in whose answers wait until the file ``gate`` exists (in the worker process)."""
+    """A stand-in whose answers wait until the file ``gate`` exists (in the worker process), each after
+    ``burn`` CPU seconds of work."""
 
-    def __init__(self, value: float, raise_: str, gate: str) -> None:
+    def __init__(self, value: float, raise_: str, gate: str, burn: float = 0.0) -> None:
         super().__init__(value, raise_)
-        self.gate = gate
+        self.gate, self.burn = gate, burn
 
     def predict_value(self, row: list[float]) -> float:
         deadline = time.monotonic() + 30
         while self.gate and not os.path.exists(self.gate) and time.monotonic() < deadline:
             time.sleep(0.01)
+        until = time.thread_time() + self.burn
+        while time.thread_time() < until:
+            pass
         return super().predict_value(row)
 
 
 def gate_loader(path: Path, variant: Optional[str]) -> tuple[Any, dict]:
     """The stand-in loader (module level: the worker process is handed it by name)."""
     spec = json.loads((path / "fake.json").read_text())
-    return Gated(float(spec["value"]), spec.get("raise", ""), spec.get("gate", "")), {"passed": True}
+    return Gated(float(spec["value"]), spec.get("raise", ""), spec.get("gate", ""), float(spec.get("burn", 0))), \
+        {"passed": True}
 
 
 def exposition(repo: Repository, dispatcher: Dispatcher) -> str:
@@ -55,7 +60,8 @@ def exposition(repo: Repository, dispatcher: Dispatcher) -> str:
 
 
 def make(root: Path, versions: dict[int, dict], model: dict, max_queue: int = ShadowWorker.MAX_QUEUE,
-         logs: Any = None, lines: Optional[list[str]] = None) -> tuple[Repository, Dispatcher, ShadowWorker]:
+         logs: Any = None, lines: Optional[list[str]] = None,
+         cpu_share: float = ShadowWorker.CPU_SHARE) -> tuple[Repository, Dispatcher, ShadowWorker]:
     for number, spec in versions.items():
         folder = root / "boston" / str(number)
         folder.mkdir(parents=True)
@@ -64,7 +70,8 @@ def make(root: Path, versions: dict[int, dict], model: dict, max_queue: int = Sh
     repo = Repository(root, loader=gate_loader)
     repo.scan()
     dispatcher = Dispatcher(repo, "boston", seed=1, log=lambda _: None)
-    worker = ShadowWorker(logs, max_queue=max_queue, log=lines.append if lines is not None else None)
+    worker = ShadowWorker(logs, max_queue=max_queue, log=lines.append if lines is not None else None,
+                          cpu_share=cpu_share)
     dispatcher.shadow_sink = worker.feed()
     return repo, dispatcher, worker
 
@@ -108,8 +115,8 @@ def test_the_worker_process_runs_at_the_lowest_cpu_priority(tmp_path: Path, monk
 
 def test_while_the_worker_is_behind_no_copy_is_made_until_it_caught_up(tmp_path: Path) -> None:
     """``max_queue`` copies sent and not answered: ``behind`` is set, the dispatcher's copies (one-value and
-    batch answers alike) are counted as dropped and never batched, until the worker answered down to a
-    quarter; /metrics counts the drops."""
+    batch answers alike) are counted as skipped and never batched, until the worker answered down to a
+    quarter; /metrics counts them (skipped: none lost); once stopped a copy is dropped."""
     gate = tmp_path / "gate"
     repo, dispatcher, worker = make(tmp_path / "m", {1: {"value": 10}, 2: {"value": 12.5, "gate": str(gate)}},
                                     SHADOW, max_queue=4)
@@ -119,8 +126,10 @@ def test_while_the_worker_is_behind_no_copy_is_made_until_it_caught_up(tmp_path:
     assert worker.outstanding == 4 and worker.behind
     assert dispatcher.predict_value(ROW).shadow is None
     assert dispatcher.predict({"features": np.array([ROW, ROW])}).shadow is None
-    assert worker.pending() == 4 and dispatcher.shadow_stats.dropped == 2
-    assert 'deploykit_shadow_dropped_total{model="boston",shadow_version="2"} 2.0' in exposition(repo, dispatcher)
+    assert worker.pending() == 4 and (dispatcher.shadow_stats.skipped, dispatcher.shadow_stats.dropped) == (2, 0)
+    text = exposition(repo, dispatcher)
+    assert 'deploykit_shadow_skipped_total{model="boston",shadow_version="2"} 2.0' in text
+    assert 'deploykit_shadow_dropped_total{model="boston",shadow_version="2"} 0.0' in text
     gate.touch()
     assert worker.wait(60)
     assert not worker.behind and dispatcher.shadow_stats.compared == 4
@@ -128,7 +137,7 @@ def test_while_the_worker_is_behind_no_copy_is_made_until_it_caught_up(tmp_path:
     assert worker.wait(60) and dispatcher.shadow_stats.compared == 5
     assert worker.stop() == 0
     dispatcher.predict_value(ROW)  # stopped: dropped and counted
-    assert dispatcher.shadow_stats.dropped == 3
+    assert (dispatcher.shadow_stats.skipped, dispatcher.shadow_stats.dropped) == (2, 1)
 
 
 def test_shutdown_counts_the_copies_it_could_not_finish(tmp_path: Path) -> None:
@@ -250,3 +259,53 @@ def test_a_summarized_batch_counts_as_its_copies_recorded_one_by_one() -> None:
         [(one.compared, one.errors, one.top1_differs, one.absolute.counts, one.absolute.sum, one.absolute.count,
           one.relative.counts, one.relative.sum)]
     assert (batch.compared, batch.errors, batch.top1_differs) == (5, 1, 2)
+
+
+def test_a_values_batch_is_its_floats_bit_for_bit(tmp_path: Path) -> None:
+    """A one-value batch goes as float64 bytes behind ``VALUES``' header (no pickle) and comes out as the same
+    rows and live answers, to the last bit; one larger than a datagram goes through a file, the same."""
+    from array import array
+
+    from edge.shadow_process import DATAGRAM, VALUES, pack, unpack
+
+    rows = [[1 / 3, -0.0, 5e-324], [1e308, 6.0, 250.0]]
+    live = [22.5, 0.1 + 0.2]
+    flat = array("d", [x for row in rows for x in row] + live)
+    data = VALUES.pack(b"V", 7, 3, 2, 3) + flat.tobytes()
+    got = unpack(data)
+    assert got == ("values", 7, 3, rows, live)
+    assert [str(x) for r in got[3] for x in r] == ["0.3333333333333333", "-0.0", "5e-324", "1e+308", "6.0", "250.0"]
+    big = array("d", [0.25] * (DATAGRAM // 8) + [0.5] * 4)  # 3 floats a row, then 4 answers
+    datagram = pack(VALUES.pack(b"V", 8, 3, 4, len(big) // 4 - 1) + big.tobytes(), str(tmp_path), "m8")
+    assert len(datagram) < 200 and os.listdir(tmp_path) == ["m8"]
+    got = unpack(datagram)
+    assert got[:3] == ("values", 8, 3) and got[4] == [0.5] * 4 and os.listdir(tmp_path) == []
+    assert [len(r) for r in got[3]] == [DATAGRAM // 32] * 4
+
+
+def test_the_budget_sleeps_in_proportion_to_the_work() -> None:
+    """``Budget(share)`` owes ``1 / share - 1`` seconds of sleep per CPU second, paid once 2 ms are owed."""
+    from edge.shadow_process import Budget
+
+    quarter = Budget(0.25)
+    assert quarter.rest(0.0005) == 0.0  # 1.5 ms owed: not yet
+    assert quarter.rest(0.0005) == pytest.approx(0.003)
+    assert quarter.rest(0.01) == pytest.approx(0.03)
+    assert Budget(1.0).rest(5.0) == 0.0 and Budget(0.5).rest(0.004) == pytest.approx(0.004)
+
+
+def test_the_worker_process_keeps_to_its_cpu_share(tmp_path: Path) -> None:
+    """40 copies of 5 ms of CPU each at a share of a quarter take at least 4 x 200 ms of wall time (one
+    core's whole would be 200 ms), and every copy is still compared."""
+    _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5, "burn": 0.005}}, SHADOW, cpu_share=0.25)
+    dispatcher.predict_value(ROW)
+    assert worker.wait(60)  # started, the version loaded
+    began = time.monotonic()
+    for _ in range(40):
+        dispatcher.predict_value(ROW)
+        worker.flush()
+    assert worker.wait(60)
+    took = time.monotonic() - began
+    assert took >= 0.8 * 0.98, took
+    assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.skipped, dispatcher.shadow_stats.dropped) == (41, 0, 0)
+    assert worker.stop() == 0
