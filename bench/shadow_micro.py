@@ -113,6 +113,38 @@ worker.stop()
 '''
 
 
+def _measure(args: argparse.Namespace, trees: dict[str, Path], work: Path) -> None:
+    """The parts alone, tree by tree in turns, then the loop's CPU per request; printed."""
+    for kind, model in (("single", {"labels": {"stable": 1}}),
+                        ("shadow", {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}})):
+        for n in (1, 2):
+            shutil.copytree(args.bundle, work / kind / "boston" / str(n))
+        (work / kind / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
+    parts = {}
+    for _ in range(args.rounds):  # the parts alone: a batch made, sent, its answer read; trees in turn
+        for name, tree in trees.items():
+            got = subprocess.run([sys.executable, "-c", PARTS, str(work), "300"], cwd=tree,
+                                 env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+                                 check=True).stdout
+            parts.setdefault(name, []).append(json.loads(got.strip().splitlines()[-1]))
+    for name, runs in parts.items():
+        m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(f"{name}: per copy appended {m['append_ns']:.0f} ns; a batch of 128 sent in {m['send_us']:.1f} us "
+              f"(p90 {m['send_p90_us']:.1f}), its answer read in {m['read_us']:.1f} us (p90 {m['read_p90_us']:.1f}); "
+              f"medians of {len(runs)} runs; of {300 * 128 + 1} copies compared {m['compared']:.0f}, dropped "
+              f"{m['dropped']:.0f} (the socket full)")
+    for name, tree in trees.items():
+        got = subprocess.run([sys.executable, "-c", CHILD, str(work), str(args.requests), str(args.rounds), str(args.rate)],
+                             cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+                             text=True, check=True).stdout
+        r = json.loads(got.strip().splitlines()[-1])
+        extra = [b - a for a, b in zip(r["single"], r["shadow"])]
+        med = statistics.median
+        print(f"{name}: the loop's CPU per request (thread time: predict_value, the copy, the sends, reading the "
+              f"answers) single {med(r['single']):.2f} us, shadow {med(r['shadow']):.2f} us: +{med(extra):.2f} us "
+              f"(rounds {' '.join(f'{x:+.2f}' for x in extra)}); {r['counts']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, required=True)
@@ -124,38 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     trees = {name: Path(path).resolve() for name, _, path in (t.partition("=") for t in args.tree)}
     trees["this"] = REPO
-    work = Path(tempfile.mkdtemp(prefix="shadow_micro_"))
-    try:
-        for kind, model in (("single", {"labels": {"stable": 1}}),
-                            ("shadow", {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}})):
-            for n in (1, 2):
-                shutil.copytree(args.bundle, work / kind / "boston" / str(n))
-            (work / kind / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
-        parts = {}
-        for _ in range(args.rounds):  # the parts alone: a batch made, sent, its answer read; trees in turn
-            for name, tree in trees.items():
-                got = subprocess.run([sys.executable, "-c", PARTS, str(work), "300"], cwd=tree,
-                                     env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
-                                     check=True).stdout
-                parts.setdefault(name, []).append(json.loads(got.strip().splitlines()[-1]))
-        for name, runs in parts.items():
-            m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            print(f"{name}: per copy appended {m['append_ns']:.0f} ns; a batch of 128 sent in {m['send_us']:.1f} us "
-                  f"(p90 {m['send_p90_us']:.1f}), its answer read in {m['read_us']:.1f} us (p90 {m['read_p90_us']:.1f}); "
-                  f"medians of {len(runs)} runs; of {300 * 128 + 1} copies compared {m['compared']:.0f}, dropped "
-                  f"{m['dropped']:.0f} (the socket full)")
-        for name, tree in trees.items():
-            got = subprocess.run([sys.executable, "-c", CHILD, str(work), str(args.requests), str(args.rounds), str(args.rate)],
-                                 cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
-                                 text=True, check=True).stdout
-            r = json.loads(got.strip().splitlines()[-1])
-            extra = [b - a for a, b in zip(r["single"], r["shadow"])]
-            med = statistics.median
-            print(f"{name}: the loop's CPU per request (thread time: predict_value, the copy, the sends, reading the "
-                  f"answers) single {med(r['single']):.2f} us, shadow {med(r['shadow']):.2f} us: +{med(extra):.2f} us "
-                  f"(rounds {' '.join(f'{x:+.2f}' for x in extra)}); {r['counts']}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="shadow_micro_") as folder:
+        _measure(args, trees, Path(folder))
     return 0
 
 

@@ -22,18 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 REQUEST = (b"POST /predict_json HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/json\r\n"
            b"Content-Length: 14\r\n\r\n[6, 250, 66.5]")
-CEILING_BODY = b'{"prediction":22.5,"success":true}'
-CEILING_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(CEILING_BODY)).encode())]
+def ceiling_app():
+    """The bench's bare ASGI app: ``bench/edge_bench.py``'s ceiling script itself, run as a module (its
+    ``__main__`` part, uvicorn, left out)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from edge_bench import CEILING_APP
 
-
-async def ceiling(scope: dict, receive, send) -> None:  # the bench's bare ASGI app
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        more = (await receive()).get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": CEILING_HEADERS})
-    await send({"type": "http.response.body", "body": CEILING_BODY})
+    namespace: dict = {"__name__": "ceiling"}
+    exec(compile(CEILING_APP, "ceiling.py", "exec"), namespace)
+    return namespace["app"]
 
 
 class Transport(asyncio.Transport):
@@ -112,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(ServeConfig(bundle=str(args.bundle)))
     app.startup()
     app.inline = True  # as after the lifespan's start-up
+    ceiling = ceiling_app()
 
     async def rounds() -> dict[str, list[tuple[float, float, bytes]]]:
         out: dict[str, list] = {"edge": [], "ceiling": []}

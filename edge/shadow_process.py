@@ -249,6 +249,17 @@ each batch (a send to a process blocked on the socket wakes it: a cost paid on t
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
+def _waiting(recv: Any) -> Optional[bytes]:
+    """The next datagram already waiting on the socket (``recv`` its bound method), None when there is none,
+    ``b""`` (the server is gone) when the socket fails."""
+    try:
+        return recv(DATAGRAM, _DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+
+
 def serve(sock: socket.socket) -> int:
     """Answer the server's messages until ``stop`` or the end of the socket; returns the exit status.
 
@@ -294,12 +305,7 @@ def serve(sock: socket.socket) -> int:
                 stopping = True
                 break
             if _DONTWAIT:
-                try:
-                    data = recv(DATAGRAM, _DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    data = None
-                except OSError:
-                    return 0
+                data = _waiting(recv)
         if not done:
             if stopping:
                 return 0
@@ -313,12 +319,7 @@ def serve(sock: socket.socket) -> int:
         if not _DONTWAIT:
             continue
         sleep(max(budget.rest(clock() - began), POLL_SECONDS))
-        try:
-            data = recv(DATAGRAM, _DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            data = None
-        except OSError:
-            return 0
+        data = _waiting(recv)
 
 
 def spawn(folder: str, lines: bool, share: float = 1.0) -> tuple[subprocess.Popen, socket.socket]:

@@ -48,15 +48,22 @@ def loader(path: Path, variant: Optional[str]) -> tuple[Any, dict]:
     return Stand(float(spec["value"]), spec.get("raise", "")), {"passed": True}
 
 
-def make(tmp_path: Path, versions: dict[int, dict], model: dict, seed: int = 1,
-         lines: Optional[list[str]] = None) -> tuple[Repository, Dispatcher]:
+def fake_repository(root: Path, versions: dict[int, dict], model: dict, load: Any = loader) -> Repository:
+    """A scanned repository at ``root``: model ``boston`` with a ``fake.json`` per version (``Stand``'s value,
+    or what it raises) and ``model`` as its rollout config."""
     for number, spec in versions.items():
-        folder = tmp_path / "boston" / str(number)
+        folder = root / "boston" / str(number)
         folder.mkdir(parents=True)
         (folder / "fake.json").write_text(json.dumps(spec))
-    (tmp_path / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
-    repo = Repository(tmp_path, loader=loader)
+    (root / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
+    repo = Repository(root, loader=load)
     repo.scan()
+    return repo
+
+
+def make(tmp_path: Path, versions: dict[int, dict], model: dict, seed: int = 1,
+         lines: Optional[list[str]] = None) -> tuple[Repository, Dispatcher]:
+    repo = fake_repository(tmp_path, versions, model)
     return repo, Dispatcher(repo, "boston", seed=seed, log=(lines.append if lines is not None else lambda _: None))
 
 

@@ -23,7 +23,7 @@ from edge.rollout_metrics import RolloutCollector
 from edge.repository import Repository
 from edge.dispatch import Dispatcher
 from edge.server.shadow_worker import ShadowWorker
-from test_edge_dispatch import ROW, Stand
+from test_edge_dispatch import ROW, Stand, fake_repository
 
 SHADOW = {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}}
 
@@ -62,13 +62,7 @@ def exposition(repo: Repository, dispatcher: Dispatcher) -> str:
 def make(root: Path, versions: dict[int, dict], model: dict, max_queue: int = ShadowWorker.MAX_QUEUE,
          logs: Any = None, lines: Optional[list[str]] = None,
          cpu_share: float = ShadowWorker.CPU_SHARE) -> tuple[Repository, Dispatcher, ShadowWorker]:
-    for number, spec in versions.items():
-        folder = root / "boston" / str(number)
-        folder.mkdir(parents=True)
-        (folder / "fake.json").write_text(json.dumps(spec))
-    (root / "rollout.json").write_text(json.dumps({"schema_version": 1, "models": {"boston": model}}))
-    repo = Repository(root, loader=gate_loader)
-    repo.scan()
+    repo = fake_repository(root, versions, model, gate_loader)
     dispatcher = Dispatcher(repo, "boston", seed=1, log=lambda _: None)
     worker = ShadowWorker(logs, max_queue=max_queue, log=lines.append if lines is not None else None,
                           cpu_share=cpu_share)
