@@ -1,5 +1,6 @@
 """The float16 variant's float32 biases: float16 constants matched to the plain model's float32 ones, operator
-by operator, through TF's TFLite schema objects (also the float16 precision twin's source, ``convert.twin``).
+by operator, through TF's TFLite schema objects (also the float16 precision twin's source, ``convert.twin``), and
+any chosen float16 constants restored to float32 the same way (the float16 search's, ``convert.fp16_search``).
 """
 
 from __future__ import annotations
