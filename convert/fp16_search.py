@@ -10,8 +10,7 @@ rest rounded, made by writing the rounded values over the float32 bytes in place
 conversion), so a trial costs one ``tf.lite`` load and a batched run.
 
 1. Rank: each float16 constant alone rounded (every other one exact), the twin's loss on ``RANK_ROWS``
-   calibration rows; the worst first (a constant whose rounding a network amplifies most, a kernel with
-   BatchNorm's small variance folded in, say).
+   calibration rows; the worst first (the constants whose rounding the rest of the network amplifies most).
 2. Search (``convert.mixed_precision.search``, the int8 search's own prefix search): keep the 1, 2, 4, ... worst
    in float32 until the loss holds on both row sets, halve to the shortest passing prefix, then give the
    constants of that prefix back to half precision in groups while it still holds.
