@@ -153,14 +153,11 @@ def settle_fp16(fp16: bytes, fp32: bytes, calibration: Rows, held_out: Rows, man
     float16 constants to keep in float32 (the module's docstring) and restore them.
 
     ``manifest_like`` needs ``outputs`` (``key``, ``name``, ``range``); ``progress`` hears one line when the search
-    starts. The outcome's ``flatbuffer`` is None and its
-    ``fields`` empty when the artifact already holds the bound (nothing changes, not even the manifest) or when no
-    twin can be made (the golden stage says why). Never raises (KeyboardInterrupt aside): a search that fails
-    keeps the converter's artifact, which the golden stage then rejects with its numbers.
+    starts. The outcome's ``flatbuffer`` is None and its ``fields`` empty when the artifact already holds the bound
+    (nothing changes, not even the manifest), when no twin can be made or run (the golden stage says why), and when
+    no set of constants holds the bound or the search itself fails (the note says which). Never raises
+    (KeyboardInterrupt aside): the converter's artifact then stays, and the golden stage judges it as before.
     """
-    from convert.mixed_precision import search
-    from convert.tflite_fp16 import float32_constants
-
     try:
         twins = Twins(fp16, fp32)
     except Exception:  # noqa: BLE001 - no twin: the golden stage says so
@@ -173,14 +170,37 @@ def settle_fp16(fp16: bytes, fp32: bytes, calibration: Rows, held_out: Rows, man
     def judge(twin: bytes) -> Verdict:
         return Verdict(loss(twin, calibration, manifest_like, dtypes), loss(twin, held_out, manifest_like, dtypes))
 
-    plain = judge(twins.twin())
+    try:
+        plain = judge(twins.twin())
+    except Exception:  # noqa: BLE001 - a twin that cannot be judged here: the golden stage says why
+        interrupt.check()
+        return Fp16Outcome(None, {}, "")
     if plain.passed:
         return Fp16Outcome(None, {}, "")
     if progress is not None:
         progress("Searching the float16 constants to keep in float32")
+    try:
+        return _search(twins, fp16, fp32, calibration, held_out, manifest_like, dtypes, plain, judge, max_seconds,
+                       max_trials)
+    except Exception as exc:  # noqa: BLE001 - the converter's artifact stays, and the golden stage judges it
+        interrupt.check()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return Fp16Outcome(None, {}, f"the float16 search failed ({type(exc).__name__}: {first})")
+
+
+def _search(twins: Twins, fp16: bytes, fp32: bytes, calibration: Rows, held_out: Rows, manifest_like: Mapping[str, Any],
+            dtypes: Mapping[str, str], plain: Verdict, judge: Callable[[bytes], Verdict], max_seconds: float,
+            max_trials: int) -> Fp16Outcome:
+    """:func:`settle_fp16`'s search, once the plain artifact missed the bound (``plain``, its verdict)."""
+    from convert.mixed_precision import search
+    from convert.tflite_fp16 import float32_constants
+
     started = time.monotonic()
     every = judge(twins.twin(exact=range(len(twins))))
     if not every.passed:
+        if not np.isfinite(every.error):
+            failure = next(iter(every.calibration["failures"] + every.held_out["failures"]), "")
+            return Fp16Outcome(None, {}, f"no float16 search: {failure}")
         note = (f"even with all {len(twins)} float16 constants in float32 (the float32 model) the loss is "
                 f"{every.error:.3%} of the range, so no constant kept in float32 can hold the float16 bound")
         return Fp16Outcome(None, {}, note)

@@ -154,6 +154,20 @@ def test_a_model_whose_float32_graph_misses_the_bound_is_not_searched(converted)
     assert found.note.startswith("even with all 3 float16 constants in float32 (the float32 model) the loss is 1.0")
 
 
+def test_a_search_that_fails_keeps_the_converters_artifact_and_says_why(converted, monkeypatch) -> None:
+    from convert import fp16_search
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no kernel for this twin\nsecond line")
+
+    monkeypatch.setattr(fp16_search, "rank", broken)
+    calibration, held_out = _rows(converted)
+    found = fp16_search.settle_fp16(converted["fp16"], converted["fp32"], calibration, held_out, converted["like"],
+                                    {"features": "float32"})
+    assert (found.flatbuffer, found.fields) == (None, {})
+    assert found.note == "the float16 search failed (RuntimeError: no kernel for this twin)"
+
+
 # --------------------------------------------------------------------------- convert, verify, mutate
 
 
