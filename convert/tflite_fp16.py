@@ -1,11 +1,12 @@
 """The float16 variant's float32 biases: float16 constants matched to the plain model's float32 ones, operator
-by operator, through TF's TFLite schema objects (also the float16 precision twin's source, ``convert.twin``).
+by operator, through TF's TFLite schema objects (also the float16 precision twin's source, ``convert.twin``), and
+any chosen float16 constants restored to float32 the same way (the float16 search's, ``convert.fp16_search``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -77,6 +78,32 @@ def float32_biases(fp16: bytes, fp32: bytes) -> bytes:
     conversion of the same model, matched operator by operator (:func:`half_constants`); anything that
     does not match exactly leaves the converter's model as it is.
     """
+    return _restore(fp16, fp32, lambda pair, m32: len(m32.subgraphs[pair.graph].tensors[pair.tensor32].shape) == 1)
+
+
+def float32_constants(fp16: bytes, fp32: bytes, keep: Iterable[int]) -> bytes:
+    """The float16 model with the float16 constants numbered ``keep`` restored to float32.
+
+    The numbers index :func:`half_constants` of the two models (the float16 constants, in graph order). Each
+    restored constant is restored as :func:`float32_biases` restores a bias: the DEQUANTIZE's output tensor gets
+    the plain model's float32 buffer and the DEQUANTIZE is dropped; the half-precision copy it read is emptied
+    (no operator reads it any more), so the file grows by two bytes per restored value, not four. With nothing
+    to restore (or graphs that do not match) the float16 model is returned as it is.
+    """
+    wanted = {int(k) for k in keep}
+    numbered = {}
+
+    def chosen(pair: HalfConstant, m32: Any) -> bool:
+        numbered.setdefault(id(pair), len(numbered))
+        return numbered[id(pair)] in wanted
+
+    return _restore(fp16, fp32, chosen, empty_half=True)
+
+
+def _restore(fp16: bytes, fp32: bytes, chosen: Callable[[HalfConstant, Any], bool], empty_half: bool = False) -> bytes:
+    """The float16 model with the float16 constants ``chosen(pair, plain model)`` picks (asked once per constant,
+    in graph order) restored to their float32 values; ``empty_half`` also empties the half-precision buffer each
+    restored DEQUANTIZE read (when no other tensor uses it)."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -87,7 +114,7 @@ def float32_biases(fp16: bytes, fp32: bytes) -> bytes:
         return fp16
     drop: dict[int, list[Any]] = {}
     for pair in pairs:
-        if len(m32.subgraphs[pair.graph].tensors[pair.tensor32].shape) != 1:
+        if not chosen(pair, m32):
             continue
         if any(d is pair.dequantize for d in drop.get(pair.graph, [])):
             continue
@@ -101,6 +128,15 @@ def float32_biases(fp16: bytes, fp32: bytes) -> bytes:
     for index, ops in drop.items():
         graph = m16.subgraphs[index]
         graph.operators = [op for op in graph.operators if not any(op is d for d in ops)]
+    if empty_half:
+        used = {int(t.buffer) for g in m16.subgraphs for op in g.operators
+                for t in (g.tensors[i] for i in list(op.inputs) + list(op.outputs) if i >= 0)}
+        for index, ops in drop.items():
+            graph = m16.subgraphs[index]
+            for op in ops:
+                half = int(graph.tensors[op.inputs[0]].buffer)
+                if half not in used:
+                    m16.buffers[half].data = None
     return serialize(m16)
 
 

@@ -28,7 +28,8 @@ def write_tflite(variants: Sequence[Variant], ref: Reference, sources: Sources, 
     row, and are judged on the held-out rows (``convert.mixed_precision.settle``; for int8 it may calibrate the
     fold before rounding too, when its search needs float operators with exact weights). int16x8 of a Keras model with
     Embeddings converts from a copy whose Embeddings gather directly (``convert.int16_tokens``), exported under
-    ``work``.
+    ``work``. The float16 variant, when its precision twin misses the float16 bound on the calibration or the
+    held-out rows, keeps the fewest constants in float32 that hold it (``convert.fp16_search.settle_fp16``).
     Raises only KeyboardInterrupt: a variant that fails is skipped with its reason.
     """
     staging = written.staging
@@ -43,6 +44,7 @@ def write_tflite(variants: Sequence[Variant], ref: Reference, sources: Sources, 
     folded_golden = apply_transforms(quantized.transforms, raw_golden) if folded else raw_golden
     plain_note = quantized.reason if sources.layout or exported.keras_model is None else ""
     fp32_bytes = None
+    fp32_flatbuffer: bytes | None = None
     for variant in variants:
         progress(f"Converting TFLite {variant.value}")
         use_fold = folded and variant.quantized
@@ -72,6 +74,19 @@ def write_tflite(variants: Sequence[Variant], ref: Reference, sources: Sources, 
         transforms = quantized.transforms if use_fold else []
         judged: dict[str, Any] = {"status": "accepted"}
         outcome_note = ""
+        if variant is Variant.FP32:
+            fp32_flatbuffer = result.path.read_bytes()
+        if variant is Variant.FP16 and fp32_flatbuffer is not None:
+            from convert.fp16_search import settle_fp16
+            from convert.tflite import operators
+
+            found = settle_fp16(result.path.read_bytes(), fp32_flatbuffer, split.calibration_rows, split.held_rows,
+                                {"outputs": run.outputs}, dtypes, progress=progress)
+            if found.flatbuffer is not None:
+                result.path.write_bytes(found.flatbuffer)
+                result.ops = operators(found.flatbuffer)
+            judged.update(found.fields)
+            outcome_note = found.note
         if variant.quantized:
             from convert.mixed_precision import settle
 

@@ -6,7 +6,8 @@
 One row per model, one column per artifact. A cell says ``pass`` when the artifact passed in every runtime
 of its kind (TFLite: litert and tflite-runtime 2.14 = ``tr``; TFJS: Chromium cpu, wasm, webgl), else which
 runtime did what: ``miss 3.2%`` (ran, missed its bound by that much), ``error``, ``cannot run``;
-``rejected 1.6%`` (convert marked it rejected, with its measured error), ``skipped (NEG)`` (not written; the
+``rejected 1.6%`` (convert marked it rejected, with its measured error on the held-out rows, as zoo_expected.py
+records it; a float16 artifact: the precision loss its rejection states), ``skipped (NEG)`` (not written; the
 layer or op named by the kit), ``convert error``. Below the table: the counts and each distinct reason once.
 """
 
@@ -33,6 +34,22 @@ NAME = re.compile(r"'([A-Z][A-Z0-9_]+)'|\b([A-Z]\w+) \(?'|\b(Erfc|Einsum|_FusedM
 
 def _first_number(text: str) -> str:
     match = re.search(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?%?", text.split(": ", 1)[-1])
+    return match.group() if match else ""
+
+
+def rejected_number(artifact: dict[str, Any]) -> str:
+    """The number a rejected artifact's cell shows, the one zoo_expected.py records: its measured error on the
+    held-out rows (``measured.held_out.range_fraction``; ``inf`` when an output was not finite), else the
+    percentage its rejection states for the held-out rows, else (a float16 artifact the precision twin rejected)
+    the first percentage it states. Never a number that is not a
+    percentage (an output's name, a row count, the calibration rows' figure that comes first in the text)."""
+    held_out = (artifact.get("measured") or {}).get("held_out")
+    if held_out is not None:
+        value = held_out.get("range_fraction")
+        return "inf" if value is None else f"{float(value):.3%}"
+    text = str(artifact.get("rejection", ""))
+    match = (re.search(r"(?<![\w.])(?:\d+(?:\.\d+)?|inf)%(?= on \d+ held-out rows)", text)
+             or re.search(r"(?<![\w.])(?:\d+(?:\.\d+)?|inf)%", text))
     return match.group() if match else ""
 
 
@@ -74,7 +91,7 @@ def cell(model: dict[str, Any], path: str, reasons: list[str]) -> str:
     if artifact.get("status") == "rejected":
         if artifact.get("rejection") and artifact["rejection"] not in reasons:
             reasons.append(artifact["rejection"])
-        return f"rejected {_first_number(str(artifact.get('rejection', '')))}".strip()
+        return f"rejected {rejected_number(artifact)}".strip()
     words = {SHORT_RT[r["runtime"]]: _run_word(r) for r in model["results"] if r["artifact"] == path}
     for r in model["results"]:
         if r["artifact"] == path and not r["passed"]:
