@@ -31,6 +31,11 @@ built at bench time and converted (float32 TFLite + TFJS graph) with a labels fi
 With ``--before-tree PATH`` (another checkout, e.g. ``git worktree add /tmp/before main``) that tree's
 server answers the 96x96 JPEG uploads too, request by request in turns with this tree's (one client, one
 keep-alive connection each): ``jpeg_upload_96_before``, the side by side of a change on a loaded machine.
+
+The 96x96 upload is timed with two clients in turn: ``http.client`` (``jpeg_upload_96``) and a raw socket
+client that sends prebuilt request bytes and reads the answer by its Content-Length
+(``jpeg_upload_96_raw``): the difference is the Python client's own work per request, which a device's
+real client (another machine) does not add to the server. Both are reported, and the goal against both.
 """
 
 from __future__ import annotations
@@ -155,6 +160,67 @@ class TreeServer:
             self.proc.kill()
 
 
+class RawClient:
+    """One keep-alive connection that sends prebuilt request bytes and reads the answer by its
+    Content-Length: a client with next to no work of its own (``http.client`` builds and parses each
+    message in Python, ~0.1-0.3 ms a request here, which is the client's time, not the server's)."""
+
+    def __init__(self, port: int, path: str, body: bytes, ctype: str) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def send(self) -> tuple[int, bytes]:
+        """One request: the answer's status and body.
+
+        Raises:
+            RuntimeError: the server closed the connection or sent no Content-Length."""
+        import re
+
+        self.sock.sendall(self.request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            part = self.sock.recv(65536)
+            if not part:
+                raise RuntimeError("the server closed the connection")
+            data += part
+        head, _, body = data.partition(b"\r\n\r\n")
+        found = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+        if found is None:
+            raise RuntimeError(f"no Content-Length in {head[:200]!r}")
+        while len(body) < int(found.group(1)):
+            part = self.sock.recv(65536)
+            if not part:
+                raise RuntimeError("the server closed the connection")
+            body += part
+        return int(head[9:12]), body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def raw_paired_times(ports: list[int], path: str, body: bytes, ctype: str, n: int) -> list[list[float]]:
+    """As :func:`paired_times`, through :class:`RawClient` connections."""
+    clients = [RawClient(port, path, body, ctype) for port in ports]
+    times: list[list[float]] = [[] for _ in ports]
+    try:
+        for i in range(n + 5):
+            for client, out in zip(clients, times):
+                t = time.perf_counter()
+                status, data = client.send()
+                if status != 200:
+                    raise RuntimeError(f"{path}: HTTP {status} {data[:200]!r}")
+                if i >= 5:
+                    out.append(time.perf_counter() - t)
+    finally:
+        for client in clients:
+            client.close()
+    return times
+
+
 def paired_times(ports: list[int], path: str, body: bytes, ctype: str, n: int) -> list[list[float]]:
     """``n`` requests to each server, taking turns request by request (one keep-alive connection each), so
     that a loaded machine's slow spells hit both alike; the times per server."""
@@ -207,13 +273,18 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             before = TreeServer(args.before_tree.resolve(), bundle, "--variant", "float32", "--max-body",
                                 str(4 * 1024 * 1024), "--threads", str(threads))
             samples["jpeg_upload_96_before"] = []
+            samples["jpeg_upload_96_raw_before"] = []
+        samples["jpeg_upload_96_raw"] = []
         for _ in range(args.rounds):
             samples["invoke"] += invoke_times(bundle, args.requests, threads)
             for kind, (path, body, ctype) in kinds.items():
-                if before is not None and kind == "jpeg_upload_96":  # this tree and the other, in turns
-                    now, then = paired_times([server.port, before.port], path, body, ctype, args.requests)
-                    samples[kind] += now
-                    samples["jpeg_upload_96_before"] += then
+                if kind == "jpeg_upload_96":  # this tree and the other in turns; http.client, then the raw client
+                    ports = [server.port] + ([before.port] if before is not None else [])
+                    for timer, name in ((paired_times, kind), (raw_paired_times, "jpeg_upload_96_raw")):
+                        now, *then = timer(ports, path, body, ctype, args.requests)
+                        samples[name] += now
+                        if then:
+                            samples[name + "_before"] += then[0]
                     continue
                 samples[kind] += request_times(server.port, path, body, ctype, args.requests)
     finally:
@@ -232,6 +303,7 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
         out["before_tree"] = str(args.before_tree)
     out["goal"] = f"jpeg_upload_96 overhead (end to end - invoke) <= {GOAL_OVERHEAD}x invoke"
     out["goal_met"] = out["jpeg_upload_96"]["overhead_vs_invoke"] <= GOAL_OVERHEAD
+    out["goal_met_raw_client"] = out["jpeg_upload_96_raw"]["overhead_vs_invoke"] <= GOAL_OVERHEAD
     return out
 
 
@@ -432,13 +504,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load[0]:.1f} at start, {result['load_average_at_end'][0]:.1f} at end, {result['cpus']} CPUs")
     print(f"runner (median of every request, ms; end to end / invoke; overhead (end to end - invoke) / invoke), "
           f"{r['threads']} interpreter thread(s) ({r['threads_reason']}):")
-    shown = ["invoke", "jpeg_upload_96", *(["jpeg_upload_96_before"] if "jpeg_upload_96_before" in r else []),
+    shown = ["invoke", *(k for k in ("jpeg_upload_96", "jpeg_upload_96_before", "jpeg_upload_96_raw",
+                                      "jpeg_upload_96_raw_before") if k in r),
              "jpeg_upload_640x480", "b64_json_classify", "json_instances_predict"]
     for kind in shown:
         size = f", body {r['bytes'][kind]:,} B" if kind in r["bytes"] else (f", {r['before_tree']}" if kind.endswith("_before") else "")
         print(f"  {kind:24s} {r[kind]['median_ms']:8.3f} ms  p90 {r[kind]['p90_ms']:8.3f}  {r[kind]['vs_invoke']:6.2f}x"
               f"  overhead {r[kind]['overhead_vs_invoke']:6.2f}x{size}")
-    print(f"  goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'}")
+    print(f"  goal {r['goal']}: {'met' if r['goal_met'] else 'NOT met'} (http.client); "
+          f"{'met' if r['goal_met_raw_client'] else 'NOT met'} (jpeg_upload_96_raw: the raw socket client)")
     for name, parts in result["spans"].items():
         what = "the :classify handler via ASGI" if name.startswith("classify_asgi") else "one upload"
         print(f"spans of {what}, {name}, in-process (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
