@@ -202,44 +202,43 @@ class RawClient:
         self.sock.close()
 
 
-def raw_paired_times(ports: list[int], path: str, body: bytes, ctype: str, n: int) -> list[list[float]]:
-    """As :func:`paired_times`, through :class:`RawClient` connections."""
-    clients = [RawClient(port, path, body, ctype) for port in ports]
+class HttpClient:
+    """One keep-alive ``http.client`` connection sending the same request each time (the interface of
+    :class:`RawClient`)."""
+
+    def __init__(self, port: int, path: str, body: bytes, ctype: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.path, self.body, self.headers = path, body, {"Content-Type": ctype}
+
+    def send(self) -> tuple[int, bytes]:
+        """One request: the answer's status and body."""
+        self.conn.request("POST", self.path, body=self.body, headers=self.headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def paired_times(ports: list[int], path: str, body: bytes, ctype: str, n: int,
+                 client: type = HttpClient) -> list[list[float]]:
+    """``n`` requests to each server, taking turns request by request (one keep-alive connection each, a
+    ``client``: :class:`HttpClient` or :class:`RawClient`), so that a loaded machine's slow spells hit both
+    alike; the times per server, after 5 of warm-up."""
+    clients = [client(port, path, body, ctype) for port in ports]
     times: list[list[float]] = [[] for _ in ports]
     try:
         for i in range(n + 5):
-            for client, out in zip(clients, times):
+            for one, out in zip(clients, times):
                 t = time.perf_counter()
-                status, data = client.send()
+                status, data = one.send()
                 if status != 200:
                     raise RuntimeError(f"{path}: HTTP {status} {data[:200]!r}")
                 if i >= 5:
                     out.append(time.perf_counter() - t)
     finally:
-        for client in clients:
-            client.close()
-    return times
-
-
-def paired_times(ports: list[int], path: str, body: bytes, ctype: str, n: int) -> list[list[float]]:
-    """``n`` requests to each server, taking turns request by request (one keep-alive connection each), so
-    that a loaded machine's slow spells hit both alike; the times per server."""
-    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for port in ports]
-    times: list[list[float]] = [[] for _ in ports]
-    try:
-        for i in range(n + 5):
-            for conn, out in zip(conns, times):
-                t = time.perf_counter()
-                conn.request("POST", path, body=body, headers={"Content-Type": ctype})
-                resp = conn.getresponse()
-                data = resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"{path}: HTTP {resp.status} {data[:200]!r}")
-                if i >= 5:
-                    out.append(time.perf_counter() - t)
-    finally:
-        for conn in conns:
-            conn.close()
+        for one in clients:
+            one.close()
     return times
 
 
@@ -280,8 +279,8 @@ def runner(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             for kind, (path, body, ctype) in kinds.items():
                 if kind == "jpeg_upload_96":  # this tree and the other in turns; http.client, then the raw client
                     ports = [server.port] + ([before.port] if before is not None else [])
-                    for timer, name in ((paired_times, kind), (raw_paired_times, "jpeg_upload_96_raw")):
-                        now, *then = timer(ports, path, body, ctype, args.requests)
+                    for client, name in ((HttpClient, kind), (RawClient, "jpeg_upload_96_raw")):
+                        now, *then = paired_times(ports, path, body, ctype, args.requests, client)
                         samples[name] += now
                         if then:
                             samples[name + "_before"] += then[0]
