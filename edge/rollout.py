@@ -275,7 +275,20 @@ class OutputChecker:
 
     def check(self, outputs: Mapping[str, Any]) -> Optional[str]:
         """Every element of every output: None when all pass, else the first failure's reason (a non-finite
-        value first, whichever output and row it is in: it must never be answered)."""
+        value first, whichever output and row it is in: it must never be answered). Float outputs whose
+        lowest and highest values are finite and in bounds pass on those two alone (NaN makes both NaN, so
+        any failure goes on to :meth:`first_failure`, which says why)."""
+        for key, (lo, hi) in self.bounds.items():
+            arr = outputs[key]
+            if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.size):
+                return self.first_failure(outputs)
+            low, high = arr.min(), arr.max()
+            if not (lo <= low and high <= hi and -math.inf < low and high < math.inf):
+                return self.first_failure(outputs)
+        return None
+
+    def first_failure(self, outputs: Mapping[str, Any]) -> Optional[str]:
+        """:meth:`check`, element by element: None when every element passes, else the first failure's reason."""
         for key in self.bounds:
             arr = np.asarray(outputs[key], dtype=np.float64)
             nonfinite = ~np.isfinite(arr)

@@ -325,10 +325,9 @@ def test_real_hot_swap_under_load_drops_and_mixes_nothing(bundle: Path, boston_l
 
 
 def test_batch_check_shortcut_gives_the_checker_s_reason() -> None:
-    """The dispatcher's batch check (``_check``: outputs whose lowest and highest values are finite and in
-    bounds pass at once) says what ``OutputChecker.check`` says, for in-range, out-of-range, NaN, infinite
-    and integer outputs, and for two outputs whose second fails."""
-    from edge.dispatch import _check
+    """``OutputChecker.check`` (outputs whose lowest and highest values are finite and in bounds pass at once)
+    says what the element-by-element ``first_failure`` says, for in-range, out-of-range, NaN, infinite and
+    integer outputs, and for two outputs whose second fails."""
     from edge.rollout import OutputChecker
 
     two = {"task": "classification", "outputs": [
@@ -345,7 +344,7 @@ def test_batch_check_shortcut_gives_the_checker_s_reason() -> None:
         if trial % 7 == 0:
             b.flat[int(rng.integers(0, b.size))] = -np.inf
         outputs = {"output_0": a, "output_1": b.astype(np.int64) if trial % 11 == 0 else b}
-        want = checker.check(outputs)
-        assert _check(checker, outputs) == want, trial
+        want = checker.first_failure(outputs)
+        assert checker.check(outputs) == want, trial
         seen.add(want is None)
     assert seen == {True, False}
