@@ -115,9 +115,9 @@ def loss(flatbuffer: bytes, rows: Rows, manifest_like: Mapping[str, Any], dtypes
     """A twin's precision loss on ``rows``: ``{"rows", "range_fraction", "top1": None, "passed", "failures"}``, the
     shape ``convert.acceptance.measure`` gives; ``range_fraction`` is max|twin - ref| / range, the largest over the
     outputs (inf when tf.lite cannot run it), ``passed`` whether it is within the float16 range bound."""
-    from edge.tolerance import FLOAT16, compare_output
+    from edge.tolerance import compare_output
 
-    bound = float(FLOAT16["max_range_fraction"])
+    bound = _bound()
     if rows.count == 0:
         return {"rows": 0, "range_fraction": 0.0, "top1": None, "passed": True, "failures": []}
     try:

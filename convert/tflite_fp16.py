@@ -78,7 +78,7 @@ def float32_biases(fp16: bytes, fp32: bytes) -> bytes:
     conversion of the same model, matched operator by operator (:func:`half_constants`); anything that
     does not match exactly leaves the converter's model as it is.
     """
-    return _restore(fp16, fp32, lambda pair, m32: len(m32.subgraphs[pair.graph].tensors[pair.tensor32].shape) == 1)
+    return _restore(fp16, fp32, lambda _, pair, m32: len(m32.subgraphs[pair.graph].tensors[pair.tensor32].shape) == 1)
 
 
 def float32_constants(fp16: bytes, fp32: bytes, keep: Iterable[int]) -> bytes:
@@ -91,18 +91,13 @@ def float32_constants(fp16: bytes, fp32: bytes, keep: Iterable[int]) -> bytes:
     to restore (or graphs that do not match) the float16 model is returned as it is.
     """
     wanted = {int(k) for k in keep}
-    numbered = {}
-
-    def chosen(pair: HalfConstant, m32: Any) -> bool:
-        numbered.setdefault(id(pair), len(numbered))
-        return numbered[id(pair)] in wanted
-
-    return _restore(fp16, fp32, chosen, empty_half=True)
+    return _restore(fp16, fp32, lambda number, *_: number in wanted, empty_half=True)
 
 
-def _restore(fp16: bytes, fp32: bytes, chosen: Callable[[HalfConstant, Any], bool], empty_half: bool = False) -> bytes:
-    """The float16 model with the float16 constants ``chosen(pair, plain model)`` picks (asked once per constant,
-    in graph order) restored to their float32 values; ``empty_half`` also empties the half-precision buffer each
+def _restore(fp16: bytes, fp32: bytes, chosen: Callable[[int, HalfConstant, Any], bool],
+             empty_half: bool = False) -> bytes:
+    """The float16 model with the float16 constants ``chosen(number, pair, plain model)`` picks (``number``: the
+    constant's place in :func:`half_constants`' graph order) restored to their float32 values; ``empty_half`` also empties the half-precision buffer each
     restored DEQUANTIZE read (when no other tensor uses it)."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -113,8 +108,8 @@ def _restore(fp16: bytes, fp32: bytes, chosen: Callable[[HalfConstant, Any], boo
     if pairs is None:
         return fp16
     drop: dict[int, list[Any]] = {}
-    for pair in pairs:
-        if not chosen(pair, m32):
+    for number, pair in enumerate(pairs):
+        if not chosen(number, pair, m32):
             continue
         if any(d is pair.dequantize for d in drop.get(pair.graph, [])):
             continue
