@@ -226,9 +226,7 @@ def unpack(data: bytes) -> Any:
         OSError: a named file could not be read; pickle.UnpicklingError (or what loading raises) for
         a datagram that is not one.
     """
-    if data[:1] == b"V":
-        return ("values", *values_message(data))
-    message = pickle.loads(data)
+    message = _message(data)
     if message[0] == "file":
         path = message[1]
         try:
@@ -239,8 +237,13 @@ def unpack(data: bytes) -> Any:
                 os.unlink(path)
             except OSError:
                 pass
-        message = ("values", *values_message(data)) if data[:1] == b"V" else pickle.loads(data)
+        message = _message(data)
     return message
+
+
+def _message(data: bytes) -> Any:
+    """A datagram's or a named file's bytes as their message: a values message's tuple, else the pickle's."""
+    return ("values", *values_message(data)) if data[:1] == b"V" else pickle.loads(data)
 
 
 POLL_SECONDS = 0.01
