@@ -33,6 +33,7 @@ import json
 from typing import Any
 
 from edge.limits import Limits
+from edge.server.messages import ANSWER_KEY
 
 try:  # uvicorn's fast parser (uvicorn's "auto" choice when httptools is installed)
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
@@ -238,8 +239,6 @@ def _answer_all_stalled() -> None:
 JsonErrorProtocol = EdgeProtocol  # the earlier name
 
 
-#: the scope key under which ``EdgeProtocol`` puts itself for ``answer_whole``
-ANSWER_KEY = "edge.answer"
 _CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "keep_alive", "flow", "transport",
                      "default_headers", "access_log", "message_event", "on_response", "waiting_for_100_continue",
                      "chunked_encoding", "expected_content_length")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from edge.dispatch import DispatchError
 from edge.inputs import InputError
 from edge.repository import NotServed
-from edge.server.messages import JSON_HEADER, JSON_TYPE, ASGIApp, Receive, Reply, Send
+from edge.server.messages import ANSWER_KEY, JSON_HEADER, JSON_TYPE, ASGIApp, Receive, Reply, Send
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.server.app import EdgeApp
@@ -26,8 +26,6 @@ _perf_counter = time.perf_counter
 #: lower case, no server or date header: ``deploykit-edge serve`` turns both off), for ``answer_whole``
 _HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: " + JSON_TYPE + b"\r\ncontent-length: %d\r\nx-model-version: %s\r\n"
          b"x-prediction-id: %s\r\n%s\r\n")
-#: the scope key of ``edge.http_protocol.ANSWER_KEY`` (that module imports uvicorn: not imported here)
-ANSWER_KEY = "edge.answer"
 
 
 def _answer_whole(protocol: object, scope: dict, head: bytes, body: bytes) -> bool:

@@ -19,6 +19,9 @@ ASGIApp = Callable[[dict, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, bytes, bytes, Headers]  # (status, content type, body, extra headers)
 
+#: the scope key under which ``edge.http_protocol.EdgeProtocol`` puts itself, for the fast path's one-write
+#: answer (``edge.http_protocol.answer_whole``)
+ANSWER_KEY = "edge.answer"
 JSON_TYPE = b"application/json"
 HTML_TYPE = b"text/html; charset=utf-8"
 JSON_HEADER = (b"content-type", JSON_TYPE)
