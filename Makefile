@@ -9,10 +9,12 @@ PY := $(VENV)/bin/python
 
 setup: $(VENV)/.installed web chromium
 
+# pip installs uv (pinned in constraints.txt), and uv the project with the same pins: the same packages as
+# `pip install -c constraints.txt -e ".[all]"`, in seconds instead of a minute (uv links from its cache).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[all]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e ".[all]"
 	touch $@
 
 # The static page: TFJS pinned by web/package-lock.json, bundled with esbuild into web/dist.

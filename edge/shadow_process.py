@@ -58,15 +58,18 @@ from typing import Any, Callable, Optional
 
 _REPO = str(Path(__file__).resolve().parents[1])  # where this ``edge`` is imported from
 PRIORITY_ENV = "DEPLOYKIT_SHADOW_PRIORITY"
-"""``idle`` (the default: SCHED_IDLE, else nice 19) or ``nice`` (nice 19 only: a test machine whose
-cores are never idle would starve a SCHED_IDLE process)."""
+"""``idle`` (the default: SCHED_IDLE, else nice 19), ``nice`` (nice 19 only) or ``normal`` (the server's own
+priority: a test machine whose cores are never idle would starve a SCHED_IDLE or nice-19 process)."""
 
 
 def lower_priority(how: Optional[str] = None) -> str:
     """Put this process at the lowest CPU priority: ``SCHED_IDLE`` where the system has it (Linux), else
-    nice 19; ``how="nice"`` (or ``$DEPLOYKIT_SHADOW_PRIORITY=nice``) takes nice 19 alone. Returns what it
-    took (``"idle"`` or ``"nice"``); never raises (a refused change leaves the priority as it was)."""
+    nice 19; ``how="nice"`` (or ``$DEPLOYKIT_SHADOW_PRIORITY=nice``) takes nice 19 alone, ``how="normal"``
+    changes nothing. Returns what it took (``"idle"``, ``"nice"`` or ``"normal"``); never raises (a refused
+    change leaves the priority as it was)."""
     how = how or os.environ.get(PRIORITY_ENV, "idle")
+    if how == "normal":
+        return "normal"
     try:
         os.nice(19 - os.nice(0))
     except OSError:
