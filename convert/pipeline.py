@@ -139,26 +139,39 @@ def convert(options: ConvertOptions, progress: Progress = lambda step: None) -> 
     if recovered:
         progress(recovered)
     with _sigterm_as_interrupt():
-        progress("Loading the model (safe_mode)")
-        ref = load(Path(options.model), options.custom_objects)
-        labels.check(ref, options.labels, options.image_scale)
-        progress("Reading DATA")
-        sources = read_data(ref, Path(options.data), options.target, options.features)
-
-        staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
-        work: Path | None = None
-        try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging folder behind either
-            work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
-            with ref.objects_scope():  # copies of the model rebuild its custom layers
-                result = _build(options, ref, sources, staging, work, progress)
+        work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
+        staging: Path | None = None
+        try:  # BaseException: a Ctrl+C (KeyboardInterrupt) leaves no staging nor work folder behind either
+            with _python_temp_files_in(work):
+                progress("Loading the model (safe_mode)")
+                ref = load(Path(options.model), options.custom_objects)
+                labels.check(ref, options.labels, options.image_scale)
+                progress("Reading DATA")
+                sources = read_data(ref, Path(options.data), options.target, options.features)
+                staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
+                with ref.objects_scope():  # copies of the model rebuild its custom layers
+                    result = _build(options, ref, sources, staging, work, progress)
             _chmod_like_mkdir(staging)  # private (0700) while it is written, readable like a mkdir'd folder once done
             _replace(staging, out)
             result.bundle = Path(options.out)
             return result
         finally:
-            shutil.rmtree(staging, ignore_errors=True)  # after the swap: the old bundle, if it was exchanged
-            if work is not None:
-                shutil.rmtree(work, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)  # after the swap: the old bundle, if it was exchanged
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _python_temp_files_in(work: Path) -> Iterator[None]:
+    """Python's temporary files (``tempfile``'s default folder) go in ``work`` for the block: TensorFlow's
+    autograph writes modules there and imports them, and Python caches their bytecode beside them (a
+    ``__pycache__`` the libraries never remove), so nothing of the run is left in the shared temporary folder."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(work)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
 
 
 WORK_PREFIX = "deploykit-work-"
