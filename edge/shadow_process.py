@@ -253,6 +253,26 @@ POLL_SECONDS = 0.01
 """While copies keep coming the process looks for more this often, by its own timer, instead of being woken by
 each batch (a send to a process blocked on the socket wakes it: a cost paid on the server's event loop)."""
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+STOP = pickle.dumps(("stop",), protocol=pickle.HIGHEST_PROTOCOL)
+"""The ``("stop",)`` message as its datagram (what ``pack`` makes of it)."""
+STOP_CHECK_SECONDS = 0.05
+"""While the process rests (``Budget``) it looks this often whether the server said stop or went away."""
+
+
+def _rest(sock: socket.socket, seconds: float) -> None:
+    """Sleep ``seconds`` (the budget's rest, or the poll interval), ending early when the next datagram is the
+    server's stop or the server is gone, so a shutdown never waits for the budget; copies waiting do not end it."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, STOP_CHECK_SECONDS))
+        try:
+            head = sock.recv(len(STOP) + 1, socket.MSG_PEEK | _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:
+            return
+        if head == b"" or head == STOP:
+            return
 
 
 def _waiting(recv: Any) -> Optional[bytes]:
@@ -278,7 +298,7 @@ def serve(sock: socket.socket) -> int:
     lines = False
     budget = Budget(1.0)
     recv, send = sock.recv, sock.send
-    clock, sleep = time.thread_time, time.sleep
+    clock = time.thread_time
     data: Optional[bytes] = None
     while True:
         if data is None:
@@ -324,7 +344,7 @@ def serve(sock: socket.socket) -> int:
             return 0
         if not _DONTWAIT:
             continue
-        sleep(max(budget.rest(clock() - began), POLL_SECONDS))
+        _rest(sock, max(budget.rest(clock() - began), POLL_SECONDS))
         data = _waiting(recv)
 
 

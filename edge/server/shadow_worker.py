@@ -47,7 +47,7 @@ from typing import Any, Callable, Optional
 from edge.server.messages import utc_now
 from edge.shadow import ShadowTarget
 from edge.shadow_feed import Feed
-from edge.shadow_process import DATAGRAM, VALUES, pack, spawn, unpack
+from edge.shadow_process import DATAGRAM, STOP, VALUES, pack, spawn, unpack
 
 _get_ident = threading.get_ident
 
@@ -392,7 +392,7 @@ class ShadowWorker:
             try:
                 sock.setblocking(True)
                 sock.settimeout(1.0)
-                sock.send(pack(("stop",), None, ""))
+                sock.send(STOP)
             except OSError:
                 pass
             sock.close()

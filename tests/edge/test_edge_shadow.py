@@ -303,3 +303,15 @@ def test_the_worker_process_keeps_to_its_cpu_share(tmp_path: Path) -> None:
     assert took >= 0.8 * 0.98, took
     assert (dispatcher.shadow_stats.compared, dispatcher.shadow_stats.skipped, dispatcher.shadow_stats.dropped) == (41, 0, 0)
     assert worker.stop() == 0
+
+
+def test_stop_ends_a_resting_worker_at_once(tmp_path: Path) -> None:
+    """A worker resting after a batch (its budget: 0.1 CPU seconds at a share of 1 % owes 10 s of sleep) ends
+    on the server's stop by itself, exit status 0: stop waited out the rest (then killed it after 2 s) before."""
+    _, dispatcher, worker = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5, "burn": 0.1}}, SHADOW, cpu_share=0.01)
+    dispatcher.predict_value(ROW)
+    assert worker.wait(60)
+    proc = worker.proc
+    assert proc is not None and proc.poll() is None  # resting, not gone
+    assert worker.stop() == 0
+    assert proc.returncode == 0
