@@ -30,8 +30,8 @@ from typing import Callable
 
 import pytest
 
-from tests.helpers import (BOSTON_CSV, QUIET_ENV, ROOT, WEB_BUILT, build_page, cache_root, cached, run, run_cli,
-                           sources_sha256)
+from tests.helpers import (BOSTON_CSV, QUIET_ENV, ROOT, WEB_BUILT, GroupDurations, build_page, cache_root, cached, run,
+                           run_cli, sources_sha256)
 
 os.environ.update(QUIET_ENV)
 
@@ -78,10 +78,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test without an ``xdist_group`` goes in its module's group, so ``--dist loadgroup`` keeps a module
-    (and its module-scoped servers and browsers) on one worker; tests/zoo groups its models itself."""
+    (and its module-scoped servers and browsers) on one worker; tests/zoo groups its models itself. The groups
+    that took longest in this machine's last run go first (``GroupDurations``), so no long one starts last."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    items[:] = GroupDurations.read(cache_root()).longest_first(items)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller of ``pytest -n`` keeps the collection's order (the longest groups first) instead of
+    xdist's own (the groups with most tests first), and times each group for the next run."""
+    if _is_xdist_controller(config):
+        config.option.loadscopereorder = False
+        config.pluginmanager.register(GroupDurations.read(cache_root()), "deploykit-group-durations")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 - :func:`run`: any command in the repository, with :data:`ENV` (TensorFlow's logs silenced);
 - the build cache: :func:`cache_root`, :func:`tree_sha256`, :func:`sources_sha256` and :func:`cached` (an entry made
   once per set of sources, under a lock, renamed into place; tests/conftest.py and tests/zoo/conftest.py use it);
+- :class:`GroupDurations`: how long each xdist group took in this machine's last run, to start the longest first;
 - :func:`build_page`: ``npm run build`` in web/ (once per run: the xdist controller builds before its workers start);
 - model helpers: :func:`boston_features`, :func:`small_classifier` (Keras), :func:`litert_predict`,
   :func:`tflite_op_types` (LiteRT and the .tflite reader), each importing its heavy library when called.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +27,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from collections import defaultdict
 from typing import Any, Callable, Iterable, Iterator
 
 try:
@@ -286,3 +289,62 @@ def small_classifier(tmp_path: Path) -> tuple[Any, np.ndarray]:
     model.fit(x, y, epochs=3, verbose=0)
     model.save(tmp_path / "clf.keras")
     return keras.models.load_model(tmp_path / "clf.keras"), x
+
+
+class GroupDurations:
+    """The seconds each ``--dist loadgroup`` group took in the last ``pytest -n`` run on this machine
+    (``test-durations.json`` in :func:`cache_root`), as a pytest plugin of the controller that times this run
+    for the next one. Only the order the groups start in depends on it: a missing or unreadable file orders
+    nothing, and a group it does not know counts as the median."""
+
+    FILE = "test-durations.json"
+
+    def __init__(self, path: Path, seconds: dict[str, float]) -> None:
+        self.path, self.seconds = path, seconds
+        self.run: defaultdict[str, float] = defaultdict(float)
+
+    @classmethod
+    def read(cls, folder: Path) -> "GroupDurations":
+        """The durations kept in ``folder`` (none when the file is missing or is not a JSON object of numbers)."""
+        path = folder / cls.FILE
+        try:
+            data = json.loads(path.read_text())
+            seconds = {str(k): float(v) for k, v in data.items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            seconds = {}
+        return cls(path, seconds)
+
+    def longest_first(self, items: list[Any]) -> list[Any]:
+        """``items`` with each group's tests together, in their order, the groups longest first (ties and
+        all groups, with no durations, in collection order)."""
+        if not self.seconds:
+            return items
+        median = sorted(self.seconds.values())[len(self.seconds) // 2]
+        first: dict[str, int] = {}
+        for index, item in enumerate(items):
+            first.setdefault(_group_of(item), index)
+        return sorted(items, key=lambda item: (-self.seconds.get(_group_of(item), median), first[_group_of(item)]))
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        group = report.nodeid.rpartition("@")[2] if "@" in report.nodeid else report.nodeid.split("::")[0]
+        self.run[group] += report.duration
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        if not self.run:
+            return
+        merged = {**self.seconds, **{k: round(v, 2) for k, v in self.run.items()}}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            temp.write_text(json.dumps(merged, indent=0, sort_keys=True))
+            os.replace(temp, self.path)
+        except OSError:
+            pass
+
+
+def _group_of(item: Any) -> str:
+    """An item's ``xdist_group`` name (its module's path when it has none)."""
+    marker = item.get_closest_marker("xdist_group")
+    if marker is None:
+        return item.nodeid.split("::")[0]
+    return str(marker.kwargs.get("name", marker.args[0] if marker.args else item.nodeid.split("::")[0]))
