@@ -86,6 +86,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = GroupDurations.read(cache_root()).longest_first(items)
 
 
+@pytest.hookimpl(trylast=True)  # after xdist's own, which registers the controller's session ("dsession")
 def pytest_configure(config: pytest.Config) -> None:
     """The controller of ``pytest -n`` keeps the collection's order (the longest groups first) instead of
     xdist's own (the groups with most tests first), and times each group for the next run."""
