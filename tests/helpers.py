@@ -25,9 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
-from collections import defaultdict
 from typing import Any, Callable, Iterable, Iterator
 
 try:
@@ -320,10 +320,12 @@ class GroupDurations:
         if not self.seconds:
             return items
         median = sorted(self.seconds.values())[len(self.seconds) // 2]
+        groups = [_group_of(item) for item in items]
         first: dict[str, int] = {}
-        for index, item in enumerate(items):
-            first.setdefault(_group_of(item), index)
-        return sorted(items, key=lambda item: (-self.seconds.get(_group_of(item), median), first[_group_of(item)]))
+        for index, group in enumerate(groups):
+            first.setdefault(group, index)
+        order = sorted(range(len(items)), key=lambda i: (-self.seconds.get(groups[i], median), first[groups[i]], i))
+        return [items[i] for i in order]
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         group = report.nodeid.rpartition("@")[2] if "@" in report.nodeid else report.nodeid.split("::")[0]
@@ -344,7 +346,7 @@ class GroupDurations:
 
 def _group_of(item: Any) -> str:
     """An item's ``xdist_group`` name (its module's path when it has none)."""
-    marker = item.get_closest_marker("xdist_group")
+    marker, module = item.get_closest_marker("xdist_group"), item.nodeid.split("::")[0]
     if marker is None:
-        return item.nodeid.split("::")[0]
-    return str(marker.kwargs.get("name", marker.args[0] if marker.args else item.nodeid.split("::")[0]))
+        return module
+    return str(marker.kwargs.get("name") or (marker.args[0] if marker.args else module))
