@@ -29,12 +29,12 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
-# The suite on one worker more than there are cores (pytest-xdist; TEST_WORKERS=0 runs it in this process): about a
-# third of a worker's time is spent waiting on a browser, a server or a subprocess, which the extra worker fills
-# (2 cores, warm caches: 286 s with 3 workers against 314 s with 2). --dist loadgroup keeps each module, and each
-# zoo model with its page, on one worker. Models and bundles are cached by the sha256 of their sources
-# (tests/conftest.py, tests/zoo/conftest.py), so a second run of the same sources skips TensorFlow's builds.
-TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)')
+# The suite on two workers more than there are cores (pytest-xdist; TEST_WORKERS=0 runs it in this process): about a
+# third of a worker's time is spent waiting on a browser, a server or a subprocess, which the extra workers fill
+# (2 cores, warm caches, one sitting: 237 s with 4 workers, 250 s with 3, 240 s with 5). --dist loadgroup keeps each
+# module, and each zoo model with its page, on one worker. Models and bundles are cached by the sha256 of their
+# sources (tests/conftest.py, tests/zoo/conftest.py), so a second run of the same sources skips TensorFlow's builds.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 2)')
 # DEPLOYKIT_TEST_WEB_BUILT: setup's web step built web/dist. Bytecode is written (__pycache__, ignored by git) even
 # where the shell sets PYTHONDONTWRITEBYTECODE: the suite starts hundreds of Python processes (CLIs, servers,
 # runtimes), and pytest rewrites its plugins' and the tests' modules in every one that has no cached copy.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -289,6 +290,22 @@ def small_classifier(tmp_path: Path) -> tuple[Any, np.ndarray]:
     model.fit(x, y, epochs=3, verbose=0)
     model.save(tmp_path / "clf.keras")
     return keras.models.load_model(tmp_path / "clf.keras"), x
+
+
+class LazyModule:
+    """A module imported on first use of one of its names: ``keras = LazyModule("keras")`` at a test module's top
+    keeps TensorFlow out of collection (pytest reads every module-level name, so each worker of ``pytest -n`` would
+    import it before its first test, whether or not its tests need it). Dunder names are not looked up, so
+    collection's probes (``__test__``, ``__call__``) import nothing. Raises ImportError on first use if the module
+    is missing."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self._name), attr)
 
 
 class GroupDurations:

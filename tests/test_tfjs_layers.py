@@ -23,7 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from tests.helpers import LazyModule
+
+keras = LazyModule("keras")  # imported by the first test that builds a model, not at collection
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from convert.parity.browser import CHROMIUM_ARGS as WEBGL_ARGS  # noqa: E402 - webgl on SwiftShader, as the engine runs it

@@ -8,7 +8,9 @@ import pathlib
 
 import pytest
 
-keras = pytest.importorskip("keras")
+from tests.helpers import LazyModule
+
+keras = LazyModule("keras")  # imported by the first test that builds a model, not at collection
 
 from convert.tfjs_layers import write_layers_model  # noqa: E402
 
