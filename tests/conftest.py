@@ -34,6 +34,8 @@ from tests.helpers import (BOSTON_CSV, QUIET_ENV, ROOT, WEB_BUILT, GroupDuration
                            run_cli, sources_sha256)
 
 os.environ.update(QUIET_ENV)
+# what TensorFlow computed depends on its environment too (oneDNN on or off): part of every cache key
+TF_ENVIRONMENT = tuple(f"{k}={QUIET_ENV[k]}" for k in sorted(QUIET_ENV))
 
 SOURCES = ("convert", "edge", "web/dist", "tests/conftest.py", "pyproject.toml")  # conftest: the commands
 LIBRARIES = ("tensorflow", "keras", "tensorflowjs", "tf-keras", "ai-edge-litert", "numpy")
@@ -99,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def build_cache() -> Path:
     """This set of sources' folder in the cache (created); entries unused for KEEP_DAYS days are removed."""
     root = cache_root()
-    entry = root / sources_sha256(SOURCES, LIBRARIES)[:16]
+    entry = root / sources_sha256(SOURCES, LIBRARIES, TF_ENVIRONMENT)[:16]
     entry.mkdir(parents=True, exist_ok=True)
     os.utime(entry)
     for old in root.iterdir():
@@ -127,7 +129,7 @@ def runtime_versions() -> list[str]:
 def zoo_cache() -> Path:
     """The zoo's folder in the cache for this set of sources and runtimes (created): ``zoo-<sha>`` beside the
     Boston entries, or ``$DEPLOYKIT_ZOO_CACHE/<sha>``."""
-    key = sources_sha256(ZOO_SOURCES, ZOO_LIBRARIES, runtime_versions())[:16]
+    key = sources_sha256(ZOO_SOURCES, ZOO_LIBRARIES, (*runtime_versions(), *TF_ENVIRONMENT))[:16]
     override = os.environ.get("DEPLOYKIT_ZOO_CACHE")
     entry = Path(override) / key if override else cache_root() / f"zoo-{key}"
     entry.mkdir(parents=True, exist_ok=True)

@@ -38,11 +38,18 @@ except ImportError:  # Windows: no advisory locks; two runs building one entry t
 
 import numpy as np
 
+from convert.quiet import ENV as CLI_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 BOSTON_CSV = ROOT / "convert" / "data" / "boston.csv"
 PYTHON = sys.executable
 
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TFDF_DISABLE_WELCOME_MESSAGE": "1", "CUDA_VISIBLE_DEVICES": "-1",
+# The CLI's own environment (convert.quiet.ENV: TensorFlow quiet, oneDNN off), set for the whole session by
+# conftest.py, before anything imports TensorFlow. An in-process `deploykit` call would otherwise set it in the
+# middle of a worker's life, and TensorFlow reads TF_ENABLE_ONEDNN_OPTS when it is first imported: a worker
+# whose first import came before such a call trained with oneDNN and one whose first came inside it without,
+# so `train(seed=7)` here and a cached `deploykit train --seed 7` from another worker differed by 4e-7.
+QUIET_ENV = {**CLI_ENV,
              # the shadow worker at the server's priority: the suite keeps every core busy (pytest -n), and an
              # idle-class or nice-19 process waits for a free core for seconds to minutes (test_edge_shadow.py
              # checks the default, SCHED_IDLE, itself)
@@ -105,7 +112,8 @@ def run_cli(*args: Any, module: str = "convert", cwd: Path | None = None, stdin:
     ``main([...])``; returns a ``CompletedProcess`` with the exit status and the captured text.
 
     ``cwd`` is the working folder for the call; ``stdin`` the text on standard input; ``timeout`` is accepted
-    for the callers of :func:`run_entry_point` and not enforced. DEPLOYKIT_DEBUG is unset for the call.
+    for the callers of :func:`run_entry_point` and not enforced. DEPLOYKIT_DEBUG is unset for the call, and the
+    environment is as before it once it returns.
     """
     if module == "convert":
         from convert.cli import main
@@ -114,6 +122,7 @@ def run_cli(*args: Any, module: str = "convert", cwd: Path | None = None, stdin:
     else:
         raise ValueError(f"unknown module {module!r}")
     argv = [str(a) for a in args]
+    old_env = dict(os.environ)
     old_cwd, old_debug = os.getcwd(), os.environ.pop("DEPLOYKIT_DEBUG", None)
     old_stdin, old_hook = sys.stdin, sys.unraisablehook
     try:
@@ -136,6 +145,9 @@ def run_cli(*args: Any, module: str = "convert", cwd: Path | None = None, stdin:
         sys.stdin, sys.unraisablehook = old_stdin, old_hook
         if old_debug is not None:
             os.environ["DEPLOYKIT_DEBUG"] = old_debug
+        if dict(os.environ) != old_env:  # what the command set stays in the command, as in its own process
+            os.environ.clear()
+            os.environ.update(old_env)
 
 
 WEB_BUILT = "DEPLOYKIT_TEST_WEB_BUILT"  # set by the xdist controller once it built web/dist for its workers

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
+from convert.quiet import ENV as CLI_ENV
 from tests.helpers import one_error_line, run_cli
+
+
+def test_the_session_runs_tensorflow_as_the_cli_does() -> None:
+    """The suite runs with the CLI's environment (oneDNN off, TensorFlow quiet) from its start: TensorFlow
+    reads it once, at import, so a library call in a worker computes what `deploykit` computes."""
+    assert {k: os.environ.get(k) for k in CLI_ENV} == CLI_ENV
+
+
+def test_an_in_process_command_leaves_the_environment_as_it_found_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`main()` sets the CLI's environment (as in its own process); run_cli puts the caller's back."""
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    monkeypatch.setenv("DEPLOYKIT_DEBUG", "1")
+    before = dict(os.environ)
+    (tmp_path / "dir.keras").mkdir()
+    assert run_cli("train", "--out", tmp_path / "dir.keras").returncode == 1
+    assert dict(os.environ) == before
 
 
 def test_train_checks_its_output_before_training(tmp_path: Path) -> None:

@@ -88,8 +88,15 @@ class Server:
         return status, json.loads(data)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
+        """Send ``sig`` unless the server has exited, then :meth:`wait`."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 30) -> tuple[int, str]:
+        """(exit status, stderr) once the server exits, killed after ``timeout`` s. It sends no signal: after a
+        test's own SIGTERM, a second one (what :meth:`stop` would send to a server still closing) can land
+        once Python's finalisation has restored the default handler, and the exit reads -15."""
         try:
             _, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

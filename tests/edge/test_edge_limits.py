@@ -179,7 +179,7 @@ def test_sigterm_answers_stalled_clients_503_and_exits_in_time(bundle: Path, ser
     server.proc.send_signal(signal.SIGTERM)
     reply = read_reply(sock)
     assert _status_and_error(reply) == (503, "the server is shutting down; retry shortly")
-    code, err = server.stop()
+    code, err = server.wait()
     assert code == 0 and time.monotonic() - start < 3.5, err
     assert "Traceback" not in err and "Exception in ASGI" not in err, err
 

@@ -310,8 +310,7 @@ def test_sigterm_finishes_in_flight_flushes_logs_and_exits_0(bundle: Path, serve
         http.client.HTTPConnection("127.0.0.1", server.port, timeout=2).request("GET", "/healthz")
     reply = _finish(held)
     assert reply.startswith(b"HTTP/1.1 200 "), reply
-    server.proc.wait(timeout=30)  # the one SIGTERM's exit (stop() would send a second to a server still closing)
-    code, err = server.stop()
+    code, err = server.wait()  # the one SIGTERM's exit
     assert code == 0, err
     assert "deploykit-edge: stopped" in err and " log lines written to " in err
     predictions = list(csv.DictReader((logs / "predictions.csv").open(newline="")))
