@@ -122,8 +122,8 @@ def run_cli(*args: Any, module: str = "convert", cwd: Path | None = None, stdin:
     else:
         raise ValueError(f"unknown module {module!r}")
     argv = [str(a) for a in args]
-    old_env = dict(os.environ)
-    old_cwd, old_debug = os.getcwd(), os.environ.pop("DEPLOYKIT_DEBUG", None)
+    old_env, old_cwd = dict(os.environ), os.getcwd()
+    os.environ.pop("DEPLOYKIT_DEBUG", None)
     old_stdin, old_hook = sys.stdin, sys.unraisablehook
     try:
         if cwd is not None:
@@ -143,8 +143,6 @@ def run_cli(*args: Any, module: str = "convert", cwd: Path | None = None, stdin:
     finally:
         os.chdir(old_cwd)
         sys.stdin, sys.unraisablehook = old_stdin, old_hook
-        if old_debug is not None:
-            os.environ["DEPLOYKIT_DEBUG"] = old_debug
         if dict(os.environ) != old_env:  # what the command set stays in the command, as in its own process
             os.environ.clear()
             os.environ.update(old_env)
