@@ -134,6 +134,43 @@ def template(boston_linear_bundle, tmp_path) -> Path:
     return old
 
 
+# First in the module: pytest-xdist sends a worker its next group once two tests of the current one are left, so
+# the longest test (a minute idle, four under a loaded machine) runs first and no group waits behind it.
+def test_random_kills_of_the_real_convert(boston_linear, tmp_path, monkeypatch):
+    """SIGKILL at random times across ``deploykit convert`` of the linear Boston model (TRIALS times)."""
+    out, private_tmp = tmp_path / "b", tmp_path / "tmp"
+    private_tmp.mkdir()
+    command = [sys.executable, "-m", "convert", "convert", str(boston_linear), "--data", str(BOSTON_CSV),
+               "--target", "medv", "--out", str(out), "--force"]
+    start = time.monotonic()
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600, env=_env(private_tmp))
+    assert first.returncode == 0, first.stderr
+    whole = time.monotonic() - start
+    old = (out / "manifest.json").read_text()
+    rng = random.Random(13)
+    outcomes = []
+    for _ in range(TRIALS):
+        with open(tmp_path / "stderr.txt", "w") as err:
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=_env(private_tmp))
+            time.sleep(rng.uniform(0.0, whole * 1.05))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        steps = [line for line in (tmp_path / "stderr.txt").read_text().splitlines() if line.startswith("✓")]
+        _recover_and_check(out, private_tmp, monkeypatch)
+        _bundle_name(out)
+        fresh = (out / "manifest.json").read_text()
+        outcomes.append(("old" if fresh == old else "new", proc.returncode, len(steps)))
+        old = fresh
+    print("outcomes (bundle, status, steps done):", outcomes)
+    assert all(bundle in ("old", "new") for bundle, _, _ in outcomes)
+    assert sum(status == -signal.SIGKILL for _, status, _ in outcomes) >= TRIALS // 2, outcomes
+    final = subprocess.run(command, capture_output=True, text=True, timeout=600, env=_env(private_tmp))
+    assert final.returncode == 0, final.stderr
+    _bundle_name(out)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.")] == []
+    assert [p.name for p in private_tmp.iterdir() if p.name.startswith("deploykit-")] == []
+
+
 def test_a_kill_at_every_stage_leaves_the_old_bundle_or_the_new(template, tmp_path, monkeypatch):
     out, private_tmp, model = tmp_path / "work" / "b", tmp_path / "tmp", tmp_path / "model.keras"
     out.parent.mkdir()
@@ -177,37 +214,3 @@ def test_the_next_convert_restores_a_bundle_left_aside_and_says_so(template, tmp
                                 f"aside to {aside})")
     assert _bundle_name(out) == "old"
 
-
-def test_random_kills_of_the_real_convert(boston_linear, tmp_path, monkeypatch):
-    """SIGKILL at random times across ``deploykit convert`` of the linear Boston model (TRIALS times)."""
-    out, private_tmp = tmp_path / "b", tmp_path / "tmp"
-    private_tmp.mkdir()
-    command = [sys.executable, "-m", "convert", "convert", str(boston_linear), "--data", str(BOSTON_CSV),
-               "--target", "medv", "--out", str(out), "--force"]
-    start = time.monotonic()
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600, env=_env(private_tmp))
-    assert first.returncode == 0, first.stderr
-    whole = time.monotonic() - start
-    old = (out / "manifest.json").read_text()
-    rng = random.Random(13)
-    outcomes = []
-    for _ in range(TRIALS):
-        with open(tmp_path / "stderr.txt", "w") as err:
-            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=_env(private_tmp))
-            time.sleep(rng.uniform(0.0, whole * 1.05))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-        steps = [line for line in (tmp_path / "stderr.txt").read_text().splitlines() if line.startswith("✓")]
-        _recover_and_check(out, private_tmp, monkeypatch)
-        _bundle_name(out)
-        fresh = (out / "manifest.json").read_text()
-        outcomes.append(("old" if fresh == old else "new", proc.returncode, len(steps)))
-        old = fresh
-    print("outcomes (bundle, status, steps done):", outcomes)
-    assert all(bundle in ("old", "new") for bundle, _, _ in outcomes)
-    assert sum(status == -signal.SIGKILL for _, status, _ in outcomes) >= TRIALS // 2, outcomes
-    final = subprocess.run(command, capture_output=True, text=True, timeout=600, env=_env(private_tmp))
-    assert final.returncode == 0, final.stderr
-    _bundle_name(out)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.")] == []
-    assert [p.name for p in private_tmp.iterdir() if p.name.startswith("deploykit-")] == []
