@@ -41,10 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-]
 BACKENDS = ["wasm", "cpu", "webgl"]
 QUERY = "rm=6&tax=250&age=66.5"
 
@@ -208,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
+    from convert.parity.browser import CHROMIUM_ARGS, find_chromium  # the browser and flags verify runs
     from convert.serve_web import serve_in_thread
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {}
         try:
             with sync_playwright() as p:
-                exe = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+                exe = find_chromium()
                 browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS) if exe else p.chromium.launch(args=CHROMIUM_ARGS)
                 # Warm the browser process itself once (not counted).
                 warm = browser.new_page()

@@ -1,7 +1,7 @@
 """convert.tfjs_layers: the layers models it writes load in real TFJS 4.22 and match Keras.
 
 Real parts only: each model is written to disk, served over a loopback HTTP server, loaded with
-``tf.loadLayersModel`` in headless Chromium (Playwright, find_chromium: Debian's chromium-headless-shell, else chromium) from the
+``tf.loadLayersModel`` in headless Chromium (Playwright; the browser verify drives, ``find_chromium``) from the
 project's own ``web/node_modules/@tensorflow/tfjs/dist/tf.min.js``, and run on the cpu backend.
 Outputs are compared with Keras ``model.predict`` at the float32 tolerance of the architecture:
 max |y - ref| / max(|ref|, 1e-2 * max|ref|) <= 1e-5, per output.
@@ -35,7 +35,7 @@ from convert.tfjs_layers import write_layers_model  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TF_MIN_JS = ROOT / "web" / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
 HARNESS = pathlib.Path(__file__).resolve().parent / "tfjs_layers_harness" / "index.html"
-CHROMIUM = find_chromium()  # the one verify drives
+CHROMIUM = find_chromium()  # the one verify drives; None: Playwright's own browser
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MAX_REL = 1e-5
@@ -43,7 +43,6 @@ MAX_REL = 1e-5
 needs_browser = [
     pytest.mark.browser,
     pytest.mark.skipif(not TF_MIN_JS.is_file(), reason="run `npm ci` in web/ first (tf.min.js missing)"),
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium-headless-shell or chromium"),
 ]
 
 

@@ -1,8 +1,8 @@
 """Fixtures for the web page tests: one built page, one bundle, one static server, one Chromium per session.
 
 The bundle is made by the real CLI (`deploykit train` then `deploykit convert`, cached: tests/conftest.py), with the
-page freshly built by `npm run build` in web/. Chromium is Debian's chromium-headless-shell, else chromium
-(``find_chromium``; Playwright cannot download its own browser here); on machines with a Playwright-managed browser that one is used.
+page freshly built by `npm run build` in web/. Chromium is the one verify drives (``find_chromium``: Debian's
+chromium-headless-shell, else chromium; Playwright cannot download its own browser here), or Playwright's own.
 """
 
 from __future__ import annotations
