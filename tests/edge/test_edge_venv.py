@@ -30,8 +30,15 @@ def edge_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # metadata as pip, compiled to bytecode as pip does, in seconds; else the venv's own pip
     uv = Path(sys.executable).parent / "uv"
     subprocess.run([sys.executable, "-m", "venv", *(["--without-pip"] if uv.is_file() else []), str(venv)], check=True)
-    src = tmp_path_factory.mktemp("src") / "deploykit"  # a clean copy: no .venv, no build leftovers
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "node_modules", "*.egg-info", "build", "__pycache__"))
+    # a clean copy of what the build reads (pyproject.toml's packages and readme), nothing else: the rest of the
+    # repo is written to while the suite runs (test-artifacts/ by other workers, atomically through *.tmp files
+    # that vanish mid-copy)
+    src = tmp_path_factory.mktemp("src") / "deploykit"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for package in ("convert", "edge"):
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp"))
     install = ([str(uv), "pip", "install", "-q", "--compile-bytecode", "--python", str(venv / "bin/python")]
                if uv.is_file() else [str(venv / "bin/pip"), "install", "-q"])
     r = subprocess.run([*install, f"{src}[edge]"], capture_output=True, text=True, timeout=900)
