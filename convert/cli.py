@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from convert import __version__, interrupt
 from convert.show import print_artifacts, print_report, steps
-from edge.console import one_line, rich_console, run_command
+from edge.console import ArgumentParser, one_line, rich_console, run_command
 
 
 def _unraisable(unraisable: Any, previous: Callable[[Any], None] = sys.unraisablehook) -> None:
@@ -128,7 +128,7 @@ def cmd_demo(args: argparse.Namespace, out, err) -> int:
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deploykit",
         description="Ship a Keras model to the browser (TFJS) and to edge devices (TFLite), and prove they agree.",
     )

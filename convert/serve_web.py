@@ -130,6 +130,42 @@ def _web_dir(bundle: Path) -> Path:
     raise DeployKitError(f"{bundle} has no web/index.html: re-create the bundle with `deploykit convert`")
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` that takes at most ``MAX_CONNECTIONS`` connections at once (one more is
+    closed at once rather than given a thread) and says nothing when a client goes away mid-reply (a
+    closed tab, a cancelled fetch: ``BrokenPipeError`` and its kin); any other handler error is one line
+    on stderr, not a traceback."""
+
+    daemon_threads = True
+    MAX_CONNECTIONS = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(self.MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        print(f"serve-web: error answering {client_address[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Create (not start) a static server for ``web_dir``; port 0 picks a free port.
 
@@ -144,12 +180,11 @@ def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[
         raise DeployKitError(f"{web_dir} is not a folder: give the bundle's web folder")
     handler = type("WebHandler", (_Handler,), {"root": root})
     try:
-        server = http.server.ThreadingHTTPServer((host, port), partial(handler, directory=str(root)))
+        server = _Server((host, port), partial(handler, directory=str(root)))
     except OSError as exc:
         raise DeployKitError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another port with --port N") from None
     except OverflowError:
         raise DeployKitError(f"--port {port} is not a port number: pass 0-65535 (0 picks a free port)") from None
-    server.daemon_threads = True
     bound_port = server.server_address[1]
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else (f"[{host}]" if ":" in host else host)
     return server, f"http://{shown}:{bound_port}/"

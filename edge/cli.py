@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
 from edge import __version__
-from edge.console import EXIT_ERROR, print_line, run_command
+from edge.console import EXIT_ERROR, ArgumentParser, print_line, run_command
 from edge.errors import EdgeError
 from edge.serve_cli import add_serve_parser
 from edge.text import printable
@@ -249,7 +249,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deploykit-edge",
         description="Serve and check a deploykit bundle's TFLite model on a device, without TensorFlow.")
     parser.add_argument("--version", action="version", version=f"deploykit-edge {__version__}")

@@ -1,6 +1,7 @@
 """Presentation for both command lines, ``deploykit`` and ``deploykit-edge``: one home for what they show.
 
 - :func:`print_line`: one line of text with its control characters escaped (``edge.text.printable``);
+- :class:`ArgumentParser`: usage errors as one ``Error:`` line, exit 2;
 - :func:`run_command`: the one ``main()`` policy: a library error (``EdgeError``, which ``DeployKitError``
   subclasses) is one line ``Error: <message>`` and exit 1, a Ctrl+C is ``Error: interrupted`` and exit 130,
   a closed pipe (``| head``) exit 0, anything else one ``Error: unexpected ...`` line; never a traceback;
@@ -13,15 +14,17 @@ no Rich). Nothing happens on import.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 import time
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 from edge.errors import EdgeError
 from edge.text import printable
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # a command line argparse cannot take, as argparse itself exits
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
 INTERRUPTED = "Error: interrupted"
 
@@ -32,6 +35,16 @@ def print_line(line: str, file: TextIO | None = None, flush: bool = False) -> No
     """Print one line with its control characters escaped: manifest strings (names, labels, units, notes,
     paths) and input cells are data, not terminal commands, and cannot split the line."""
     print(printable(line), file=file if file is not None else sys.stdout, flush=flush)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line, as every other error of the CLIs:
+    ``Error: <what argparse found>; see `<prog> --help``` on stderr, exit 2 (not the usage block). Its
+    sub-command parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        print_line(f"Error: {message}; see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
 
 
 def run_command(command: Callable[[], int], unexpected: Callable[[Exception], str],

@@ -273,7 +273,7 @@ class Dispatcher:
             counts = stats.errors if raised else stats.check_failures
             counts[target.number] = counts.get(target.number, 0) + 1
         if is_canary:
-            self._watch(target, run, outputs, reason, raised)
+            self._watch(target, run, check, outputs, reason, raised)
         answer_version, fallback, why = target, False, ""
         if reason is not None and not explicit:
             backup = self._available(self.config.fallback)
@@ -302,15 +302,27 @@ class Dispatcher:
             answer.shadow = self._shadow_job(answer_version, outputs, ids, copy, run=run)
         return answer
 
-    def _watch(self, canary: Version, run: Callable[[Version], Any], outputs: Any, reason: Optional[str],
-               raised: bool) -> None:
-        """Feed the rollback monitor one canary outcome; take the canary out when it fires."""
+    def _watch(self, canary: Version, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
+               outputs: Any, reason: Optional[str], raised: bool) -> None:
+        """Feed the rollback monitor one canary outcome; take the canary out when it fires.
+
+        A failure (the interpreter raised, or the output check failed) counts against the canary only when
+        ``stable`` gets the same request right: inputs that fail every version (valid, but far outside the
+        training range) say nothing about the canary, and a client must not be able to roll it back by
+        sending them."""
         monitor = self.monitor
         if monitor is None or monitor.version != canary.number:
             monitor = self.monitor = RollbackMonitor(self.name, canary.number, self.config.rollback, log=self.log)
+        stable = self._available(self.repo.models[self.name].labels.get("stable"))
+        if reason is not None and stable is not None and stable is not canary:
+            try:
+                stable_reason = self._run(stable, run, check)[1]
+            except EdgeError as exc:  # stable refuses these inputs
+                stable_reason = str(exc)
+            if stable_reason is not None:
+                return  # the request's fault, not the canary's: not counted either way
         score = None
         if self.config.rollback.max_disagreement is not None and not raised:
-            stable = self._available(self.repo.models[self.name].labels.get("stable"))
             if stable is not None and stable is not canary:
                 try:
                     stable.acquire()

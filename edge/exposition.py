@@ -1,6 +1,7 @@
 """``Exposition``: the custom ``prometheus_client`` collector over ``edge.metrics.Metrics``' counted state.
 Imported by ``Metrics.render`` at the first ``/metrics`` read, so that ``prometheus_client`` is not imported
-at start-up. Raises nothing itself."""
+at start-up. Label values read from the bundle (feature and model names) go out through ``edge.text.printable``:
+their control characters as visible escapes. Raises nothing itself."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from edge.metrics import BUCKETS, _num
+from edge.text import printable
 
 
 class Exposition(Collector):
@@ -23,7 +25,7 @@ class Exposition(Collector):
     def collect(self) -> Iterator[Metric]:
         state, drift = self.state, self.drift
         info = GaugeMetricFamily("deploykit_model_info", "The loaded model artifact.", labels=list(self.info))
-        info.add_metric([str(v) for v in self.info.values()], 1)
+        info.add_metric([printable(v) for v in self.info.values()], 1)
         yield info
         requests = CounterMetricFamily("deploykit_requests", "HTTP requests by route and status.",
                                        labels=["route", "status"])
@@ -45,7 +47,7 @@ class Exposition(Collector):
         out = CounterMetricFamily("deploykit_input_out_of_range",
                                   "Input values outside the training range, per feature.", labels=["feature"])
         for name in self.feature_names:
-            out.add_metric([name], state["out_of_range"].get(name, 0))
+            out.add_metric([printable(name)], state["out_of_range"].get(name, 0))
         yield out
         yield GaugeMetricFamily("deploykit_inflight_requests", "Requests being served now.", value=state["inflight"])
         yield CounterMetricFamily("deploykit_rejected_busy", "Requests answered 503 over the concurrency limit.",
@@ -61,10 +63,10 @@ class Exposition(Collector):
                                      labels=["feature"])
         for d in drift:
             if d["statistic"] is not None:
-                stat.add_metric([d["feature"]], d["statistic"])
+                stat.add_metric([printable(d["feature"])], d["statistic"])
             if d["p_value"] is not None:
-                pvalue.add_metric([d["feature"]], d["p_value"])
-            detected.add_metric([d["feature"]], 1 if d["drifted"] else 0)
+                pvalue.add_metric([printable(d["feature"])], d["p_value"])
+            detected.add_metric([printable(d["feature"])], 1 if d["drifted"] else 0)
         yield stat
         yield pvalue
         yield detected

@@ -34,6 +34,8 @@ from edge.rollout_config import FeedbackConfig
 
 MAX_ITEMS = 1000
 """The most feedback items one request may carry."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest truth taken (the model answers in float32): errors and their squares stay finite in float64."""
 
 
 class PredictionIds:
@@ -158,6 +160,8 @@ class FeedbackStore:
             raise InputError(422, "truth must be finite") from None
         if not np.all(np.isfinite(arr)):
             raise InputError(422, "truth must be finite")
+        if np.any(np.abs(arr) > FLOAT32_MAX):  # the model answers in float32; so squared errors stay finite
+            raise InputError(422, f"truth must be within float32's range (±{FLOAT32_MAX:.7g})")
         if arr.size != entry.value.size:
             raise InputError(422, f"truth has {arr.size} values, the prediction has {entry.value.size}")
         return arr

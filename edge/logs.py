@@ -1,7 +1,8 @@
 """Request and prediction logs in CSV, written before the answer is sent, rotated by size without losing a line.
 
 * Every cell goes through ``neutralise``: CR and LF become the two characters ``\\r`` / ``\\n`` (a line
-  of the log is one line of the file, whatever a client sends), and text that starts with ``=``, ``+``,
+  of the log is one line of the file, whatever a client sends), other control characters (ESC, BEL, NUL,
+  the bidirectional overrides) become visible escapes such as ``\\x1b``, and text that starts with ``=``, ``+``,
   ``-``, ``@``, a tab or a carriage return is prefixed with ``'`` so that a spreadsheet does not run it as
   a formula. Plain numbers (``-3.5``) are left as they are: they are not formulas and the drift reader
   needs them. Headers too (feature names come from the manifest). Fields are written with ``csv``.
@@ -13,6 +14,8 @@
   write is cut back so no half line stays, and the next line tries again: the folder and the file (with
   its header) are recreated when they are gone, so logging resumes as soon as it can. A file replaced or
   removed under the server is noticed at the next line (its inode changed) and reopened.
+* A file whose last line was torn (a power cut mid-write) gets a newline before the first new line, so
+  that only the torn line is lost, not also the next one.
 * Rotation: when a file would pass ``max_bytes`` it is renamed ``NAME.1`` (older ones shift to ``.2`` ...
   up to ``backups``) and a new file with the header is opened, between two lines.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge.errors import EdgeError
+from edge.text import has_control, printable
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
@@ -41,7 +45,8 @@ the answer was sent (the shadow runs off the request's path)."""
 
 def neutralise(value: Any) -> str:
     """A cell's text for a CSV file: formula-looking text prefixed by ``'``, CR and LF written as ``\\r``
-    and ``\\n`` (so that no cell can split a row or start a formula in a spreadsheet)."""
+    and ``\\n`` (so that no cell can split a row or start a formula in a spreadsheet), every other control
+    character as a visible escape (``edge.text.printable``: ``tail`` on a log cannot drive the terminal)."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -49,8 +54,8 @@ def neutralise(value: Any) -> str:
     text = str(value)
     if text.startswith(_DANGEROUS) and not _NUMBER.match(text):
         text = "'" + text
-    if "\r" in text or "\n" in text:
-        text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if not text.isprintable() and has_control(text):  # isprintable: C-fast, False for every control (and more)
+        text = printable(text.replace("\r", "\\r").replace("\n", "\\n"))
     return text
 
 
@@ -69,6 +74,18 @@ def prediction_fields(feature_names: Sequence[str]) -> list[str]:
 
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _ends_a_line(path: Path, size: int) -> bool:
+    """Whether the file's last byte (at ``size - 1``) is a newline; True when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return True
+    try:
+        return os.pread(fd, 1, size - 1) in (b"\n", b"")
+    finally:
+        os.close(fd)
 
 
 class _CsvFile:
@@ -99,6 +116,8 @@ class _CsvFile:
             self.size = st.st_size
             if self.size == 0:
                 self._write_all(fd, self.header)
+            elif not _ends_a_line(self.path, self.size):  # a torn last line (power cut): it stays alone on its line
+                self._write_all(fd, b"\n")
         except OSError:
             os.close(fd)
             raise

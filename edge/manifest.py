@@ -47,6 +47,45 @@ def validate(manifest: Any) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise BundleError(f"manifest.json is invalid at {where}: {error.message}")
+    _check_features(manifest)
+
+
+def _check_features(manifest: dict[str, Any]) -> None:
+    """What the schema cannot say of ``features``: each names an input of the model and a value of it that
+    exists (``index`` below the input's values per row), no two take the same value, no two share a name.
+
+    Raises:
+        BundleError: the first feature that breaks one of these, as one line.
+    """
+    sizes: dict[str, int | None] = {}
+    for spec in manifest["inputs"]:
+        dims = spec["shape"][1:]
+        sizes[spec["name"]] = None if any(d is None for d in dims) else _product(dims)
+    names: set[str] = set()
+    taken: set[tuple[str, int]] = set()
+    for i, feature in enumerate(manifest.get("features") or []):
+        name, source, index = feature["name"], feature["input"], feature["index"]
+        problem = None
+        if source not in sizes:
+            problem = f"feature {name!r} reads input {source!r}, which the model does not have"
+        elif sizes[source] is not None and not 0 <= index < sizes[source]:
+            problem = f"feature {name!r} takes value {index} of input {source!r}, which has {sizes[source]} per row"
+        elif (source, index) in taken:
+            problem = f"feature {name!r} takes value {index} of input {source!r}, as another feature does"
+        elif name in names:
+            problem = f"two features are named {name!r}"
+        if problem:
+            raise BundleError(f"manifest.json is invalid at features/{i}: {problem}; "
+                              "re-create the bundle with `deploykit convert`")
+        names.add(name)
+        taken.add((source, index))
+
+
+def _product(dims: list[int]) -> int:
+    out = 1
+    for d in dims:
+        out *= d
+    return out
 
 
 def safe_join(root: Path, relpath: str) -> Path:

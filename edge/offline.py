@@ -11,6 +11,7 @@ import numpy as np
 
 from edge.drift import ks_2samp
 from edge.errors import EdgeError
+from edge.logs import neutralise
 
 
 def _log_files(path: Path) -> list[Path]:
@@ -63,12 +64,15 @@ def drift_of_logs(path: Path, manifest: Mapping[str, Any], alpha: float = 0.01, 
     for file in files:
         with open(file, encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            missing = [n for n in names if n not in (reader.fieldnames or [])]
+            header = set(reader.fieldnames or [])
+            # the server wrote each name through edge.logs.neutralise ('=rm' for =rm); a raw name is read too
+            column = {n: (n if n in header else neutralise(n)) for n in names}
+            missing = [n for n in names if column[n] not in header]
             if missing:
                 raise EdgeError(f"{file} has no column {', '.join(missing)}; is it a deploykit-edge predictions log?")
             for row in reader:
                 for n in names:
-                    v = _cell(row.get(n) or "")
+                    v = _cell(row.get(column[n]) or "")
                     if v is None:
                         skipped += 1
                     else:

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from edge.repository import State
+from edge.text import printable
 
 
 def _bound(value: float) -> str:
@@ -40,7 +41,7 @@ class RolloutCollector(Collector):
                 for s in State:
                     state.add_metric([name, str(number), s.value], 1 if version.state is s else 0)
                 if version.state is State.END and version.error:
-                    failed.add_metric([name, str(number), version.error[:300]], 1)
+                    failed.add_metric([name, str(number), printable(version.error[:300])], 1)
             for label, number in sorted(model.labels.items()):
                 labels.add_metric([name, label], number)
         yield state

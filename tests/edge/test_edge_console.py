@@ -50,3 +50,22 @@ def test_deploykit_edge_reports_a_ctrl_c_as_deploykit_does(monkeypatch, capsys) 
     monkeypatch.setattr(cli, "cmd_info", stop)
     assert cli.main(["info", "nowhere"]) == 130
     assert capsys.readouterr().err == "Error: interrupted\n"
+
+
+@pytest.mark.parametrize("module, argv, line", [
+    ("edge", ["serve", "b", "--max-body", "abc"],
+     "Error: argument --max-body: invalid int value: 'abc'; see `deploykit-edge serve --help`"),
+    ("edge", [], "Error: the following arguments are required: COMMAND; see `deploykit-edge --help`"),
+    ("edge", ["predict", "b", "--input", "x", "--bogus\x1b[2J"],
+     "Error: unrecognized arguments: --bogus\\x1b[2J; see `deploykit-edge --help`"),
+    ("convert", ["convert", "m.keras"],
+     "Error: the following arguments are required: --data, --out; see `deploykit convert --help`"),
+    ("convert", ["train", "--seed", "x", "--out", "m.keras"],
+     "Error: argument --seed: invalid int value: 'x'; see `deploykit train --help`"),
+])
+def test_usage_errors_are_one_line_and_exit_2(module: str, argv: list[str], line: str) -> None:
+    """argparse printed its whole usage block (15 lines for `serve`) above its error."""
+    from helpers import run_cli
+
+    r = run_cli(*argv, module=module)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", line + "\n")

@@ -187,6 +187,23 @@ def test_a_disagreeing_canary_is_rolled_back(tmp_path: Path) -> None:
         "disagreement with stable 0.2222 over the limit 0.2 in the last 5 canary requests")
 
 
+@pytest.mark.parametrize("stable_value, rolled_back", [(1000, False), (10, True)])
+def test_a_canary_is_blamed_only_for_requests_that_stable_gets_right(tmp_path: Path, stable_value: float,
+                                                                     rolled_back: bool) -> None:
+    """Any client could roll a canary back with valid rows far outside the training range: both versions
+    answer out of range there, and only the canary was counted. Now a canary failure counts only when stable
+    passes the same request."""
+    repo, dispatcher = make(tmp_path, {1: {"value": stable_value}, 2: {"value": 1000}},
+                            {"labels": {"stable": 1, "canary": 2}, "canary": {"share": 1.0},
+                             "rollback": {"window": 20, "min_requests": 10, "max_output_check_failures": 0.2}})
+    for _ in range(30):
+        dispatcher.predict_value(ROW)
+    dispatcher.predict({"features": np.zeros((4, 3))})
+    assert (repo.models["boston"].labels.get("canary") is None) is rolled_back
+    assert dispatcher.stats.rollbacks == int(rolled_back)
+    assert dispatcher.monitor.rates()["requests"] == (10 if rolled_back else 0)  # both wrong: not counted
+
+
 def test_the_shadow_is_compared_off_the_answer(tmp_path: Path) -> None:
     repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 12.5}},
                         {"labels": {"stable": 1}, "shadow": {"version": 2, "share": 1.0}})

@@ -82,12 +82,16 @@ def test_truths_of_the_wrong_kind_are_refused() -> None:
     cases = [(one, "5", "truth must be a number or a list of 1 numbers, got 5"),
              (one, True, "truth must be a number or a list of 1 numbers, got True"),
              (one, [1.0, 2.0], "truth has 2 values, the prediction has 1"),
-             (two, [1.0, float("inf")], "truth must be finite")]
+             (two, [1.0, float("inf")], "truth must be finite"),
+             (one, 1e300, "truth must be within float32's range (±3.402823e+38)"),  # its square would overflow
+             (two, [1.0, -3.5e38], "truth must be within float32's range (±3.402823e+38)")]
     for pid, truth, message in cases:
         result = store.join(pid, truth)
         assert (result.status, result.outcome, result.message) == (422, "invalid", message)
     assert store.join(two, [4.0, 8.0]).outcome == "joined"
     assert store.metrics()[1]["all"] == {"joined": 1, "mae": 1.5, "rmse": math.sqrt(2.5)}
+    assert store.join(store.remember(2, 5.0), -3.4e38).outcome == "joined"  # the edge of the range: still finite
+    assert all(math.isfinite(v) for v in store.metrics()[2]["all"].values())
     classes = FeedbackStore("classification", classes=3)
     pid = classes.remember(1, [0.1, 0.7, 0.2])
     for truth in (3, -1, 1.0, True):

@@ -14,8 +14,11 @@ from edge.logs import CsvLogs, neutralise
 
 @pytest.mark.parametrize("cell, out", [
     ("=1+2", "'=1+2"), ("+cmd", "'+cmd"), ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
-    ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\\rx"), ("a\rb", "a\\rb"), ("a\r\nb", "a\\r\\nb"), ("\n=1", "\\n=1"), ("-3.5", "-3.5"), ("+1e3", "+1e3"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\\x09x"), ("\rx", "'\\rx"), ("a\rb", "a\\rb"), ("a\r\nb", "a\\r\\nb"), ("\n=1", "\\n=1"), ("-3.5", "-3.5"), ("+1e3", "+1e3"),
     (-3.5, "-3.5"), ("plain", "plain"), (None, ""),
+    # no control character reaches a terminal that shows the log (`tail -f requests.csv`)
+    ("/\x1b]0;pwned\x07\x1b[2J", "/\\x1b]0;pwned\\x07\\x1b[2J"), ("a\x00b", "a\\x00b"), ("abc\u202edcba", "abc\\u202edcba"),
+    ("caf\u00e9 \u4e2d", "caf\u00e9 \u4e2d"),
 ])
 def test_neutralise(cell: object, out: str) -> None:
     assert neutralise(cell) == out
@@ -167,3 +170,19 @@ def test_full_disk_drops_whole_lines_and_resumes(tmp_path: Path) -> None:
     assert full[1] > 0 and "No space left on device" in full[2], full
     assert written == full[0] + 10 and dropped == full[1]
     assert n_lines == 1 + written and complete and last == "id59"
+
+
+def test_a_torn_last_line_is_ended_before_the_next_run_appends(tmp_path: Path) -> None:
+    """A power cut can leave the last line half written; the next run's first line used to be glued to it."""
+    logs = CsvLogs(tmp_path, ["rm"])
+    logs.request(["t1", "id1", "c", "GET", "/a", 200, 0.1, ""])
+    logs.close()
+    path = tmp_path / "requests.csv"
+    with path.open("ab") as f:
+        f.write(b"t2,id2,c,PO")  # torn mid-line
+    logs = CsvLogs(tmp_path, ["rm"])
+    logs.request(["t3", "id3", "c", "GET", "/b", 200, 0.1, ""])
+    logs.close()
+    rows = _lines(path)
+    assert [r[:2] for r in rows[1:]] == [["t1", "id1"], ["t2", "id2"], ["t3", "id3"]]
+    assert rows[3] == ["t3", "id3", "c", "GET", "/b", "200", "0.1", ""]  # whole: only the torn line is lost

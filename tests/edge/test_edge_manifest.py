@@ -52,3 +52,21 @@ def test_golden_that_is_not_numeric(tiny_bundle: Path, golden: dict, message: st
     with pytest.raises(BundleError) as e:
         mf.load_golden(tiny_bundle)
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f[2].update(index=5), "features/2: feature 'age' takes value 5 of input 'features', which has 3 per row"),
+    (lambda f: f[0].update(index=10**30), f"features/0: feature 'rm' takes value {10**30} of input 'features', which has 3 per row"),
+    (lambda f: f[1].update(input="nope"), "features/1: feature 'tax' reads input 'nope', which the model does not have"),
+    (lambda f: f[2].update(index=1), "features/2: feature 'age' takes value 1 of input 'features', as another feature does"),
+    (lambda f: f[1].update(name="rm"), "features/1: two features are named 'rm'"),
+])
+def test_features_that_do_not_match_the_inputs(bundle: Path, change, message: str) -> None:
+    """Each passed the schema and selftest, then every prediction was a 500 (an index out of bounds) or, worse,
+    an answer computed from the wrong columns."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    mf.validate(manifest)
+    change(manifest["features"])
+    with pytest.raises(BundleError) as e:
+        mf.validate(manifest)
+    assert str(e.value) == f"manifest.json is invalid at {message}; re-create the bundle with `deploykit convert`"

@@ -55,3 +55,14 @@ def test_queue_is_counted_every_tally_every_rows() -> None:
     assert t._metrics.predictions == 0  # still queued
     t.queue_row([0.5, 0.5])
     assert t._metrics.predictions == t.TALLY_EVERY
+
+
+def test_names_from_the_bundle_reach_the_exposition_with_their_controls_escaped() -> None:
+    """Feature and model names come from a manifest: an ESC in one went into /metrics as it was."""
+    features = [{"name": "rm\x1b[2J", "min": 0.0, "max": 1.0, "reference_sample": [0.1, 0.5, 0.9]}]
+    t = Telemetry(features, drift_window=10)
+    t.queue_row([2.0])
+    text = asyncio.run(t.exposition({"model": "m\x07"})).decode()
+    assert "\x1b" not in text and "\x07" not in text
+    assert metric(text, "deploykit_input_out_of_range_total", feature="rm\\x1b[2J") == 1
+    assert metric(text, "deploykit_model_info", model="m\\x07") == 1

@@ -203,3 +203,48 @@ def test_serve_web_port_out_of_range(tmp_path: Path, port: int) -> None:
     with pytest.raises(DeployKitError) as e:
         make_server(tmp_path / "web", port=port)
     assert str(e.value) == f"--port {port} is not a port number: pass 0-65535 (0 picks a free port)"
+
+
+def test_a_client_that_leaves_mid_reply_is_no_traceback(tree: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Each client that closed before reading its reply printed a 25-line BrokenPipeError traceback."""
+    (tree / "web" / "big.bin").write_bytes(os.urandom(8 << 20))  # far over the socket buffers
+    server, url = serve_in_thread(tree / "web")
+    try:
+        port = urlparse(url).port
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(1024)  # the reply has started
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()  # reset: the server's next write fails
+        time.sleep(0.5)
+        status = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        status.request("GET", "/index.html")
+        assert status.getresponse().status == 200  # still serving
+        time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err
+
+
+def test_connections_over_the_limit_are_closed_not_given_threads(tree: Path) -> None:
+    server, url = serve_in_thread(tree / "web")
+    port = urlparse(url).port
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(server.MAX_CONNECTIONS)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", port))
+        extra.settimeout(10)
+        extra.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(1024) == b""  # closed at once
+        idle.pop().close()  # a slot frees up
+        time.sleep(0.3)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/index.html")
+        assert conn.getresponse().status == 200
+    finally:
+        for s in idle:
+            s.close()
+        server.shutdown()
+        server.server_close()
