@@ -356,7 +356,7 @@ def _build(options: ConvertOptions, ref: Reference, sources: Sources, staging: P
     written = Written(staging)
     write_tflite(options.variants, ref, sources, run, calibration, exported, quantized, written, progress, work)
     write_golden(ref, run, written)
-    write_graph(exported, written, progress)
+    write_graph(exported, written, progress, [s.name for s in ref.inputs])
     if options.layers_model:
         write_layers(ref, written, progress)
     copy_page(written, progress)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from convert import interrupt
 from convert.errors import DeployKitError
 
 
-def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
+def write_graph_model(saved_model_dir: Path, out_dir: Path, input_names: Sequence[str] = ()) -> dict[str, Any]:
     """Convert the SavedModel's ``serving_default`` signature to ``out_dir/model.json`` + shards.
 
     Ops TFJS lacks are first rewritten into ops it has, exactly, in a copy (``convert.tfjs_rewrite``).
+    ``input_names`` are the manifest's names of the inputs (the Keras input names); the io map says which
+    graph node each one feeds, also when the graph renamed it (``age-years`` is the SavedModel argument
+    ``age_years`` and the graph node ``age_years``, ``Zip.Code`` the argument ``Zip_Code`` and the node
+    ``zip_code``).
 
     Returns ``{"files": [...], "io": {"inputs": {name: node}, "outputs": {key: node}}, "notes": [...]}``.
 
@@ -48,9 +52,29 @@ def write_graph_model(saved_model_dir: Path, out_dir: Path) -> dict[str, Any]:
         # else by its tensor name: the serving function's outputs, in key order, say which is which
         by_tensor = dict(_output_keys(saved_model_dir).values())
         outputs = {by_tensor.get(node, name): node for name, node in outputs.items()}
-    io = {"inputs": {name: spec["name"] for name, spec in signature.get("inputs", {}).items()}, "outputs": outputs}
+    inputs = {name: spec["name"] for name, spec in signature.get("inputs", {}).items()}
+    if any(name not in inputs for name in input_names):
+        nodes = set(inputs.values())
+        by_name = _input_nodes(saved_model_dir)
+        inputs = {name: by_name[name] for name in input_names if by_name.get(name) in nodes} or inputs
+    io = {"inputs": inputs, "outputs": outputs}
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return {"files": files, "io": io, "notes": notes}
+
+
+def _input_nodes(saved_model_dir: Path) -> dict[str, str]:
+    """``{name: tensor name}`` of the serving signature's inputs, by argument key and by the name of the
+    argument's TensorSpec (a Keras export keeps the input's own name there; the key is sanitised)."""
+    import tensorflow as tf
+
+    function = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+    _, kwargs = function.structured_input_signature
+    out: dict[str, str] = {}
+    for key, tensor in zip(sorted(kwargs), function.inputs):  # tf.nest flattens a dict in sorted key order
+        out[key] = tensor.name
+        if kwargs[key].name:
+            out.setdefault(kwargs[key].name, tensor.name)
+    return out
 
 
 def _output_keys(saved_model_dir: Path) -> dict[str, tuple[str, str]]:

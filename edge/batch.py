@@ -16,13 +16,14 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 
 from edge.errors import EdgeError
 from edge.inputs import vocabulary_problem
 from edge.logs import neutralise
+from edge.manifest import output_names
 from edge.runner import Predictor
 
 CHUNK = 1000
@@ -125,6 +126,14 @@ def _read(source: TextIO) -> tuple[list[str], list[dict[str, Any]], list[int], s
     return header, rows, lines, "csv"
 
 
+def prediction_columns(names: Sequence[str], widths: Sequence[int]) -> list[str]:
+    """The output columns: ``prediction`` (``prediction_0``, ... for several values) for one output; for
+    several, each output's name (``price``; ``kind_0``, ``kind_1``, ... for several values)."""
+    if len(names) == 1:
+        return ["prediction"] if widths[0] == 1 else [f"prediction_{k}" for k in range(widths[0])]
+    return [c for n, w in zip(names, widths) for c in ([n] if w == 1 else [f"{n}_{k}" for k in range(w)])]
+
+
 def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchResult:
     """Predict every row of ``source`` and write CSV to ``sink``.
 
@@ -166,18 +175,21 @@ def predict_file(predictor: Predictor, source: TextIO, sink: TextIO) -> BatchRes
             row_error[i] = str(exc)
     predictions: list[Any] = [None] * len(rows)
     index = np.flatnonzero(good)
+    widths = [1] * len(keys)  # values per row of each output
     for start in range(0, index.size, CHUNK):
         part = index[start : start + CHUNK]
-        y = np.asarray(predictor.predict(predictor.rows_to_inputs(x[part]))[keys[0]], dtype=np.float64)
+        out = predictor.predict(predictor.rows_to_inputs(x[part]))
+        ys = [np.asarray(out[k], dtype=np.float64).reshape(len(part), -1) for k in keys]
+        widths = [y.shape[1] for y in ys]
+        y = np.concatenate(ys, axis=1)
         for j, i in enumerate(part):
-            flat = y[j].ravel()
+            flat = y[j]
             if not np.all(np.isfinite(flat)):
                 row_error[i] = f"{_where(i + 1, lines[i])}: the model produced a non-finite output"
                 continue
             predictions[i] = flat
             result.predicted += 1
-    width = max((p.size for p in predictions if p is not None), default=1)
-    pred_cols = ["prediction"] if width == 1 else [f"prediction_{k}" for k in range(width)]
+    pred_cols = prediction_columns([output_names(predictor.manifest)[k] for k in keys], widths)
     passthrough = [c for c in columns if c not in pred_cols and c != "error"]
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow([neutralise(c) for c in ["row", *passthrough, *pred_cols, "error"]])  # headers come from the input

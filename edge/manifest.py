@@ -265,3 +265,12 @@ def _numeric_array(values: Any) -> bool:
 def artifacts_of(manifest: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
     """The manifest's artifacts of one format (``tflite``, ``tfjs_graph``, ``tfjs_layers``)."""
     return [a for a in manifest["artifacts"] if a["format"] == fmt]
+
+
+def output_names(manifest: dict[str, Any]) -> dict[str, str]:
+    """``{output key: the name an answer gives it}``: the model's own output name (``price``), else the key
+    (``output_0``) when the name is missing or two outputs share it."""
+    outputs = manifest["outputs"]
+    names = [o.get("name") or o["key"] for o in outputs]
+    unique = len(set(names)) == len(names)
+    return {o["key"]: (n if unique else o["key"]) for o, n in zip(outputs, names)}

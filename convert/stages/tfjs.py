@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from convert.reference import Reference
 from convert.stages.export import Export
@@ -23,15 +24,15 @@ def shard_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != "model.json")
 
 
-def write_graph(exported: Export, written: Written, progress: Progress) -> None:
-    """Convert the SavedModel to ``web/model/graph`` (``convert.tfjs_graph``), or skip it with tensorflowjs's
-    reason (an op TFJS lacks, say). Raises only KeyboardInterrupt."""
+def write_graph(exported: Export, written: Written, progress: Progress, input_names: Sequence[str] = ()) -> None:
+    """Convert the SavedModel to ``web/model/graph`` (``convert.tfjs_graph``; ``input_names``: the manifest's,
+    for the io map), or skip it with tensorflowjs's reason (an op TFJS lacks, say). Raises only KeyboardInterrupt."""
     progress("Converting the TFJS graph model")
     from convert import tfjs_graph
 
     graph_dir = written.staging / GRAPH_DIR
     try:
-        graph = tfjs_graph.write_graph_model(exported.saved_model, graph_dir)
+        graph = tfjs_graph.write_graph_model(exported.saved_model, graph_dir, input_names)
     except Exception as exc:
         reason = failure(exc)
         shutil.rmtree(graph_dir, ignore_errors=True)

@@ -135,8 +135,10 @@ class Predicting:
         else:
             answer = value(v[served.output_keys[0]][0])
             text = json_bytes(answer)
-        if outcome.fallback:
-            tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason)
+        if outcome.fallback or len(served.output_keys) > 1:
+            tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason) if outcome.fallback else b""
+            if len(served.output_keys) > 1:  # every output by name; "prediction" stays the first one's
+                tail += b',"outputs":' + json_bytes({served.output_names[k]: value(v[k][0]) for k in served.output_keys})
             body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"%s}' % (
                 text, outcome.version, outcome.ids[0].encode(), tail)
         else:  # what json_bytes would write
@@ -225,6 +227,10 @@ class Predicting:
         tail: dict[str, Any] = {"model_version": outcome.version}
         if outcome.fallback:
             tail.update(fallback=True, fallback_reason=outcome.reason)
+        if len(served.output_keys) > 1:  # every output by name, row by row as "prediction(s)"
+            outs = outcome.outputs
+            tail["outputs"] = {served.output_names[k]: ([value(r) for r in outs[k]] if not single else value(outs[k][0]))
+                               for k in served.output_keys}
         if single:
             return 200, JSON_TYPE, json_bytes({"prediction": value(y[0]), "success": True, **tail,
                                                "id": outcome.ids[0]}), extra

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from edge.dispatch import Dispatcher
 from edge.errors import EdgeError
 from edge.inputs import RowParser
+from edge.manifest import output_names
 from edge.repository import NotServed, Repository, State, VersionLoader
 from edge.server.config import ServeConfig
 
@@ -36,6 +37,7 @@ class ServedModel:
         self.feature_names = [f["name"] for f in self.features]
         self.rows = RowParser(self.features, max_batch) if self.features else None
         self.output_keys: list[str] = list(p.output_keys)
+        self.output_names: dict[str, str] = output_names(p.manifest)
         self.one_value: bool = bool(p.one_value)
 
     def _any_loaded(self) -> Any:

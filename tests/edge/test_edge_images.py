@@ -321,11 +321,34 @@ def test_jpeg_upload(served: Server, image_bundle: dict[str, Any]) -> None:
     (b'{"instances": [{"b64": "%%%"}]}', "application/json", "", 400, "instance 1: input 'image': the b64 value is not base64"),
     (b'{"instances": [[1, 2]]}', "application/json", "", 422, 'instances must be images: {"b64": "<base64 of a JPEG or PNG>"}'),
     (b"", "image/png", "?k=0", 422, "k='0' is not a whole number from 1 to 1000"),
+    # 5000 digits: int() raised ValueError over 4300 digits, answered 500; "²" passes str.isdigit, not int()
+    (b"", "image/png", "?k=" + "9" * 5000, 422, "k='99999999999999999999' is not a whole number from 1 to 1000"),
+    (b"", "image/png", "?k=%C2%B2", 422, "k='²' is not a whole number from 1 to 1000"),
+    (b"", "image/png", "?k=1001", 422, "k='1001' is not a whole number from 1 to 1000"),
+    (b"", "image/png", "?k=1e9", 422, "k='1e9' is not a whole number from 1 to 1000"),
+    (b"", "image/png", "?k=-1", 422, "k='-1' is not a whole number from 1 to 1000"),
 ])
 def test_classify_errors_are_json_naming_the_problem(served: Server, body: bytes, ctype: str, query: str,
                                                      status: int, error: str) -> None:
     got, answer = classify(served, body, ctype, query)
     assert (got, answer) == (status, {"success": False, "error": error})
+
+
+def test_classify_k_with_leading_zeros_is_its_number(served: Server, image_bundle: dict[str, Any]) -> None:
+    status, body = classify(served, image_bundle["pngs"][0].read_bytes(), "image/png", "?k=" + "0" * 5000 + "2")
+    assert status == 200, body
+    assert len(body["predictions"][0]["top_k"]) == 2
+
+
+@pytest.mark.parametrize("text, want", [
+    ("1", 1), ("1000", 1000), ("0001000", 1000), ("0" * 5000 + "7", 7), ("0", None), ("1001", None),
+    ("9" * 5000, None), ("", None), ("-1", None), ("+1", None), (" 1", None), ("1_0", None), ("²", None),
+    ("١", None), ("1e3", None),
+])
+def test_whole_number_never_converts_an_unbounded_string(text: str, want: int | None) -> None:
+    from edge.server.images import whole_number
+
+    assert whole_number(text, 1, 1000) == want
 
 
 def test_classify_body_over_the_limit_is_413(served: Server) -> None:
@@ -389,3 +412,107 @@ def test_image_predictions_are_logged_with_a_summary_not_the_pixels(image_bundle
             [summary("JPEG", jpeg_bytes), json.dumps(answers[2][1]["predictions"][0])]]
     assert [r[3:7] + r[8:] for r in rows[1:]] == [
         [*w, "float32", sha, pid, "1", ""] for w, (pid, _) in zip(want, answers)]
+
+
+# ------------------------------------------------------------------ big pictures: memory
+
+
+def _encoded(array: np.ndarray, fmt: str, exif: Any = None, **options: Any) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt, **({"exif": exif.tobytes()} if exif is not None else {}), **options)
+    return buf.getvalue()
+
+
+def _old_path(data: bytes, spec: images.ImageInput) -> np.ndarray:
+    """The whole picture in the model's mode, then ``from_pixels``: what ``load`` did for every size."""
+    return images.from_pixels(_pillow_pixels(data, spec.channels), spec)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sparse_path_gives_the_whole_path_s_bytes_for_every_mode_and_orientation(monkeypatch: pytest.MonkeyPatch,
+                                                                                  orientation: int) -> None:
+    """A picture over ``_WHOLE_PIXELS`` is resized from the rows and columns bilinear sampling reads, cropped
+    in bands and converted band by band (``_grid``): the tensor's bytes are those of the whole picture
+    converted and turned first (``ImageOps.exif_transpose``), for RGB, RGBA, palette (with transparency),
+    gray, 16-bit gray and gray+alpha PNGs and JPEGs, each EXIF orientation, 1, 3 and 4 channels, down-
+    and upscaling and odd ranges; bands small enough that several are cropped, some with gaps."""
+    from PIL import Image
+
+    monkeypatch.setattr(images, "_WHOLE_PIXELS", 0)
+    monkeypatch.setattr(images, "_CROP_PIXELS", 700)
+    monkeypatch.setattr(images, "_CROP_GAP", 90)
+    rng = np.random.default_rng(orientation)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    rgb = rng.integers(0, 256, (45, 61, 3), dtype=np.uint8)
+    files = [_encoded(rgb, "PNG", exif), _encoded(rng.integers(0, 256, (45, 61, 4), dtype=np.uint8), "PNG", exif),
+             _encoded(rgb[..., 0], "PNG", exif), _encoded(rgb, "JPEG", exif, quality=90)]
+    pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=40)
+    buf = io.BytesIO()
+    pal.save(buf, "PNG", transparency=3, exif=exif.tobytes())
+    files.append(buf.getvalue())
+    for mode, values in (("I;16", rng.integers(0, 65536, (45, 61), dtype=np.uint16)), ("LA", None)):
+        im = Image.fromarray(values) if values is not None else Image.fromarray(rgb[..., :2].copy().reshape(45, 61, 2), "LA")
+        buf = io.BytesIO()
+        im.save(buf, "PNG", exif=exif.tobytes())
+        files.append(buf.getvalue())
+    for data in files:
+        for channels in (1, 3, 4):
+            for size, pixels in (((8, 12), (0.0, 255.0)), ((30, 7), (-1.0, 1.0)), ((70, 50), (0.0, 1.0))):
+                spec = images.ImageInput("x", *size, channels, pixels)
+                got, summary = images.load(data, spec, summarise=True)
+                want = _old_path(data, spec)
+                assert got.tobytes() == want.tobytes(), (Image.open(io.BytesIO(data)).mode, channels, size)
+                turned = orientation >= 5
+                assert (summary["width"], summary["height"]) == ((45, 61) if turned else (61, 45))
+
+
+def test_a_big_picture_is_resized_without_a_full_size_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deterministic side of bench/image_memory.py: resizing a 2400x2400 RGBA PNG to 32x32 allocates
+    (numpy and Pillow's Python-side buffers, as tracemalloc sees them) under 1 MiB, where the whole path
+    makes the whole picture's bytes twice (2400 * 2400 * 3 = 16.5 MiB each). Pillow's own decoded picture is
+    made in C by its allocator, which tracemalloc does not see: bench/image_memory.py measures it."""
+    import tracemalloc
+
+    from PIL import Image
+
+    data = _encoded(np.zeros((2400, 2400, 4), np.uint8), "PNG")
+    spec = images.ImageInput("x", 32, 32, 3, (0.0, 1.0))
+    im, found, turn = images._open(data, 3, images.MAX_PIXELS)
+    assert isinstance(im, Image.Image) and im.mode == "RGBA"
+    images._tensor(im, found, turn, spec)  # tables cached, imports done
+
+    def traced_peak(run: Any) -> int:
+        tracemalloc.start()
+        try:
+            run()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    sparse = traced_peak(lambda: images._tensor(im, found, turn, spec))
+    monkeypatch.setattr(images, "_WHOLE_PIXELS", 1 << 30)
+    whole = traced_peak(lambda: images._tensor(im, found, turn, spec))
+    assert sparse < 1 << 20 and whole > 2 * 2400 * 2400 * 3, (sparse, whole)
+
+
+def test_a_jpeg_in_several_scans_over_the_memory_limit_is_refused_from_its_headers() -> None:
+    """libjpeg holds a progressive (or multi-scan) file's DCT coefficients for the whole picture (2 bytes
+    each, 64 a block per component): a 4:4:4 progressive JPEG costs 6 bytes a pixel besides Pillow's 4.
+    Such a file is refused (413, before decoding) when that is over what the largest picture the pixel limit
+    lets in takes (4 bytes a pixel); a baseline JPEG and a 4:2:0 progressive one within it are decoded."""
+    a = np.random.default_rng(9).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    base, prog = _jpeg(a), _jpeg(a, progressive=True, subsampling=0)
+    assert images._jpeg_decode_bytes(base) == 64 * 80 * 4
+    assert images._jpeg_decode_bytes(prog) == 64 * 80 * 4 + 3 * 8 * 10 * 128
+    assert images._jpeg_decode_bytes(_jpeg(a, progressive=True, subsampling=2)) == 64 * 80 * 4 + (8 * 10 + 2 * 4 * 5) * 128
+    limit = (64 * 80 * 4 + 3 * 8 * 10 * 128) // 4  # pixels: 4 bytes each
+    assert images.decode(prog, max_pixels=limit).shape == (64, 80, 3)
+    assert images.decode(base, max_pixels=64 * 80).shape == (64, 80, 3)
+    for channels in (1, 3):
+        with pytest.raises(InputError) as err:
+            images.decode(prog, channels, max_pixels=limit - 1)
+        assert err.value.status == 413 and str(err.value).startswith("the image is a 80x64 JPEG in several scans")
+    assert images._jpeg_decode_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF") is None  # no frame: Pillow says why

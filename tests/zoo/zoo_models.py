@@ -48,14 +48,16 @@ def digits_cnn(out: Path) -> Built:
 
 
 def two_in_two_out(out: Path) -> Built:
-    """A functional model: two inputs (a, b), two outputs (a regression and a 3-class softmax)."""
+    """A functional model: two inputs, two outputs (a regression and a 3-class softmax). The input names are
+    not identifiers (``a-left``, ``B.mid``): the SavedModel and the TFJS graph rename them (``a_left``,
+    ``B_mid`` / ``b_mid``; the page was fed by the manifest's names and failed), every runtime must take them."""
     keras = _keras()
     rng = np.random.default_rng(1)
     a = rng.normal(0, 1, (600, 4)).astype("float32")
     b = rng.normal(5, 2, (600, 3)).astype("float32")
     price = (a @ [1.0, -2.0, 0.5, 0.0] + 0.3 * b[:, 0]).astype("float32")[:, None]
     kind = (np.argmax(np.c_[a[:, :2], b[:, :1] - 5], axis=1)).astype("int32")
-    ia, ib = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    ia, ib = keras.Input((4,), name="a-left"), keras.Input((3,), name="B.mid")
     h = keras.layers.Concatenate()([keras.layers.Dense(16, activation="relu")(ia),
                                     keras.layers.Dense(8, activation="relu")(keras.layers.Normalization(mean=5.0, variance=4.0)(ib))])
     h = keras.layers.Dense(16, activation="tanh")(h)
@@ -64,7 +66,7 @@ def two_in_two_out(out: Path) -> Built:
     model.compile("adam", ["mse", "sparse_categorical_crossentropy"])
     model.fit([a, b], [price, kind], epochs=5, batch_size=32, verbose=0)
     model.save(out / "two_in_two_out.keras")
-    np.savez(out / "two.npz", a=a, b=b)
+    np.savez(out / "two.npz", **{"a-left": a, "B.mid": b})
     return out / "two_in_two_out.keras", out / "two.npz", ""
 
 

@@ -76,20 +76,22 @@ def prelu_elu_mlp(out: Path) -> Built:
 
 
 def three_inputs(out: Path) -> Built:
-    """Three float inputs of different widths, concatenated after their own Dense; one regression output."""
+    """Three float inputs of different widths, concatenated after their own Dense; one regression output.
+    Two names are not identifiers (``a-left``, ``B.mid``): the SavedModel and the TFJS graph rename them
+    (``a_left``, ``B_mid`` / ``b_mid``), and every runtime must still be fed by the manifest's names."""
     keras = keras_seeded(14)
     rng = np.random.default_rng(14)
     a, b, c = (rng.normal(0, 1, (500, 2)).astype("float32"), rng.uniform(0, 10, (500, 5)).astype("float32"),
                rng.normal(100, 20, (500, 1)).astype("float32"))
     y = (a[:, 0] - a[:, 1] + 0.1 * b.sum(1) + 0.01 * (c[:, 0] - 100)).astype("float32")
-    ins = [keras.Input((2,), name="a"), keras.Input((5,), name="b"), keras.Input((1,), name="c")]
+    ins = [keras.Input((2,), name="a-left"), keras.Input((5,), name="B.mid"), keras.Input((1,), name="c")]
     scaled = [ins[0], keras.layers.Rescaling(0.1)(ins[1]), keras.layers.Normalization(mean=100.0, variance=400.0)(ins[2])]
     h = keras.layers.Concatenate()([keras.layers.Dense(8, activation="relu")(t) for t in scaled])
     model = keras.Model(ins, keras.layers.Dense(1, name="y")(keras.layers.Dense(16, activation="relu")(h)), name="three_inputs")
     model.compile("adam", "mse")
     model.fit([a, b, c], y, epochs=3, batch_size=32, verbose=0)
     model.save(out / "three_inputs.keras")
-    np.savez(out / "three.npz", a=a, b=b, c=c, y=y)
+    np.savez(out / "three.npz", **{"a-left": a, "B.mid": b, "c": c, "y": y})
     return out / "three_inputs.keras", out / "three.npz", "y"
 
 
