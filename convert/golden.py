@@ -11,6 +11,11 @@ from convert.data import KNOWN_FEATURES, Dataset
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 REFERENCE_SAMPLE = 1000
+"""The most values of a feature's drift reference sample (the edge's KS test against recent inputs)."""
+REFERENCE_VALUES = 20_000
+"""The most reference values of all features together (the manifest is fetched by the page too): a wide model
+gets ``REFERENCE_VALUES // features`` per feature, at least ``MIN_REFERENCE_SAMPLE``."""
+MIN_REFERENCE_SAMPLE = 100
 COURSE_ROW = {"rm": 6.0, "tax": 250.0, "age": 66.5}
 DATA_ROWS = 24
 MAX_CORNER_FEATURES = 8
@@ -25,19 +30,32 @@ def feature_columns(dataset: Dataset, layout: str) -> list[tuple[str, str, int, 
     return [(n, n, 0, dataset.inputs[n].reshape(-1).astype(np.float64)) for n in names]
 
 
-def feature_stats(name: str, input_name: str, index: int, values: np.ndarray) -> dict[str, Any]:
-    """The manifest's record of one feature: label, unit, range, moments, quantiles, a reference sample."""
+def reference_size(features: int) -> int:
+    """How many reference values each of ``features`` features keeps (``REFERENCE_VALUES``)."""
+    return max(MIN_REFERENCE_SAMPLE, min(REFERENCE_SAMPLE, REFERENCE_VALUES // max(features, 1)))
+
+
+def feature_stats(name: str, input_name: str, index: int, values: np.ndarray,
+                  sample: int = REFERENCE_SAMPLE) -> dict[str, Any]:
+    """The manifest's record of one feature: label, unit, range, moments, quantiles, a reference sample of at
+    most ``sample`` values (evenly spaced ranks). Values that are float32 numbers (what a float32 column holds)
+    are written as float32's shortest decimal (``6.575``, not ``6.574999809265137``): the same numbers, a
+    third of the text, and equal to what a client sends for the same data."""
     label, unit = KNOWN_FEATURES.get(name, (name, None))
     ordered = np.sort(values)
-    if len(ordered) > REFERENCE_SAMPLE:
-        ordered = ordered[np.linspace(0, len(ordered) - 1, REFERENCE_SAMPLE).round().astype(int)]
+    if len(ordered) > sample:
+        ordered = ordered[np.linspace(0, len(ordered) - 1, sample).round().astype(int)]
+    if np.array_equal(ordered.astype(np.float32).astype(np.float64), ordered):
+        reference = [float(str(v)) for v in ordered.astype(np.float32)]
+    else:
+        reference = [float(v) for v in ordered]
     return {
         "name": name, "label": label, "unit": unit, "input": input_name, "index": index,
         "min": float(values.min()), "max": float(values.max()),
         "mean": float(values.mean()), "std": float(values.std()),
         "median": float(np.median(values)),
         "quantiles": {str(q): float(np.quantile(values, q)) for q in QUANTILES},
-        "reference_sample": [float(v) for v in ordered],
+        "reference_sample": reference,
     }
 
 

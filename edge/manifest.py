@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -86,6 +87,16 @@ def _product(dims: list[int]) -> int:
     for d in dims:
         out *= d
     return out
+
+
+_NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][0-9.eE+-]*|null)((?:,\n\s*(?:-?[0-9][0-9.eE+-]*|null))*)\n\s*\]")
+
+
+def dumps(manifest: dict[str, Any]) -> str:
+    """The text of ``manifest.json`` as every writer writes it: indented one space a level, with each list of
+    numbers on one line (a reference sample is 1,000 numbers: one line, not 1,000). Raises nothing."""
+    text = json.dumps(manifest, indent=1)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(re.split(r",\n\s*", m.group(1) + m.group(2))) + "]", text)
 
 
 def safe_join(root: Path, relpath: str) -> Path:

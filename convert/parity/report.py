@@ -97,7 +97,7 @@ class ParityReport:
                               "runtimes": self.runtimes, "report": "parity.json",
                               "results": [_finite(r.summary()) for r in self.results]}
         mf.validate(manifest)
-        text = json.dumps(manifest, indent=1)
+        text = mf.dumps(manifest)
         _atomic_write(root / mf.MANIFEST, text)
         web_manifest = root / "web" / mf.MANIFEST
         if web_manifest.is_file():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import platform
 import shutil
 from pathlib import Path
@@ -74,7 +73,7 @@ def write_manifest(name: str, ref: Reference, sources: Sources, run: ReferenceRu
             manifest["files"][rel] = manifest_mod.sha256_file(path)
     annotate(manifest)
     manifest_mod.validate(manifest)
-    text = json.dumps(manifest, indent=2)
+    text = manifest_mod.dumps(manifest)
     (staging / manifest_mod.MANIFEST).write_text(text, encoding="utf-8")
     if web.is_dir():
         (web / "manifest.json").write_text(text, encoding="utf-8")

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from convert.data import Dataset
 from convert.dataset import load_dataset, tabular_layout
-from convert.golden import feature_columns, feature_stats
+from convert.golden import feature_columns, feature_stats, reference_size
 from convert.reference import Reference
 from convert.tflite import check_calibration_rows
 
@@ -33,5 +33,6 @@ def read_data(ref: Reference, data: Path, target: str | None, features: Sequence
     dataset = load_dataset(ref, Path(data), target, features)
     check_calibration_rows(dataset.rows)
     layout = tabular_layout(ref) if dataset.feature_names else None
-    stats = [feature_stats(*col) for col in feature_columns(dataset, layout)] if layout else None
+    columns = feature_columns(dataset, layout) if layout else []
+    stats = [feature_stats(*col, sample=reference_size(len(columns))) for col in columns] if layout else None
     return Sources(dataset, layout, stats)

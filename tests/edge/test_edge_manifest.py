@@ -70,3 +70,13 @@ def test_features_that_do_not_match_the_inputs(bundle: Path, change, message: st
     with pytest.raises(BundleError) as e:
         mf.validate(manifest)
     assert str(e.value) == f"manifest.json is invalid at {message}; re-create the bundle with `deploykit convert`"
+
+
+def test_dumps_puts_each_list_of_numbers_on_one_line() -> None:
+    """A reference sample was one number a line (a 3-feature Boston manifest: 47 KB, the page fetches it)."""
+    manifest = {"a": [1, 2.5, -3e-05, None], "b": {"shape": [None, 3]}, "s": ["x", "y"], "e": [],
+                "n": [[1, 2], [3, 4]], "t": "[\n 1,\n 2\n]"}
+    text = mf.dumps(manifest)
+    assert json.loads(text) == manifest
+    assert '"a": [1, 2.5, -3e-05, null]' in text and '"shape": [null, 3]' in text and '[1, 2],' in text
+    assert '"s": [\n  "x",\n  "y"\n ]' in text  # strings keep their lines
