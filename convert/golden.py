@@ -18,6 +18,11 @@ gets ``REFERENCE_VALUES // features`` per feature, at least ``MIN_REFERENCE_SAMP
 MIN_REFERENCE_SAMPLE = 100
 COURSE_ROW = {"rm": 6.0, "tax": 250.0, "age": 66.5}
 DATA_ROWS = 24
+GOLDEN_VALUES = 1_000_000
+"""The most input values the golden rows of DATA hold in all (golden.json is written twice, fetched by the page
+and read by every runtime): a model whose row is large (a 224 x 224 x 3 image is 150,528 values) gets
+``GOLDEN_VALUES // values per row`` rows, at least ``MIN_DATA_ROWS``."""
+MIN_DATA_ROWS = 4
 MAX_CORNER_FEATURES = 8
 
 
@@ -60,12 +65,15 @@ def feature_stats(name: str, input_name: str, index: int, values: np.ndarray,
 
 
 def golden_inputs(dataset: Dataset, features: list[dict[str, Any]] | None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Golden rows: the course's [6, 250, 66.5] (Boston models), rows of DATA, and the corners of the range.
+    """Golden rows: the course's [6, 250, 66.5] (Boston models), rows of DATA (``DATA_ROWS``, fewer for large
+    rows: ``GOLDEN_VALUES``), and the corners of the range.
 
     Returns (inputs keyed by input name, a kind per row).
     """
     total = dataset.rows
-    picks = np.unique(np.linspace(0, total - 1, num=min(DATA_ROWS, total)).round().astype(int))
+    per_row = sum(int(np.prod(values.shape[1:], dtype=np.int64)) for values in dataset.inputs.values())
+    count = min(DATA_ROWS, total, max(MIN_DATA_ROWS, GOLDEN_VALUES // max(per_row, 1)))
+    picks = np.unique(np.linspace(0, total - 1, num=count).round().astype(int))
     rows = {name: [values[i] for i in picks] for name, values in dataset.inputs.items()}
     kinds = ["data"] * len(picks)
     if features:

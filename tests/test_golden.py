@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 
-from convert.golden import MIN_REFERENCE_SAMPLE, REFERENCE_SAMPLE, feature_stats, reference_size
+from convert.data import Dataset
+from convert.golden import (DATA_ROWS, MIN_DATA_ROWS, MIN_REFERENCE_SAMPLE, REFERENCE_SAMPLE, feature_stats,
+                            golden_inputs, reference_size)
 
 
 def test_float32_columns_keep_float32_s_shortest_decimals() -> None:
@@ -25,3 +27,14 @@ def test_the_reference_sample_is_bounded_per_feature_and_in_all() -> None:
     assert len(stats["reference_sample"]) == MIN_REFERENCE_SAMPLE
     assert stats["reference_sample"] == sorted(stats["reference_sample"])
     assert len(json.dumps(stats)) < 3000  # 300 such features: under 1 MB of manifest (was 1.7 MB at 200 rows)
+
+
+def test_large_rows_get_fewer_golden_rows() -> None:
+    """A 224 x 224 x 3 model's 24 golden rows made golden.json 26 MB (twice in the bundle) and verify 398 s."""
+    small = Dataset({"image": np.zeros((100, 32, 32, 3), dtype=np.float32)})
+    assert len(golden_inputs(small, None)[1]) == DATA_ROWS
+    large = Dataset({"image": np.zeros((100, 224, 224, 3), dtype=np.float32)})
+    inputs, kinds = golden_inputs(large, None)
+    assert kinds == ["data"] * 6 and inputs["image"].shape == (6, 224, 224, 3)  # 1,000,000 // 150,528
+    huge = Dataset({"image": np.zeros((10, 1024, 1024, 3), dtype=np.uint8)})
+    assert len(golden_inputs(huge, None)[1]) == MIN_DATA_ROWS
