@@ -22,6 +22,7 @@ import numpy as np
 from edge.dispatch import Outcome
 from edge.inputs import InputError, RowParser, parse_json
 from edge.repository import Repository
+from edge.rollout import predicted_class
 from edge.server.config import ServeConfig
 from edge.server.inference import InferenceThread
 from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, json_float, outcome_headers, read_body
@@ -36,6 +37,12 @@ def value(row: np.ndarray) -> Any:
     """One predicted row as the JSON answers write it: a number, or a list of numbers."""
     flat = np.asarray(row, dtype=np.float64).ravel()
     return float(flat[0]) if flat.size == 1 else [float(v) for v in flat]
+
+
+def class_names(labels: list[str], y: np.ndarray) -> list[str]:
+    """The name of each row's predicted class (``edge.rollout.predicted_class``: the argmax, or ``>= 0.5`` for
+    one probability a row); the manifest's labels were checked to be one per output column."""
+    return [labels[int(c)] if 0 <= int(c) < len(labels) else str(int(c)) for c in predicted_class(y)]
 
 
 class Predicting:
@@ -135,10 +142,12 @@ class Predicting:
         else:
             answer = value(v[served.output_keys[0]][0])
             text = json_bytes(answer)
-        if outcome.fallback or len(served.output_keys) > 1:
+        if outcome.fallback or len(served.output_keys) > 1 or served.labels:
             tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason) if outcome.fallback else b""
             if len(served.output_keys) > 1:  # every output by name; "prediction" stays the first one's
                 tail += b',"outputs":' + json_bytes({served.output_names[k]: value(v[k][0]) for k in served.output_keys})
+            if served.labels and not isinstance(v, float):  # the predicted class by its name
+                tail += b',"label":' + json_bytes(class_names(served.labels, v[served.output_keys[0]][:1])[0])
             body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"%s}' % (
                 text, outcome.version, outcome.ids[0].encode(), tail)
         else:  # what json_bytes would write
@@ -227,10 +236,13 @@ class Predicting:
         tail: dict[str, Any] = {"model_version": outcome.version}
         if outcome.fallback:
             tail.update(fallback=True, fallback_reason=outcome.reason)
+        outs = outcome.outputs
         if len(served.output_keys) > 1:  # every output by name, row by row as "prediction(s)"
-            outs = outcome.outputs
             tail["outputs"] = {served.output_names[k]: ([value(r) for r in outs[k]] if not single else value(outs[k][0]))
                                for k in served.output_keys}
+        if served.labels:  # each row's predicted class by its name
+            names = class_names(served.labels, outs[served.output_keys[0]])
+            tail.update({"label": names[0]} if single else {"labels": names})
         if single:
             return 200, JSON_TYPE, json_bytes({"prediction": value(y[0]), "success": True, **tail,
                                                "id": outcome.ids[0]}), extra

@@ -38,6 +38,7 @@ class ServedModel:
         self.rows = RowParser(self.features, max_batch) if self.features else None
         self.output_keys: list[str] = list(p.output_keys)
         self.output_names: dict[str, str] = output_names(p.manifest)
+        self.labels: Optional[list[str]] = p.manifest["outputs"][0].get("labels")  # convert --labels: class names
         self.one_value: bool = bool(p.one_value)
 
     def _any_loaded(self) -> Any:
