@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import warnings
@@ -248,6 +249,32 @@ def cmd_drift(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (argparse makes it the one usage line).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability: pass a number between 0 and 1, such as 0.01")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="deploykit-edge",
@@ -290,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("drift", help="input drift of a logged period against the training data")
     d.add_argument("log", metavar="LOG", help="a predictions CSV log, or the log folder (rotated files included)")
     d.add_argument("--bundle", required=True, metavar="BUNDLE")
-    d.add_argument("--alpha", type=float, default=0.01, help="p-value below which a feature is flagged")
-    d.add_argument("--last", type=int, default=None, metavar="ROWS", help="only the last ROWS logged rows")
+    d.add_argument("--alpha", type=probability, default=0.01, help="p-value below which a feature is flagged (0 < ALPHA < 1)")
+    d.add_argument("--last", type=positive_int, default=None, metavar="ROWS", help="only the last ROWS logged rows")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_drift)
     return parser

@@ -6,6 +6,7 @@ start-up banner and the run under uvicorn. ``edge.cli`` adds the table to its pa
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 import signal
@@ -185,6 +186,23 @@ def _serve_defaults() -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(ServeConfig)}
 
 
+
+def proxy_addresses(text: str) -> str:
+    """argparse type of ``--forwarded-allow-ips``: ``*`` or comma-separated IP addresses and networks.
+
+    Raises:
+        argparse.ArgumentTypeError: an item that is neither (a typo would trust nobody, silently).
+    """
+    for item in (part.strip() for part in text.split(",")):
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not an IP address or network: pass addresses such as "
+                                             "127.0.0.1,10.0.0.0/8, or *") from None
+    return text
+
 def add_serve_parser(sub: Any, variant_help: str, rejected_help: str) -> argparse.ArgumentParser:
     """The ``serve`` subcommand and its flags on ``sub`` (``add_subparsers()``'s object)."""
     defaults = _serve_defaults()
@@ -228,7 +246,7 @@ def add_serve_parser(sub: Any, variant_help: str, rejected_help: str) -> argpars
                         "answered 503 (default 256)")
     s.add_argument("--graceful-timeout", type=float, default=defaults["graceful_timeout"], metavar="SECONDS",
                    help="on SIGTERM, time given to requests in flight; stalled ones are answered 503 (default 30)")
-    s.add_argument("--forwarded-allow-ips", metavar="IPS",
+    s.add_argument("--forwarded-allow-ips", metavar="IPS", type=proxy_addresses,
                    help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are trusted for the "
                         "logged client address (default: none; the client is the socket's peer)")
     s.set_defaults(func=cmd_serve)

@@ -78,7 +78,7 @@ async def read_body(request: Request, accept: tuple[bytes, ...], limit: int) -> 
     """The request body, after the content-type and size checks.
 
     Raises:
-        Reply: 415 for a content type not in ``accept``, 413 over ``limit`` bytes (chunked included), 400
+        Reply: 415 for a content type not in ``accept`` or a Content-Encoding (gzip, ...), 413 over ``limit`` bytes (chunked included), 400
             for an invalid Content-Length or a client that left, or what the HTTP layer refused it with.
     """
     headers, receive = request.headers, request.receive
@@ -88,6 +88,10 @@ async def read_body(request: Request, accept: tuple[bytes, ...], limit: int) -> 
     if ctype not in accept:
         shown = ctype[:60].decode("latin-1") or "none"
         raise Reply(415, f"content type {shown} is not supported; send Content-Type: {accept[0].decode()}")
+    encoding = headers.get(b"content-encoding")
+    if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+        shown = encoding[:40].decode("latin-1")
+        raise Reply(415, f"Content-Encoding {shown} is not supported; send the body uncompressed")
     declared = headers.get(b"content-length")
     if declared is not None:
         try:

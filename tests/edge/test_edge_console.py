@@ -58,6 +58,14 @@ def test_deploykit_edge_reports_a_ctrl_c_as_deploykit_does(monkeypatch, capsys) 
     ("edge", [], "Error: the following arguments are required: COMMAND; see `deploykit-edge --help`"),
     ("edge", ["predict", "b", "--input", "x", "--bogus\x1b[2J"],
      "Error: unrecognized arguments: --bogus\\x1b[2J; see `deploykit-edge --help`"),
+    ("edge", ["drift", "log", "--bundle", "b", "--alpha", "5"],
+     "Error: argument --alpha: '5' is not a probability: pass a number between 0 and 1, such as 0.01; "
+     "see `deploykit-edge drift --help`"),
+    ("edge", ["drift", "log", "--bundle", "b", "--last", "-5"],
+     "Error: argument --last: '-5' is not a positive whole number; see `deploykit-edge drift --help`"),
+    ("edge", ["serve", "b", "--forwarded-allow-ips", "10.0.0.1,not-an-ip"],  # a typo trusted nobody, silently
+     "Error: argument --forwarded-allow-ips: 'not-an-ip' is not an IP address or network: pass addresses such as "
+     "127.0.0.1,10.0.0.0/8, or *; see `deploykit-edge serve --help`"),
     ("convert", ["convert", "m.keras"],
      "Error: the following arguments are required: --data, --out; see `deploykit convert --help`"),
     ("convert", ["train", "--seed", "x", "--out", "m.keras"],
