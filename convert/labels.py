@@ -93,9 +93,16 @@ def _image_shape(spec: dict[str, Any]) -> Optional[tuple[int, int, int]]:
     return int(h), int(w), int(c)
 
 
+# Layers that keep an image's value range (they move, crop, pad with zeros or interpolate pixels, or are the
+# identity at inference): a Rescaling behind them still says what the input's pixels are.
+_RANGE_KEEPING = ("Resizing", "CenterCrop", "Cropping2D", "RandomFlip", "RandomRotation", "RandomTranslation",
+                  "RandomZoom", "RandomCrop")
+
+
 def _leading_rescaling(ref: Reference, index: int) -> Optional[str]:
-    """The name of the Rescaling layer that input ``index`` goes straight into (and only into), when it
-    shrinks values (|scale| < 1: the model takes raw 0..255 pixels); None otherwise."""
+    """The name of the Rescaling layer that input ``index`` goes into (and only into), straight or through
+    layers that keep the value range (``_RANGE_KEEPING``: a Resizing first, say), when it shrinks values
+    (|scale| < 1: the model takes raw 0..255 pixels); None otherwise."""
     model = ref.keras_model
     if model is None:
         return None
@@ -106,15 +113,20 @@ def _leading_rescaling(ref: Reference, index: int) -> Optional[str]:
         tensor = model.inputs[index]
     except (AttributeError, IndexError, TypeError):
         return None
-    consumers = []
-    for layer in model.layers:
-        for node in getattr(layer, "_inbound_nodes", []):
-            if any(t is tensor for t in getattr(node, "input_tensors", [])):
-                consumers.append(layer)
-    if len(consumers) != 1 or not isinstance(consumers[0], keras.layers.Rescaling):
-        return None
-    scale = np.abs(np.asarray(consumers[0].scale, dtype=np.float64))
-    return consumers[0].name if scale.size and float(scale.max()) < 1 else None
+    for _ in range(len(model.layers)):
+        consumers = [(layer, node) for layer in model.layers for node in getattr(layer, "_inbound_nodes", [])
+                     if any(t is tensor for t in getattr(node, "input_tensors", []))]
+        if len(consumers) != 1:
+            return None
+        layer, node = consumers[0]
+        if isinstance(layer, keras.layers.Rescaling):
+            scale = np.abs(np.asarray(layer.scale, dtype=np.float64))
+            return layer.name if scale.size and float(scale.max()) < 1 else None
+        outputs = getattr(node, "output_tensors", [])
+        if type(layer).__name__ not in _RANGE_KEEPING or len(outputs) != 1:
+            return None
+        tensor = outputs[0]
+    return None
 
 
 def _images(ref: Reference, image_scale: Optional[str]) -> dict[str, dict[str, Any]]:

@@ -87,3 +87,29 @@ def test_cli_refuses_image_scale_without_an_image_input(boston_linear: Path, tmp
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: --image-scale '0..1': the model has no image input (a float input [batch, height, width, channels] "
         "with 1, 3 or 4 channels); leave the flag out")
+
+
+@pytest.mark.parametrize("layers, found", [
+    (["rescale"], "scale"),
+    (["resize", "rescale"], "scale"),  # was None: a Rescaling behind a Resizing went unseen
+    (["flip", "crop", "rescale"], "scale"),
+    (["dense", "rescale"], None),  # a layer that changes values: the pixels' range is unknown
+    (["rescale_up"], None),  # |scale| >= 1: not raw pixels
+])
+def test_a_rescaling_behind_range_keeping_layers_says_the_model_takes_raw_pixels(layers: list[str], found: Any) -> None:
+    from types import SimpleNamespace
+
+    import keras
+
+    from convert.labels import _leading_rescaling
+
+    make = {"rescale": lambda: keras.layers.Rescaling(1 / 255, name="scale"),
+            "rescale_up": lambda: keras.layers.Rescaling(2.0, name="scale"),
+            "resize": lambda: keras.layers.Resizing(16, 16), "flip": lambda: keras.layers.RandomFlip(),
+            "crop": lambda: keras.layers.CenterCrop(20, 20), "dense": lambda: keras.layers.Dense(3)}
+    inp = keras.Input((24, 24, 3))
+    x = inp
+    for name in layers:
+        x = make[name]()(x)
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
+    assert _leading_rescaling(SimpleNamespace(keras_model=model), 0) == found
