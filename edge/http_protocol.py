@@ -5,11 +5,16 @@ encoding, an invalid header) by itself, before the app sees it, with a text/plai
 answers it as JSON, ``{"success": false, "error": "..."}``, like every other error of ``deploykit-edge
 serve``, and adds the limits uvicorn does not have (each a ``serve`` flag; defaults in ``Limits``):
 
-* **431** when the request line and headers pass ``max_header_bytes`` (counted as they arrive, so a huge
-  header is refused after that many bytes, not buffered) or ``max_headers`` header lines;
+* **431** when the head, from the request line to the blank line after the headers (a long URL included),
+  passes ``max_header_bytes``, or has more than ``max_headers`` header lines, however its bytes arrive:
+  the reads of an unfinished head are counted as they arrive (a huge header is refused after that many
+  bytes, not buffered), and every parsed head is measured (``head_size``), so a head that arrives in one
+  read is refused too; a refused pipelined request is answered after the requests before it (**414** for
+  a URL over ``MAX_URL``, 64 KiB, which only a ``max_header_bytes`` over it lets through);
 * **408** when the headers of a request (a new connection included) are not in after ``header_timeout``
-  seconds, or its body after ``body_timeout`` seconds (the app's concurrency slot is freed: its
-  ``receive`` sees a disconnect); idle keep-alive connections close after uvicorn's ``timeout_keep_alive``;
+  seconds, or its body after ``body_timeout`` seconds (the app's ``receive`` sees a disconnect; a request
+  waiting for its body holds no ``--max-concurrency`` slot, ``edge.server.app``); idle keep-alive
+  connections close after uvicorn's ``timeout_keep_alive``;
 * **417** for an ``Expect`` other than ``100-continue``, and **413** for ``Expect: 100-continue`` with a
   ``Content-Length`` over ``max_body``: refused from the headers, before any of the body is invited;
 * **503** for a new connection over ``max_connections`` when no open connection is idle; when one is
@@ -42,10 +47,12 @@ except ImportError:  # pragma: no cover - platforms without httptools wheels
 
 MALFORMED = ("malformed HTTP request (request line, headers, Content-Length or chunked encoding); "
              "send a well-formed HTTP/1.1 request")
+MAX_URL = 65535  # the longest URL httptools.parse_url takes
+_LONGEST_METHOD = 16  # over llhttp's longest method name (UNSUBSCRIBE)
 SWEEP_SECONDS = 1.0
 STALL_MARGIN = 2.0
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large", 417: b"Expectation Failed",
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large", 414: b"URI Too Long", 417: b"Expectation Failed",
             431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 
 
@@ -71,14 +78,36 @@ class _Refused(Exception):
     """Raised inside a parser callback: answer ``status`` and close (the parser stops there)."""
 
 
+def head_size(method: bytes, url: bytes, lines: int, text_bytes: int) -> int:
+    """The bytes of a head written ``METHOD URL HTTP/1.1\\r\\n``, then ``lines`` headers as
+    ``Name: value\\r\\n`` (``text_bytes``: the sum of their names' and values' lengths, as
+    ``EdgeProtocol.on_header`` counts them), then the blank line."""
+    return len(method) + len(url) + 12 + text_bytes + 4 * lines + 2
+
+
+def body_over(content_length: bytes, limit: int) -> str | None:
+    """The 413 message for a ``Content-Length`` of ASCII digits over ``limit`` bytes, else None (another value
+    is the parser's to judge). A number longer than the limit's is not converted (``int`` refuses over 4300
+    digits); the message shows at most 20 of its digits."""
+    if not content_length.isdigit():
+        return None
+    digits = content_length.lstrip(b"0") or b"0"
+    if len(digits) <= len(str(limit)) and int(digits) <= limit:
+        return None
+    shown = digits[:20].decode("ascii") + ("..." if len(digits) > 20 else "")
+    return f"body of {shown} bytes is over the limit of {limit} bytes"
+
+
 class EdgeProtocol(_Protocol):  # type: ignore[misc, valid-type]
     """uvicorn's HTTP/1.1 protocol with ``Limits``; what it refuses gets a JSON answer, then the connection closes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True
-        self._head_bytes = 0
+        self._read_bytes = 0  # the reads since the current head began that did not finish it
+        self._head_bytes = 0  # the current head's header lines, as on_header parses them
         self._refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = None
+        self._deferred: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
         self._phase: tuple[str, int] | None = None
         self._phase_since = 0.0
         self._opened = 0.0
@@ -104,16 +133,26 @@ class EdgeProtocol(_Protocol):  # type: ignore[misc, valid-type]
         cycle = self.cycle
         return (cycle is None or cycle.response_complete) and not self.transport.is_closing()
 
+    def _busy(self) -> bool:
+        """A request read earlier on this connection is not answered yet (the head being read is pipelined)."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete
+
     def data_received(self, data: bytes) -> None:
+        if self._deferred is not None:  # a refused pipelined head: nothing more is read
+            return
         if self._in_head:
-            self._head_bytes += len(data)
+            self._read_bytes += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > LIMITS.max_header_bytes and self._refusal is None:
-            self.refuse(431, f"request line and headers over {LIMITS.max_header_bytes} bytes")
+        if (self._in_head and self._read_bytes > LIMITS.max_header_bytes and self._refusal is None
+                and self._deferred is None and not self.transport.is_closing()):
+            self._refusal = (431, _over_header_bytes(), [])
+            self.send_400_response("")
 
     # ------------------------------------------------------------------ parser callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Raises: _Refused: 417 for an ``Expect`` other than 100-continue; 431 past ``max_headers`` lines."""
         name = name.lower()
         if name == b"expect":
             if value.lower() == b"100-continue":
@@ -127,31 +166,63 @@ class EdgeProtocol(_Protocol):  # type: ignore[misc, valid-type]
         if len(headers) > LIMITS.max_headers:
             self._refusal = (431, f"more than {LIMITS.max_headers} header lines", [])
             raise _Refused()
+        self._head_bytes += len(name) + len(value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_bytes = 0
+        """Raises: _Refused: 431 for a head over ``max_header_bytes`` (``head_size``), 414 for a URL over
+        ``MAX_URL``, 413 for ``Expect: 100-continue`` with a ``Content-Length`` over ``max_body``."""
+        counted, self._head_bytes, self._read_bytes = self._head_bytes, 0, 0
+        bound = len(self.url) + counted + 4 * len(self.headers) + 14 + _LONGEST_METHOD  # >= head_size
+        if bound > LIMITS.max_header_bytes or bound > MAX_URL:  # near a limit: measured exactly
+            self._check_head(counted)
         if self.expect_100_continue:
             for name, value in self.headers:
-                if name == b"content-length" and value.isdigit() and int(value) > LIMITS.max_body:
-                    self._refusal = (413, f"body of {int(value)} bytes is over the limit of {LIMITS.max_body} bytes", [])
+                refusal = body_over(value, LIMITS.max_body) if name == b"content-length" else None
+                if refusal is not None:
+                    self._refusal = (413, refusal, [])
                     raise _Refused()
         super().on_headers_complete()
+        self._in_head = False
         if _WHOLE:  # the protocol, not the cycle: the cycle holds the scope (no reference loop per request)
             self.scope[ANSWER_KEY] = self  # type: ignore[literal-required]
+
+    def _check_head(self, text_bytes: int) -> None:
+        """Raises: _Refused: 431 for a head over ``max_header_bytes`` (``head_size``), 414 for a URL over
+        ``MAX_URL`` (only a ``max_header_bytes`` over it lets one through: httptools cannot parse it)."""
+        if head_size(self.parser.get_method(), self.url, len(self.headers), text_bytes) > LIMITS.max_header_bytes:
+            self._refusal = (431, _over_header_bytes(), [])
+            raise _Refused()
+        if len(self.url) > MAX_URL:
+            self._refusal = (414, f"URL over {MAX_URL} bytes; send long inputs in the body", [])
+            raise _Refused()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
 
+    def _answer_deferred(self) -> None:
+        """The last request before a refused pipelined head is answered (its cycle's ``on_response``):
+        uvicorn's ``on_response_complete``, then the refusal."""
+        self.on_response_complete()
+        if self._deferred is not None and not self.transport.is_closing():
+            self._write_error(*self._deferred)
+
     # ------------------------------------------------------------------ answers
 
     def send_400_response(self, msg: str) -> None:
+        """Answer what the parser refused (``_refusal``, else the malformed request's 400) and close; a
+        pipelined head's answer waits until the requests before it are answered (reading stops meanwhile)."""
         if self._refusal is not None:
             status, message, extra = self._refusal
-            self._write_error(status, error_body(message), extra)
+            answer = (status, error_body(message), extra)
         else:
-            self._write_error(400, BODY, [])
+            answer = (400, BODY, [])
+        if self._in_head and self._busy():  # self.cycle is the last request read before this head
+            self._deferred = answer
+            self.cycle.on_response = self._answer_deferred
+            self.flow.pause_reading()
+        else:
+            self._write_error(*answer)
 
     def _write_error(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
         content = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error"))]
@@ -220,6 +291,10 @@ class EdgeProtocol(_Protocol):  # type: ignore[misc, valid-type]
             _sweep["shutdown_at"] = self.loop.time()
             delay = max(LIMITS.graceful_timeout - STALL_MARGIN, LIMITS.graceful_timeout / 2, 0.0)
             self.loop.call_later(delay, _answer_all_stalled)
+
+
+def _over_header_bytes() -> str:
+    return f"request line and headers over {LIMITS.max_header_bytes} bytes"
 
 
 def _run_sweep(loop: asyncio.AbstractEventLoop) -> None:

@@ -115,6 +115,43 @@ def routes(app: "EdgeApp") -> list[Route]:
     return table
 
 
+class Slot:
+    """A ``limited`` route's ``--max-concurrency`` slot, taken once the request's body has fully arrived (a
+    GET's at once): the slot is for the work on a whole request, so clients that send their bodies slowly
+    (each bounded by ``--body-timeout`` and ``--max-body``) cannot keep the others out. ``receive`` is the
+    request's, and takes the slot when it returns the last body message.
+    """
+
+    __slots__ = ("telemetry", "limit", "taken", "_receive")
+
+    def __init__(self, telemetry: Telemetry, limit: int, receive: Receive) -> None:
+        self.telemetry = telemetry
+        self.limit = limit
+        self.taken = False
+        self._receive = receive
+
+    def take(self) -> None:
+        """Count the request in flight.
+
+        Raises:
+            Reply: 503 when ``limit`` requests are in flight (counted as refused busy).
+        """
+        if not self.telemetry.admit(self.limit):
+            raise Reply(503, f"busy: {self.limit} requests in flight; retry shortly", [(b"retry-after", b"1")])
+        self.taken = True
+
+    async def receive(self) -> dict:
+        """The request's next message; the slot is taken when it ends the body.
+
+        Raises:
+            Reply: 503 when the body ends and ``limit`` requests are in flight.
+        """
+        message = await self._receive()
+        if not self.taken and message["type"] == "http.request" and not message.get("more_body", False):
+            self.take()
+        return message
+
+
 class EdgeApp(Lifecycle, Predicting):
     """The ASGI app over a model repository (see the module's docstring).
 
@@ -269,7 +306,7 @@ class EdgeApp(Lifecycle, Predicting):
         request_id = uuid.uuid4().hex[:12] if self.logs is not None else ""
         status = 500
         error = ""
-        counted = False
+        slot: Optional[Slot] = None
         logged = self.logs is None
         try:
             try:
@@ -280,10 +317,11 @@ class EdgeApp(Lifecycle, Predicting):
                     raise Reply(405, f"method {method} is not allowed on {path}; use {allow}",
                                 [(b"allow", allow.encode())])
                 if route.limited:
-                    limit = self.config.max_concurrency
-                    if not self.telemetry.admit(limit):
-                        raise Reply(503, f"busy: {limit} requests in flight; retry shortly", [(b"retry-after", b"1")])
-                    counted = True
+                    slot = Slot(self.telemetry, self.config.max_concurrency, receive)
+                    if method in GET:  # no body to wait for
+                        slot.take()
+                    else:
+                        request.receive = slot.receive
                 if route.predicts and not self.ready and not self.config.serve_unready and self.repo.single:
                     raise Reply(503, f"not ready ({self.ready_error}): predictions are refused until the self-test "
                                      "passes (see /readyz); start with --serve-unready to answer anyway")
@@ -306,7 +344,7 @@ class EdgeApp(Lifecycle, Predicting):
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         finally:
-            if counted:
+            if slot is not None and slot.taken:
                 self.telemetry.leave()
             elapsed = time.perf_counter() - start
             self.telemetry.observe(route.name if route is not None else "unknown", status, elapsed)

@@ -50,11 +50,22 @@ MAX_K = 1000
 INLINE_DECODE_BYTES = 32 * 1024
 
 
+def whole_number(text: str, low: int, high: int) -> Optional[int]:
+    """``text`` as a whole number from ``low`` to ``high`` (ASCII digits, leading zeros allowed); None for
+    anything else. A number longer than ``high``'s digits is never converted (``int`` raises ValueError
+    over 4300 digits, and non-ASCII digits such as ``²`` pass ``str.isdigit`` but not ``int``)."""
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(high)):
+        return None
+    number = int(digits)
+    return number if low <= number <= high else None
+
+
 def _k(request: Request, classes: int) -> int:
     """``?k=N`` (default ``DEFAULT_TOP_K``), at most the number of classes.
 
     Raises:
-        InputError: 422 when k is not a whole number from 1.
+        InputError: 422 when k is not a whole number from 1 to ``MAX_K``.
     """
     raw = request.scope.get("query_string", b"")
     if not raw:
@@ -63,9 +74,10 @@ def _k(request: Request, classes: int) -> int:
     if "k" not in query:
         return min(images.DEFAULT_TOP_K, classes)
     text = query["k"][-1]
-    if not text.isdigit() or not 1 <= int(text) <= MAX_K:
+    k = whole_number(text, 1, MAX_K)
+    if k is None:
         raise InputError(422, f"k={text[:20]!r} is not a whole number from 1 to {MAX_K}")
-    return min(int(text), classes)
+    return min(k, classes)
 
 
 Decoded = tuple[dict[str, np.ndarray], list[Optional[dict[str, Any]]]]

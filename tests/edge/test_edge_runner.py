@@ -197,7 +197,7 @@ def test_truncated_tflite_is_refused_and_named(bundle_copy: Path) -> None:
 @pytest.mark.parametrize("change, message", [
     (lambda m: m["inputs"][0].__setitem__("shape", [None, 4]),
      "manifest.json does not match edge/model.fp32.tflite: input 'features' has shape [None, 3] in the model, [None, 4] in the manifest"),
-    (lambda m: m["inputs"][0].__setitem__("name", "x"),
+    (lambda m: [m["inputs"][0].__setitem__("name", "x"), *(f.__setitem__("input", "x") for f in m["features"])],
      "manifest.json does not match edge/model.fp32.tflite: the model's inputs are ['features'], the manifest's ['x']"),
     (lambda m: m["outputs"][0].__setitem__("key", "y"),
      "manifest.json does not match edge/model.fp32.tflite: the model's outputs are ['output_0'], the manifest's ['y']"),

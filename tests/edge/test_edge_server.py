@@ -293,12 +293,12 @@ def _finish(sock: socket.socket) -> bytes:
     return reply
 
 
-def test_over_the_concurrency_limit_503_while_healthz_answers(bundle: Path, server_factory) -> None:
+def test_a_request_still_sending_its_body_holds_no_concurrency_slot(bundle: Path, server_factory) -> None:
+    """It did: 64 clients sending a byte a second kept every prediction at 503 until --body-timeout. The slot
+    is taken once the body is in (tests/edge/test_edge_limits.py: the 503 over the limit, in process)."""
     server = server_factory(bundle, "--max-concurrency", "1")
     held = _hold_request(server.port)
-    status, body = server.json("POST", "/predict_json", [6, 250, 66.5])
-    assert status == 503
-    assert body == {"success": False, "error": "busy: 1 requests in flight; retry shortly"}
+    assert server.json("POST", "/predict_json", [6, 250, 66.5])[0] == 200
     assert server.json("GET", "/healthz") == (200, {"status": "ok"})
     reply = _finish(held)
     assert reply.startswith(b"HTTP/1.1 200 ")
