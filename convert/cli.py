@@ -71,6 +71,10 @@ def cmd_convert(args: argparse.Namespace, out, err) -> int:
     with steps(err) as step:
         result = convert(options, step)
     print_artifacts(rich_console(out), result.rows, f"Bundle {result.bundle} ({time.perf_counter() - start:.1f}s)")
+    from edge.console import print_line
+
+    for warning in result.warnings:  # a target with no artifact: the bundle still serves the other one
+        print_line(f"Warning: {warning}", file=err)
     return 0
 
 

@@ -65,6 +65,7 @@ class ConvertResult:
     bundle: Path
     manifest: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # a target without any artifact (``Written.missing_targets``)
 
 
 def sanitize_name(name: str) -> str:
@@ -353,7 +354,7 @@ def _build(options: ConvertOptions, ref: Reference, sources: Sources, staging: P
         progress("Exporting the folded SavedModel")
         quantized = quantized_stage.quantized_sources(exported, folded, rounded, reason, work,
                                                       dynamic=Variant.DYNAMIC in options.variants)
-    written = Written(staging)
+    written = Written(staging, progress=progress)
     write_tflite(options.variants, ref, sources, run, calibration, exported, quantized, written, progress, work)
     write_golden(ref, run, written)
     write_graph(exported, written, progress, [s.name for s in ref.inputs])
@@ -365,4 +366,4 @@ def _build(options: ConvertOptions, ref: Reference, sources: Sources, staging: P
                               model=Path(options.model), data=Path(options.data), target=options.target,
                               seed=options.seed,
                               annotate=lambda m: labels.annotate(m, ref, options.labels, options.image_scale))
-    return ConvertResult(bundle=staging, manifest=manifest, rows=written.rows)
+    return ConvertResult(bundle=staging, manifest=manifest, rows=written.rows, warnings=written.missing_targets())

@@ -73,11 +73,7 @@ class Reference:
         if self.keras_model is not None:
             ordered = [inputs[spec.name] for spec in self.inputs]
             result = self.keras_model.predict(ordered if len(ordered) > 1 else ordered[0], batch_size=batch_size, verbose=0)
-            if not isinstance(result, (list, tuple)):
-                result = [result]
-            if isinstance(result, dict):  # pragma: no cover - dict outputs
-                result = [result[k] for k in result]
-            return {spec.key: np.asarray(value) for spec, value in zip(self.outputs, result)}
+            return by_key(result, self.outputs)
         import tensorflow as tf
 
         feed = {spec.name: tf.constant(inputs[spec.name], dtype=spec.dtype) for spec in self.inputs}
@@ -92,6 +88,16 @@ class Reference:
             export(self.keras_model, directory)
             self._saved_model_dir = directory
         return self._saved_model_dir
+
+
+def by_key(result: Any, outputs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """A Keras ``predict`` result as ``{output key: array}``: a dict (a model with dict outputs) by its keys,
+    which are the outputs' keys; a list or tuple in the order of ``outputs``; a single array as the one output."""
+    if isinstance(result, dict):
+        return {spec.key: np.asarray(result[spec.key]) for spec in outputs}
+    if not isinstance(result, (list, tuple)):
+        result = [result]
+    return {spec.key: np.asarray(value) for spec, value in zip(outputs, result)}
 
 
 def export(model: Any, directory: Path) -> Path:
@@ -175,18 +181,46 @@ def _load_keras(path: Path, custom_file: Path | None = None) -> Reference:
     for spec, found in zip(inputs, vocabularies(model)):
         spec.vocabulary = found
     names = list(getattr(model, "output_names", None) or [_output_layer_name(t) for t in model.outputs])
+    keys = _dict_output_keys(path.name, model)
     outputs = [
         TensorSpec(
-            name=str(names[i]).split(":")[0].split("/")[0],
+            name=keys[i] if keys else str(names[i]).split(":")[0].split("/")[0],
             dtype=_dtype_name(t.dtype),
             shape=[None if d is None else int(d) for d in t.shape],
-            key=f"output_{i}",
+            key=keys[i] if keys else f"output_{i}",
         )
         for i, t in enumerate(model.outputs)
     ]
     check_signature(path.name, inputs, outputs)  # before anything is exported
     return Reference(source=path, inputs=inputs, outputs=outputs, keras_model=model, custom_objects=objects,
                      custom_provenance=provenance)
+
+
+def _dict_output_keys(source: str, model: Any) -> list[str] | None:
+    """The keys of a model whose outputs are a dict, in the order of ``model.outputs`` (None for a tensor or a
+    list). The SavedModel signature keeps them as its output keys (a list's are ``output_0`` ...), and
+    ``predict`` returns a dict by them, so they are both the manifest's output names and its keys.
+
+    Raises:
+        DeployKitError: the outputs are nested (a dict or list inside the dict or list), which no SavedModel
+        signature can hold.
+    """
+    try:
+        structure = model.output
+    except Exception:  # noqa: BLE001 - a model Keras cannot say the structure of: treat as a list
+        return None
+    items = list(structure.items()) if isinstance(structure, dict) else \
+        list(enumerate(structure)) if isinstance(structure, (list, tuple)) else []
+    for key, value in items:
+        if isinstance(value, (dict, list, tuple)):
+            raise DeployKitError(f"model {source}: its outputs are nested (output {str(key)!r} is a "
+                                 f"{type(value).__name__}), which a SavedModel signature cannot hold; return a flat "
+                                 "dict or list of tensors and re-save")
+    if not isinstance(structure, dict):
+        return None
+    by_tensor = {id(tensor): str(key) for key, tensor in structure.items()}
+    keys = [by_tensor.get(id(tensor)) for tensor in model.outputs]
+    return keys if all(keys) else sorted(by_tensor.values())  # Keras flattens a dict in sorted key order
 
 
 def _output_layer_name(tensor: Any) -> str:

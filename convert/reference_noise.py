@@ -90,11 +90,12 @@ def measure(ref: Any, inputs: Mapping[str, np.ndarray], outputs32: Mapping[str, 
         interrupt.check()
         return Noise(note=f"reference noise not measured: the model does not run in float64 ({_first_line(exc)}); "
                           "the plain float32 bound applies")
-    if not isinstance(result, (list, tuple)):
-        result = [result]
+    from convert.reference import by_key
+
+    result64 = by_key(result, ref.outputs)
     values: dict[str, float] = {}
-    for spec, out64 in zip(ref.outputs, result):
-        out64 = np.asarray(out64)
+    for spec in ref.outputs:
+        out64 = result64[spec.key]
         if out64.dtype != np.float64:
             return Noise(note=f"reference noise not measured: output {spec.name!r} of the float64 rebuild is "
                               f"{out64.dtype} (a layer computes in float32); the plain float32 bound applies")

@@ -8,11 +8,17 @@ Each refusal is one line naming the input or output and what to do:
 * no batch dimension: a scalar input or output, or a fixed batch (``keras.Input(batch_size=2)``). The
   runners, the page and the parity engine feed any number of rows; a fixed batch is refused rather than
   converted at that batch, because every caller would then have to pad or split its rows to exactly that
-  many (re-saving with ``batch None`` is one argument).
+  many (re-saving with ``batch None`` is one argument);
+* an input name TensorFlow cannot export (a space, a leading ``_`` or ``-``, a ``:``, a non-ASCII letter):
+  a SavedModel signature's input is a graph placeholder named as the input, and TensorFlow renames such a
+  placeholder and then refuses the signature. The kit does not rename it instead, because the name is the
+  manifest's, DATA's column and every runtime's feed key at once (the TFLite signature keeps it as it is).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any, Sequence
 
 from convert.errors import DeployKitError
@@ -57,12 +63,27 @@ def _batch_advice(kind: str, name: str, shape: Sequence[int | None]) -> str | No
     return None
 
 
+# TensorFlow's rule for an op (and so a signature placeholder) name: tensorflow/python/framework/ops.py
+VALID_INPUT_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
+
+
+def _name_advice(name: str) -> str | None:
+    if VALID_INPUT_NAME.match(name):
+        return None
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    fixed = re.sub(r"[^A-Za-z0-9_.-]+", "_", ascii_name).strip("_-") or "x"
+    fixed = fixed if VALID_INPUT_NAME.match(fixed) else f"x_{fixed}"
+    return (f"input {name!r} has a name TensorFlow cannot export as a model input (letters, digits and . _ - > / \\ "
+            f"only, starting with a letter, digit or .); rename the input (keras.Input(..., name={fixed!r})) and "
+            "re-save, and rename its DATA column or .npz array too if it has the input's name")
+
+
 def check_signature(source: str, inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
     """Refuse a signature the kit cannot serve; ``inputs``/``outputs`` are ``convert.reference.TensorSpec``.
 
     Raises:
-        DeployKitError: the first input, then output, with an unsupported dtype or without a batch dimension
-        (``model NAME: <what and what to do>``).
+        DeployKitError: the first input, then output, with an unsupported dtype or without a batch dimension,
+        then the first input whose name TensorFlow cannot export (``model NAME: <what and what to do>``).
     """
     allowed = set(supported_dtypes())
     for kind, specs in (("input", inputs), ("output", outputs)):
@@ -74,3 +95,7 @@ def check_signature(source: str, inputs: Sequence[Any], outputs: Sequence[Any]) 
             advice = _batch_advice(kind, spec.name, spec.shape)
             if advice:
                 raise DeployKitError(f"model {source}: {advice}")
+    for spec in inputs:
+        advice = _name_advice(spec.name)
+        if advice:
+            raise DeployKitError(f"model {source}: {advice}")

@@ -1,17 +1,18 @@
 """What the ``deploykit`` commands show: progress steps, the artifact table and the parity table.
 
-The presentation itself (Rich consoles, steps, tables, escaping) is ``edge.console``, shared with
-``deploykit-edge``; this module only says what the converter's tables hold.
+The presentation itself (Rich consoles, tables, escaping) is ``edge.console``, shared with ``deploykit-edge``;
+this module says what the converter's tables hold, and its progress steps mark a step that wrote nothing (✗).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Any, Iterator, TextIO
 
 from convert import interrupt
-from edge.console import Step, print_table, rich_console, safe, steps as console_steps
+from edge.console import Step, print_table, rich_console, safe
 
 ARTIFACT_COLUMNS = ("artifact", "format", "variant", "size", "fp32 / this")
 PARITY_COLUMNS = ("artifact", "variant", "runtime", "version", "size", "max abs", "of scale", "of range", "vs twin",
@@ -20,12 +21,53 @@ RESULT_STYLE = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]", "rejected"
                 "unsupported": "[yellow]unsupported[/]"}
 
 
+class Steps:
+    """The progress callback of the converter's commands: ``step(name)`` closes the previous step and starts one;
+    ``step.skipped()`` marks the current one as having written nothing, so that its line is ``✗ NAME: not
+    written (s)`` instead of ``✓ NAME (s)`` (``convert.stages.written.Written.skip`` calls it). Each step first
+    raises a Ctrl+C a library swallowed (``convert.interrupt.check``)."""
+
+    def __init__(self, done: Any, show: Any = lambda name: None) -> None:
+        self._done, self._show = done, show
+        self._name: str | None = None
+        self._start = 0.0
+        self._skipped = False
+
+    def __call__(self, name: str) -> None:
+        interrupt.check()
+        self.close()
+        self._name, self._start, self._skipped = safe(name), time.perf_counter(), False
+        self._show(self._name)
+
+    def skipped(self) -> None:
+        self._skipped = True
+
+    def close(self) -> None:
+        if self._name is not None:
+            seconds = f"({time.perf_counter() - self._start:.1f}s)"
+            self._done(f"{self._name}: not written {seconds}" if self._skipped else f"{self._name} {seconds}",
+                       not self._skipped)
+        self._name = None
+
+
 @contextlib.contextmanager
 def steps(stream: TextIO) -> Iterator[Step]:
-    """Progress on ``stream``, one line per step; every step first raises a Ctrl+C a library swallowed
-    (``convert.interrupt.check``)."""
-    with console_steps(rich_console(stream), check=interrupt.check) as step:
-        yield step
+    """Progress on ``stream``, one line per step (``Steps``), with a spinner on a terminal (as ``edge.console.steps``)."""
+    console = rich_console(stream)
+    if not console.is_terminal:  # logs and pipes: plain lines (a spinner would leave a blank line behind)
+        plain = Steps(lambda line, ok: console.print(f"{'✓' if ok else '✗'} {line}"))
+        yield plain
+        plain.close()
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        styled = Steps(lambda line, ok: progress.console.print(f"{'[green]✓[/]' if ok else '[red]✗[/]'} {line}"),
+                       lambda shown: progress.update(task, description=shown))
+        yield styled
+        styled.close()
 
 
 def size(n: int | None) -> str:

@@ -14,6 +14,8 @@ unrolled is ``convert.keras_graph.unrolled``.
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -152,13 +154,70 @@ def convert_variant(
                         calibrated=calibrated)
 
 
+REASON_LIMIT = 240  # characters of the converter's reason a skip keeps
+
+
+def _strip_loc(text: str) -> tuple[str, str]:
+    """``text`` without a leading MLIR ``loc(...)`` (balanced parentheses) and its colon, and the op the location
+    names (``fused["MatMul:", "model/dense_1/MatMul@__inference..."]`` -> ``model/dense_1/MatMul``; "" if none)."""
+    text = text.strip()
+    if not text.startswith("loc("):
+        return text, ""
+    depth, end, quoted = 0, len(text), False
+    for i, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth == 0:
+                end = i + 1
+                break
+    location = re.search(r'fused\["[^"]*",\s*"([^"@]+)', text[:end]) or re.search(r'loc\("([^"@]+)', text[:end])
+    return text[end:].lstrip(" :").strip(), location.group(1) if location else ""
+
+
 def _first_error(text: str) -> str:
-    """The converter's first ``error:`` line (its messages are long MLIR dumps), each sentence once, cut to one
-    short line."""
-    line = next((ln.split("error:", 1)[1] for ln in text.splitlines() if "error:" in ln), text)
-    sentences = [s.strip() for s in " ".join(line.split()).split(". ") if s.strip()]
-    unique = list(dict.fromkeys(s.rstrip(".") for s in sentences))
-    return (". ".join(unique) + ("." if line.strip().endswith(".") else ""))[:240]
+    """The converter's cause, one short line. Its messages are long MLIR dumps: ``<unknown>:0: error:
+    loc(callsite(...)): 'tf.MatMul' op is neither a custom op nor a flex op``, then notes, then more errors. Kept:
+    each ``error:``'s message without its ``loc(...)`` prefix, each sentence once, the first with the op it names
+    (and that the op computes in float16, when its operation says so), cut at a word to ``REASON_LIMIT``."""
+    lines = text.splitlines()
+    causes: list[str] = []
+    where, half = "", False
+    for index, line in enumerate(lines):
+        if "error:" not in line:
+            continue
+        message, location = _strip_loc(line.split("error:", 1)[1])
+        if not message or message.endswith(":"):  # a header ("failed while converting: 'main':"), details below
+            continue
+        if not causes:
+            where = location
+            notes = itertools.takewhile(lambda ln: "error:" not in ln, lines[index + 1:])
+            half = any("see current operation" in ln and re.search(r"[x<]f16>", ln) for ln in notes)
+        causes.append(message)
+    if not causes:
+        first = next((ln for ln in lines if ln.strip()), "")
+        causes = [_strip_loc(first)[0] or first.strip()]
+    units: list[str] = []
+    for cause in causes:
+        for sentence in " ".join(cause.split()).split(". "):
+            sentence = sentence.strip().rstrip(".")
+            if sentence and sentence not in units:
+                units.append(sentence)
+    if not units:
+        return ""
+    detail = ", ".join(d for d in (f"at {where}" if where else "", "on float16 tensors" if half else "") if d)
+    if detail:
+        units[0] += f" ({detail})"
+    if half:
+        units.insert(1, "TFLite has no float16 kernel for it: re-save a mixed_float16 model under the float32 "
+                        "dtype policy")
+    reason = ". ".join(units) + ("." if causes[-1].rstrip().endswith(".") or len(units) > 1 else "")
+    if len(reason) <= REASON_LIMIT:
+        return reason
+    return reason[:REASON_LIMIT].rsplit(" ", 1)[0].rstrip(" ,;:.(") + " …"
 
 
 def operators(flatbuffer: bytes) -> list[dict[str, Any]]:

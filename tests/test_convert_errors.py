@@ -273,6 +273,36 @@ def test_unsupported_dtypes_and_signatures_without_a_batch_are_refused_before_an
         assert_nothing_written(tmp_path, tmp_path / "b")
 
 
+def test_an_input_name_tensorflow_cannot_export_is_refused_before_any_export(tmp_path):
+    import keras
+
+    names = ["sq ft", "age-years", "Zip.Code"]  # the two others export as they are (TFLite keeps them)
+    inputs = [keras.Input((1,), name=n) for n in names]
+    keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Concatenate()(inputs))).save(tmp_path / "columns.keras")
+    data = tmp_path / "columns.csv"
+    data.write_text("sq ft,age-years,Zip.Code,price\n" + "".join(f"{i},{i % 7},{i % 3},{i * 2}\n" for i in range(40)))
+    result = convert(tmp_path / "columns.keras", data, tmp_path / "b", "--target", "price")
+    assert assert_clean_error(result) == (
+        "Error: model columns.keras: input 'sq ft' has a name TensorFlow cannot export as a model input (letters, "
+        "digits and . _ - > / \\ only, starting with a letter, digit or .); rename the input "
+        "(keras.Input(..., name='sq_ft')) and re-save, and rename its DATA column or .npz array too if it has the "
+        "input's name")
+    assert "Exporting" not in result.stderr and "Reading DATA" not in result.stderr, result.stderr
+    assert_nothing_written(tmp_path, tmp_path / "b")
+
+
+def test_input_names_are_checked_by_tensorflows_rule_and_the_advice_is_a_name_that_passes():
+    from convert.refusals import VALID_INPUT_NAME, _name_advice
+
+    for fine in ("x", "age-years", "Zip.Code", "1st", ".x", "a>b", "features_2"):
+        assert _name_advice(fine) is None, fine
+    for bad, fixed in (("sq ft", "sq_ft"), ("_x", "x"), ("-x", "x"), ("température", "temperature"), ("x:0", "x_0"),
+                       ("a$b", "a_b"), ("日本", "x")):
+        advice = _name_advice(bad)
+        assert advice is not None and f"name={fixed!r}" in advice, (bad, advice)
+        assert VALID_INPUT_NAME.match(fixed)
+
+
 def test_a_keras_load_failure_is_cut_at_a_word_never_inside_one():
     from convert.reference import _short
 

@@ -59,6 +59,8 @@ def test_an_op_tensorflowjs_lacks_skips_the_graph_model_and_keeps_the_tflite_art
     assert {"artifact": "web/model/graph/", "format": "tfjs_graph", "variant": "float32", "bytes": None,
             "note": f"not written: {BUCKETIZE}"} in result.rows
     assert not (tmp_path / "bundle" / "web" / "model" / "graph").exists()
+    assert result.warnings == [f"no TFJS model was written, so the web page cannot run this bundle (only "
+                               f"deploykit-edge can): {BUCKETIZE}"]
     # one progress line per stage: fold, rounding and the folded export are no longer inside "Exporting"
     assert seen == ["Loading the model (safe_mode)", "Reading DATA",
                     "Running the reference model on DATA and the golden inputs", "Exporting the SavedModel",
@@ -81,7 +83,7 @@ def test_a_stage_that_fails_is_skipped_with_its_reason_and_the_rest_is_written(b
             raise DeployKitError("forced float16 failure")
         return real(source, variant, path, calibration)
 
-    def graph_fails(saved_model, out_dir):
+    def graph_fails(saved_model, out_dir, input_names=()):
         out_dir.mkdir(parents=True)
         (out_dir / "model.json").write_text("{")  # half-written: must not stay in the bundle
         raise RuntimeError("forced\ngraph failure")
@@ -115,3 +117,48 @@ def test_a_convert_where_every_artifact_fails_names_each_reason_and_writes_nothi
         _convert(buckets, tmp_path / "bundle", (Variant.FP32,), layers_model=False)
     assert str(error.value) == "no artifact could be written (tflite float32: forced; tfjs_graph: forced)"
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def half(tmp_path_factory) -> tuple[Path, Path]:
+    """A model built under the mixed_float16 policy (as trained on a GPU): its Dense layers compute in float16,
+    which the TFLite converter cannot convert with builtins; tensorflowjs can."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("half")
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        x = keras.Input((3,), name="x")
+        model = keras.Model(x, keras.layers.Dense(1, name="head")(keras.layers.Dense(4, name="hidden")(x)), name="half")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.save(folder / "half.keras")
+    np.savez(folder / "half.npz", x=np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32))
+    return folder / "half.keras", folder / "half.npz"
+
+
+def test_no_tflite_artifact_is_a_failed_step_and_a_warning_that_the_edge_runner_cannot_serve_it(half, tmp_path,
+                                                                                                 monkeypatch):
+    from tests.helpers import run_cli
+
+    monkeypatch.delenv("DEPLOYKIT_DEBUG", raising=False)
+    model, data = half
+    result = run_cli("convert", model, "--data", data, "--out", tmp_path / "bundle")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    for variant in ("float32", "float16", "dynamic", "int8", "int16x8"):
+        assert any(line.startswith(f"✗ Converting TFLite {variant}: not written (") for line in lines), result.stderr
+    assert not [line for line in lines if line.startswith("✓ Converting TFLite")], result.stderr
+    assert "✓ Converting the TFJS graph model (" in result.stderr
+    warnings = [line for line in lines if line.startswith("Warning: ")]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith(
+        "Warning: no TFLite artifact was written, so deploykit-edge cannot serve this bundle (only the web page can): "
+        "the TFLite converter cannot make float32: 'tf.MatMul' op is neither a custom op nor a flex op (at "), warnings
+    assert "on float16 tensors). TFLite has no float16 kernel for it: re-save a mixed_float16 model under the " \
+           "float32 dtype policy" in warnings[0]
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr
+    manifest = manifest_mod.load(tmp_path / "bundle")
+    assert [a["format"] for a in manifest["artifacts"]] == ["tfjs_graph"]
+    assert not list((tmp_path / "bundle" / "edge").glob("*.tflite"))

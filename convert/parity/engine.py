@@ -35,6 +35,47 @@ def _golden_arrays(golden: Mapping[str, Any], manifest: Mapping[str, Any]) -> tu
     return inputs, outputs
 
 
+def _rows(shape: Any) -> list[int | None]:
+    return [None if d is None else int(d) for d in list(shape)[1:]]
+
+
+def _same_rows(have: list[int | None], want: list[int | None]) -> bool:
+    return len(have) == len(want) and all(h is None or w is None or h == w for h, w in zip(have, want))
+
+
+def check_model(ref: Any, manifest: Mapping[str, Any], name: str) -> None:
+    """Refuse a ``--model`` whose interface is not the bundle's: its inputs (names, dtypes, the shape of a row) and
+    its outputs (keys, the shape of a row) against the manifest's. Keras would otherwise broadcast a row of the
+    wrong width and every case would fail, or fail inside the model with an internal error.
+
+    Raises:
+        DeployKitError: the first mismatch, named (``--model NAME does not match the bundle: ...``).
+    """
+    where = f"--model {name} does not match the bundle"
+    fix = "pass the model the bundle was converted from, or convert this one"
+    have_in = {s.name: s for s in ref.inputs}
+    want_in = {s["name"]: s for s in manifest["inputs"]}
+    if sorted(have_in) != sorted(want_in):
+        raise DeployKitError(f"{where}: its inputs are {sorted(have_in)}, the bundle's {sorted(want_in)}; {fix}")
+    for input_name, spec in want_in.items():
+        got = have_in[input_name]
+        if got.dtype != spec["dtype"]:
+            raise DeployKitError(f"{where}: input {input_name!r} is {got.dtype}, the bundle's {spec['dtype']}; {fix}")
+        if not _same_rows(_rows(got.shape), _rows(spec["shape"])):
+            raise DeployKitError(f"{where}: input {input_name!r} takes rows of shape {_rows(got.shape)}, the bundle's "
+                                 f"{_rows(spec['shape'])}; {fix}")
+    have_out = {s.key: s for s in ref.outputs}
+    want_out = {o["key"]: o for o in manifest["outputs"]}
+    if sorted(have_out) != sorted(want_out):
+        raise DeployKitError(f"{where}: its outputs are {sorted(have_out)}, the bundle's {sorted(want_out)}; {fix}")
+    for key, spec in want_out.items():
+        got = have_out[key]
+        if not _same_rows(_rows(got.shape), _rows(spec["shape"])):
+            label = repr(spec["name"]) + (f" ({key})" if key != spec["name"] else "")
+            raise DeployKitError(f"{where}: output {label} gives rows of shape {_rows(got.shape)}, the bundle's "
+                                 f"{_rows(spec['shape'])}; {fix}")
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     """What ``deploykit verify`` takes: the bundle; the reference model (None: the one the bundle was converted
@@ -89,6 +130,7 @@ def verify_bundle(bundle: str | Path, model: str | Path | None = None, runtimes:
 
         step(f"Running the reference model {Path(model).name}")
         ref = ref_mod.load(Path(model), Path(custom_objects) if custom_objects else None)
+        check_model(ref, manifest, Path(model).name)  # before it runs on anything, and before anything is written
         feeds = {s["name"]: g_inputs[s["name"]].astype(s["dtype"]) for s in manifest["inputs"]}
         g_reference = {k: np.asarray(v, dtype=np.float64) for k, v in ref.predict(feeds).items()}
         reference_label = f"Keras model {Path(model).name}"

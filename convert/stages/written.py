@@ -23,6 +23,7 @@ class Written:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    progress: Progress | None = None  # a skip marks its progress step as not written (``convert.show.Steps``)
 
     def add(self, rel: str, fmt: str, variant: str, *, transforms: list[dict[str, Any]], io: dict[str, Any],
             runtime: dict[str, Any], shrinks: bool | None, note: str, judged: dict[str, Any] | None = None,
@@ -47,12 +48,29 @@ class Written:
              not_written: bool = True) -> None:
         """Record that ``fmt`` (``variant``) was not written, and why; ``where`` is the table's artifact column."""
         self.skipped.append({"format": fmt, **({"variant": variant} if variant else {}), "reason": reason})
+        mark = getattr(self.progress, "skipped", None)
+        if not_written and callable(mark):
+            mark()
         self.rows.append({"artifact": where, "format": fmt, "variant": variant or row_variant, "bytes": None,
                           "note": ("not written: " + reason) if not_written else reason})
 
     def note_row(self, where: str, fmt: str, variant: str, note: str) -> None:
         """A table row that is neither an artifact nor a skip (the golden file's float16 twin, say)."""
         self.rows.append({"artifact": where, "format": fmt, "variant": variant, "bytes": None, "note": note})
+
+    def missing_targets(self) -> list[str]:
+        """One line for each target that got no artifact although another did: no TFLite artifact (the edge
+        runner cannot serve the bundle), no TFJS model (the page cannot run it); each with the first reason."""
+        formats = {a["format"] for a in self.artifacts}
+        lines = []
+        for target, fmts, what in (("TFLite artifact", ("tflite",), "deploykit-edge cannot serve this bundle"),
+                                   ("TFJS model", ("tfjs_graph", "tfjs_layers"), "the web page cannot run this bundle")):
+            if formats & set(fmts):
+                continue
+            reason = next((s["reason"] for s in self.skipped if s["format"] in fmts), "")
+            others = "the web page" if target.startswith("TFLite") else "deploykit-edge"
+            lines.append(f"no {target} was written, so {what} (only {others} can)" + (f": {reason}" if reason else ""))
+        return lines if formats else []
 
     def require_one(self) -> None:
         """Raises DeployKitError naming every skip when no artifact was written (a bundle needs one)."""
