@@ -73,10 +73,10 @@ def test_course_client_gets_the_keras_prediction(module_server: Server, bundle: 
     ("POST", "/predict_json", b"[6, 250, 1]", {}, 415,
      "content type none is not supported; send Content-Type: application/json"),
     # a compressed body was read as if it were not ("not UTF-8")
-    ("POST", "/v1/models/boston_mlp:predict", gzip.compress(b'{"instances": [[6, 250, 1]]}'),
+    ("POST", "/v1/models/boston_mlp:predict", gzip.compress(b'{"instances": [[6, 250, 1]]}', mtime=0),
      {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 415,
      "Content-Encoding gzip is not supported; send the body uncompressed"),
-    ("POST", "/predict_json", gzip.compress(b"[6, 250, 1]"), {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    ("POST", "/predict_json", gzip.compress(b"[6, 250, 1]", mtime=0), {"Content-Type": "application/json", "Content-Encoding": "gzip"},
      415, "Content-Encoding gzip is not supported; send the body uncompressed"),
     ("POST", "/predict_json", b"[" + b",".join([b"[6,250,1]"] * 51) + b"]", {"Content-Type": "application/json"}, 413,
      "batch of 51 rows is over the limit of 50; send smaller batches"),
