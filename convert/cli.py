@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -44,6 +45,11 @@ def cmd_train(args: argparse.Namespace, out, err) -> int:
         raise DeployKitError(f"cannot write {str(out_path)!r}: it is a folder; pass a FILE.keras path with --out")
     if not out_path.parent.is_dir():
         raise DeployKitError(f"cannot write {str(out_path)!r}: folder {str(out_path.parent)!r} does not exist; create it first")
+    try:  # a read-only folder or file system: found now, not after the training
+        tempfile.TemporaryFile(dir=out_path.parent).close()
+    except OSError as exc:
+        raise DeployKitError(f"cannot write {str(out_path)!r}: folder {str(out_path.parent)!r} is not writable "
+                             f"({exc.strerror}); pass --out in a folder you can write") from None
     results = {}
     kinds = [args.model] if args.model == "linear" else ["linear", args.model]
     with steps(err) as step:

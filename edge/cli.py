@@ -186,7 +186,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = {"name": m["name"], "task": m["task"], "created": m["created"],
             "inputs": m["inputs"], "outputs": [{k: o[k] for k in ("name", "key", "dtype", "shape", "range")} for o in m["outputs"]],
             "features": [{k: f[k] for k in ("name", "label", "unit", "input", "index", "min", "max", "mean")} for f in m.get("features") or []],
-            "default_variant": bundle.default_variant(runtime.name if runtime else None),
+            "default_variant": bundle.default_variant(runtime.name if runtime else None) if rows else None,
             "runtime": runtime.describe() if runtime else None, "artifacts": rows,
             "golden": bundle.golden_path.is_file(), "versions": m["versions"],
             "parity": None if not m.get("parity") else {"passed": m["parity"].get("passed"), "at": m["parity"].get("at")}}
@@ -204,7 +204,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     _print(f"  golden.json: {'present' if info['golden'] else 'MISSING'}")
     parity = info["parity"]
     _print(f"  parity: {'not verified' if parity is None else ('passed' if parity['passed'] else 'FAILED')}")
-    _print(f"  interpreter here: {info['runtime'] or 'none'}; default variant: {info['default_variant']}")
+    default = info["default_variant"] or "none (no TFLite artifact: convert could not write one)"
+    _print(f"  interpreter here: {info['runtime'] or 'none'}; default variant: {default}")
+    for skip in m.get("skipped") or []:
+        what = " ".join(str(skip.get(k)) for k in ("format", "variant") if skip.get(k))
+        _print(f"  not written: {what}: {' '.join(str(skip.get('reason', '')).split())[:300]}")
     for r in rows:
         ops = ", ".join(f"{o['name']} v{o['version']}" for o in r["ops"] or [])
         _print(f"  {r['variant']:8} {r['path']}  {r['bytes']:,} B  sha256 {r['sha256'][:12]} file {r['file']}"

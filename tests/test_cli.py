@@ -37,6 +37,9 @@ def test_train_checks_its_output_before_training(tmp_path: Path) -> None:
     result = run_cli("train", "--out", tmp_path / "no" / "m.keras")
     assert one_error_line(result) == (f"Error: cannot write {str(tmp_path / 'no' / 'm.keras')!r}: folder "
                                       f"{str(tmp_path / 'no')!r} does not exist; create it first")
+    result = run_cli("train", "--out", "/sys/m.keras")  # read-only even for root: it trained first, then failed
+    assert one_error_line(result) == ("Error: cannot write '/sys/m.keras': folder '/sys' is not writable "
+                                      "(Permission denied); pass --out in a folder you can write")
 
 
 def test_demo_checks_its_folder_and_ports(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_helpers import rewrite_manifest
 from tests.helpers import ENV, PYTHON, ROOT as REPO, run, run_cli
 
 EDGE = [PYTHON, "-m", "edge"]
@@ -153,6 +154,22 @@ def test_info(bundle: Path) -> None:
     info = json.loads(edge("info", str(bundle), "--json").stdout)
     assert info["default_variant"] == "float32"
     assert all(a["file"] == "ok" for a in info["artifacts"])
+
+
+def test_info_of_a_bundle_without_tflite_says_so_and_why(bundle_copy: Path) -> None:
+    """It said "default variant: float32" of a bundle convert could write no TFLite artifact for."""
+    def drop_tflite(m: dict) -> None:
+        m["artifacts"] = [a for a in m["artifacts"] if a["format"] != "tflite"]
+        m["skipped"] = [{"format": "tflite", "variant": "float32",
+                         "reason": "the TFLite converter cannot make float32: 'tf.MatMul' op is neither a custom op nor a flex op"}]
+
+    rewrite_manifest(bundle_copy, drop_tflite)
+    r = edge("info", str(bundle_copy))
+    assert r.returncode == 0, r.stderr
+    assert "default variant: none (no TFLite artifact: convert could not write one)\n" in r.stdout
+    assert ("  not written: tflite float32: the TFLite converter cannot make float32: 'tf.MatMul' op is neither a "
+            "custom op nor a flex op\n") in r.stdout
+    assert json.loads(edge("info", str(bundle_copy), "--json").stdout)["default_variant"] is None
 
 
 def test_drift_cli_on_a_log(bundle: Path, tmp_path: Path) -> None:
