@@ -100,10 +100,10 @@ def _split(body: bytes, header_length: Optional[str]) -> tuple[Any, bytes]:
     if header_length is None:
         json_part, rest = body, b""
     else:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise OipError("the Inference-Header-Content-Length header is not an integer") from None
+        text = header_length.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            raise OipError("the Inference-Header-Content-Length header is not a byte count (digits only)")
+        n = int(text)
         if not 0 < n <= len(body):
             raise OipError(f"Inference-Header-Content-Length {n} does not fit the body of {len(body)} bytes")
         json_part, rest = body[:n], body[n:]
@@ -113,8 +113,15 @@ def _split(body: bytes, header_length: Optional[str]) -> tuple[Any, bytes]:
 
     try:
         return json.loads(json_part.decode("utf-8"), parse_constant=refuse), rest
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise OipError(f"the request is not valid JSON ({str(exc)[:120]})") from None
+    except UnicodeDecodeError:
+        raise OipError("the request is not valid JSON (not UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise OipError(f"the request is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise OipError("the request is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # refuse()'s, or an integer over Python's digit limit
+        text = str(exc) if str(exc).endswith("is not a JSON number") else "a number has too many digits"
+        raise OipError(f"the request is not valid JSON ({text})") from None
 
 
 def _leaves(data: Any, shape: Sequence[int], name: str) -> list:

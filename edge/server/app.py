@@ -38,12 +38,13 @@ from edge.server.images import Images
 from edge.server.inference import InferenceThread
 from edge.server.lifecycle import Lifecycle
 from edge.server.messages import (JSON_TYPE, HTML_TYPE, Answer, Receive, Reply, Request, Send, error_body,
-                                  json_bytes, utc_now)
+                                  json_bytes, logged_error, utc_now)
 from edge.server.later import Later, document_later
 from edge.server.routing import Route, Router
 from edge.server.predictions import Predicting, value
 from edge.server.served import ServedModel, open_repository
 from edge.server.shadow_worker import ShadowWorker
+from edge.server.slot import Slot
 from edge.server.tfserving import CONVERTERS, TFServing
 from edge.telemetry import Telemetry
 
@@ -113,43 +114,6 @@ def routes(app: "EdgeApp") -> list[Route]:
     # the document of this very table, itself included
     table.append(Route(GET, "/openapi.json", document_later(app, table), "openapi", summary="This document."))
     return table
-
-
-class Slot:
-    """A ``limited`` route's ``--max-concurrency`` slot, taken once the request's body has fully arrived (a
-    GET's at once): the slot is for the work on a whole request, so clients that send their bodies slowly
-    (each bounded by ``--body-timeout`` and ``--max-body``) cannot keep the others out. ``receive`` is the
-    request's, and takes the slot when it returns the last body message.
-    """
-
-    __slots__ = ("telemetry", "limit", "taken", "_receive")
-
-    def __init__(self, telemetry: Telemetry, limit: int, receive: Receive) -> None:
-        self.telemetry = telemetry
-        self.limit = limit
-        self.taken = False
-        self._receive = receive
-
-    def take(self) -> None:
-        """Count the request in flight.
-
-        Raises:
-            Reply: 503 when ``limit`` requests are in flight (counted as refused busy).
-        """
-        if not self.telemetry.admit(self.limit):
-            raise Reply(503, f"busy: {self.limit} requests in flight; retry shortly", [(b"retry-after", b"1")])
-        self.taken = True
-
-    async def receive(self) -> dict:
-        """The request's next message; the slot is taken when it ends the body.
-
-        Raises:
-            Reply: 503 when the body ends and ``limit`` requests are in flight.
-        """
-        message = await self._receive()
-        if not self.taken and message["type"] == "http.request" and not message.get("more_body", False):
-            self.take()
-        return message
 
 
 class EdgeApp(Lifecycle, Predicting):
@@ -326,6 +290,8 @@ class EdgeApp(Lifecycle, Predicting):
                     raise Reply(503, f"not ready ({self.ready_error}): predictions are refused until the self-test "
                                      "passes (see /readyz); start with --serve-unready to answer anyway")
                 status, content_type, body, extra = await route.handler(request)
+                if status >= 400 and content_type == JSON_TYPE:  # an error answered, not raised (OIP, feedback)
+                    error = logged_error(body)
             except Reply as reply:
                 status, error = reply.status, str(reply)
                 content_type, body, extra = JSON_TYPE, error_body(error), reply.headers

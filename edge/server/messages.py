@@ -128,3 +128,12 @@ def outcome_headers(outcome: Any) -> list[tuple[bytes, bytes]]:
     if outcome.fallback:
         headers.append((b"x-fallback", b"true"))
     return headers
+
+
+def logged_error(body: bytes) -> str:
+    """The ``"error"`` of a JSON error body a handler answered with (the request log's error column). Raises nothing."""
+    try:
+        message = json.loads(body).get("error")
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+    return message if isinstance(message, str) else ""

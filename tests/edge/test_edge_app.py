@@ -85,3 +85,21 @@ def test_far_drift_is_reported_not_a_500(app_factory) -> None:
     assert tax["statistic"] == 1.0 and tax["drifted"] is True and 0.0 < tax["p_value"] < 1e-100
     status, body = call(app, "GET", "/metrics")
     assert status == 200 and metric(body.decode(), "deploykit_drift_detected", feature="tax") == 1
+
+
+def test_errors_a_handler_answers_are_in_the_request_log(bundle: Path, tmp_path: Path) -> None:
+    """The Open Inference Protocol's and the feedback route's errors are answered, not raised: their line in
+    requests.csv had an empty error column."""
+    import csv
+
+    app = build_app(ServeConfig(bundle=str(bundle), log_dir=str(tmp_path)))
+    app.startup()
+    try:
+        assert call(app, "POST", "/v2/models/boston_mlp/infer", b"{")[0] == 400
+        assert call(app, "POST", "/v1/models/boston_mlp/feedback", b'{"id": "nope", "truth": 1}')[0] == 404
+    finally:
+        app.shutdown()
+    rows = list(csv.DictReader((tmp_path / "requests.csv").open(newline="")))
+    assert [(r["status"], r["error"]) for r in rows] == [
+        ("400", "the request is not valid JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
+        ("404", "prediction nope is unknown (not issued by this server since it started)")]

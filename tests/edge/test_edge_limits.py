@@ -232,7 +232,7 @@ def _messages(*messages: dict):
 def test_a_slot_is_taken_when_the_body_ends_and_refused_503_when_all_are_taken() -> None:
     import asyncio
 
-    from edge.server.app import Slot
+    from edge.server.slot import Slot
     from edge.server.messages import Reply
 
     part = {"type": "http.request", "body": b"[6", "more_body": True}

@@ -53,7 +53,12 @@ def test_flat_and_nested_data_decode_the_same() -> None:
 
 
 @pytest.mark.parametrize("raw, status, message", [
-    (b"{", 400, "the request is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+    (b"{", 400, "the request is not valid JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
+    # Python's own words came through: "maximum recursion depth exceeded ...", "... sys.set_int_max_str_digits() ..."
+    (b"[" * 100_000, 400, "the request is not valid JSON (nested too deeply)"),
+    (b'{"inputs": [{"name": "features", "shape": [1, 1], "datatype": "FP32", "data": [' + b"9" * 5000 + b"]}]}", 400,
+     "the request is not valid JSON (a number has too many digits)"),
+    (b"\xff{}", 400, "the request is not valid JSON (not UTF-8)"),
     (b'{"inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, NaN]}]}', 400,
      "the request is not valid JSON (NaN is not a JSON number)"),
     (json.dumps({"inputs": []}).encode(), 400, "the inference request is invalid at inputs: [] should be non-empty"),
@@ -131,7 +136,8 @@ def test_binary_inputs_and_outputs() -> None:
     oip.validate(head, "inference_response")
     assert head["outputs"] == [{"name": "output_0", "datatype": "FP32", "shape": [2, 1], "parameters": {"binary_data_size": 8}}]
     assert np.frombuffer(out[length:], dtype="<f4").tolist() == [23.5, 19.25]
-    assert refused(raw, header="x") == (400, "the Inference-Header-Content-Length header is not an integer")
+    for bad in ("x", "9" * 5000, "+5", "1_0", "\u0665"):
+        assert refused(raw, header=bad) == (400, "the Inference-Header-Content-Length header is not a byte count (digits only)")
     assert refused(raw, header=str(len(raw) + 1)) == (
         400, f"Inference-Header-Content-Length {len(raw) + 1} does not fit the body of {len(raw)} bytes")
     assert refused(raw + b"\0", header=header) == (400, "1 bytes after the JSON part belong to no input")
