@@ -49,7 +49,7 @@ class Twins:
         from tensorflow.lite.python import schema_py_generated as schema
         from tensorflow.lite.tools import flatbuffer_utils
 
-        from convert.tflite_fp16 import half_constants
+        from convert.tflite_fp16 import as_float16, half_constants
 
         m16 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp16))
         m32 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp32))
@@ -74,7 +74,7 @@ class Twins:
             tensor = m32.subgraphs[pair.graph].tensors[pair.tensor32]
             buffer = reader.Buffers(int(tensor.buffer))
             start = _data_offset(buffer)
-            rounded = pair.value.astype(np.float16).astype("<f4").tobytes()
+            rounded = as_float16(pair.value).astype("<f4").tobytes()
             if start is None or self.fp32[start:start + len(rounded)] != pair.value.astype("<f4").tobytes():
                 raise ValueError(f"the float32 data of constant {tensor.name!r} is not where the flatbuffer says")
             self.patches.append((start, rounded))

@@ -75,7 +75,20 @@ def _softmax(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:
     if isinstance(axis, (list, tuple)):
         require(len(axis) == 1, f"Softmax {cfg['name']!r} over several axes")
         axis = axis[0]
+    rank = _input_rank(layer)
+    if rank is not None:  # TFJS 4.22 refuses it at run time: "Softmax along a non-last dimension is not yet supported"
+        require(int(axis) % rank == rank - 1, f"Softmax {cfg['name']!r} over axis {axis} of a rank-{rank} input "
+                                             "(TFJS runs softmax over the last axis only)")
     return "Softmax", base(cfg) | {"axis": int(axis)}, []
+
+
+def _input_rank(layer: Any) -> int | None:
+    """The rank of a layer's (one) input, batch included; None when it has several or none is known."""
+    try:
+        shape = layer.input.shape
+    except (AttributeError, ValueError):
+        return None
+    return len(shape) if isinstance(shape, (tuple, list)) else None
 
 
 def _relu(layer: Any, cfg: dict[str, Any], notes: list[str]) -> LayerOut:

@@ -34,10 +34,20 @@ class HalfConstant:
     value: np.ndarray   # the float32 value (flat)
 
 
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
+
+
+def as_float16(value: np.ndarray) -> np.ndarray:
+    """``value`` rounded to float16 as the TFLite converter stores it: finite values beyond float16's range
+    saturate to ±65504 (numpy's cast makes them inf); infinities and NaN stay what they are."""
+    value = np.asarray(value, dtype=np.float32)
+    return np.where(np.isfinite(value), np.clip(value, -FLOAT16_MAX, FLOAT16_MAX), value).astype(np.float16)
+
+
 def half_constants(m16: Any, m32: Any) -> list[HalfConstant] | None:
     """Match every float16 constant of a float16 model (behind a DEQUANTIZE) to the plain model's float32
     constant, operator by operator; None when the two graphs do not line up exactly (same operators in the
-    same order, and every float16 value the float32 value rounded)."""
+    same order, and every float16 value the float32 value rounded: ``as_float16``)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     if len(m16.subgraphs) != len(m32.subgraphs):
@@ -63,7 +73,7 @@ def half_constants(m16: Any, m32: Any) -> list[HalfConstant] | None:
                 half = _constant(m16, g16.tensors[deq.inputs[0]], np.float16)
                 full = g32.tensors[t32]
                 value = _constant(m32, full, np.float32) if full.type == schema.TensorType.FLOAT32 else None
-                if value is None or value.shape != half.shape or not np.array_equal(value.astype(np.float16), half):
+                if value is None or value.shape != half.shape or not np.array_equal(as_float16(value), half):
                     return None
                 found.append(HalfConstant(index, int(t16), int(t32), deq, value))
     return found

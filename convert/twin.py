@@ -28,7 +28,7 @@ def twin_flatbuffer(fp32: bytes, fp16: bytes) -> bytes:
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from convert.tflite_fp16 import half_constants, serialize
+    from convert.tflite_fp16 import as_float16, half_constants, serialize
 
     m16 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp16))
     m32 = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp32))
@@ -38,7 +38,7 @@ def twin_flatbuffer(fp32: bytes, fp16: bytes) -> bytes:
                              "so no precision twin can be built")
     for pair in pairs:
         tensor = m32.subgraphs[pair.graph].tensors[pair.tensor32]
-        rounded = pair.value.astype(np.float16).astype("<f4")
+        rounded = as_float16(pair.value).astype("<f4")
         m32.buffers[tensor.buffer].data = np.frombuffer(rounded.tobytes(), dtype=np.uint8)
     return serialize(m32)
 

@@ -113,7 +113,10 @@ class Bundle:
                     raise BundleError(f"the {chosen} artifact was rejected by convert ({why}); choose another --variant, "
                                       "or pass --allow-rejected to use it anyway")
                 return artifact
-        have = ", ".join(self.available_variants()) or "none"
+        have = ", ".join(self.available_variants())
+        if not have:
+            raise BundleError("the bundle has no TFLite artifact: convert could not write one (`deploykit-edge info` "
+                              "says why); change the model and convert it again, or use its web page")
         raise BundleError(f"the bundle has no TFLite {chosen} artifact (it has: {have}); pass --variant with one of those")
 
     def golden(self) -> dict[str, Any]:

@@ -99,3 +99,17 @@ def test_what_tfjs_cannot_express_is_named_with_its_reason(tmp_path: pathlib.Pat
         "centers (output pixel i samples input i / s; Keras 3 samples (i + 0.5) / s - 0.5), a different function; "
         "the graph model is still written")
     assert not (tmp_path / "m").exists()
+
+
+def test_softmax_over_a_non_last_axis_is_refused(tmp_path: pathlib.Path) -> None:
+    """It was written as it was; TFJS 4.22 then refused it at run time ("Softmax along a non-last dimension is
+    not yet supported") on every backend, and verify failed the layers model."""
+    inp = keras.Input((4, 3))
+    model = keras.Model(inp, keras.layers.Softmax(axis=1, name="sm")(inp))
+    with pytest.raises(UnsupportedLayers) as err:
+        write_layers_model(model, tmp_path / "m")
+    assert str(err.value) == ("TFJS layers model not written: Softmax 'sm' over axis 1 of a rank-3 input (TFJS runs "
+                              "softmax over the last axis only); the graph model is still written")
+    last = keras.Model(inp, keras.layers.Softmax(axis=-1, name="sm")(inp))
+    write_layers_model(last, tmp_path / "ok")  # the last axis, however it is spelt, is written
+    write_layers_model(keras.Model(inp, keras.layers.Softmax(axis=2)(inp)), tmp_path / "ok2")

@@ -170,6 +170,10 @@ def test_info_of_a_bundle_without_tflite_says_so_and_why(bundle_copy: Path) -> N
     assert ("  not written: tflite float32: the TFLite converter cannot make float32: 'tf.MatMul' op is neither a "
             "custom op nor a flex op\n") in r.stdout
     assert json.loads(edge("info", str(bundle_copy), "--json").stdout)["default_variant"] is None
+    r = edge("selftest", str(bundle_copy))  # it said "(it has: none); pass --variant with one of those"
+    assert (r.returncode, r.stderr) == (1, "Error: the bundle has no TFLite artifact: convert could not write one "
+                                           "(`deploykit-edge info` says why); change the model and convert it again, "
+                                           "or use its web page\n")
 
 
 def test_drift_cli_on_a_log(bundle: Path, tmp_path: Path) -> None:
