@@ -144,6 +144,9 @@ class Verdict:
             top1 = f", top-1 {m['top1']:.2%}" if m["top1"] is not None else ""
             return f"{m['range_fraction']:.3%} on {m['rows']} {label} rows{top1}"
 
+        if self.held_out["rows"] == 0:  # nothing was held out: say so rather than "0.000% on 0 held-out rows"
+            return (f"max error {part(self.calibration, 'calibration')}; no held-out rows (DATA's rows all went to "
+                    f"calibration: under {2 * HELD_OUT_EVERY} rows, or each a golden row; pass more rows to judge unseen ones)")
         return f"max error {part(self.calibration, 'calibration')}, {part(self.held_out, 'held-out')}"
 
     def rejection(self) -> str:

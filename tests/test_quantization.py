@@ -102,6 +102,19 @@ def test_every_fifth_row_is_held_apart_except_golden_rows():
     assert split_rows(tiny, {}, seed=None)[1].tolist() == [], "nothing is held out of fewer than 10 rows"
 
 
+def test_a_verdict_without_held_out_rows_says_so():
+    """It said "0.000% on 0 held-out rows", as if unseen rows had been judged."""
+    from convert.acceptance import Verdict
+
+    calibration = {"rows": 16, "range_fraction": 0.002, "top1": None, "passed": True, "failures": []}
+    none = {"rows": 0, "range_fraction": 0.0, "top1": None, "passed": True, "failures": []}
+    assert Verdict(calibration, none).summary() == (
+        "max error 0.200% on 16 calibration rows; no held-out rows (DATA's rows all went to calibration: under 10 "
+        "rows, or each a golden row; pass more rows to judge unseen ones)")
+    assert Verdict(calibration, {**none, "rows": 4}).summary() == (
+        "max error 0.200% on 16 calibration rows, 0.000% on 4 held-out rows")
+
+
 def test_schema_requires_a_rejection_exactly_when_rejected(boston_linear_bundle):
     import jsonschema
 
