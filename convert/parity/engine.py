@@ -55,8 +55,11 @@ def check_model(ref: Any, manifest: Mapping[str, Any], name: str) -> None:
     fix = "pass the model the bundle was converted from, or convert this one"
     have_in = {s.name: s for s in ref.inputs}
     want_in = {s["name"]: s for s in manifest["inputs"]}
-    if sorted(have_in) != sorted(want_in):
-        raise DeployKitError(f"{where}: its inputs are {sorted(have_in)}, the bundle's {sorted(want_in)}; {fix}")
+    have_out = {s.key: s for s in ref.outputs}
+    want_out = {o["key"]: o for o in manifest["outputs"]}
+    for what, have, want in (("inputs", have_in, want_in), ("outputs", have_out, want_out)):
+        if sorted(have) != sorted(want):
+            raise DeployKitError(f"{where}: its {what} are {sorted(have)}, the bundle's {sorted(want)}; {fix}")
     for input_name, spec in want_in.items():
         got = have_in[input_name]
         if got.dtype != spec["dtype"]:
@@ -64,10 +67,6 @@ def check_model(ref: Any, manifest: Mapping[str, Any], name: str) -> None:
         if not _same_rows(_rows(got.shape), _rows(spec["shape"])):
             raise DeployKitError(f"{where}: input {input_name!r} takes rows of shape {_rows(got.shape)}, the bundle's "
                                  f"{_rows(spec['shape'])}; {fix}")
-    have_out = {s.key: s for s in ref.outputs}
-    want_out = {o["key"]: o for o in manifest["outputs"]}
-    if sorted(have_out) != sorted(want_out):
-        raise DeployKitError(f"{where}: its outputs are {sorted(have_out)}, the bundle's {sorted(want_out)}; {fix}")
     for key, spec in want_out.items():
         got = have_out[key]
         if not _same_rows(_rows(got.shape), _rows(spec["shape"])):
