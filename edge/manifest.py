@@ -49,6 +49,29 @@ def validate(manifest: Any) -> None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise BundleError(f"manifest.json is invalid at {where}: {error.message}")
     _check_features(manifest)
+    _check_labels(manifest)
+
+
+def _check_labels(manifest: dict[str, Any]) -> None:
+    """Class names (``convert --labels``) are on the first output only, one per column of its rows.
+
+    Raises:
+        BundleError: labels on another output, or a count that is not the output's width (a class without a
+            name was a 500 on ``:classify``).
+    """
+    for i, output in enumerate(manifest["outputs"]):
+        labels = output.get("labels")
+        if labels is None:
+            continue
+        width = _product(output["shape"][1:]) if output["shape"][1:] and None not in output["shape"][1:] else None
+        problem = None
+        if i != 0:
+            problem = "labels name the columns of the first output only"
+        elif width is not None and len(labels) != width:
+            problem = f"{len(labels)} labels for an output of {width} columns"
+        if problem:
+            raise BundleError(f"manifest.json is invalid at outputs/{i}/labels: {problem}; "
+                              "re-create the bundle with `deploykit convert --labels`")
 
 
 def _check_features(manifest: dict[str, Any]) -> None:

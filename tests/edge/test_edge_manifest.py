@@ -80,3 +80,18 @@ def test_dumps_puts_each_list_of_numbers_on_one_line() -> None:
     assert json.loads(text) == manifest
     assert '"a": [1, 2.5, -3e-05, null]' in text and '"shape": [null, 3]' in text and '[1, 2],' in text
     assert '"s": [\n  "x",\n  "y"\n ]' in text  # strings keep their lines
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["a", "b"], "outputs/0/labels: 2 labels for an output of 1 columns"),
+])
+def test_labels_that_are_not_one_per_output_column(bundle: Path, labels: list[str], message: str) -> None:
+    """3 labels for 4 classes passed the self-test; :classify was then a 500 (IndexError) for the fourth class."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["outputs"][0]["labels"] = labels
+    with pytest.raises(BundleError) as e:
+        mf.validate(manifest)
+    assert str(e.value) == f"manifest.json is invalid at {message}; re-create the bundle with `deploykit convert --labels`"
+    manifest["outputs"][0]["labels"] = ["only"]
+    with pytest.raises(BundleError):  # the schema's own rule: at least 2
+        mf.validate(manifest)
