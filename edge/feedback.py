@@ -1,9 +1,9 @@
 """Ground truth that arrives later: prediction ids, the recent predictions by id, and online metrics.
 
-* Every prediction gets an id from ``PredictionIds.new`` (returned to the caller and logged): a random
-  token per store (8 hex digits, new at every start) followed by a hex counter, so ids are unique across
-  restarts and models, and the store can tell an id it issued and forgot (*expired*) from one it never
-  issued (*unknown*).
+* Every prediction gets an id from ``PredictionIds`` (returned to the caller and logged): a random
+  token per store (8 hex digits, new at every start), a hex counter and a random 32-bit tag, so ids are unique
+  across restarts and models, cannot be guessed (the tag), and the store can tell an id it issued and forgot
+  (*expired*) from one it never issued (*unknown*).
 * ``FeedbackStore`` keeps the ``max_ids`` most recent predictions for ``id_expiry_seconds``.
   ``join`` takes ``{"id": ..., "truth": ...}`` (``join_body``: one object or a list of them), joins the
   truth to the prediction and counts it into the version's metrics exactly once: a retry with the same
@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import time
 from array import array
@@ -39,27 +40,50 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class PredictionIds:
-    """Unique prediction ids: ``<8 hex token><hex counter>`` (``3f9a0c1e1``, ``3f9a0c1e2``, ...)."""
+    """Unique prediction ids that cannot be guessed: ``<8 hex token><hex counter><8 hex tag>``
+    (``3f9a0c1e`` ``1`` ``9b20e4d7``). The token is random per store (new at every start), the counter says where
+    the store keeps the prediction, and the tag is 32 random bits (from ``os.urandom``, drawn in blocks), which
+    the store keeps beside the prediction: an id whose tag is not the kept one is unknown, so a client cannot
+    join truth to predictions it was not answered (ids made by counting used to be accepted).
+    """
+
+    TAG = 8  # hex digits of the tag
+    POOL = 4096  # random bytes drawn at once
 
     def __init__(self, token: Optional[str] = None) -> None:
         self.token = token or secrets.token_hex(4)
         self.issued = 0
+        self._pool = b""
+        self._hex = ""
+        self._at = self.POOL
 
-    def new(self) -> str:
-        """The next id."""
+    def tag(self) -> tuple[int, str]:
+        """A new tag: (its value, its hex digits)."""
+        at = self._at
+        if at >= self.POOL:
+            self._pool, at = os.urandom(self.POOL), 0
+            self._hex = self._pool.hex()
+        self._at = at + 4
+        return int.from_bytes(self._pool[at:at + 4], "big"), self._hex[2 * at:2 * at + self.TAG]
+
+    def new(self) -> tuple[str, int]:
+        """The next id and its tag's value."""
         self.issued = n = self.issued + 1
-        return self.token + hex(n)[2:]
+        value, text = self.tag()
+        return self.token + hex(n)[2:] + text, value
 
-    def number(self, pid: str) -> Optional[int]:
-        """The counter of an id this generator issued, else None."""
-        if not pid.startswith(self.token):
+    def split(self, pid: str) -> Optional[tuple[int, int]]:
+        """(counter, tag value) of an id of this generator's form with a counter it issued, else None."""
+        if not pid.startswith(self.token) or len(pid) <= len(self.token) + self.TAG:
             return None
-        tail = pid[len(self.token):]
+        counter, tag = pid[len(self.token):-self.TAG], pid[-self.TAG:]
         try:
-            n = int(tail, 16)
+            n, value = int(counter, 16), int(tag, 16)
         except ValueError:
             return None
-        return n if 1 <= n <= self.issued and f"{n:x}" == tail else None
+        if not (1 <= n <= self.issued and f"{n:x}" == counter and f"{value:08x}" == tag):
+            return None
+        return n, value
 
 
 @dataclass
@@ -117,14 +141,15 @@ class FeedbackStore:
         self.clock = clock
         self.ids = ids or PredictionIds()
         # A ring of the max_ids most recent predictions: id number n lives at slot n % max_ids, as four columns
-        # (number, version and time in typed arrays, the answer as given), the answer replaced by a _Prediction
-        # once the truth arrives. An id's number says where to look, so remembering is four stores (no dict
-        # and no tuple on the request's path), and a full ring of one-value answers costs ~52 bytes a
-        # prediction (a tuple per prediction cost ~170: 16.7 MB at the default 100,000).
+        # (number, tag, version and time in typed arrays, the answer as given), the answer replaced by a
+        # _Prediction once the truth arrives. An id's number says where to look, so remembering is five stores
+        # (no dict and no tuple on the request's path), and a full ring of one-value answers costs ~62 bytes a
+        # prediction, the tag's 4 included (a tuple per prediction cost ~170: 16.7 MB at the default 100,000).
         self.max_ids = config.max_ids
         self._numbers = array("q", bytes(8 * config.max_ids))
         self._versions = array("q", bytes(8 * config.max_ids))
         self._times = array("d", bytes(8 * config.max_ids))
+        self._tags = array("I", bytes(array("I").itemsize * config.max_ids))  # each id's random tag (32 bits)
         self._answers: list[Any] = [None] * config.max_ids
         self._windows: dict[int, _Window] = {}
         self._size = max(config.windows)
@@ -134,12 +159,14 @@ class FeedbackStore:
         request's path: four stores into the ring, nothing converted."""
         ids = self.ids
         ids.issued = n = ids.issued + 1  # PredictionIds.new, without the call
+        value, tag = ids.tag()
         slot = n % self.max_ids
         self._numbers[slot] = n
+        self._tags[slot] = value
         self._versions[slot] = version
         self._times[slot] = self.clock()
         self._answers[slot] = prediction
-        return ids.token + hex(n)[2:]
+        return ids.token + hex(n)[2:] + tag
 
     def _truth(self, truth: Any, entry: _Prediction) -> Any:
         """The truth as the metrics take it.
@@ -170,10 +197,11 @@ class FeedbackStore:
         """Join one truth to the prediction with this id (see the module's rules)."""
         if not isinstance(pid, str) or not pid or len(pid) > 64:
             return JoinResult(str(pid)[:64], 422, "invalid", "id must be the prediction's id, a string")
-        n = self.ids.number(pid)
-        if n is None:
+        parts = self.ids.split(pid)
+        slot = parts[0] % self.max_ids if parts is not None else 0
+        if parts is None or (self._numbers[slot] == parts[0] and self._tags[slot] != parts[1]):
             return JoinResult(pid, 404, "unknown", f"prediction {pid} is unknown (not issued by this server since it started)")
-        slot = n % self.max_ids
+        n = parts[0]
         if self._numbers[slot] != n or self._times[slot] < self.clock() - self.config.id_expiry_seconds:
             return JoinResult(pid, 404, "expired", f"prediction {pid} has expired (this server keeps the last "
                               f"{self.config.max_ids} predictions for {self.config.id_expiry_seconds:g} s)")
