@@ -173,8 +173,10 @@ def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[
     a thread) and ``server.shutdown(); server.server_close()`` when done.
 
     Raises:
-        DeployKitError: ``web_dir`` is not a folder, or the address cannot be bound (port in use).
+        DeployKitError: an empty host, ``web_dir`` is not a folder, or the address cannot be bound (port in use).
     """
+    if not host.strip():  # http.server would listen on every interface and say 127.0.0.1
+        raise DeployKitError("--host is empty, which listens on every interface; pass 127.0.0.1, or 0.0.0.0 to mean every one")
     root = Path(web_dir).resolve()
     if not root.is_dir():
         raise DeployKitError(f"{web_dir} is not a folder: give the bundle's web folder")

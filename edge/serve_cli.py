@@ -90,19 +90,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge.runner import Predictor
     from edge.server import CONFIG_ENV, ServeConfig, limits
 
-    if args.workers < 1:
-        raise EdgeError("--workers must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise EdgeError(f"--workers must be from 1 to {MAX_WORKERS} (got {args.workers}); one a core is the usual choice")
+    if not args.host.strip():
+        raise EdgeError("--host is empty, which listens on every interface; pass 127.0.0.1, or 0.0.0.0 to mean every one")
     for flag, value in (("--max-body", args.max_body), ("--max-batch", args.max_batch),
                         ("--max-concurrency", args.max_concurrency), ("--drift-window", args.drift_window),
                         ("--log-max-bytes", args.log_max_bytes), ("--max-header-bytes", args.max_header_bytes),
                         ("--max-headers", args.max_headers), ("--max-connections", args.max_connections),
                         ("--threads", args.threads)):
-        if value is not None and value < 1:
-            raise EdgeError(f"{flag} must be at least 1 (got {value})")
+        if value is not None and not 1 <= value <= MAX_COUNT:
+            raise EdgeError(f"{flag} must be from 1 to {MAX_COUNT:,} (got {value})")
     for flag, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout),
                         ("--keep-alive-timeout", args.keep_alive_timeout), ("--graceful-timeout", args.graceful_timeout)):
-        if not value > 0:
-            raise EdgeError(f"{flag} must be a number of seconds above 0 (got {value})")
+        if not 0 < value <= MAX_SECONDS:  # inf and NaN too: a timeout that never fires protects nothing
+            raise EdgeError(f"{flag} must be a number of seconds above 0 and at most {MAX_SECONDS:,} (got {value})")
     repository = not (Path(args.bundle) / "manifest.json").is_file()
     if args.workers > 1 and (repository or args.rollout_config):
         raise EdgeError("--workers N serves one bundle folder only; serve a model repository (MODELS/, "
@@ -185,6 +187,11 @@ def _serve_defaults() -> dict[str, Any]:
 
     return {f.name: f.default for f in dataclasses.fields(ServeConfig)}
 
+
+
+MAX_WORKERS = 64
+MAX_COUNT = 2**40  # sizes and counts (bytes, rows, connections): a terabyte is no limit already
+MAX_SECONDS = 86_400
 
 
 def proxy_addresses(text: str) -> str:

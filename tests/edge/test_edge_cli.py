@@ -309,3 +309,16 @@ def test_serve_banner_names_the_interpreter_threads(bundle: Path) -> None:
     code, err = Server(bundle, "--threads", "2").stop()
     assert code == 0, err
     assert re.search(r", 2 interpreter threads \(--threads\) on http://", err), err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "99999999999999999999999"],  # it forked without end
+     "--workers must be from 1 to 64 (got 99999999999999999999999); one a core is the usual choice"),
+    (["--host", ""], "--host is empty, which listens on every interface; pass 127.0.0.1, or 0.0.0.0 to mean every one"),
+    (["--header-timeout", "inf"], "--header-timeout must be a number of seconds above 0 and at most 86,400 (got inf)"),
+    (["--body-timeout", "nan"], "--body-timeout must be a number of seconds above 0 and at most 86,400 (got nan)"),
+    (["--max-body", "1" + "0" * 23], f"--max-body must be from 1 to 1,099,511,627,776 (got 1{'0' * 23})"),
+])
+def test_serve_refuses_limits_that_protect_nothing(flags: list[str], message: str, tmp_path: Path) -> None:
+    r = run_cli("serve", str(tmp_path), *flags, module="edge")
+    assert (r.returncode, r.stderr) == (1, f"Error: {message}\n")

@@ -248,3 +248,10 @@ def test_connections_over_the_limit_are_closed_not_given_threads(tree: Path) -> 
             s.close()
         server.shutdown()
         server.server_close()
+
+
+def test_an_empty_host_is_refused(tree: Path) -> None:
+    """http.server listened on every interface and the printed URL said 127.0.0.1."""
+    with pytest.raises(DeployKitError) as err:
+        make_server(tree / "web", host="")
+    assert str(err.value) == "--host is empty, which listens on every interface; pass 127.0.0.1, or 0.0.0.0 to mean every one"
