@@ -107,18 +107,48 @@ async def read_body(request: Request, accept: tuple[bytes, ...], limit: int) -> 
         return body
     chunks: list[bytes] = []
     size = 0
-    while True:
-        if message["type"] == "http.disconnect":
-            refused = request.scope.get("edge.refused")  # the protocol answered it (408 body timeout, 503)
-            raise Reply(*refused) if refused else Reply(400, "client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise Reply(413, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-        message = await receive()
+    try:
+        while True:
+            if message["type"] == "http.disconnect":
+                refused = request.scope.get("edge.refused")  # the protocol answered it (408 body timeout, 503)
+                raise Reply(*refused) if refused else Reply(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise Reply(413, f"body is over the limit of {limit} bytes")
+            BODIES.take(len(chunk))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+            message = await receive()
+    finally:
+        BODIES.give(sum(map(len, chunks)))
+
+
+class BodyBudget:
+    """The bytes of request bodies that arrive in parts and are being read, all requests of the process
+    together, under ``limit`` (``BODY_BUDGET``): a request whose next part would pass it is answered 503. Each
+    body is bounded by ``--max-body``, but slow clients no longer hold a concurrency slot while they send
+    (``edge.server.slot``), so without a sum 250 of them held 250 MiB. A body that came whole (the usual
+    case: small, or sent fast) is not counted: it is already read."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+
+    def take(self, n: int) -> None:
+        """Count ``n`` more bytes held. Raises: Reply: 503 when they would pass the limit."""
+        if self.held + n > self.limit:
+            raise Reply(503, f"busy: {self.held:,} bytes of request bodies are being received; retry shortly",
+                        [(b"retry-after", b"1")])
+        self.held += n
+
+    def give(self, n: int) -> None:
+        """``n`` bytes are no longer held (the body was joined, refused or left)."""
+        self.held = max(0, self.held - n)
+
+
+BODY_BUDGET = 64 * 1024 * 1024
+BODIES = BodyBudget(BODY_BUDGET)
 
 
 def outcome_headers(outcome: Any) -> list[tuple[bytes, bytes]]:
