@@ -43,6 +43,19 @@ from edge.shadow import Histogram, ShadowJob, ShadowStats, ShadowTarget, compare
 
 __all__ = ["DispatchError", "DispatchStats", "Dispatcher", "Histogram", "Outcome", "ShadowStats"]  # re-exported
 
+def _in_training_range(version: Version, row: Any) -> bool:
+    """Whether a one-row request's features are within the manifest's training range (True when ``row`` is
+    not a row of features: a batch or tensors are not judged here)."""
+    if isinstance(row, np.ndarray) and row.ndim == 1:
+        row = row.tolist()
+    if not isinstance(row, (list, tuple)):
+        return True
+    features = version.predictor.manifest.get("features") or []
+    if len(features) != len(row):
+        return True
+    return all(f.get("min", -math.inf) <= v <= f.get("max", math.inf) for f, v in zip(features, row))
+
+
 class Dispatcher:
     """Routes one model's requests over the repository's versions (see the module's steps).
 
@@ -273,7 +286,7 @@ class Dispatcher:
             counts = stats.errors if raised else stats.check_failures
             counts[target.number] = counts.get(target.number, 0) + 1
         if is_canary:
-            self._watch(target, run, check, outputs, reason, raised)
+            self._watch(target, run, check, outputs, reason, raised, copy)
         answer_version, fallback, why = target, False, ""
         if reason is not None and not explicit:
             backup = self._available(self.config.fallback)
@@ -303,13 +316,16 @@ class Dispatcher:
         return answer
 
     def _watch(self, canary: Version, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
-               outputs: Any, reason: Optional[str], raised: bool) -> None:
+               outputs: Any, reason: Optional[str], raised: bool, row: Any = None) -> None:
         """Feed the rollback monitor one canary outcome; take the canary out when it fires.
 
         A failure (the interpreter raised, or the output check failed) counts against the canary only when
-        ``stable`` gets the same request right: inputs that fail every version (valid, but far outside the
-        training range) say nothing about the canary, and a client must not be able to roll it back by
-        sending them."""
+        ``stable`` gets the same request right, and, for a row of features (``row``), when the row is within
+        the training range: inputs that fail every version, or that no version was trained on, say nothing
+        about the canary, and a client must not be able to roll it back by sending them (it could probe for
+        far rows that only the canary answers out of range)."""
+        if reason is not None and not _in_training_range(canary, row):
+            return
         monitor = self.monitor
         if monitor is None or monitor.version != canary.number:
             monitor = self.monitor = RollbackMonitor(self.name, canary.number, self.config.rollback, log=self.log)

@@ -187,6 +187,23 @@ def test_a_disagreeing_canary_is_rolled_back(tmp_path: Path) -> None:
         "disagreement with stable 0.2222 over the limit 0.2 in the last 5 canary requests")
 
 
+def test_rows_outside_the_training_range_do_not_count_against_a_canary(tmp_path: Path) -> None:
+    """A client probed /versions/N for far rows that only the canary answered out of range, then sent 55 of
+    them with a canary-sticky key: "taken out". Such rows no longer count, either way."""
+    repo, dispatcher = make(tmp_path, {1: {"value": 10}, 2: {"value": 1000}},
+                            {"labels": {"stable": 1, "canary": 2}, "canary": {"share": 1.0},
+                             "rollback": {"window": 20, "min_requests": 10, "max_output_check_failures": 0.2}})
+    for version in repo.models["boston"].versions.values():
+        version.predictor.manifest = {**MANIFEST, "features": [{**f, "min": 0.0, "max": 700.0} for f in MANIFEST["features"]]}
+    for _ in range(30):
+        dispatcher.predict_value([-0.44, 2520.0, 612.0])  # outside the range: answered (by the fallback), not counted
+    assert repo.models["boston"].labels.get("canary") == 2
+    assert dispatcher.monitor is None or dispatcher.monitor.rates()["requests"] == 0
+    for _ in range(10):
+        dispatcher.predict_value(ROW)  # within it: the canary's failures count
+    assert repo.models["boston"].labels.get("canary") is None
+
+
 @pytest.mark.parametrize("stable_value, rolled_back", [(1000, False), (10, True)])
 def test_a_canary_is_blamed_only_for_requests_that_stable_gets_right(tmp_path: Path, stable_value: float,
                                                                      rolled_back: bool) -> None:
