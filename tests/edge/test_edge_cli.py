@@ -253,7 +253,7 @@ def test_serve_port_in_use_or_out_of_range_is_one_line(bundle: Path) -> None:
     r = run(EDGE + ["serve", str(bundle), "--port", "99999"])
     assert (r.returncode, r.stderr) == (1, "Error: --port 99999 is not a port number; pass 0-65535 (0 picks a free port)\n")
     r = run(EDGE + ["serve", str(bundle), "--max-concurrency", "0"])
-    assert (r.returncode, r.stderr) == (1, "Error: --max-concurrency must be at least 1 (got 0)\n")
+    assert (r.returncode, r.stderr) == (1, "Error: --max-concurrency must be from 1 to 1,099,511,627,776 (got 0)\n")
 
 
 def test_selftest_on_golden_outside_float32_prints_no_numpy_warning(bundle_copy: Path) -> None:
