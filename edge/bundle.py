@@ -105,7 +105,7 @@ class Bundle:
             BundleError: the bundle has no TFLite artifact of that variant, or convert rejected it (it missed
             its tolerance) and ``allow_rejected`` is false.
         """
-        chosen = canonical_variant(variant) if variant else self.default_variant(runtime_name)
+        chosen = canonical_variant(variant) if variant is not None else self.default_variant(runtime_name)
         for artifact in self.tflite_artifacts():
             if artifact["variant"] == chosen:
                 if rejected(artifact) and not allow_rejected:

@@ -24,6 +24,7 @@ a limit of null is not checked. Feedback windows count joined predictions (the l
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -135,14 +136,22 @@ def parse(data: Any, where: str = CONFIG_NAME) -> RolloutConfig:
     return RolloutConfig(poll_seconds=float(data.get("poll_seconds", DEFAULT_POLL_SECONDS)), models=models)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load(path: str | Path) -> RolloutConfig:
     """Read and validate a config file.
 
     Raises:
-        EdgeError: the file cannot be read, is not JSON (NaN and Infinity refused) or breaks the schema.
+        EdgeError: the file is not a regular file of at most ``MAX_CONFIG_BYTES``, cannot be read, is not JSON
+            (NaN and Infinity refused) or breaks the schema.
     """
     path = Path(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a fifo would block the reader (and serve's start) for good
+            raise EdgeError(f"the rollout config {str(path)!r} is not a regular file; pass a JSON file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise EdgeError(f"the rollout config {str(path)!r} is over {MAX_CONFIG_BYTES:,} bytes; it is a small JSON file")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise EdgeError(f"cannot read the rollout config {str(path)!r} ({type(exc).__name__}: {exc}); "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -194,6 +195,22 @@ MAX_COUNT = 2**40  # sizes and counts (bytes, rows, connections): a terabyte is 
 MAX_SECONDS = 86_400
 
 
+_ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$")
+
+
+def origin(text: str) -> str:
+    """argparse type of ``--allow-origin``: an origin as a browser sends it (``http(s)://host[:port]``, no path).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (a path, a comma list, CR/LF, ``javascript:``): it could never
+            match a browser's Origin header, so nothing would be allowed, silently.
+    """
+    if not _ORIGIN.match(text):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not an origin: pass scheme://host[:port] such as "
+                                         "https://example.org, once per origin")
+    return text
+
+
 def proxy_addresses(text: str) -> str:
     """argparse type of ``--forwarded-allow-ips``: ``*`` or comma-separated IP addresses and networks.
 
@@ -231,7 +248,8 @@ def add_serve_parser(sub: Any, variant_help: str, rejected_help: str) -> argpars
                         "least 10%% faster; a faster model (tabular) keeps 1. The banner says what was chosen. "
                         "A model slower than 2 ms a prediction runs off the event loop, so health and metrics "
                         "answer while it works")
-    s.add_argument("--allow-origin", action="append", metavar="URL", help="allow CORS from this origin (repeatable)")
+    s.add_argument("--allow-origin", action="append", metavar="URL", type=origin,
+                   help="allow CORS from this origin, scheme://host[:port] (repeatable)")
     s.add_argument("--log-dir", metavar="DIR", help="write requests.csv and predictions.csv here")
     s.add_argument("--max-body", type=int, default=defaults["max_body"], metavar="BYTES", help="request body limit (default 1 MB)")
     s.add_argument("--max-batch", type=int, default=1000, metavar="ROWS", help="rows per request (default 1000)")

@@ -322,3 +322,16 @@ def test_serve_banner_names_the_interpreter_threads(bundle: Path) -> None:
 def test_serve_refuses_limits_that_protect_nothing(flags: list[str], message: str, tmp_path: Path) -> None:
     r = run_cli("serve", str(tmp_path), *flags, module="edge")
     assert (r.returncode, r.stderr) == (1, f"Error: {message}\n")
+
+
+def test_an_empty_variant_or_an_origin_that_cannot_match_is_refused(bundle: Path) -> None:
+    """--variant '' meant the default, and --allow-origin took values no browser sends (a path, a comma list,
+    javascript:): nothing was allowed, silently."""
+    r = edge("selftest", str(bundle), "--variant", "")
+    assert (r.returncode, r.stderr) == (1, "Error: unknown variant ''; choose one of float32, float16, dynamic, "
+                                           "int16x8, int8 (or fp32, fp16)\n")
+    for bad in ("javascript:alert(1)", "https://a.org,https://b.org", "https://a.org/app", "https://a.org\r\nX: y"):
+        r = run_cli("serve", str(bundle), "--allow-origin", bad, module="edge")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(f"Error: argument --allow-origin: {bad[:80]!r} is not an origin: pass "
+                                   "scheme://host[:port] such as https://example.org, once per origin; "), r.stderr

@@ -227,3 +227,19 @@ def test_config_json_errors(tmp_path: Path) -> None:
     with pytest.raises(EdgeError) as err:
         rc.load(tmp_path / "none.json")
     assert str(err.value).startswith(f"cannot read the rollout config {str(tmp_path / 'none.json')!r} (FileNotFoundError: ")
+
+
+def test_a_config_that_is_not_a_small_regular_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A fifo given as --rollout-config blocked serve's start (and status) for good."""
+    import os
+
+    fifo = tmp_path / "rollout.json"
+    os.mkfifo(fifo)
+    with pytest.raises(EdgeError) as err:
+        rc.load(fifo)
+    assert str(err.value) == f"the rollout config {str(fifo)!r} is not a regular file; pass a JSON file"
+    big = tmp_path / "big.json"
+    big.write_text(" " * (rc.MAX_CONFIG_BYTES + 1))
+    with pytest.raises(EdgeError) as err:
+        rc.load(big)
+    assert str(err.value) == f"the rollout config {str(big)!r} is over 1,048,576 bytes; it is a small JSON file"
