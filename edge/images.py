@@ -153,7 +153,7 @@ def _open(data: bytes, channels: int, max_pixels: int) -> tuple[Any, str, Option
     found = str(im.format)
     if found == "JPEG" and jpeg is not None and jpeg > 4 * max_pixels:
         raise InputError(413, f"the image is a {width}x{height} JPEG in several scans (progressive): decoding it would "
-                              f"take about {jpeg >> 20} MiB, over the limit of {(4 * max_pixels) >> 20} MiB (what a "
+                              f"take about {jpeg:,} bytes, over the limit of {4 * max_pixels:,} bytes (what a "
                               f"{max_pixels}-pixel picture takes); send a baseline JPEG, a PNG or a smaller picture")
     with _decoding(found):
         im.load()

@@ -81,6 +81,10 @@ class Predicting:
             return
         version = self.repo.models[served.name].versions.get(outcome.version)
         p = version.predictor if version is not None and version.predictor is not None else served.reference
+        outputs = outcome.outputs
+        if len(served.output_keys) > 1 and isinstance(outputs, dict):  # every output by name, as the answer gives them
+            answers = [{served.output_names[k]: value(outputs[k][i]) for k in served.output_keys}
+                       for i in range(len(answers))]
         for row, answer, pid in zip(x, answers, outcome.ids):
             cells = [*[float(v) for v in row]] if served.features else [json.dumps(np.asarray(row).tolist())]
             log_rows.append([*cells, json.dumps(answer), p.variant, p.sha256, pid, outcome.version,

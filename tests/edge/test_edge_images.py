@@ -514,5 +514,8 @@ def test_a_jpeg_in_several_scans_over_the_memory_limit_is_refused_from_its_heade
     for channels in (1, 3):
         with pytest.raises(InputError) as err:
             images.decode(prog, channels, max_pixels=limit - 1)
-        assert err.value.status == 413 and str(err.value).startswith("the image is a 80x64 JPEG in several scans")
+        assert err.value.status == 413 and str(err.value) == (  # it said "about 91 MiB, over the limit of 91 MiB"
+            f"the image is a 80x64 JPEG in several scans (progressive): decoding it would take about "
+            f"{4 * limit:,} bytes, over the limit of {4 * (limit - 1):,} bytes (what a {limit - 1}-pixel picture "
+            "takes); send a baseline JPEG, a PNG or a smaller picture")
     assert images._jpeg_decode_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF") is None  # no frame: Pillow says why
