@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,28 +47,33 @@ def write_graph_model(saved_model_dir: Path, out_dir: Path, input_names: Sequenc
     interrupt.check()  # the fallback route may also have worked: the user still asked to stop
     topology = json.loads((out_dir / "model.json").read_text(encoding="utf-8"))
     signature = topology.get("signature", {})
+    serving = functools.cache(lambda: _serving_function(saved_model_dir))  # loaded once, and only when needed
     outputs = {name: spec["name"] for name, spec in signature.get("outputs", {}).items()}
     if any(":" in name for name in outputs):
         # tensorflowjs names an output by its key only when no other output has the same dtype and shape,
         # else by its tensor name: the serving function's outputs, in key order, say which is which
-        by_tensor = dict(_output_keys(saved_model_dir).values())
+        by_tensor = dict(_output_keys(serving()).values())
         outputs = {by_tensor.get(node, name): node for name, node in outputs.items()}
     inputs = {name: spec["name"] for name, spec in signature.get("inputs", {}).items()}
     if any(name not in inputs for name in input_names):
         nodes = set(inputs.values())
-        by_name = _input_nodes(saved_model_dir)
+        by_name = _input_nodes(serving())
         inputs = {name: by_name[name] for name in input_names if by_name.get(name) in nodes} or inputs
     io = {"inputs": inputs, "outputs": outputs}
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return {"files": files, "io": io, "notes": notes}
 
 
-def _input_nodes(saved_model_dir: Path) -> dict[str, str]:
-    """``{name: tensor name}`` of the serving signature's inputs, by argument key and by the name of the
-    argument's TensorSpec (a Keras export keeps the input's own name there; the key is sanitised)."""
+def _serving_function(saved_model_dir: Path) -> Any:
+    """The SavedModel's ``serving_default`` concrete function."""
     import tensorflow as tf
 
-    function = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+    return tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+
+
+def _input_nodes(function: Any) -> dict[str, str]:
+    """``{name: tensor name}`` of the serving function's inputs, by argument key and by the name of the
+    argument's TensorSpec (a Keras export keeps the input's own name there; the key is sanitised)."""
     _, kwargs = function.structured_input_signature
     out: dict[str, str] = {}
     for key, tensor in zip(sorted(kwargs), function.inputs):  # tf.nest flattens a dict in sorted key order
@@ -77,10 +83,7 @@ def _input_nodes(saved_model_dir: Path) -> dict[str, str]:
     return out
 
 
-def _output_keys(saved_model_dir: Path) -> dict[str, tuple[str, str]]:
-    """``{key: (tensor name, key)}`` of the serving signature's outputs (tensor names as a frozen graph keeps them)."""
-    import tensorflow as tf
-
-    function = tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+def _output_keys(function: Any) -> dict[str, tuple[str, str]]:
+    """``{key: (tensor name, key)}`` of the serving function's outputs (tensor names as a frozen graph keeps them)."""
     keys = sorted(function.structured_outputs)  # the order tf.nest flattens a dict in: the outputs' order
     return {key: (tensor.name, key) for key, tensor in zip(keys, function.outputs)}

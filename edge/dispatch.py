@@ -53,7 +53,7 @@ def _in_training_range(version: Version, row: Any) -> bool:
     features = version.predictor.manifest.get("features") or []
     if len(features) != len(row):
         return True
-    return all(f.get("min", -math.inf) <= v <= f.get("max", math.inf) for f, v in zip(features, row))
+    return all(f["min"] <= v <= f["max"] for f, v in zip(features, row))
 
 
 class Dispatcher:
@@ -285,13 +285,13 @@ class Dispatcher:
         if reason is not None:
             counts = stats.errors if raised else stats.check_failures
             counts[target.number] = counts.get(target.number, 0) + 1
-        if is_canary:
-            self._watch(target, run, check, outputs, reason, raised, copy)
+        watched = self._watch(target, run, check, outputs, reason, raised, copy) if is_canary else None
         answer_version, fallback, why = target, False, ""
         if reason is not None and not explicit:
             backup = self._available(self.config.fallback)
             if backup is not None and backup is not target:
-                fb_outputs, fb_reason, fb_raised = self._run(backup, run, check)
+                same = watched is not None and watched[0] is backup  # the monitor ran it on this request already
+                fb_outputs, fb_reason, fb_raised = watched[1] if same else self._run(backup, run, check)
                 if fb_raised or (fb_reason is not None and _non_finite(fb_reason)):
                     raise DispatchError(500 if raised else 422, f"version {target.number} failed ({reason}) and the "
                                                              f"fallback version {backup.number} too ({fb_reason})")
@@ -316,8 +316,9 @@ class Dispatcher:
         return answer
 
     def _watch(self, canary: Version, run: Callable[[Version], Any], check: Callable[[OutputChecker, Any], Optional[str]],
-               outputs: Any, reason: Optional[str], raised: bool, row: Any = None) -> None:
-        """Feed the rollback monitor one canary outcome; take the canary out when it fires.
+               outputs: Any, reason: Optional[str], raised: bool, row: Any = None) -> Optional[tuple[Version, Any]]:
+        """Feed the rollback monitor one canary outcome; take the canary out when it fires. Returns
+        ``(stable, its _run result)`` when stable was run on the request (the fallback takes it, not run again).
 
         A failure (the interpreter raised, or the output check failed) counts against the canary only when
         ``stable`` gets the same request right, and, for a row of features (``row``), when the row is within
@@ -325,33 +326,32 @@ class Dispatcher:
         about the canary, and a client must not be able to roll it back by sending them (it could probe for
         far rows that only the canary answers out of range)."""
         if reason is not None and not _in_training_range(canary, row):
-            return
+            return None
         monitor = self.monitor
         if monitor is None or monitor.version != canary.number:
             monitor = self.monitor = RollbackMonitor(self.name, canary.number, self.config.rollback, log=self.log)
         stable = self._available(self.repo.models[self.name].labels.get("stable"))
-        if reason is not None and stable is not None and stable is not canary:
+        if stable is canary:
+            stable = None
+        scored = self.config.rollback.max_disagreement is not None and not raised
+        ran = None  # stable's (outputs, reason, raised) on this request, run once for both uses
+        if stable is not None and (reason is not None or scored):
             try:
-                stable_reason = self._run(stable, run, check)[1]
+                ran = self._run(stable, run, check)
             except EdgeError as exc:  # stable refuses these inputs
-                stable_reason = str(exc)
-            if stable_reason is not None:
-                return  # the request's fault, not the canary's: not counted either way
+                ran = (None, str(exc), True)
+        if reason is not None and ran is not None and ran[1] is not None:
+            return (stable, ran) if ran[0] is not None else None  # the request's fault: not counted either way
         score = None
-        if self.config.rollback.max_disagreement is not None and not raised:
-            if stable is not None and stable is not canary:
-                try:
-                    stable.acquire()
-                    try:
-                        other = run(stable)
-                    finally:
-                        stable.release()
-                    score = compare(canary.predictor.manifest, outputs, other).score
-                except Exception:  # noqa: BLE001 - stable failing says nothing about the canary
-                    score = None
+        if scored and ran is not None and ran[0] is not None:
+            try:
+                score = compare(canary.predictor.manifest, outputs, ran[0]).score
+            except Exception:  # noqa: BLE001 - stable failing says nothing about the canary
+                score = None
         event = monitor.record(raised, reason is not None and not raised, score)
         if event is not None:
             self._rolled_back(event)
+        return (stable, ran) if ran is not None and ran[0] is not None else None
 
     def _rolled_back(self, event: Any) -> None:
         """The rollback monitor fired: count it and take the canary label out."""

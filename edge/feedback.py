@@ -198,10 +198,10 @@ class FeedbackStore:
         if not isinstance(pid, str) or not pid or len(pid) > 64:
             return JoinResult(str(pid)[:64], 422, "invalid", "id must be the prediction's id, a string")
         parts = self.ids.split(pid)
-        slot = parts[0] % self.max_ids if parts is not None else 0
-        if parts is None or (self._numbers[slot] == parts[0] and self._tags[slot] != parts[1]):
+        n, tag = parts if parts is not None else (0, 0)
+        slot = n % self.max_ids
+        if parts is None or (self._numbers[slot] == n and self._tags[slot] != tag):
             return JoinResult(pid, 404, "unknown", f"prediction {pid} is unknown (not issued by this server since it started)")
-        n = parts[0]
         if self._numbers[slot] != n or self._times[slot] < self.clock() - self.config.id_expiry_seconds:
             return JoinResult(pid, 404, "expired", f"prediction {pid} has expired (this server keeps the last "
                               f"{self.config.max_ids} predictions for {self.config.id_expiry_seconds:g} s)")

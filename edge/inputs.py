@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import json.scanner
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -43,6 +43,17 @@ def _reject_constant(name: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _SCAN = json.scanner.make_scanner(_DECODER)  # the decoder's own C scanner: one value at an offset, no wrapper
 FLOAT32_MAX = 3.4028234663852886e38  # the models take float32: a larger value would become infinity
+
+
+def whole_number(text: str, low: int, high: int) -> Optional[int]:
+    """``text`` as a whole number from ``low`` to ``high`` (ASCII digits, leading zeros allowed); None for
+    anything else. A number longer than ``high``'s digits is never converted (``int`` raises ValueError
+    over 4300 digits, and non-ASCII digits such as ``²`` pass ``str.isdigit`` but not ``int``)."""
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(high)):
+        return None
+    number = int(digits)
+    return number if low <= number <= high else None
 
 
 def parse_json(body: bytes) -> Any:

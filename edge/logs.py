@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge.errors import EdgeError
-from edge.text import has_control, printable
+from edge.text import printable
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
@@ -54,7 +54,7 @@ def neutralise(value: Any) -> str:
     text = str(value)
     if text.startswith(_DANGEROUS) and not _NUMBER.match(text):
         text = "'" + text
-    if not text.isprintable() and has_control(text):  # isprintable: C-fast, False for every control (and more)
+    if not text.isprintable():  # C-fast, False for every control character (and a few more, left as they are)
         text = printable(text.replace("\r", "\\r").replace("\n", "\\n"))
     return text
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -63,7 +64,7 @@ def _check_labels(manifest: dict[str, Any]) -> None:
         labels = output.get("labels")
         if labels is None:
             continue
-        width = _product(output["shape"][1:]) if output["shape"][1:] and None not in output["shape"][1:] else None
+        width = _row_size(output["shape"]) if len(output["shape"]) > 1 else None
         problem = None
         if i != 0:
             problem = "labels name the columns of the first output only"
@@ -81,10 +82,7 @@ def _check_features(manifest: dict[str, Any]) -> None:
     Raises:
         BundleError: the first feature that breaks one of these, as one line.
     """
-    sizes: dict[str, int | None] = {}
-    for spec in manifest["inputs"]:
-        dims = spec["shape"][1:]
-        sizes[spec["name"]] = None if any(d is None for d in dims) else _product(dims)
+    sizes = {spec["name"]: _row_size(spec["shape"]) for spec in manifest["inputs"]}
     names: set[str] = set()
     taken: set[tuple[str, int]] = set()
     for i, feature in enumerate(manifest.get("features") or []):
@@ -105,11 +103,10 @@ def _check_features(manifest: dict[str, Any]) -> None:
         taken.add((source, index))
 
 
-def _product(dims: list[int]) -> int:
-    out = 1
-    for d in dims:
-        out *= d
-    return out
+def _row_size(shape: list[int | None]) -> int | None:
+    """Values in one row of a tensor of ``shape`` (batch first); None when a dimension is open."""
+    dims = shape[1:]
+    return None if None in dims else math.prod(dims)
 
 
 _NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][0-9.eE+-]*|null)((?:,\n\s*(?:-?[0-9][0-9.eE+-]*|null))*)\n\s*\]")

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.inputs import whole_number
 
 DATATYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
              "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
@@ -100,10 +101,9 @@ def _split(body: bytes, header_length: Optional[str]) -> tuple[Any, bytes]:
     if header_length is None:
         json_part, rest = body, b""
     else:
-        text = header_length.strip()
-        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        n = whole_number(header_length.strip(), 0, 10**18)
+        if n is None:
             raise OipError("the Inference-Header-Content-Length header is not a byte count (digits only)")
-        n = int(text)
         if not 0 < n <= len(body):
             raise OipError(f"Inference-Header-Content-Length {n} does not fit the body of {len(body)} bytes")
         json_part, rest = body[:n], body[n:]

@@ -148,9 +148,10 @@ def load(path: str | Path) -> RolloutConfig:
     """
     path = Path(path)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a fifo would block the reader (and serve's start) for good
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a fifo would block the reader (and serve's start) for good
             raise EdgeError(f"the rollout config {str(path)!r} is not a regular file; pass a JSON file")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
+        if st.st_size > MAX_CONFIG_BYTES:
             raise EdgeError(f"the rollout config {str(path)!r} is over {MAX_CONFIG_BYTES:,} bytes; it is a small JSON file")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -23,6 +23,10 @@ from edge.errors import EdgeError
 
 _print = print_line  # one line, control characters escaped (edge.console)
 
+MAX_WORKERS = 64
+MAX_COUNT = 2**40  # sizes and counts (bytes, rows, connections): a terabyte is no limit already
+MAX_SECONDS = 86_400  # timeouts: a day
+
 
 def _listen(host: str, port: int) -> list[socket.socket]:
     """Bind the listening sockets before anything is printed, so that a busy port or a bad address is
@@ -189,12 +193,6 @@ def _serve_defaults() -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(ServeConfig)}
 
 
-
-MAX_WORKERS = 64
-MAX_COUNT = 2**40  # sizes and counts (bytes, rows, connections): a terabyte is no limit already
-MAX_SECONDS = 86_400
-
-
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$")
 
 
@@ -226,6 +224,7 @@ def proxy_addresses(text: str) -> str:
             raise argparse.ArgumentTypeError(f"{item!r} is not an IP address or network: pass addresses such as "
                                              "127.0.0.1,10.0.0.0/8, or *") from None
     return text
+
 
 def add_serve_parser(sub: Any, variant_help: str, rejected_help: str) -> argparse.ArgumentParser:
     """The ``serve`` subcommand and its flags on ``sub`` (``add_subparsers()``'s object)."""

@@ -17,11 +17,6 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def has_control(text: str) -> bool:
-    """Whether ``text`` holds a character that ``printable`` would escape."""
-    return _CONTROL.search(text) is not None
-
-
 def printable(value: Any) -> str:
     """``str(value)`` with every control character written as a visible escape (``\\x1b``, ``\\u202e``)."""
     text = str(value)

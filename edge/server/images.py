@@ -37,7 +37,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from edge import images
-from edge.inputs import InputError, parse_json
+from edge.inputs import InputError, parse_json, whole_number
 from edge.server.messages import JSON_TYPE, Answer, Request, json_bytes, json_float, outcome_headers, read_body
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,17 +48,6 @@ MAX_K = 1000
 #: a body up to this size may be decoded on the event loop with its prediction: a 96x96 JPEG (4 KB) decodes in
 #: ~0.2 ms; a bigger one (a 640x480 JPEG, 109 KB: ~8 ms) never is (the inference thread, or a thread of its own)
 INLINE_DECODE_BYTES = 32 * 1024
-
-
-def whole_number(text: str, low: int, high: int) -> Optional[int]:
-    """``text`` as a whole number from ``low`` to ``high`` (ASCII digits, leading zeros allowed); None for
-    anything else. A number longer than ``high``'s digits is never converted (``int`` raises ValueError
-    over 4300 digits, and non-ASCII digits such as ``²`` pass ``str.isdigit`` but not ``int``)."""
-    digits = text.lstrip("0") or "0"
-    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(high)):
-        return None
-    number = int(digits)
-    return number if low <= number <= high else None
 
 
 def _k(request: Request, classes: int) -> int:

@@ -40,9 +40,14 @@ def value(row: np.ndarray) -> Any:
 
 
 def class_names(labels: list[str], y: np.ndarray) -> list[str]:
-    """The name of each row's predicted class (``edge.rollout.predicted_class``: the argmax, or ``>= 0.5`` for
-    one probability a row); the manifest's labels were checked to be one per output column."""
-    return [labels[int(c)] if 0 <= int(c) < len(labels) else str(int(c)) for c in predicted_class(y)]
+    """The name of each row's predicted class (``edge.rollout.predicted_class``); the manifest's labels are one
+    per output column (``edge.manifest`` checks it)."""
+    return [labels[int(c)] for c in predicted_class(y)]
+
+
+def named_outputs(served: ServedModel, outputs: dict[str, Any], row: int) -> dict[str, Any]:
+    """Row ``row`` of every output, by the output's name (what a multi-output answer and its log line say)."""
+    return {served.output_names[k]: value(outputs[k][row]) for k in served.output_keys}
 
 
 class Predicting:
@@ -83,8 +88,7 @@ class Predicting:
         p = version.predictor if version is not None and version.predictor is not None else served.reference
         outputs = outcome.outputs
         if len(served.output_keys) > 1 and isinstance(outputs, dict):  # every output by name, as the answer gives them
-            answers = [{served.output_names[k]: value(outputs[k][i]) for k in served.output_keys}
-                       for i in range(len(answers))]
+            answers = [named_outputs(served, outputs, i) for i in range(len(answers))]
         for row, answer, pid in zip(x, answers, outcome.ids):
             cells = [*[float(v) for v in row]] if served.features else [json.dumps(np.asarray(row).tolist())]
             log_rows.append([*cells, json.dumps(answer), p.variant, p.sha256, pid, outcome.version,
@@ -149,7 +153,7 @@ class Predicting:
         if outcome.fallback or len(served.output_keys) > 1 or served.labels:
             tail = b',"fallback":true,"fallback_reason":' + json_bytes(outcome.reason) if outcome.fallback else b""
             if len(served.output_keys) > 1:  # every output by name; "prediction" stays the first one's
-                tail += b',"outputs":' + json_bytes({served.output_names[k]: value(v[k][0]) for k in served.output_keys})
+                tail += b',"outputs":' + json_bytes(named_outputs(served, v, 0))
             if served.labels and not isinstance(v, float):  # the predicted class by its name
                 tail += b',"label":' + json_bytes(class_names(served.labels, v[served.output_keys[0]][:1])[0])
             body = b'{"prediction":%s,"success":true,"model_version":%d,"id":"%s"%s}' % (
@@ -242,8 +246,8 @@ class Predicting:
             tail.update(fallback=True, fallback_reason=outcome.reason)
         outs = outcome.outputs
         if len(served.output_keys) > 1:  # every output by name, row by row as "prediction(s)"
-            tail["outputs"] = {served.output_names[k]: ([value(r) for r in outs[k]] if not single else value(outs[k][0]))
-                               for k in served.output_keys}
+            tail["outputs"] = (named_outputs(served, outs, 0) if single else
+                               {served.output_names[k]: [value(r) for r in outs[k]] for k in served.output_keys})
         if served.labels:  # each row's predicted class by its name
             names = class_names(served.labels, outs[served.output_keys[0]])
             tail.update({"label": names[0]} if single else {"labels": names})

@@ -18,7 +18,8 @@ from edge.repository import NotServed, Repository
 from edge.dispatch import Histogram, DispatchError, Dispatcher
 
 MANIFEST = {"task": "regression", "inputs": [{"name": "features", "dtype": "float32", "shape": [None, 3]}],
-            "features": [{"name": n, "input": "features", "index": i} for i, n in enumerate(["rm", "age", "b"])],
+            "features": [{"name": n, "input": "features", "index": i, "min": 0.0, "max": 1000.0}
+                         for i, n in enumerate(["rm", "age", "b"])],
             "outputs": [{"name": "medv", "key": "output_0", "dtype": "float32", "shape": [None, 1], "range": [5.0, 50.0]}]}
 
 

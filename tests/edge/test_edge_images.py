@@ -340,17 +340,6 @@ def test_classify_k_with_leading_zeros_is_its_number(served: Server, image_bundl
     assert len(body["predictions"][0]["top_k"]) == 2
 
 
-@pytest.mark.parametrize("text, want", [
-    ("1", 1), ("1000", 1000), ("0001000", 1000), ("0" * 5000 + "7", 7), ("0", None), ("1001", None),
-    ("9" * 5000, None), ("", None), ("-1", None), ("+1", None), (" 1", None), ("1_0", None), ("²", None),
-    ("١", None), ("1e3", None),
-])
-def test_whole_number_never_converts_an_unbounded_string(text: str, want: int | None) -> None:
-    from edge.server.images import whole_number
-
-    assert whole_number(text, 1, 1000) == want
-
-
 def test_classify_body_over_the_limit_is_413(served: Server) -> None:
     got, answer = classify(served, b"\x89PNG" + b"0" * (1024 * 1024), "image/png")
     assert got == 413 and answer["error"].endswith("is over the limit of 1048576 bytes")

@@ -149,3 +149,14 @@ def test_values_inside_the_vocabulary_and_inputs_without_one_pass() -> None:
     inputs_mod.check_vocabulary({"tokens": np.asarray([[0, 9, 3, 3]], dtype=np.int32), "cat": np.asarray([[4.0]]),
                                  "x": np.asarray([[-7.5]])}, [TOKENS, CATEGORY, plain])
     assert inputs_mod.vocabulary_problem(4.0, CATEGORY) is None
+
+
+@pytest.mark.parametrize("text, want", [
+    ("1", 1), ("1000", 1000), ("0001000", 1000), ("0" * 5000 + "7", 7), ("0", None), ("1001", None),
+    ("9" * 5000, None), ("", None), ("-1", None), ("+1", None), (" 1", None), ("1_0", None), ("²", None),
+    ("١", None), ("1e3", None),
+])
+def test_whole_number_never_converts_an_unbounded_string(text: str, want: int | None) -> None:
+    from edge.inputs import whole_number
+
+    assert whole_number(text, 1, 1000) == want
